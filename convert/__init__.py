@@ -1,0 +1,1 @@
+"""PyTorch <-> ncnn conversion for Real-ESRGAN-family generators (needs the `convert` extra)."""

@@ -1,0 +1,1 @@
+"""Real-ESRNet / Real-ESRGAN training: architectures, degradations, losses (needs the `train` extra)."""
