@@ -1,0 +1,109 @@
+"""The model file contract: `NAME.param` + `NAME.bin` + `NAME.json`.
+
+`convert/` writes the JSON sidecar, the runtime reads it. Everything the runtime needs to run a
+model correctly lives here (scale, blobs, value range, size multiple, seam-free padding), so the
+runtime never guesses from flags or file names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SPEC_VERSION = 1
+
+
+class ModelSpecError(ValueError):
+    """A sidecar JSON is missing, unreadable or inconsistent."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a runtime must know about an ncnn super-resolution model.
+
+    Args:
+        name: model name (the file stem).
+        scale: the network's own upscale factor (1, 2, 3 or 4).
+        in_channels / out_channels: image channels in and out (3 for RGB models).
+        input_blob / output_blob: ncnn blob names (`data`/`output` official, `in0`/`out0` pnnx).
+        value_range: the float range the network sees and returns for pixel values; (0, 1)
+            means 8-bit pixels are divided by 255 before the net and multiplied after.
+        size_multiple: the input height and width must be a multiple of this (pixel-unshuffle
+            models: 2 for x2, 4 for x1); the runtime pads by mirroring and crops back.
+        tile_pad: input pixels of context on each side of a tile that make tiled output equal
+            untiled output within 1/255 (measured or receptive-field based).
+        arch: architecture name, e.g. `RRDBNet` or `SRVGGNetCompact`.
+        arch_params: the architecture's hyper-parameters (constructor arguments).
+        fp16_weights: whether the `.bin` stores fp16 convolution weights.
+        source: where the weights come from (URL, file, or `converted from X`).
+        license: licence of the weights (SPDX id where one exists).
+    """
+
+    name: str
+    scale: int
+    in_channels: int = 3
+    out_channels: int = 3
+    input_blob: str = "in0"
+    output_blob: str = "out0"
+    value_range: tuple[float, float] = (0.0, 1.0)
+    size_multiple: int = 1
+    tile_pad: int = 16
+    arch: str = "unknown"
+    arch_params: dict[str, Any] = field(default_factory=dict)
+    fp16_weights: bool = False
+    source: str = ""
+    license: str = "unknown"
+
+    def __post_init__(self) -> None:
+        if self.scale < 1 or self.scale > 16:
+            raise ModelSpecError(f"model {self.name!r}: scale {self.scale} is not in 1..16")
+        if self.size_multiple < 1:
+            raise ModelSpecError(f"model {self.name!r}: size_multiple must be >= 1")
+        if self.tile_pad < 0:
+            raise ModelSpecError(f"model {self.name!r}: tile_pad must be >= 0")
+        if self.in_channels not in (1, 3, 4) or self.out_channels not in (1, 3, 4):
+            raise ModelSpecError(f"model {self.name!r}: unsupported channel count")
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["value_range"] = list(self.value_range)
+        data["spec_version"] = SPEC_VERSION
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
+        known = {f.name for f in fields(cls)}
+        data = dict(data)
+        version = data.pop("spec_version", SPEC_VERSION)
+        if version > SPEC_VERSION:
+            raise ModelSpecError(f"sidecar spec_version {version} is newer than this runtime ({SPEC_VERSION})")
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelSpecError(f"unknown sidecar keys: {', '.join(unknown)}")
+        if "scale" not in data or "name" not in data:
+            raise ModelSpecError("sidecar lacks 'name' or 'scale'")
+        if "value_range" in data:
+            data["value_range"] = tuple(float(v) for v in data["value_range"])
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ModelSpecError(f"bad sidecar: {exc}") from None
+
+    @classmethod
+    def load(cls, path: Path) -> "ModelSpec":
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelSpecError(f"{path}: cannot read model sidecar ({exc})") from None
+        if not isinstance(data, dict):
+            raise ModelSpecError(f"{path}: model sidecar is not a JSON object")
+        return cls.from_dict(data)
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temporary file + rename) so a crash never leaves half a sidecar."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        tmp.replace(path)
