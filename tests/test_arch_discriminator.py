@@ -1,0 +1,34 @@
+"""UNetDiscriminatorSN: per-pixel output shape, spectral-norm keys as in the official netD .pth."""
+
+from __future__ import annotations
+
+import torch
+
+from realesr_portable.trainer.archs.discriminator import UNetDiscriminatorSN
+
+
+def test_per_pixel_output_and_gradients() -> None:
+    net = UNetDiscriminatorSN(num_feat=8)
+    x = torch.rand(2, 3, 32, 24, requires_grad=True)
+    out = net(x)
+    assert out.shape == (2, 1, 32, 24)
+    out.mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_official_spectral_norm_keys() -> None:
+    keys = set(UNetDiscriminatorSN(num_feat=8).state_dict())
+    for i in range(1, 9):
+        assert {f"conv{i}.weight_orig", f"conv{i}.weight_u", f"conv{i}.weight_v"} <= keys
+        assert f"conv{i}.bias" not in keys
+    assert {"conv0.weight", "conv0.bias", "conv9.weight", "conv9.bias"} <= keys
+
+
+def test_skip_connection_changes_output() -> None:
+    torch.manual_seed(0)
+    with_skip = UNetDiscriminatorSN(num_feat=8).eval()
+    without = UNetDiscriminatorSN(num_feat=8, skip_connection=False).eval()
+    without.load_state_dict(with_skip.state_dict())
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert not torch.allclose(with_skip(x), without(x))

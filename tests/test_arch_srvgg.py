@@ -1,0 +1,40 @@
+"""SRVGGNetCompact: shapes, residual over nearest upsampling, official keys, detect round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from realesr_portable.trainer.archs.srvgg import SRVGGNetCompact
+
+
+@pytest.mark.parametrize("upscale", [1, 2, 3, 4])
+@pytest.mark.parametrize("act", ["prelu", "relu", "leakyrelu"])
+def test_output_shape(upscale: int, act: str) -> None:
+    net = SRVGGNetCompact(num_feat=8, num_conv=2, upscale=upscale, act_type=act).eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 7, 9))
+    assert out.shape == (1, 3, 7 * upscale, 9 * upscale)
+
+
+def test_zero_body_returns_nearest_upsampled_input() -> None:
+    net = SRVGGNetCompact(num_feat=8, num_conv=1, upscale=3).eval()
+    with torch.no_grad():
+        net.body[-1].weight.zero_()
+        net.body[-1].bias.zero_()
+        x = torch.rand(1, 3, 5, 6)
+        assert torch.equal(net(x), F.interpolate(x, scale_factor=3, mode="nearest"))
+
+
+def test_official_key_names() -> None:
+    keys = list(SRVGGNetCompact(num_feat=8, num_conv=2).state_dict())
+    # conv, prelu, conv, prelu, conv, prelu, conv -> body.0 .. body.6
+    assert keys == ["body.0.weight", "body.0.bias", "body.1.weight", "body.2.weight", "body.2.bias",
+                    "body.3.weight", "body.4.weight", "body.4.bias", "body.5.weight",
+                    "body.6.weight", "body.6.bias"]
+
+
+def test_rejects_unknown_activation() -> None:
+    with pytest.raises(ValueError, match="act_type"):
+        SRVGGNetCompact(act_type="gelu")
