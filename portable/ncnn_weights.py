@@ -219,6 +219,9 @@ def blend_bins(param_text: str, bin_a: bytes, bin_b: bytes, dn: float) -> bytes:
     param = NcnnParam.parse(param_text)
     chunks: list[bytes] = []
     for a, b in zip(_scan(param, bin_a), _scan(param, bin_b), strict=True):
-        mixed = dn * a.data.astype(np.float64) + (1.0 - dn) * b.data.astype(np.float64)
-        chunks.append(_encode(mixed.astype(np.float32), a.tagged, a.fp16))
+        if dn in (0.0, 1.0):  # exact end points: no rounding, no sign flips of zeros
+            mixed = a.data if dn == 1.0 else b.data
+        else:
+            mixed = (dn * a.data.astype(np.float64) + (1.0 - dn) * b.data.astype(np.float64)).astype(np.float32)
+        chunks.append(_encode(mixed, a.tagged, a.fp16))
     return b"".join(chunks)

@@ -92,6 +92,7 @@ def test_blend_is_the_weighted_sum_and_keeps_storage() -> None:
             expect = 0.25 * x + 0.75 * y
             np.testing.assert_allclose(z, expect, rtol=2e-3, atol=2e-4)
     assert blend_bins(text, data, bin_b, 1.0) == data
+    assert blend_bins(text, bin_b, data, 0.0) == write_weights(param, a, fp16=False)
 
 
 def test_blend_rejects_strength_outside_unit_interval() -> None:
