@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from realesr_portable.convert.detect import build_model, detect_architecture
 from realesr_portable.trainer.archs.discriminator import UNetDiscriminatorSN
 
 
@@ -32,3 +34,12 @@ def test_skip_connection_changes_output() -> None:
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         assert not torch.allclose(with_skip(x), without(x))
+
+
+@pytest.mark.parametrize("num_feat, num_in_ch", [(8, 3), (16, 1), (64, 3)])
+def test_state_dict_detects_same_hyper_parameters(num_feat: int, num_in_ch: int) -> None:
+    net = UNetDiscriminatorSN(num_in_ch=num_in_ch, num_feat=num_feat)
+    info = detect_architecture(net.state_dict())
+    assert info.name == "UNetDiscriminatorSN"
+    assert info.params == {"num_in_ch": num_in_ch, "num_feat": num_feat, "skip_connection": True}
+    build_model(info).load_state_dict(net.state_dict(), strict=True)

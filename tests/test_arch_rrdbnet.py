@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from realesr_portable.convert.detect import build_model, detect_architecture
 from realesr_portable.trainer.archs.rrdbnet import RRDBNet
 
 
@@ -35,3 +36,29 @@ def test_official_key_names() -> None:
 def test_rejects_unsupported_scale() -> None:
     with pytest.raises(ValueError, match="scale"):
         RRDBNet(scale=3)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"scale": 4, "num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+        {"scale": 2, "num_feat": 16, "num_block": 3, "num_grow_ch": 8},
+        {"scale": 1, "num_feat": 12, "num_block": 2, "num_grow_ch": 6},
+        {"scale": 4, "num_feat": 64, "num_block": 6, "num_grow_ch": 32},  # x4plus-anime's shape
+        {"scale": 2, "num_in_ch": 1, "num_out_ch": 1, "num_feat": 8, "num_block": 2, "num_grow_ch": 4},
+        {"scale": 1, "num_in_ch": 4, "num_out_ch": 4, "num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+    ],
+)
+def test_state_dict_detects_same_hyper_parameters(params: dict) -> None:
+    torch.manual_seed(0)
+    net = RRDBNet(**params).eval()
+    info = detect_architecture(net.state_dict())
+    expected = {"num_in_ch": 3, "num_out_ch": 3, **params}
+    assert info.name == "RRDBNet"
+    assert info.params == expected
+    assert info.size_multiple == 4 // params["scale"]
+    rebuilt = build_model(info).eval()
+    rebuilt.load_state_dict(net.state_dict(), strict=True)
+    x = torch.rand(1, expected["num_in_ch"], 8, 8)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), net(x))

@@ -1,0 +1,129 @@
+"""Load and save generator weights safely (.pth through `weights_only=True`, or .safetensors).
+
+Why: a `.pth` is a pickle and a pickle can run arbitrary code on load. Community weights are
+downloaded from anywhere, so only the restricted unpickler is ever used; a file that needs more
+is refused, never run. Training checkpoints nest the weights (`params_ema`, `params`,
+`state_dict`) and DDP prefixes keys with `module.`; callers get the bare state_dict.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+#: Keys under which checkpoints nest the weights, in order of preference (EMA weights first,
+#: as the official Real-ESRGAN releases are meant to be used).
+WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
+_SAFETENSORS_SUFFIXES = (".safetensors",)
+
+
+class WeightsError(ValueError):
+    """A weights file is missing, unreadable, unsafe, or does not hold a state_dict (one-line message)."""
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _read_torch(path: Path) -> object:
+    try:
+        with warnings.catch_warnings():  # protocol-version chatter; errors still raise
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # The restricted unpickler met a global it does not allow (code or an unknown class).
+        detail = _one_line(err)
+        if "weights only load failed" in detail.lower() or "unsupported global" in str(err).lower():
+            raise WeightsError(
+                f"{path}: refused: the pickle references code or classes outside plain tensors "
+                "(loaded with weights_only=True, nothing was executed)"
+            ) from None
+        raise WeightsError(f"{path}: not a readable PyTorch weights file ({detail})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError) as err:
+        raise WeightsError(f"{path}: truncated or not a PyTorch weights file ({_one_line(err)})") from None
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise WeightsError(f"{path}: truncated or not a safetensors file ({_one_line(err)})") from None
+
+
+def _unwrap(obj: object, path: Path) -> Mapping[str, object]:
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{path}: holds a {type(obj).__name__}, not a state_dict")
+    for key in WRAPPER_KEYS:
+        inner = obj.get(key)
+        if isinstance(inner, Mapping) and inner:
+            return inner
+    return obj
+
+
+def unwrap_state_dict(obj: object, path: Path | str = "<memory>") -> dict[str, torch.Tensor]:
+    """The bare state_dict inside a loaded checkpoint; WeightsError if there is none."""
+    inner = _unwrap(obj, Path(path))
+    tensors = {str(k): v for k, v in inner.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        keys = ", ".join(list(map(str, inner))[:6]) or "nothing"
+        raise WeightsError(f"{path}: no tensors found (top-level keys: {keys}); not a state_dict")
+    if len(tensors) != len(inner):
+        odd = next(k for k, v in inner.items() if not isinstance(v, torch.Tensor))
+        raise WeightsError(f"{path}: entry {odd!r} is a {type(inner[odd]).__name__}, not a tensor; not a state_dict")
+    if all(k.startswith("module.") for k in tensors):  # saved from a DDP-wrapped model
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
+    return tensors
+
+
+def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read weights from `.pth`/`.pt`/`.ckpt` (restricted unpickler) or `.safetensors`.
+
+    Returns float tensors on the CPU keyed like `model.state_dict()`. Raises WeightsError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: file is empty")
+    if path.suffix.lower() in _SAFETENSORS_SUFFIXES:
+        obj: object = _read_safetensors(path)
+    else:
+        obj = _read_torch(path)
+    return unwrap_state_dict(obj, path)
+
+
+def save_state_dict(
+    state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike[str], key: str = "params_ema"
+) -> Path:
+    """Write `{key: state_dict}` (the official release layout) atomically: temp file, then rename.
+
+    `.safetensors` paths get a flat safetensors file instead (that format has no nesting).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if path.suffix.lower() in _SAFETENSORS_SUFFIXES:
+            from safetensors.torch import save_file
+
+            save_file(tensors, str(tmp))
+        else:
+            torch.save({key: tensors}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
