@@ -1,0 +1,121 @@
+"""Python API: `Upscaler(model=..., gpu=..., tile=..., fp32=...).upscale(image)`.
+
+The object holds only what is fixed at construction (loaded nets, options); every call works on
+its own locals, so one `Upscaler` may be used from several threads at once.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from .devices import Device, select_devices
+from .engine import Engine, Options
+from .imageio import Picture, split_modes
+from .models import DEFAULT_MODEL, ModelFiles, resolve_model
+from .session import ModelLoadError, Session
+from .spec import ModelSpec
+
+
+def blended_weights(model: ModelFiles, twin: str | os.PathLike[str], dn: float) -> bytes:
+    """Denoise-strength weights: w = dn*model + (1-dn)*twin, both `.bin` files of one graph."""
+    from .ncnn_weights import NcnnFormatError, blend_bins
+
+    twin_files = resolve_model(twin)
+    try:
+        return blend_bins(model.param.read_text(encoding="utf-8"), model.bin.read_bytes(), twin_files.bin.read_bytes(), dn)
+    except (NcnnFormatError, ValueError) as exc:
+        raise ModelLoadError(f"{twin_files.bin}: cannot blend with {model.bin.name} ({exc})") from None
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read weights for --dn ({exc})") from None
+
+
+def load_sessions(
+    model: ModelFiles, devices: list[Device], fp32: bool, threads: int | None, weights: bytes | None
+) -> list[Session]:
+    return [Session(model, device, fp32=fp32, threads=threads, weights=weights) for device in devices]
+
+
+class Upscaler:
+    """Upscale numpy arrays or PIL images with an ncnn model on a Vulkan GPU or the CPU.
+
+    Args:
+        model: a model name (`realesrgan-x4plus`, ...) or a `.param` path with its `.bin`/`.json`.
+        gpu: None/"auto" (hardware Vulkan, else CPU), -1 (CPU), an index, or "0,1" to share tiles.
+        tile: tile side in input pixels; 0 chooses from the device's memory and speed.
+        fp32: force fp32 (default: fp16 where the device supports it).
+        outscale: final scale (1..16); None keeps the model's own scale.
+        tta: average the 8 flips/rotations (8x slower).
+        alpha: "bicubic" (default) or "model" for the alpha channel.
+        threads: CPU threads for ncnn (default: all cores).
+        dn, dn_model: denoise strength in [0, 1] blending this model's weights with `dn_model`'s.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = DEFAULT_MODEL,
+        gpu: str | int | None = None,
+        tile: int = 0,
+        fp32: bool = False,
+        outscale: float | None = None,
+        tta: bool = False,
+        alpha: str = "bicubic",
+        threads: int | None = None,
+        dn: float | None = None,
+        dn_model: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.options = Options(tile=tile, outscale=outscale, tta=tta, alpha=alpha)
+        files = resolve_model(model, scale=outscale)
+        weights = None
+        if dn is not None:
+            if dn_model is None:
+                raise ValueError("dn needs dn_model (the twin model's .param path or name)")
+            weights = blended_weights(files, dn_model, dn)
+        self.devices = select_devices(gpu)
+        self.model = files
+        self.engine = Engine(load_sessions(files, self.devices, fp32, threads, weights))
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.model.spec
+
+    def upscale_picture(self, pic: Picture, progress=None) -> Picture:
+        return self.engine.upscale_picture(pic, self.options, progress)
+
+    def upscale(self, image: np.ndarray | Image.Image) -> np.ndarray | Image.Image:
+        """Upscale an (H,W), (H,W,1|2|3|4) array (uint8, uint16, or float in [0,1]) or a PIL image.
+
+        Arrays come back with the same dtype and channel layout; PIL images as the same mode (palette
+        images as RGB/RGBA, since an upscaled image no longer fits a palette).
+        """
+        if isinstance(image, Image.Image):
+            return self._upscale_pil(image)
+        array = np.asarray(image)
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
+            raise ValueError(f"expected an (H,W) or (H,W,C) image with C in 1..4, got shape {array.shape}")
+        dtype = array.dtype
+        work = array.astype(np.float32) if dtype.kind == "f" else array
+        if work.dtype not in (np.uint8, np.uint16, np.float32):
+            raise ValueError(f"unsupported dtype {dtype} (uint8, uint16 or float in [0,1])")
+        planes = work[..., None] if work.ndim == 2 else work
+        has_alpha = planes.shape[2] in (2, 4)
+        pic = Picture(planes[..., :-1] if has_alpha else planes, planes[..., -1] if has_alpha else None)
+        out = self.upscale_picture(pic)
+        result = out.color if out.alpha is None else np.concatenate([out.color, out.alpha[..., None]], axis=2)
+        if array.ndim == 2:
+            result = result[..., 0]
+        return result.astype(dtype, copy=False)
+
+    def _upscale_pil(self, image: Image.Image) -> Image.Image:
+        notes: list[str] = []
+        color, alpha = split_modes(image, notes)
+        out = self.upscale_picture(Picture(color, alpha))
+        planes = out.color if out.alpha is None else np.concatenate([out.color, out.alpha[..., None]], axis=2)
+        if planes.dtype == np.uint16:
+            return Image.fromarray(planes[..., 0]) if planes.shape[2] == 1 else Image.fromarray(
+                (planes >> 8).astype(np.uint8), {2: "LA", 3: "RGB", 4: "RGBA"}[planes.shape[2]]
+            )
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[planes.shape[2]]
+        return Image.fromarray(planes[..., 0] if planes.shape[2] == 1 else planes, mode)

@@ -1,0 +1,206 @@
+"""Batch jobs: which files, where they go, and a load -> process -> save pipeline in threads.
+
+Bad inputs never stop a batch: each failure is recorded with a one-line reason and listed at the
+end, and every good file is still written (atomically, via `imageio.save_image`).
+"""
+
+from __future__ import annotations
+
+import glob
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .imageio import FORMATS, ImageError, Picture, flatten, format_for, read_image, save_image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+_GLOB_CHARS = set("*?[")
+
+
+class UsageError(ValueError):
+    """Inputs and outputs that cannot go together (several inputs into one output file, ...)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    src: Path
+    dst: Path
+    fmt: str  # Pillow format name
+
+
+@dataclass
+class Report:
+    """What happened to a batch: files written, skipped, and failures with their reasons."""
+
+    done: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+
+def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files, directories (their images, sorted) and globs -> (files, missing entries)."""
+    files: list[Path] = []
+    missing: list[tuple[Path, str]] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.exists():
+            files.append(path)
+        elif _GLOB_CHARS & set(item):
+            matches = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+            if not matches:
+                missing.append((path, "no file matches this pattern"))
+            files.extend(matches)
+        else:
+            missing.append((path, "no such file or directory"))
+    unique = list(dict.fromkeys(files))
+    return unique, missing
+
+
+def plan_jobs(
+    files: list[Path], output: Path | None, fmt: str | None, suffix: str | None, default_suffix: str
+) -> list[Job]:
+    """Output path per input. `output` is a file only for a single input with an image suffix."""
+    if output is not None and output.suffix.lower().lstrip(".") in FORMATS and not output.is_dir():
+        if len(files) > 1:
+            raise UsageError(f"{output}: {len(files)} inputs cannot go into one output file; give a directory")
+        return [Job(files[0], output, format_for(output, fmt))] if files else []
+    jobs = []
+    for src in files:
+        folder = output if output is not None else src.parent
+        ext = (fmt or src.suffix.lstrip(".")).lower()
+        if ext not in FORMATS:
+            ext = "png"
+        tail = suffix if suffix is not None else ("" if output is not None and folder != src.parent else default_suffix)
+        dst = folder / f"{src.stem}{tail}.{ext}"
+        jobs.append(Job(src, dst, FORMATS[ext]))
+    targets = [job.dst for job in jobs]
+    if len(set(targets)) != len(targets):
+        dup = next(t for t in targets if targets.count(t) > 1)
+        raise UsageError(f"{dup}: several inputs would write this output; use --suffix or separate folders")
+    clash = next((job for job in jobs if job.dst.resolve() == job.src.resolve()), None)
+    if clash is not None:
+        raise UsageError(f"{clash.src}: output would overwrite the input; use -o or --suffix")
+    return jobs
+
+
+def parse_threads(text: str) -> tuple[int, int, int]:
+    """`-j load:proc:save`, e.g. `1:2:2`."""
+    try:
+        parts = tuple(int(p) for p in text.split(":"))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 1:
+        raise UsageError(f"-j {text!r}: expected load:proc:save thread counts, e.g. 1:1:2")
+    return parts  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The three pipeline stages as callables, so the pipeline stays independent of ncnn."""
+
+    process: Callable[[Picture, Job], Picture]
+    max_pixels: int
+    quality: int = 95
+    background: tuple[int, int, int] = (255, 255, 255)
+
+
+def _prepare_output(pic: Picture, job: Job, stages: Stages, report: Report, lock: threading.Lock) -> Picture:
+    if job.fmt == "JPEG" and pic.alpha is not None:
+        with lock:
+            report.notices.append(f"{job.dst}: JPEG has no alpha; flattened on background {stages.background}")
+        pic = flatten(pic, stages.background)
+    if job.fmt != "PNG" and pic.bits == 16:
+        with lock:
+            report.notices.append(f"{job.dst}: {job.fmt} is 8-bit; 16-bit input saved as 8-bit")
+    return pic
+
+
+def run_pipeline(jobs: list[Job], stages: Stages, threads: tuple[int, int, int], skip_existing: bool,
+                 on_file: Callable[[Job], None] | None = None) -> Report:
+    """Load, process and save in overlapping thread pools connected by small bounded queues."""
+    report = Report()
+    lock = threading.Lock()
+    todo: queue.Queue = queue.Queue()
+    loaded: queue.Queue = queue.Queue(maxsize=max(2, threads[1]))
+    processed: queue.Queue = queue.Queue(maxsize=max(2, threads[2]))
+    stop = threading.Event()
+    for job in jobs:
+        if skip_existing and job.dst.exists():
+            report.skipped.append(job.src)
+        else:
+            todo.put(job)
+
+    def fail(job: Job, reason: str) -> None:
+        with lock:
+            report.failed.append((job.src, reason))
+        if on_file is not None:
+            on_file(job)
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                job = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                loaded.put((job, read_image(job.src, stages.max_pixels)))
+            except ImageError as exc:
+                fail(job, str(exc))
+
+    def process() -> None:
+        while not stop.is_set():
+            item = loaded.get()
+            if item is None:
+                return
+            job, pic = item
+            try:
+                processed.put((job, _prepare_output(stages.process(pic, job), job, stages, report, lock)))
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
+                fail(job, f"{job.src}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+
+    def save() -> None:
+        while True:
+            item = processed.get()
+            if item is None:
+                return
+            job, pic = item
+            try:
+                try:
+                    job.dst.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ImageError(f"{job.dst.parent}: cannot create output folder ({exc.strerror or exc})") from None
+                save_image(job.dst, pic, job.fmt, stages.quality)
+                with lock:
+                    report.done.append(job.src)
+                    report.notices.extend(f"{job.src}: {note}" for note in pic.notes)
+                if on_file is not None:
+                    on_file(job)
+            except ImageError as exc:
+                fail(job, str(exc))
+
+    def start(target: Callable[[], None], count: int) -> list[threading.Thread]:
+        workers = [threading.Thread(target=target, daemon=True) for _ in range(count)]
+        for worker in workers:
+            worker.start()
+        return workers
+
+    loaders, procs, savers = start(load, threads[0]), start(process, threads[1]), start(save, threads[2])
+    try:
+        for group, q, n_next in ((loaders, loaded, len(procs)), (procs, processed, len(savers))):
+            for worker in group:
+                while worker.is_alive():
+                    worker.join(timeout=0.2)  # short joins keep Ctrl-C responsive
+            for _ in range(n_next):
+                q.put(None)
+        for worker in savers:
+            while worker.is_alive():
+                worker.join(timeout=0.2)
+    except BaseException:
+        stop.set()
+        raise
+    return report

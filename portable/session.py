@@ -1,0 +1,112 @@
+"""One loaded ncnn net on one device, callable from several threads.
+
+Each call builds its own extractor, so a `Session` carries no per-call state and threads may share
+it (the GIL is released inside `extract`, DESIGN.md). ncnn's `Mat(ndarray)` does not copy, so the
+input array is kept referenced until `extract` returns.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .devices import Device
+from .models import ModelFiles
+from .quiet import quiet_stderr
+
+
+class ModelLoadError(ValueError):
+    """The `.param`/`.bin` could not be loaded (missing, corrupt, or not matching each other)."""
+
+
+class TileError(RuntimeError):
+    """ncnn failed on one tile (typically out of memory); the tiler retries with a smaller tile."""
+
+
+def _configure(opt, device: Device, fp32: bool, threads: int | None) -> None:
+    opt.use_vulkan_compute = device.is_gpu
+    opt.num_threads = max(1, threads or os.cpu_count() or 1)
+    if fp32:  # fp16 storage/arithmetic cost ~58 dB PSNR: fine for images, not for parity.
+        opt.use_fp16_packed = False
+        opt.use_fp16_storage = False
+        opt.use_fp16_arithmetic = False
+        opt.use_bf16_storage = False
+        opt.use_bf16_packed = False
+
+
+def validate_weights(param: Path, param_text: str, data: bytes) -> None:
+    """Refuse a `.bin` whose size does not match its `.param` (ncnn accepts a too-long one silently)."""
+    from .ncnn_weights import NcnnFormatError, NcnnParam, read_weights
+
+    try:
+        read_weights(NcnnParam.parse(param_text), data)
+    except NcnnFormatError as exc:
+        raise ModelLoadError(f"{param.with_suffix('.bin')}: {exc}") from None
+
+
+class Session:
+    """An ncnn net ready to run tiles: `run(CHW float32) -> CHW float32` on the model's scale."""
+
+    def __init__(
+        self,
+        model: ModelFiles,
+        device: Device,
+        fp32: bool = False,
+        threads: int | None = None,
+        weights: bytes | None = None,
+    ) -> None:
+        import ncnn
+
+        self.model = model
+        self.spec = model.spec
+        self.device = device
+        self.fp32 = fp32
+        self._ncnn = ncnn
+        net = ncnn.Net()
+        _configure(net.opt, device, fp32, threads)
+        if device.is_gpu:
+            net.set_vulkan_device(device.index)
+        try:
+            param_text = model.param.read_text(encoding="utf-8")
+            data = weights if weights is not None else model.bin.read_bytes()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelLoadError(f"{model.param}: cannot read model files ({exc})") from None
+        validate_weights(model.param, param_text, data)
+        with quiet_stderr():
+            rc = net.load_param_mem(param_text)
+        if rc != 0:
+            raise ModelLoadError(f"{model.param}: not a valid ncnn .param file")
+        if device.is_gpu and not net.opt.use_vulkan_compute:
+            raise ModelLoadError(f"Vulkan device {device.index} ({device.name}) cannot run ncnn; use -g -1 for the CPU")
+        # ncnn may reference the weight buffer without copying: keep it alive as long as the net.
+        self._weights = data
+        with quiet_stderr():
+            rc = net.load_model_mem(data)
+        if rc not in (0, None):
+            raise ModelLoadError(f"{model.bin}: ncnn could not load the weights")
+        if self.spec.input_blob not in net.input_names() or self.spec.output_blob not in net.output_names():
+            raise ModelLoadError(
+                f"{model.param}: blobs {self.spec.input_blob!r}/{self.spec.output_blob!r} from the model spec "
+                f"are not in the .param (inputs {net.input_names()}, outputs {net.output_names()})"
+            )
+        self._net = net
+
+    def run(self, chw: np.ndarray) -> np.ndarray:
+        """Run one tile. `chw`: (C,H,W) in the model's value range; returns (C,H*s,W*s) float32."""
+        ncnn = self._ncnn
+        data = np.ascontiguousarray(chw, dtype=np.float32)  # float64/strided input is silently wrong.
+        with self._net.create_extractor() as ex:
+            ex.input(self.spec.input_blob, ncnn.Mat(data))
+            rc, out = ex.extract(self.spec.output_blob)
+            if rc != 0:
+                raise TileError(f"ncnn failed on a {data.shape[2]}x{data.shape[1]} tile (code {rc})")
+            result = np.array(out, dtype=np.float32, copy=True)
+        del data
+        expected = (self.spec.out_channels, chw.shape[1] * self.spec.scale, chw.shape[2] * self.spec.scale)
+        if result.shape != expected:
+            raise ModelLoadError(
+                f"{self.model.param}: output {result.shape} does not match the spec's scale x{self.spec.scale}"
+            )
+        return result

@@ -1,0 +1,168 @@
+"""Seam-free tiled inference with bounded memory.
+
+Tile arithmetic as in Real-ESRGAN: each tile is run with `pad` pixels of context on every side and
+only its unpadded centre is written out. Context outside the image is mirrored (the same mirrored
+pixels whether the image is one tile or many, so tiled == untiled at the borders too). Only one
+padded tile is converted to float at a time and the output is written straight into the final
+integer array, so memory is bounded by the tile, not by the image. A tile that fails (out of
+memory) is split into four and retried.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from .session import TileError
+
+Runner = Callable[[np.ndarray], np.ndarray]  # (C,h,w) float32 -> (C,h*s,w*s) float32
+MIN_TILE = 16
+
+
+@dataclass(frozen=True)
+class Window:
+    """Output-free description of one tile: rows y0:y1, columns x0:x1 of the input image."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+
+def reflect_indices(start: int, stop: int, size: int) -> np.ndarray:
+    """Indices start..stop-1 mirrored into 0..size-1 (edge pixel not repeated, any distance)."""
+    idx = np.arange(start, stop)
+    if size == 1:
+        return np.zeros_like(idx)
+    period = 2 * (size - 1)
+    idx = np.mod(idx, period)
+    return np.where(idx >= size, period - idx, idx)
+
+
+def windows(height: int, width: int, tile: int) -> list[list[Window]]:
+    """Tiles as rows of windows (strips); `tile <= 0` or larger than the image means one tile."""
+    th = height if tile <= 0 else min(tile, height)
+    tw = width if tile <= 0 else min(tile, width)
+    return [
+        [Window(y, min(y + th, height), x, min(x + tw, width)) for x in range(0, width, tw)]
+        for y in range(0, height, th)
+    ]
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+@dataclass(frozen=True)
+class TileJob:
+    """Everything fixed for one image: the source, the output and how to convert between them."""
+
+    src: np.ndarray  # (H,W,C) uint8/uint16/float32
+    out: np.ndarray  # (H*s,W*s,C) uint8/uint16/float32, written in place
+    scale: int
+    pad: int
+    size_multiple: int
+    src_max: float  # 255, 65535 or 1.0 (float input already in [0,1])
+    out_max: float
+    value_range: tuple[float, float] = (0.0, 1.0)
+
+    def read(self, win: Window) -> tuple[np.ndarray, int, int]:
+        """The padded (C,h,w) float tile for a window, plus its top/left padding."""
+        h, w = self.src.shape[:2]
+        m = self.size_multiple
+        ph = _round_up(win.y1 - win.y0 + 2 * self.pad, m) - (win.y1 - win.y0)
+        pw = _round_up(win.x1 - win.x0 + 2 * self.pad, m) - (win.x1 - win.x0)
+        top, left = self.pad, self.pad
+        rows = reflect_indices(win.y0 - top, win.y1 + (ph - top), h)
+        cols = reflect_indices(win.x0 - left, win.x1 + (pw - left), w)
+        patch = self.src[rows[:, None], cols[None, :]]
+        chw = patch.transpose(2, 0, 1).astype(np.float32)
+        lo, hi = self.value_range
+        chw *= (hi - lo) / self.src_max
+        if lo:
+            chw += lo
+        return chw, top, left
+
+    def write(self, win: Window, result: np.ndarray, top: int, left: int) -> None:
+        """Crop the padding off a net output and store it (clipped, rounded) in the output array."""
+        s = self.scale
+        lo, hi = self.value_range
+        crop = result[:, top * s : (top + win.y1 - win.y0) * s, left * s : (left + win.x1 - win.x0) * s]
+        if lo:
+            crop = crop - lo
+        crop = crop.transpose(1, 2, 0) * (self.out_max / (hi - lo))
+        np.clip(crop, 0.0, self.out_max, out=crop)
+        if self.out.dtype != np.float32:
+            crop = np.rint(crop)
+        self.out[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s] = crop
+
+
+def _split(win: Window) -> list[Window]:
+    ym = (win.y0 + win.y1) // 2
+    xm = (win.x0 + win.x1) // 2
+    parts = [Window(a, b, c, d) for a, b in ((win.y0, ym), (ym, win.y1)) for c, d in ((win.x0, xm), (xm, win.x1))]
+    return [p for p in parts if p.y1 > p.y0 and p.x1 > p.x0]
+
+
+def run_window(job: TileJob, run: Runner, win: Window) -> int:
+    """Process one window; on failure split it in four and retry. Returns how many splits it took."""
+    try:
+        chw, top, left = job.read(win)
+        result = run(chw)
+        del chw
+        job.write(win, result, top, left)
+        return 0
+    except (TileError, MemoryError) as exc:
+        if max(win.y1 - win.y0, win.x1 - win.x0) <= MIN_TILE:
+            raise TileError(f"{exc} (even at {MIN_TILE}x{MIN_TILE})") from None
+        return 1 + sum(run_window(job, run, part) for part in _split(win))
+
+
+def upscale_tiled(
+    job: TileJob,
+    runners: Sequence[Runner],
+    tile: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Run every tile of `job` through `runners` (one thread per runner). Returns the retry count."""
+    h, w = job.src.shape[:2]
+    strips = windows(h, w, tile)
+    total = sum(len(s) for s in strips)
+    lock = threading.Lock()
+    state = {"done": 0, "retries": 0}
+
+    def one(run: Runner, win: Window) -> None:
+        retries = run_window(job, run, win)
+        with lock:
+            state["done"] += 1
+            state["retries"] += retries
+            if progress is not None:
+                progress(state["done"], total)
+
+    if len(runners) == 1:
+        for strip in strips:
+            for win in strip:
+                one(runners[0], win)
+        return state["retries"]
+    # Several devices: each thread takes the next tile; strips are submitted in order so only a
+    # few strips of tiles are in flight at once.
+    pending = [win for strip in strips for win in strip]
+    with ThreadPoolExecutor(max_workers=len(runners)) as pool:
+        cursor = {"i": 0}
+
+        def worker(run: Runner) -> None:
+            while True:
+                with lock:
+                    i = cursor["i"]
+                    cursor["i"] += 1
+                if i >= len(pending):
+                    return
+                one(run, pending[i])
+
+        for future in [pool.submit(worker, run) for run in runners]:
+            future.result()
+    return state["retries"]
