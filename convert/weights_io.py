@@ -3,7 +3,8 @@
 Why: a `.pth` is a pickle and a pickle can run arbitrary code on load. Community weights are
 downloaded from anywhere, so only the restricted unpickler is ever used; a file that needs more
 is refused, never run. Training checkpoints nest the weights (`params_ema`, `params`,
-`state_dict`) and DDP prefixes keys with `module.`; callers get the bare state_dict.
+`state_dict`) and DDP prefixes keys with `module.`; old ESRGAN files use other key names.
+Callers get the bare state_dict with our architectures' key names.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+
+from .legacy import rename_legacy_esrgan
 
 #: Keys under which checkpoints nest the weights, in order of preference (EMA weights first,
 #: as the official Real-ESRGAN releases are meant to be used).
@@ -83,7 +86,7 @@ def unwrap_state_dict(obj: object, path: Path | str = "<memory>") -> dict[str, t
         raise WeightsError(f"{path}: entry {odd!r} is a {type(inner[odd]).__name__}, not a tensor; not a state_dict")
     if all(k.startswith("module.") for k in tensors):  # saved from a DDP-wrapped model
         tensors = {k[len("module.") :]: v for k, v in tensors.items()}
-    return tensors
+    return rename_legacy_esrgan(tensors)
 
 
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

@@ -114,3 +114,29 @@ def test_not_a_state_dict(tmp_path: Path, payload: object) -> None:
     with pytest.raises(WeightsError) as err:
         load_state_dict(path)
     assert "not a state_dict" in _assert_one_line(err)
+
+
+def _to_old_esrgan_keys(key: str) -> str:
+    """Our RRDBNet key -> the original ESRGAN code's key (written independently of the loader)."""
+    outer = {"conv_first": "model.0", "conv_up1": "model.3", "conv_up2": "model.6", "conv_hr": "model.8",
+             "conv_last": "model.10"}
+    name, kind = key.rsplit(".", 1)
+    if name in outer:
+        return f"{outer[name]}.{kind}"
+    if name == "conv_body":
+        return f"model.1.sub.2.{kind}"  # after the 2 RRDBs of the test model
+    _, block, rdb, conv = name.split(".")
+    return f"model.1.sub.{block}.{rdb.upper()}.{conv}.0.{kind}"
+
+
+def test_old_esrgan_layout_is_renamed(tmp_path: Path) -> None:
+    from realesr_portable.convert.detect import detect_architecture
+    from realesr_portable.trainer.archs.rrdbnet import RRDBNet
+
+    ours = RRDBNet(num_feat=8, num_block=2, num_grow_ch=4).state_dict()
+    path = tmp_path / "4x_old.pth"
+    torch.save({_to_old_esrgan_keys(k): v for k, v in ours.items()}, path)
+    loaded = load_state_dict(path)
+    assert loaded.keys() == ours.keys()
+    assert all(torch.equal(loaded[k], v) for k, v in ours.items())
+    assert detect_architecture(loaded).params["num_block"] == 2
