@@ -1,0 +1,120 @@
+"""Batched filtering: a different blur kernel per sample in one call, and the GT unsharp mask.
+
+Images travel as a *canvas*: a (B, C, H, W) tensor whose sample b is valid in its top-left
+sizes[b] = (h_b, w_b) window (samples differ in size after a per-sample random resize). Outside
+that window values are don't-care; every spatial operation first rebuilds its border from the
+valid window (reflection for filters, as the reference's `filter2D`; edge replication for
+JPEG), with one gather per axis, so no Python loop over samples touches pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def full_sizes(x: Tensor) -> Tensor:
+    """sizes (B, 2) long for a tensor whose samples all fill it."""
+    return torch.tensor([[x.shape[-2], x.shape[-1]]], dtype=torch.long).expand(x.shape[0], 2)
+
+
+def reflect_index(n: Tensor, start: int, length: int) -> Tensor:
+    """Indices of positions start..start+length-1 reflected into [0, n_b) (no edge repeat).
+
+    n: (B,) valid lengths. Returns (B, length) long. Works for any pad, even pad >= n
+    (repeated reflection), unlike F.pad(mode="reflect").
+    """
+    p = torch.arange(start, start + length, dtype=torch.long)[None, :]
+    n = n[:, None]
+    period = (2 * (n - 1)).clamp_min(1)
+    q = torch.remainder(p, period)
+    idx = torch.where(q < n, q, period - q)
+    return torch.where(n > 1, idx, torch.zeros_like(idx))
+
+
+def clamp_index(n: Tensor, length: int) -> Tensor:
+    """Indices 0..length-1 clamped to [0, n_b): edge replication. (B, length) long."""
+    p = torch.arange(length, dtype=torch.long)[None, :]
+    return torch.minimum(p, n[:, None] - 1)
+
+
+def gather_2d(x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """out[b, c, i, j] = x[b, c, rows[b, i], cols[b, j]]."""
+    b, c, _, w = x.shape
+    rows = rows.to(x.device)
+    cols = cols.to(x.device)
+    if bool((rows == rows[:1]).all()) and bool((cols == cols[:1]).all()):
+        return x.index_select(2, rows[0]).index_select(3, cols[0])  # shared: cheaper path
+    out = x.gather(2, rows[:, None, :, None].expand(b, c, rows.shape[1], w))
+    return out.gather(3, cols[:, None, None, :].expand(b, c, rows.shape[1], cols.shape[1]))
+
+
+def reflect_pad(x: Tensor, sizes: Tensor, pad: int) -> Tensor:
+    """Reflect-pad each sample's valid window by `pad`: (B, C, H + 2 pad, W + 2 pad)."""
+    rows = reflect_index(sizes[:, 0], -pad, x.shape[-2] + 2 * pad)
+    cols = reflect_index(sizes[:, 1], -pad, x.shape[-1] + 2 * pad)
+    return gather_2d(x, rows, cols)
+
+
+def replicate_fill(x: Tensor, sizes: Tensor, height: int, width: int) -> Tensor:
+    """(B, C, height, width): each valid window extended by edge replication."""
+    return gather_2d(x, clamp_index(sizes[:, 0], height), clamp_index(sizes[:, 1], width))
+
+
+def blur(x: Tensor, kernels: Tensor, sizes: Tensor | None = None) -> Tensor:
+    """Correlate sample b with kernels[b] (odd k x k), reflect borders: one grouped conv.
+
+    x: (B, C, H, W); kernels: (B, k, k). Same result as the reference `filter2D` on a batch
+    whose samples fill the canvas. Measured faster than an FFT product on 2 CPU threads for
+    21x21 kernels (oneDNN's depthwise convolution), so no FFT here.
+    """
+    b, c, h, w = x.shape
+    k = kernels.shape[-1]
+    if sizes is None:
+        sizes = full_sizes(x)
+    padded = reflect_pad(x, sizes, k // 2)
+    weight = kernels.to(device=x.device, dtype=x.dtype)
+    weight = weight[:, None].expand(b, c, k, k).reshape(b * c, 1, k, k)
+    out = F.conv2d(padded.reshape(1, b * c, h + k - 1, w + k - 1), weight, groups=b * c)
+    return out.view(b, c, h, w)
+
+
+def gaussian_1d(size: int, sigma: float = 0.0, dtype: torch.dtype = torch.float64) -> Tensor:
+    """OpenCV's getGaussianKernel: sigma <= 0 means 0.3 * ((size - 1) / 2 - 1) + 0.8."""
+    if sigma <= 0:
+        sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+    ax = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    k = torch.exp(-(ax**2) / (2 * sigma * sigma))
+    return (k / k.sum()).to(dtype)
+
+
+def separable_blur(x: Tensor, k1d: Tensor) -> Tensor:
+    """Correlate every channel with the outer product k1d k1d^T, reflect borders, as two 1-D
+    passes (2k instead of k^2 multiply-adds per pixel: 102 vs 2601 for the 51-tap USM)."""
+    b, c, h, w = x.shape
+    k = k1d.numel()
+    padded = reflect_pad(x, full_sizes(x), k // 2).reshape(b * c, 1, h + k - 1, w + k - 1)
+    kk = k1d.to(device=x.device, dtype=x.dtype)
+    out = F.conv2d(padded, kk.view(1, 1, k, 1))
+    out = F.conv2d(out, kk.view(1, 1, 1, k))
+    return out.view(b, c, h, w)
+
+
+def usm_sharp(img: Tensor, weight: float = 0.5, radius: int = 50, threshold: float = 10.0) -> Tensor:
+    """Unsharp mask (Real-ESRGAN's USMSharp): img + weight * (img - blur), clipped to [0, 1],
+    blended in only where |img - blur| exceeds `threshold` 8-bit levels (the hard mask is
+    softened by the same blur). Gaussian of size radius (+1 if even), OpenCV sigma rule.
+
+    img: (B, C, H, W) in [0, 1]; returns a new tensor of the same shape and dtype.
+    """
+    if radius % 2 == 0:
+        radius += 1
+    k1d = gaussian_1d(radius)
+    blurred = separable_blur(img, k1d)
+    residual = img - blurred
+    mask = (residual.abs() * 255 > threshold).to(img.dtype)
+    soft = separable_blur(mask, k1d)
+    sharp = (img + weight * residual).clamp(0, 1)
+    return soft * sharp + (1 - soft) * img
+

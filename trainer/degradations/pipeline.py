@@ -1,0 +1,181 @@
+"""The high-order degradation model: USM'd GT -> stage(first) -> stage(second) -> final step.
+
+Faithful to Real-ESRGAN's `RealESRGANModel.feed_data` (x4plus), with these deliberate
+differences, all for per-sample randomness or realism:
+
+- every sample draws its own resize direction/scale/mode, noise type, second-blur decision,
+  final order and final resize mode (the reference draws those once per batch);
+- JPEG quality is an integer and the codec follows libjpeg (see jpeg.py), not DiffJPEG;
+- the resize coordinate mapping always uses in/out sizes (`size=` semantics); the reference's
+  first stage uses `scale_factor=`, a sub-pixel difference;
+- all randomness comes from the caller's `torch.Generator` (the reference mixes `random`,
+  `np.random` and torch's global generator), so a seed reproduces a batch bit for bit on the
+  same device and software versions.
+
+Because samples differ in size between the first resize and the final one, the batch is
+held as a canvas plus per-sample valid sizes (see filters.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .config import DegradationConfig
+from .filters import blur, full_sizes, usm_sharp
+from .jpeg import jpeg
+from .kernels import make_kernels
+from .noise import gaussian_noise, poisson_noise
+from .params import FinalDraw, StageDraw, draw_final, draw_stage, take
+from .rand import bulk_generator
+from .resize import resize
+
+
+@dataclass(frozen=True)
+class DegradationResult:
+    """One batch's outputs and everything drawn for it (kernels as (B, 21, 21) float64)."""
+
+    lq: Tensor
+    gt_usm: Tensor
+    first: StageDraw
+    second: StageDraw
+    final: FinalDraw
+    kernels1: Tensor
+    kernels2: Tensor
+    sinc_kernels: Tensor
+
+
+def _blur_subset(x: Tensor, sizes: Tensor, kernels: Tensor, which: Tensor) -> Tensor:
+    """Blur the samples where `which` is true; the others pass through untouched."""
+    if bool(which.all()):
+        return blur(x, kernels, sizes)
+    if not bool(which.any()):
+        return x
+    idx = which.nonzero().squeeze(1)
+    dev_idx = idx.to(x.device)
+    return x.index_copy(0, dev_idx, blur(x.index_select(0, dev_idx), kernels[idx], sizes[idx]))
+
+
+def _valid_mask(x: Tensor, sizes: Tensor) -> Tensor:
+    """(B, 1, H, W) bool, true inside each sample's valid window."""
+    rows = torch.arange(x.shape[-2], device=x.device)[None, :] < sizes[:, :1].to(x.device)
+    cols = torch.arange(x.shape[-1], device=x.device)[None, :] < sizes[:, 1:].to(x.device)
+    return (rows[:, :, None] & cols[:, None, :])[:, None]
+
+
+def add_noise(x: Tensor, sizes: Tensor, draw: StageDraw, g: torch.Generator) -> Tensor:
+    """Gaussian or Poisson noise per sample (draw.gaussian), then clip to [0, 1]."""
+    noise = torch.zeros_like(x)
+    gi = draw.gaussian.nonzero().squeeze(1)
+    pi = (~draw.gaussian).nonzero().squeeze(1)
+    if gi.numel():
+        n = gaussian_noise((gi.numel(), *x.shape[1:]), draw.sigma[gi], draw.gray[gi], g, x.device, x.dtype)
+        noise = noise.index_copy(0, gi.to(x.device), n)
+    if pi.numel():
+        dpi = pi.to(x.device)
+        sub = x.index_select(0, dpi)
+        n = poisson_noise(sub, draw.poisson_scale[pi], draw.gray[pi], _valid_mask(sub, sizes[pi]), g)
+        noise = noise.index_copy(0, dpi, n)
+    return (x + noise).clamp(0, 1)
+
+
+def run_stage(x: Tensor, sizes: Tensor, base: tuple[float, float], draw: StageDraw,
+              kernels: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """One degradation stage on a canvas: blur -> resize to int(base * scale) -> noise -> JPEG.
+
+    Returns the new canvas and sizes. `g` draws the noise pixels (on x's device).
+    """
+    x = _blur_subset(x, sizes, kernels, draw.blur)
+    out = torch.stack([(base[0] * draw.scale).long(), (base[1] * draw.scale).long()], 1).clamp_min(1)
+    if not torch.equal(out, sizes):
+        x = resize(x, sizes, out, draw.mode)
+        sizes = out
+    x = add_noise(x, sizes, draw, g)
+    if draw.quality is not None:
+        x = jpeg(x, draw.quality, sizes)
+    return x, sizes
+
+
+def _resize_sinc(x: Tensor, sizes: Tensor, out_hw: tuple[int, int], draw: FinalDraw,
+                 kernels: Tensor) -> Tensor:
+    out = torch.tensor([out_hw], dtype=torch.long).expand(x.shape[0], 2)
+    if not torch.equal(out, sizes):
+        x = resize(x, sizes, out, draw.mode)
+    return _blur_subset(x[..., : out_hw[0], : out_hw[1]], out, kernels, draw.kernel.sinc)
+
+
+def run_final(x: Tensor, sizes: Tensor, out_hw: tuple[int, int], draw: FinalDraw,
+              kernels: Tensor) -> Tensor:
+    """Per sample: [resize to out_hw + sinc, then JPEG] or [JPEG, then resize + sinc]."""
+    out = torch.empty((x.shape[0], x.shape[1], *out_hw), device=x.device, dtype=x.dtype)
+    for first in (True, False):
+        idx = (draw.resize_first == first).nonzero().squeeze(1)
+        if not idx.numel():
+            continue
+        sub_draw = take(draw, idx)
+        dev_idx = idx.to(x.device)
+        sub, sub_sizes, sub_k = x.index_select(0, dev_idx), sizes[idx], kernels[idx]
+        if first:
+            sub = _resize_sinc(sub, sub_sizes, out_hw, sub_draw, sub_k)
+            sub = jpeg(sub, sub_draw.quality)
+        else:
+            sub = jpeg(sub, sub_draw.quality, sub_sizes)
+            sub = _resize_sinc(sub, sub_sizes, out_hw, sub_draw, sub_k)
+        out = out.index_copy(0, dev_idx, sub)
+    return out
+
+
+def _check_input(gt: Tensor, scale: int) -> None:
+    if not isinstance(gt, Tensor) or gt.dim() != 4 or gt.shape[1] != 3:
+        shape = tuple(gt.shape) if isinstance(gt, Tensor) else type(gt).__name__
+        raise ValueError(f"expected a GT batch of shape (B, 3, H, W), got {shape}")
+    if not gt.is_floating_point():
+        raise ValueError(f"expected a float GT batch in [0, 1], got dtype {gt.dtype}")
+    if scale < 1 or gt.shape[-2] < scale or gt.shape[-1] < scale:
+        raise ValueError(f"GT of size {tuple(gt.shape[-2:])} is too small for scale {scale}")
+
+
+class Degrader(torch.nn.Module):
+    """Maps a GT batch to (LQ batch, USM-sharpened GT batch) with the high-order model.
+
+    config: the recipe (default: DegradationConfig.x4plus()); scale: GT/LQ size ratio.
+    Call with (gt: (B, 3, H, W) float in [0, 1], generator: torch.Generator); the LQ is
+    (B, 3, H // scale, W // scale) on 8-bit levels, on gt's device. Nothing is modified in place.
+    """
+
+    def __init__(self, config: DegradationConfig | None = None, scale: int = 4) -> None:
+        super().__init__()
+        self.config = config if config is not None else DegradationConfig.x4plus()
+        self.scale = int(scale)
+
+    def forward(self, gt: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        result = self.run(gt, generator)
+        return result.lq, result.gt_usm
+
+    @torch.no_grad()
+    def run(self, gt: Tensor, generator: torch.Generator) -> DegradationResult:
+        """Like calling the module, but also returns every drawn parameter and kernel."""
+        _check_input(gt, self.scale)
+        cfg = self.config
+        b, _, h, w = gt.shape
+        bulk = bulk_generator(generator, gt.device)
+        first = draw_stage(cfg.first, b, generator)
+        second = draw_stage(cfg.second, b, generator)
+        final = draw_final(cfg.final, b, generator)
+        k1, k2, ks = (make_kernels(d.kernel) for d in (first, second, final))
+
+        dtype = gt.dtype if gt.dtype == torch.float64 else torch.float32
+        gt_usm = usm_sharp(gt.to(dtype), cfg.usm.weight, cfg.usm.radius, cfg.usm.threshold)
+        x, sizes = run_stage(gt_usm, full_sizes(gt), (float(h), float(w)), first, k1, bulk)
+        x, sizes = run_stage(x, sizes, (h / self.scale, w / self.scale), second, k2, bulk)
+        x = run_final(x, sizes, (h // self.scale, w // self.scale), final, ks)
+        lq = ((x * 255.0).round().clamp(0, 255) / 255.0).to(gt.dtype)
+        return DegradationResult(lq, gt_usm.to(gt.dtype), first, second, final, k1, k2, ks)
+
+
+def degrade(gt: Tensor, seed: int, scale: int = 4) -> Tensor:
+    """LQ images (B, 3, H // scale, W // scale) from GT (B, 3, H, W) in [0, 1] with the x4plus
+    recipe, deterministic for `seed` (on a given device); `gt` is left unchanged."""
+    return Degrader(DegradationConfig.x4plus(), scale)(gt, torch.Generator().manual_seed(int(seed)))[0]
