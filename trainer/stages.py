@@ -1,0 +1,237 @@
+"""One optimisation step of each stage, plus the state a checkpoint must hold.
+
+Stage 1, Real-ESRNet (`ESRNetStage`): L1 between G(lq) and the (USM-sharpened) GT.
+Stage 2, Real-ESRGAN (`ESRGANStage`): G minimises L1 + VGG19 perceptual on the USM GT and a
+vanilla GAN loss against a U-Net discriminator that sees the plain GT; D is then updated on
+real GT and the detached output. Adam + MultiStepLR for both nets, EMA of G after each step,
+optional CUDA mixed precision. A non-finite loss raises `TrainingDiverged` *before* anything is
+stepped, so the weights (and the last checkpoint) stay good.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import Config
+from .distributed import DistInfo, any_true, unwrap, wrap
+from .ema import ModelEMA
+from .losses import GANLoss, L1Loss, PerceptualLoss
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or Inf; the message names the iteration and the loss."""
+
+
+def _adam(params: Any, lr: float, cfg: Config) -> torch.optim.Adam:
+    b1, b2 = cfg.train.betas
+    return torch.optim.Adam(params, lr=lr, betas=(b1, b2), weight_decay=cfg.train.weight_decay)
+
+
+def _sched(opt: torch.optim.Optimizer, cfg: Config) -> torch.optim.lr_scheduler.MultiStepLR:
+    return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.train.milestones), gamma=cfg.train.gamma)
+
+
+def _sched_state(sched: torch.optim.lr_scheduler.LRScheduler) -> dict[str, Any]:
+    """Scheduler state as plain containers (MultiStepLR keeps a Counter, which safe loading refuses)."""
+    state = dict(sched.state_dict())
+    if "milestones" in state:
+        state["milestones"] = dict(state["milestones"])
+    return state
+
+
+def _load_sched(sched: torch.optim.lr_scheduler.LRScheduler, state: dict[str, Any]) -> None:
+    from collections import Counter
+
+    state = dict(state)
+    if "milestones" in state:
+        state["milestones"] = Counter(state["milestones"])
+    sched.load_state_dict(state)
+
+
+class ESRNetStage:
+    """Generator-only training with L1 (stage 1; also the base of stage 2).
+
+    Args:
+        cfg: the run's config.
+        net_g: the generator (already initialised, on `info.device`).
+        info: distributed/device info.
+    """
+
+    def __init__(self, cfg: Config, net_g: nn.Module, info: DistInfo) -> None:
+        self.cfg, self.info = cfg, info
+        self.amp = cfg.train.amp and info.device.type == "cuda"
+        self.net_g = wrap(net_g, info)
+        self.ema = ModelEMA(net_g, cfg.train.ema_decay)
+        self.opt_g = _adam([p for p in net_g.parameters() if p.requires_grad], cfg.train.lr_g, cfg)
+        self.sched_g = _sched(self.opt_g, cfg)
+        self.scaler_g = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.l1 = L1Loss(cfg.train.l1_weight)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _check(self, losses: dict[str, torch.Tensor], it: int) -> None:
+        bad = [name for name, value in losses.items() if not torch.isfinite(value.detach()).all()]
+        if any_true(bool(bad), self.info):
+            which = ", ".join(bad) if bad else "a loss on another rank"
+            values = ", ".join(f"{n}={float(losses[n]):g}" for n in bad)
+            raise TrainingDiverged(f"non-finite loss at iteration {it}: {which} {values}".rstrip())
+
+    def _step_g(self, total: torch.Tensor) -> None:
+        self.scaler_g.scale(total).backward()
+        if self.cfg.train.grad_clip > 0:
+            self.scaler_g.unscale_(self.opt_g)
+            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), self.cfg.train.grad_clip)
+        self.scaler_g.step(self.opt_g)
+        self.scaler_g.update()
+
+    def step(self, lq: torch.Tensor, gt: torch.Tensor, gt_usm: torch.Tensor, it: int) -> dict[str, float]:
+        """One iteration; returns the losses as floats."""
+        self.net_g.train()
+        self.opt_g.zero_grad(set_to_none=True)
+        with self._autocast():
+            out = self.net_g(lq)
+            l_pix = self.l1(out.float(), gt_usm if self.cfg.train.l1_gt_usm else gt)
+        self._check({"l_pix": l_pix}, it)
+        self._step_g(l_pix)
+        self.sched_g.step()
+        self.ema.update(unwrap(self.net_g))
+        return {"l_pix": float(l_pix.detach())}
+
+    @property
+    def lr(self) -> float:
+        return float(self.opt_g.param_groups[0]["lr"])
+
+    def generator(self) -> nn.Module:
+        return unwrap(self.net_g)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "params": self.generator().state_dict(),
+            "params_ema": self.ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "sched_g": _sched_state(self.sched_g),
+            "scaler_g": self.scaler_g.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator().load_state_dict(state["params"])
+        self.ema.load_state_dict(state["params_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        _load_sched(self.sched_g, state["sched_g"])
+        if state.get("scaler_g"):
+            self.scaler_g.load_state_dict(state["scaler_g"])
+
+
+class ESRGANStage(ESRNetStage):
+    """Stage 2: L1 + perceptual + GAN for G, vanilla GAN for the U-Net discriminator.
+
+    Args:
+        cfg, net_g, info: as `ESRNetStage`.
+        net_d: the discriminator (initialised, on `info.device`).
+        vgg_state: torchvision-layout VGG19 weights for the perceptual loss (None if its weight is 0).
+    """
+
+    def __init__(
+        self, cfg: Config, net_g: nn.Module, info: DistInfo, net_d: nn.Module,
+        vgg_state: dict[str, torch.Tensor] | None,
+    ) -> None:
+        super().__init__(cfg, net_g, info)
+        self.net_d = wrap(net_d, info)
+        self.opt_d = _adam(net_d.parameters(), cfg.train.lr_d, cfg)
+        self.sched_d = _sched(self.opt_d, cfg)
+        self.scaler_d = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.percep: PerceptualLoss | None = None
+        if cfg.train.perceptual_weight > 0:
+            if vgg_state is None:
+                raise ValueError("the perceptual loss needs VGG19 weights")
+            self.percep = PerceptualLoss(cfg.train.layer_weights, vgg_state, cfg.train.perceptual_weight).to(info.device)
+        self.gan = GANLoss("vanilla", loss_weight=cfg.train.gan_weight)
+
+    def _g_losses(self, out: torch.Tensor, gt: torch.Tensor, gt_usm: torch.Tensor) -> dict[str, torch.Tensor]:
+        t = self.cfg.train
+        losses: dict[str, torch.Tensor] = {}
+        if t.l1_weight > 0:
+            losses["l_pix"] = self.l1(out.float(), gt_usm if t.l1_gt_usm else gt)
+        if self.percep is not None:
+            losses["l_percep"] = self.percep(out, gt_usm if t.percep_gt_usm else gt)
+        # D's parameters are frozen here; calling the unwrapped D keeps DDP's reducer out of G's step.
+        losses["l_g_gan"] = self.gan(unwrap(self.net_d)(out), True, is_disc=False)
+        return losses
+
+    def step(self, lq: torch.Tensor, gt: torch.Tensor, gt_usm: torch.Tensor, it: int) -> dict[str, float]:
+        t = self.cfg.train
+        self.net_g.train()
+        self.net_d.train()
+        update_g = it % t.net_d_iters == 0 and it > t.net_d_init_iters
+        logs: dict[str, float] = {}
+        unwrap(self.net_d).requires_grad_(False)
+        self.opt_g.zero_grad(set_to_none=True)
+        with torch.set_grad_enabled(update_g), self._autocast():
+            out = self.net_g(lq)
+            if update_g:
+                losses = self._g_losses(out, gt, gt_usm)
+        if update_g:
+            self._check(losses, it)
+            self._step_g(sum(losses.values()))
+            logs.update({k: float(v.detach()) for k, v in losses.items()})
+
+        unwrap(self.net_d).requires_grad_(True)
+        self.opt_d.zero_grad(set_to_none=True)
+        gan_gt = gt_usm if t.gan_gt_usm else gt
+        for name, images, real in (("l_d_real", gan_gt, True), ("l_d_fake", out.detach().clone(), False)):
+            with self._autocast():
+                pred = self.net_d(images)
+                loss = self.gan(pred.float(), real, is_disc=True)
+            self._check({name: loss}, it)
+            self.scaler_d.scale(loss).backward()
+            logs[name] = float(loss.detach())
+            logs[f"out_d_{name[4:]}"] = float(pred.detach().float().mean())
+        self.scaler_d.step(self.opt_d)
+        self.scaler_d.update()
+        self.sched_g.step()
+        self.sched_d.step()
+        self.ema.update(unwrap(self.net_g))
+        return logs
+
+    def discriminator(self) -> nn.Module:
+        return unwrap(self.net_d)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "net_d": self.discriminator().state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "sched_d": _sched_state(self.sched_d),
+            "scaler_d": self.scaler_d.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if "net_d" not in state:
+            raise KeyError("net_d")
+        self.discriminator().load_state_dict(state["net_d"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        _load_sched(self.sched_d, state["sched_d"])
+        if state.get("scaler_d"):
+            self.scaler_d.load_state_dict(state["scaler_d"])
+
+
+def make_stage(
+    cfg: Config, net_g: nn.Module, info: DistInfo, net_d: nn.Module | None,
+    vgg_loader: Callable[[], dict[str, torch.Tensor]],
+) -> ESRNetStage:
+    """The stage object for `cfg.train.stage`."""
+    if cfg.train.stage == "esrnet":
+        return ESRNetStage(cfg, net_g, info)
+    if net_d is None:
+        raise ValueError("stage esrgan needs a discriminator")
+    vgg = vgg_loader() if cfg.train.perceptual_weight > 0 else None
+    return ESRGANStage(cfg, net_g, info, net_d, vgg)

@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""Train Real-ESRNet / Real-ESRGAN: `python trainer/train.py --config trainer/presets/realesrgan_x4plus.yml`.
+
+    python trainer/train.py --config FILE [--set key=value ...] [--resume auto|CKPT] [--vgg-weights PATH]
+    torchrun --nproc_per_node=N trainer/train.py --config FILE ...      # DDP, one process per GPU
+    python trainer/train.py --config FILE --export [--resume CKPT]      # export the newest EMA generator
+
+Works from a checkout without installing: when `realesr_portable` is not importable from this
+checkout, the folders beside this file are registered as the package (`portable/` as
+`realesr_portable`, `convert/` and `trainer/` as its subpackages). Errors print one line and
+exit non-zero (2 for config errors, 1 otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _register(name: str, folder: Path) -> None:
+    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    if "." in name:
+        parent, child = name.rsplit(".", 1)
+        setattr(sys.modules[parent], child, module)
+
+
+def bootstrap_checkout() -> str:
+    """Make `realesr_portable` importable from this checkout; return where it comes from."""
+    # Running a script puts trainer/ first on sys.path; its module names (config, data, ...) must
+    # not shadow other top-level modules.
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+    root = HERE.parent
+    spec = importlib.util.find_spec("realesr_portable.trainer") if importlib.util.find_spec("realesr_portable") else None
+    if spec is not None and spec.origin and Path(spec.origin).resolve().parent == HERE:
+        return "installed package (this checkout)"
+    for name in [m for m in sys.modules if m == "realesr_portable" or m.startswith("realesr_portable.")]:
+        del sys.modules[name]
+    _register("realesr_portable", root / "portable")
+    _register("realesr_portable.convert", root / "convert")
+    _register("realesr_portable.trainer", HERE)
+    return f"checkout {root}"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="train.py", description="Train Real-ESRNet / Real-ESRGAN (see trainer/presets).")
+    p.add_argument("--config", required=True, help="YAML config, e.g. trainer/presets/realesrgan_x4plus.yml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.total_iter=1000 (repeatable)")
+    p.add_argument("--resume", default=None, metavar="auto|CKPT",
+                   help="continue from the newest checkpoint of the run (auto) or from a checkpoint file")
+    p.add_argument("--vgg-weights", default=None, metavar="PATH",
+                   help="local VGG19 weights (torchvision's vgg19-dcbb9e9d.pth) instead of downloading them")
+    p.add_argument("--export", action="store_true",
+                   help="only export the EMA generator of the newest (or --resume) checkpoint and exit")
+    p.add_argument("--dry-run", action="store_true", help="check config, data and networks, then exit")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    origin = bootstrap_checkout() if __name__ == "__main__" else "package"
+    from realesr_portable.trainer.cli import run_cli
+
+    return run_cli(parse_args(argv), origin)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
