@@ -160,13 +160,11 @@ def _unet_discriminator(sd: StateDict) -> ArchInfo | None:
 _DETECTORS: tuple[Callable[[StateDict], ArchInfo | None], ...] = (_rrdbnet, _srvgg, _unet_discriminator)
 
 
-def check_state_dict(info: ArchInfo, sd: StateDict) -> None:
-    """Every key and shape must match a shape-only instance of `info`; else UnsupportedModelError."""
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in build_model(info).state_dict().items()}
+def describe_mismatch(expected: Mapping[str, torch.Size | tuple[int, ...]], sd: StateDict) -> str:
+    """One line naming missing keys, unexpected keys and shape mismatches; empty when they agree."""
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]
-    wrong = [f"{k} {list(sd[k].shape)} (expected {list(s)})" for k, s in expected.items() if k in sd and _shape(sd, k) != s]
+    wrong = [f"{k} {list(sd[k].shape)} (expected {list(s)})" for k, s in expected.items() if k in sd and _shape(sd, k) != tuple(s)]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing key(s) e.g. {', '.join(missing[:3])}")
@@ -174,9 +172,17 @@ def check_state_dict(info: ArchInfo, sd: StateDict) -> None:
         problems.append(f"{len(unexpected)} unexpected key(s) e.g. {', '.join(unexpected[:3])}")
     if wrong:
         problems.append(f"{len(wrong)} shape mismatch(es) e.g. {'; '.join(wrong[:2])}")
+    return "; ".join(problems)
+
+
+def check_state_dict(info: ArchInfo, sd: StateDict) -> None:
+    """Every key and shape must match a shape-only instance of `info`; else UnsupportedModelError."""
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in build_model(info).state_dict().items()}
+    problems = describe_mismatch(expected, sd)
     if problems:
         args = ", ".join(f"{k}={v}" for k, v in info.params.items())
-        raise UnsupportedModelError(f"looks like {info.name}({args}) but: {'; '.join(problems)}")
+        raise UnsupportedModelError(f"looks like {info.name}({args}) but: {problems}")
 
 
 def detect_architecture(state_dict: StateDict) -> ArchInfo:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from ..models import OFFICIAL, official_model_dir
 from ..ncnn_weights import NcnnFormatError, NcnnLayer, NcnnParam, read_weights
@@ -175,6 +176,17 @@ def import_ncnn(param_path: str | os.PathLike[str], bin_path: str | os.PathLike[
         raise UnsupportedModelError(f"{Path(param_path).name}: graph is neither RRDBNet nor SRVGGNetCompact ({summary})")
     check_state_dict(info, sd)
     return info, sd
+
+
+def source_forward(info: ArchInfo, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What the imported ncnn graph computes: the network, then its `output_resize` if any.
+
+    The bicubic resize (align_corners=False, no antialias) matches ncnn's Interp type 3 to ~1e-6.
+    """
+    y = model(x)
+    if info.output_resize != 1.0:
+        y = F.interpolate(y, scale_factor=info.output_resize, mode="bicubic", align_corners=False)
+    return y
 
 
 def official_files(name: str) -> tuple[Path, Path]:

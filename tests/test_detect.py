@@ -10,6 +10,7 @@ from realesr_portable.convert.detect import (
     UnsupportedModelError,
     build_model,
     check_state_dict,
+    describe_mismatch,
     detect_architecture,
     load_model,
 )
@@ -91,3 +92,11 @@ def test_check_state_dict_against_explicit_info() -> None:
 def test_build_model_rejects_unknown_name() -> None:
     with pytest.raises(UnsupportedModelError, match="EDSR"):
         build_model(ArchInfo("EDSR", {}))
+
+
+def test_describe_mismatch_is_empty_when_shapes_agree() -> None:
+    sd = _small_rrdb()
+    shapes = {k: v.shape for k, v in sd.items()}
+    assert describe_mismatch(shapes, sd) == ""
+    shapes["extra.weight"] = torch.Size([1])
+    assert describe_mismatch(shapes, sd) == "1 missing key(s) e.g. extra.weight"

@@ -8,58 +8,44 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import ncnn
 import numpy as np
 import pytest
 import torch
-from skimage import data
-from torch.nn import functional as F
 
 from realesr_portable.convert.detect import UnsupportedModelError, build_model, detect_architecture
-from realesr_portable.convert.importer import import_ncnn, import_official, import_to_pth, official_files
+from realesr_portable.convert.importer import import_ncnn, import_official, import_to_pth, official_files, source_forward
 from realesr_portable.convert.weights_io import load_state_dict
+from realesr_portable.devices import cpu_device
+from realesr_portable.models import ModelFiles
 from realesr_portable.ncnn_weights import NcnnFormatError, NcnnParam, write_weights
+from realesr_portable.session import Session
+from realesr_portable.spec import ModelSpec
 
 PARITY = 1e-4
 
 
-def _photo_crop(name: str, top: int, left: int, size: int) -> np.ndarray:
-    """CHW float32 in [0, 1], contiguous (ncnn.Mat reads the buffer as is)."""
-    img = getattr(data, name)()[top : top + size, left : left + size, :3]
+def _chw(img: np.ndarray) -> np.ndarray:
+    """HWC uint8 -> CHW float32 in [0, 1], contiguous (ncnn.Mat reads the buffer as is)."""
     return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32) / 255.0
 
 
-def _run_ncnn(param: Path, weights: Path, x: np.ndarray) -> np.ndarray:
-    net = ncnn.Net()
-    opt = net.opt
-    opt.use_vulkan_compute = False
-    opt.use_fp16_packed = opt.use_fp16_storage = opt.use_fp16_arithmetic = False
-    opt.use_bf16_storage = False
-    opt.num_threads = 1
-    assert net.load_param(str(param)) == 0
-    assert net.load_model(str(weights)) == 0
-    with net.create_extractor() as ex:
-        mat = ncnn.Mat(x)  # must outlive extract(): ncnn.Mat does not copy
-        assert ex.input("data", mat) == 0
-        ret, out = ex.extract("output")
-        assert ret == 0
-        return np.array(out).copy()
+def _run_ncnn(param: Path, weights: Path, x: np.ndarray, scale: int) -> np.ndarray:
+    """ncnn fp32 on the CPU, through the runtime's own Session."""
+    spec = ModelSpec(name=param.stem, scale=scale, input_blob="data", output_blob="output")
+    return Session(ModelFiles(param, weights, spec, "path"), cpu_device(), fp32=True, threads=1).run(x)
 
 
 def _run_torch(info, sd, x: np.ndarray) -> np.ndarray:
     model = build_model(info).eval()
     model.load_state_dict(sd, strict=True)
     with torch.no_grad():
-        y = model(torch.from_numpy(x)[None])
-        if info.output_resize != 1.0:
-            y = F.interpolate(y, scale_factor=info.output_resize, mode="bicubic", align_corners=False)
-    return y[0].numpy()
+        return source_forward(info, model, torch.from_numpy(x)[None])[0].numpy()
 
 
 def _parity(name: str, x: np.ndarray) -> float:
     info, sd = import_official(name)
     ours = _run_torch(info, sd, x)
-    theirs = _run_ncnn(*official_files(name), x)
+    theirs = _run_ncnn(*official_files(name), x, round(info.scale * info.output_resize))
     assert ours.shape == theirs.shape
     return float(np.abs(ours - theirs).max())
 
@@ -73,11 +59,11 @@ def _parity(name: str, x: np.ndarray) -> float:
         ("realesr-animevideov3-x4", 4, {"num_conv": 16, "num_feat": 64, "upscale": 4, "act_type": "prelu"}),
     ],
 )
-def test_official_import_matches_ncnn(name: str, scale: int, params: dict) -> None:
+def test_official_import_matches_ncnn(name: str, scale: int, params: dict, photo_crop) -> None:
     info, sd = import_official(name)
     assert params.items() <= info.params.items()
     assert info.scale * info.output_resize == scale  # x2/x3 are the x4 net plus a bicubic resize
-    x = _photo_crop("astronaut", 120, 190, 28)  # face and helmet edge: real texture
+    x = _chw(photo_crop("astronaut.png", 120, 190, 28, 28))  # face and helmet edge: real texture
     err = _parity(name, x)
     assert err < PARITY, f"{name}: max abs {err:.2e}"
     # Imported weights are an ordinary state_dict: detection agrees with the import.
@@ -85,8 +71,8 @@ def test_official_import_matches_ncnn(name: str, scale: int, params: dict) -> No
 
 
 @pytest.mark.slow
-def test_official_x4plus_import_matches_ncnn() -> None:
-    err = _parity("realesrgan-x4plus", _photo_crop("chelsea", 100, 140, 32))
+def test_official_x4plus_import_matches_ncnn(photo_crop) -> None:
+    err = _parity("realesrgan-x4plus", _chw(photo_crop("chelsea.png", 100, 140, 32, 32)))
     assert err < PARITY, f"x4plus: max abs {err:.2e}"
 
 
@@ -129,13 +115,15 @@ def _hand_made_srvgg(act_params: str | None, fused: str, tmp_path: Path) -> tupl
     "act_params, fused, act_type",
     [("", "", "relu"), ("0=0.1", "", "leakyrelu"), (None, "9=1", "relu"), (None, "9=2 -23310=1,0.1", "leakyrelu")],
 )
-def test_relu_variants_import_and_match_ncnn(tmp_path: Path, act_params: str | None, fused: str, act_type: str) -> None:
+def test_relu_variants_import_and_match_ncnn(
+    tmp_path: Path, act_params: str | None, fused: str, act_type: str, photo_crop
+) -> None:
     files = _hand_made_srvgg(act_params, fused, tmp_path)
     info, sd = import_ncnn(*files)
     assert info.name == "SRVGGNetCompact"
     assert info.params == {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 6, "num_conv": 0, "upscale": 2, "act_type": act_type}
-    x = _photo_crop("coffee", 200, 250, 12)
-    err = float(np.abs(_run_torch(info, sd, x) - _run_ncnn(*files, x)).max())
+    x = _chw(photo_crop("coffee.png", 200, 250, 12, 12))
+    err = float(np.abs(_run_torch(info, sd, x) - _run_ncnn(*files, x, 2)).max())
     assert err < PARITY
 
 
