@@ -15,12 +15,16 @@ from realesr_portable.trainer.vgg import (
     VGG19_URL, VGGFeatureExtractor, VGGWeightsError, build_features, layer_indices, load_vgg19_state, random_vgg19_state,
 )
 
+from train_support import one_thread
+
 RECIPE = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
 
 
 @pytest.fixture(scope="module")
 def vgg_state() -> dict[str, torch.Tensor]:
     return random_vgg19_state(0)
+
+_single_thread = pytest.fixture(autouse=True)(one_thread)
 
 
 def test_vgg_layout_matches_torchvision() -> None:

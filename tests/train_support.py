@@ -83,3 +83,14 @@ def script_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def one_thread():
+    """Generator for an autouse fixture: torch on one thread (CI cores are shared; spinning
+    threads made tiny steps 10x slower), restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

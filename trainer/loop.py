@@ -22,7 +22,7 @@ from .data import HRFolderDataset, PairedDataset, UnreadableCounter, make_loader
 from .logs import RunLog
 from .models import build_discriminator, build_generator, generator_params, load_pretrained
 from .plot import plot_curves
-from .stages import ESRGANStage, ESRNetStage, make_stage
+from .stages import ESRGANStage, ESRNetStage, TrainingDiverged, make_stage
 from .validate import Validator, save_grid
 from .vgg import load_vgg19_state
 
@@ -195,7 +195,12 @@ def _run(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> R
         for line in counter.add(batch):
             log.info(f"skipped unreadable image {line}")
         lq, gt, gt_usm = maker(batch)
-        losses = stage.step(lq, gt, gt_usm, it)
+        try:
+            losses = stage.step(lq, gt, gt_usm, it)
+        except TrainingDiverged as exc:
+            found = ckpt.list_checkpoints(cfg.run_dir)
+            kept = f"; last good checkpoint {found[-1][1]}" if found else "; no checkpoint was written yet"
+            raise TrainingDiverged(f"{exc}{kept} (lower the learning rate or check the data)") from None
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v
         count += 1

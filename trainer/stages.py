@@ -11,6 +11,7 @@ stepped, so the weights (and the last checkpoint) stay good.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -80,9 +81,8 @@ class ESRNetStage:
     def _check(self, losses: dict[str, torch.Tensor], it: int) -> None:
         bad = [name for name, value in losses.items() if not torch.isfinite(value.detach()).all()]
         if any_true(bool(bad), self.info):
-            which = ", ".join(bad) if bad else "a loss on another rank"
-            values = ", ".join(f"{n}={float(losses[n]):g}" for n in bad)
-            raise TrainingDiverged(f"non-finite loss at iteration {it}: {which} {values}".rstrip())
+            which = ", ".join(f"{n}={float(losses[n].detach()):g}" for n in bad) or "a loss on another rank"
+            raise TrainingDiverged(f"non-finite loss at iteration {it}: {which}")
 
     def _step_g(self, total: torch.Tensor) -> None:
         self.scaler_g.scale(total).backward()
@@ -196,7 +196,9 @@ class ESRGANStage(ESRNetStage):
             logs[f"out_d_{name[4:]}"] = float(pred.detach().float().mean())
         self.scaler_d.step(self.opt_d)
         self.scaler_d.update()
-        self.sched_g.step()
+        with warnings.catch_warnings():  # during D warm-up G's optimiser has not stepped yet: expected
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            self.sched_g.step()
         self.sched_d.step()
         self.ema.update(unwrap(self.net_g))
         return logs
