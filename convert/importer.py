@@ -70,20 +70,39 @@ def _float_param(layer: NcnnLayer, key: int, default: float) -> float:
         raise NcnnFormatError(f"layer {layer.name}: param {key}={raw!r} is not a number") from None
 
 
+def _fused_slope(conv: NcnnLayer) -> float:
+    """Slope of a LeakyReLU fused into a Convolution (`9=2 -23310=1,slope`)."""
+    count, _, value = conv.params.get(-23310, "").partition(",")
+    try:
+        return float(value) if count == "1" else 0.0
+    except ValueError:
+        raise NcnnFormatError(f"layer {conv.name}: bad activation parameter {conv.params[-23310]!r}") from None
+
+
 def _srvgg_activation(param: NcnnParam, convs: list[NcnnLayer]) -> str:
-    kinds = Counter(layer.type for layer in param.layers)
-    if kinds["PReLU"]:
-        if kinds["PReLU"] != len(convs) - 1:
-            raise UnsupportedModelError(f"SRVGG-like graph with {kinds['PReLU']} PReLU for {len(convs)} convs")
-        return "prelu"
+    """prelu, relu or leakyrelu (slope 0.1, as upstream), whether fused into the convs or not."""
+    hidden = convs[:-1]
+    prelus = [layer for layer in param.layers if layer.type == "PReLU"]
     relus = [layer for layer in param.layers if layer.type == "ReLU"]
-    slopes = {_float_param(layer, 0, 0.0) for layer in relus}
-    fused = {conv.int_param(9) for conv in convs[:-1]}
-    if fused == {2} or slopes == {0.1}:
-        return "leakyrelu"
-    if fused == {1} or slopes == {0.0}:
+    fused = {conv.int_param(9) for conv in hidden}
+    if prelus and len(prelus) == len(hidden) and fused == {0}:
+        return "prelu"
+    if not prelus and fused == {0} and len(relus) == len(hidden):
+        slopes = {_float_param(layer, 0, 0.0) for layer in relus}
+    elif not prelus and not relus and fused == {1}:
+        slopes = {0.0}
+    elif not prelus and not relus and fused == {2}:
+        slopes = {_fused_slope(conv) for conv in hidden}
+    else:
+        slopes = set()
+    if slopes == {0.0}:
         return "relu"
-    raise UnsupportedModelError("SRVGG-like graph whose activations are neither PReLU, ReLU nor LeakyReLU(0.1)")
+    if slopes == {0.1}:
+        return "leakyrelu"
+    raise UnsupportedModelError(
+        f"SRVGG-like graph: {len(hidden)} hidden convs with {len(prelus)} PReLU, {len(relus)} ReLU, "
+        f"fused activations {sorted(fused)}: not PReLU, ReLU or LeakyReLU(0.1) after every conv"
+    )
 
 
 def _import_srvgg(param: NcnnParam, weights: dict[str, list[np.ndarray]], convs: list[NcnnLayer]) -> tuple[ArchInfo, dict]:

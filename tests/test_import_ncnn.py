@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pnnx
 import pytest
 import torch
 
@@ -20,6 +21,8 @@ from realesr_portable.models import ModelFiles
 from realesr_portable.ncnn_weights import NcnnFormatError, NcnnParam, write_weights
 from realesr_portable.session import Session
 from realesr_portable.spec import ModelSpec
+from realesr_portable.trainer.archs.rrdbnet import RRDBNet
+from realesr_portable.trainer.archs.srvgg import SRVGGNetCompact
 
 PARITY = 1e-4
 
@@ -178,3 +181,30 @@ def test_unknown_graph_is_refused(tmp_path: Path) -> None:
     (tmp_path / "c.param").write_text(text)
     (tmp_path / "c.bin").write_bytes(write_weights(NcnnParam.parse(text), {"c": [np.zeros(81, np.float32)]}, fp16=True))
     assert "neither" in _one_line_error(UnsupportedModelError, tmp_path / "c.param", tmp_path / "c.bin")
+
+
+@pytest.mark.parametrize(
+    "arch, params",
+    [
+        (RRDBNet, {"scale": 2, "num_feat": 8, "num_block": 1, "num_grow_ch": 4}),
+        (RRDBNet, {"scale": 1, "num_feat": 8, "num_block": 2, "num_grow_ch": 4}),
+        (SRVGGNetCompact, {"num_feat": 8, "num_conv": 2, "upscale": 3, "act_type": "prelu"}),
+        (SRVGGNetCompact, {"num_feat": 8, "num_conv": 1, "upscale": 2, "act_type": "leakyrelu"}),
+    ],
+)
+def test_import_of_pnnx_export_recovers_weights(tmp_path: Path, arch, params: dict, photo_crop) -> None:
+    """pnnx graphs (Reorg for pixel-unshuffle, fused LeakyReLU, blobs in0/out0) import too, exactly."""
+    torch.manual_seed(0)
+    net = arch(**params).eval()
+    pnnx.export(net, str(tmp_path / "m.pt"), torch.rand(1, 3, 16, 16), fp16=False)
+    param, weights = tmp_path / "m.ncnn.param", tmp_path / "m.ncnn.bin"
+    assert param.is_file() and weights.is_file(), "pnnx returned without writing ncnn files"
+    info, sd = import_ncnn(param, weights)
+    assert info.params == {"num_in_ch": 3, "num_out_ch": 3, **params}
+    assert sd.keys() == net.state_dict().keys()
+    assert all(torch.equal(sd[k], v) for k, v in net.state_dict().items())
+    # ncnn running pnnx's graph agrees with our module (pixel-unshuffle vs Reorg channel order).
+    x = _chw(photo_crop("rocket.jpg", 150, 200, 16, 16))
+    spec = ModelSpec(name="m", scale=info.scale, input_blob="in0", output_blob="out0")
+    theirs = Session(ModelFiles(param, weights, spec, "path"), cpu_device(), fp32=True, threads=1).run(x)
+    assert float(np.abs(_run_torch(info, sd, x) - theirs).max()) < PARITY
