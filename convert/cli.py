@@ -1,0 +1,115 @@
+"""`realesr-portable convert SRC -o OUTDIR`: weights (or an official ncnn pair) -> portable model.
+
+Every failure is one line on stderr and a non-zero exit code, never a traceback: a user feeding
+it a truncated download, someone else's pickle or an unknown architecture needs to know which,
+not where in our code it was noticed. Exit codes: 2 bad usage, 1 failed conversion.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__.splitlines()[0])
+
+
+class Route(str, Enum):
+    auto = "auto"
+    direct = "direct"
+    pnnx = "pnnx"
+
+
+@app.command()
+def convert(
+    src: Annotated[Path, typer.Argument(help="weights .pth/.safetensors, or an ncnn .param (its .bin beside it)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for NAME.param/.bin/.json (and NAME.pth)")],
+    name: Annotated[Optional[str], typer.Option(help="model name (default: SRC's file stem)")] = None,
+    fp32: Annotated[bool, typer.Option("--fp32", help="store fp32 weights (default fp16, half the size)")] = False,
+    dn: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="denoise strength: dn*SRC + (1-dn)*DN_WEIGHTS")] = None,
+    dn_weights: Annotated[Optional[Path], typer.Option("--dn-weights", help="second weight set for --dn (same architecture)")] = None,
+    route: Annotated[Route, typer.Option(help="direct writer (known architectures), pnnx, or auto")] = Route.auto,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="compare ncnn with torch on a probe image")] = True,
+    license: Annotated[Optional[str], typer.Option(help="licence of the weights for the sidecar (SPDX id)")] = None,
+) -> None:
+    """Convert weights to NAME.param + NAME.bin + NAME.json, verified against PyTorch."""
+    from .api import convert_file
+
+    result = convert_file(src, output, name=name, fp16=not fp32, verify=verify, dn=dn, dn_src=dn_weights,
+                          route=route.value, license=license)
+    spec = result.spec
+    typer.echo(f"wrote {result.param}, {result.bin.name}, {result.json.name}: {spec.arch} x{spec.scale}, "
+               f"{'fp16' if spec.fp16_weights else 'fp32'} weights, tile_pad {spec.tile_pad}, route {result.route}")
+    if result.max_abs is not None and result.psnr is not None:
+        limits = "max abs < 1e-4" + (", PSNR >= 45 dB" if spec.fp16_weights else "")
+        typer.echo(f"verified ncnn vs torch: max abs {result.max_abs:.3g}, PSNR {result.psnr:.2f} dB ({limits})")
+    else:
+        typer.echo("not verified (--no-verify)")
+    if result.pth is not None:
+        parity = "" if result.import_max_abs is None else f" (torch vs source ncnn: max abs {result.import_max_abs:.3g})"
+        typer.echo(f"imported weights: {result.pth}{parity}")
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that describe bad input or a failed check (imported lazily: torch is slow to load)."""
+    from ..ncnn_weights import NcnnFormatError
+    from ..spec import ModelSpecError
+    from .api import ConvertError
+    from .detect import UnsupportedModelError
+    from .dn import BlendError
+    from .pnnx_export import ExportError
+    from .verify import VerificationError
+    from .weights_io import WeightsError
+
+    return (WeightsError, UnsupportedModelError, NcnnFormatError, ConvertError, VerificationError,
+            ExportError, BlendError, ModelSpecError, OSError, MemoryError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the convert command on `argv` (with or without a leading `convert`); returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["convert"]:
+        args = args[1:]
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="realesr-portable convert", standalone_mode=False)
+    except typer.Exit as done:
+        return int(done.exit_code)
+    except typer.Abort:
+        print("realesr-portable convert: aborted", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("realesr-portable convert: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the CLI contract is one line, never a traceback
+        return _report(err)
+    return int(code) if isinstance(code, int) else 0
+
+
+def _report(err: Exception) -> int:
+    usage = getattr(err, "exit_code", None) == EXIT_USAGE and hasattr(err, "format_message")
+    if usage:
+        print(f"realesr-portable convert: {_one_line(err.format_message())}", file=sys.stderr)  # type: ignore[attr-defined]
+        return EXIT_USAGE
+    if isinstance(err, _known_errors()):
+        print(f"realesr-portable convert: error: {_one_line(err)}", file=sys.stderr)
+    else:
+        print(f"realesr-portable convert: internal error: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

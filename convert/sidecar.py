@@ -1,0 +1,121 @@
+"""The `NAME.json` sidecar of an exported model, including the tile padding that makes tiling seam-free.
+
+Why measured padding for RRDBNet: its receptive field is huge on paper (about 350 input pixels
+for x4plus) but most of it contributes nothing visible; the padding that actually keeps tiled and
+untiled output within 1/255 is found by cutting tiles out of a real probe image and comparing with
+the whole-image result (on the official x4plus about 40-48 px; the 10 px used by other tools
+leaves seams of several levels). SRVGGNetCompact's receptive field is small and exact, so it is
+used as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from math import ceil
+
+import numpy as np
+
+from ..spec import ModelSpec
+from .detect import ArchInfo, UnsupportedModelError
+from .direct_writer import NcnnModel
+from .verify import ncnn_forward, probe_image
+
+#: Tiled output must stay within this of untiled output (half the 1/255 bound, for a margin).
+TILE_TOLERANCE = 0.5 / 255.0
+PAD_STEP = 8
+MAX_MEASURED_PAD = 64
+_PROBE_ROWS = 48
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+def effective_scale(info: ArchInfo) -> int:
+    """The model's scale after any resize its graph appends (official animevideov3 x2/x3: 4 * 0.5 / 0.75)."""
+    value = info.scale * info.output_resize
+    if abs(value - round(value)) > 1e-6 or round(value) < 1:
+        raise UnsupportedModelError(f"{info.name}: scale {info.scale} x resize {info.output_resize} is not a whole number")
+    return int(round(value))
+
+
+def receptive_radius(info: ArchInfo) -> int:
+    """Input pixels on each side that can influence an output pixel (an upper bound, whole pixels)."""
+    resize = 0 if info.output_resize == 1.0 else 1
+    if info.name == "SRVGGNetCompact":
+        return int(info.params["num_conv"]) + 2 + resize
+    if info.name == "RRDBNet":
+        unshuffle = 4 // info.scale
+        low_res_convs = 2 + 15 * int(info.params["num_block"])  # conv_first, dense convs, conv_body
+        high_res = 2  # conv_up1 at x2, conv_up2/conv_hr/conv_last at x4: 1.25 input pixels, rounded up
+        return unshuffle * low_res_convs + high_res + resize
+    raise UnsupportedModelError(f"no receptive field known for {info.name}")
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def error_by_distance(run: Runner, scale: int, width: int, height: int = _PROBE_ROWS) -> np.ndarray:
+    """Max |tiled - whole| of the output, by input distance from a tile cut (index d = d pixels).
+
+    `run` maps (3, H, W) float32 to (3, H*scale, W*scale). A probe of `2*width` columns is run
+    whole and as its left and right halves; output columns of a half are compared with the
+    same columns of the whole, which gives the error at every distance from the cut in one go.
+    """
+    image, _ = probe_image(height, 2 * width)
+    whole = np.clip(run(image), 0, 1)
+    left = np.clip(run(np.ascontiguousarray(image[:, :, :width])), 0, 1)
+    right = np.clip(run(np.ascontiguousarray(image[:, :, width:])), 0, 1)
+    cut = width * scale
+    err_left = np.abs(left - whole[:, :, :cut]).max(axis=(0, 1))[::-1]  # column nearest the cut first
+    err_right = np.abs(right - whole[:, :, cut:]).max(axis=(0, 1))
+    per_column = np.maximum(err_left, err_right)
+    return per_column.reshape(width, scale).max(axis=1)
+
+
+def measure_tile_pad(run: Runner, scale: int, limit: int, max_pad: int = MAX_MEASURED_PAD,
+                     tolerance: float = TILE_TOLERANCE) -> int:
+    """Smallest pad (a multiple of 8, <= limit) beyond which every tile-cut error is within `tolerance`."""
+    width = min(max_pad, _round_up(limit, PAD_STEP)) + PAD_STEP
+    errors = error_by_distance(run, scale, width)
+    tail_max = np.maximum.accumulate(errors[::-1])[::-1]  # worst error at this distance or further
+    for pad in range(0, width, PAD_STEP):
+        if tail_max[pad] <= tolerance:
+            return min(pad, limit)
+    return min(width - PAD_STEP, limit)
+
+
+def tile_pad_for(info: ArchInfo, model: NcnnModel) -> int:
+    """The padding to declare: exact receptive field for SRVGG, measured on `model` for RRDBNet."""
+    multiple = info.size_multiple
+    radius = receptive_radius(info)
+    if info.name != "RRDBNet":
+        return _round_up(radius, multiple)
+
+    def run(chw: np.ndarray) -> np.ndarray:
+        return ncnn_forward(model, chw, exact=True)
+
+    return _round_up(measure_tile_pad(run, effective_scale(info), radius), multiple)
+
+
+def build_spec(info: ArchInfo, name: str, model: NcnnModel, fp16: bool, tile_pad: int,
+               source: str = "", license: str = "unknown") -> ModelSpec:
+    """The sidecar for `model`, exported from weights of architecture `info`."""
+    params = dict(info.params)
+    if info.output_resize != 1.0:
+        params["output_resize"] = info.output_resize
+    return ModelSpec(
+        name=name,
+        scale=effective_scale(info),
+        in_channels=info.in_channels,
+        out_channels=info.out_channels,
+        input_blob=model.input_blob,
+        output_blob=model.output_blob,
+        value_range=(0.0, 1.0),
+        size_multiple=info.size_multiple,
+        tile_pad=int(tile_pad),
+        arch=info.name,
+        arch_params=params,
+        fp16_weights=fp16,
+        source=source,
+        license=license,
+    )

@@ -1,0 +1,151 @@
+"""Parity of an exported ncnn model with the PyTorch model it came from, on a real probe image.
+
+Why two comparisons for fp16 files: PSNR alone (fp16 ncnn vs fp32 torch >= 45 dB) would let a
+small graph mistake through, so the graph is also checked exactly: ncnn with fp16 storage and
+arithmetic off runs the fp16-rounded weights, and torch runs the same rounded weights; those must
+agree to 1e-4 like an fp32 export. The probe is a crop of a real photo (scikit-image's sample
+data) when available, since flat synthetic inputs exercise too little of a super-resolution net.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .direct_writer import NcnnModel
+
+FP32_MAX_ABS = 1e-4
+FP16_MIN_PSNR = 45.0
+_PHOTO = ("astronaut.png", 60, 180)  # file, top, left: a crop with skin, hair, fabric and edges
+
+TorchForward = Callable[[torch.Tensor], torch.Tensor]
+
+
+class VerificationError(RuntimeError):
+    """ncnn and torch disagree beyond the parity thresholds (one-line message with the numbers)."""
+
+
+@dataclass(frozen=True)
+class Parity:
+    """max_abs: exact-arithmetic ncnn vs torch on the same weights; psnr: as a user runs it vs fp32 torch."""
+
+    max_abs: float
+    psnr: float
+    probe: str
+
+    def describe(self) -> str:
+        return f"max abs {self.max_abs:.3g}, PSNR {self.psnr:.2f} dB on {self.probe}"
+
+
+def probe_image(size: int, width: int | None = None) -> tuple[np.ndarray, str]:
+    """A (3, size, width or size) float32 image in [0, 1]: a real photo crop, else a deterministic pattern."""
+    width = size if width is None else width
+    spec = importlib.util.find_spec("skimage")
+    if spec is not None and spec.origin:
+        path = Path(spec.origin).parent / "data" / _PHOTO[0]
+        if path.is_file() and size <= 512 - _PHOTO[1] and width <= 512 - _PHOTO[2]:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            top, left = _PHOTO[1:]
+            crop = rgb[top : top + size, left : left + width].transpose(2, 0, 1)
+            return np.ascontiguousarray(crop), f"{_PHOTO[0]} crop {width}x{size}"
+    yy, xx = np.mgrid[0:size, 0:width].astype(np.float32) / max(size - 1, width - 1, 1)
+    rings = 0.5 + 0.5 * np.sin(40.0 * ((xx - 0.4) ** 2 + (yy - 0.6) ** 2))
+    edges = ((np.floor(xx * 6) + np.floor(yy * 5)) % 2).astype(np.float32)
+    img = np.stack([xx * 0.8 + 0.1, 0.2 + 0.6 * rings, 0.15 + 0.7 * edges * yy])
+    return np.ascontiguousarray(img, dtype=np.float32), f"synthetic pattern {width}x{size}"
+
+
+def ncnn_forward(model: NcnnModel, chw: np.ndarray, exact: bool, threads: int = 2) -> np.ndarray:
+    """Run on ncnn's CPU path; `exact` turns fp16/bf16 storage and arithmetic off (fp32 throughout)."""
+    import ncnn
+
+    net = ncnn.Net()
+    net.opt.use_vulkan_compute = False
+    net.opt.num_threads = threads
+    if exact:
+        for flag in ("use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic", "use_bf16_storage", "use_bf16_packed"):
+            setattr(net.opt, flag, False)
+    if net.load_param_mem(model.param_text) != 0:
+        raise VerificationError("ncnn refused the exported .param")
+    weights = model.bin_bytes  # ncnn may keep pointing into this buffer
+    if net.load_model_mem(weights) not in (0, None):
+        raise VerificationError("ncnn refused the exported .bin")
+    data = np.ascontiguousarray(chw, dtype=np.float32)  # float64 or strided input is silently wrong
+    try:
+        with net.create_extractor() as ex:
+            ex.input(model.input_blob, ncnn.Mat(data))
+            rc, out = ex.extract(model.output_blob)
+            if rc != 0:
+                raise VerificationError(f"ncnn failed to run the exported model (code {rc})")
+            return np.array(out, dtype=np.float32, copy=True)
+    finally:
+        del data, weights
+        net.clear()
+
+
+def torch_forward(forward: TorchForward, chw: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return forward(torch.from_numpy(chw).unsqueeze(0))[0].float().numpy()
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of the images a user would see (both clipped to [0, 1]); inf when identical."""
+    mse = float(np.mean((np.clip(a, 0, 1).astype(np.float64) - np.clip(b, 0, 1)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def round_conv_weights(module: nn.Module) -> nn.Module:
+    """A copy whose conv kernels went through fp16, as an fp16 `.bin` stores them (biases stay fp32)."""
+    rounded = copy.deepcopy(module)
+    with torch.no_grad():
+        for p in rounded.parameters():
+            if p.dim() == 4:
+                p.copy_(p.half().float())
+    return rounded
+
+
+def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        raise VerificationError(f"ncnn output shape {a.shape} differs from torch's {b.shape}")
+    return float(np.abs(a - b).max())
+
+
+def check_parity(module: nn.Module, model: NcnnModel, fp16: bool, probe_size: int,
+                 post: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Parity:
+    """Compare torch `module` (then `post`, e.g. a resize the graph appends) with ncnn `model`.
+
+    Raises VerificationError when max abs >= 1e-4 (exact arithmetic) or, for fp16 weights, when
+    the PSNR of ncnn's default (fp16) path vs fp32 torch is below 45 dB.
+    """
+    chw, probe = probe_image(probe_size)
+    module = module.eval().float()
+
+    def forward_of(m: nn.Module) -> TorchForward:
+        return (lambda x: post(m(x))) if post is not None else m
+
+    reference = torch_forward(forward_of(module), chw)
+    if fp16:
+        exact_ref = torch_forward(forward_of(round_conv_weights(module)), chw)
+        max_abs = _max_abs(ncnn_forward(model, chw, exact=True), exact_ref)
+        quality = psnr(ncnn_forward(model, chw, exact=False), reference)
+    else:
+        exact = ncnn_forward(model, chw, exact=True)
+        max_abs = _max_abs(exact, reference)
+        quality = psnr(exact, reference)
+    result = Parity(max_abs, quality, probe)
+    if not max_abs < FP32_MAX_ABS:
+        raise VerificationError(f"ncnn and torch disagree: {result.describe()} (limit max abs < {FP32_MAX_ABS:g})")
+    if fp16 and not quality >= FP16_MIN_PSNR:
+        raise VerificationError(f"fp16 model too far from fp32: {result.describe()} (limit PSNR >= {FP16_MIN_PSNR:g} dB)")
+    return result
