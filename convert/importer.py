@@ -35,31 +35,33 @@ _INTERP_NEAREST = 1
 
 
 def _conv_tensors(layer: NcnnLayer, arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """ncnn's flat OIHW weight (and bias) as a Conv2d weight of shape (O, I, kh, kw)."""
-    out_ch = layer.int_param(0)
-    kw = layer.int_param(1)
-    kh = layer.int_param(11, kw)
-    if layer.int_param(7, 1) != 1:
-        raise UnsupportedModelError(f"layer {layer.name}: grouped convolutions are not part of these architectures")
+    """ncnn's flat OIHW weight (and bias) as a Conv2d weight of shape (O, I, 3, 3).
+
+    Every conv in these architectures is 3x3, stride 1, padding 1, dilation 1, ungrouped; a
+    graph with anything else would load the weights but compute something different.
+    """
+    out_ch, kw = layer.int_param(0), layer.int_param(1)
+    # kernel w/h, dilation w/h, stride w/h, pad left/top, groups (ncnn: h variants default to w).
+    keys = ((1, 0), (11, kw), (2, 1), (12, layer.int_param(2, 1)), (3, 1), (13, layer.int_param(3, 1)),
+            (4, 0), (14, layer.int_param(4)), (7, 1))
+    if tuple(layer.int_param(key, default) for key, default in keys) != (3, 3, 1, 1, 1, 1, 1, 1, 1):
+        raise UnsupportedModelError(f"layer {layer.name}: only 3x3 stride-1 pad-1 convolutions are part of these architectures")
+    if not arrays:
+        raise NcnnFormatError(f"layer {layer.name}: no weights in the .bin")
     size = arrays[0].size
-    if out_ch <= 0 or kw <= 0 or size % (out_ch * kw * kh):
-        raise NcnnFormatError(f"layer {layer.name}: {size} weights do not fit {out_ch} outputs of {kh}x{kw}")
-    in_ch = size // (out_ch * kw * kh)
-    weight = torch.from_numpy(arrays[0].reshape(out_ch, in_ch, kh, kw).copy())
+    if out_ch <= 0 or size % (out_ch * 9):
+        raise NcnnFormatError(f"layer {layer.name}: {size} weights do not fit {out_ch} outputs of 3x3")
+    weight = torch.from_numpy(arrays[0].reshape(out_ch, size // (out_ch * 9), 3, 3).copy())
     bias = torch.from_numpy(arrays[1].copy()) if len(arrays) > 1 else None
     return weight, bias
 
 
 def _put_conv(sd: dict[str, torch.Tensor], prefix: str, layer: NcnnLayer, weights: dict[str, list[np.ndarray]]) -> None:
-    weight, bias = _conv_tensors(layer, weights.get(layer.name, []) or _missing(layer))
+    weight, bias = _conv_tensors(layer, weights.get(layer.name, []))
     sd[f"{prefix}.weight"] = weight
     if bias is None:  # our convs all have a bias; an ncnn conv without one has a zero bias
         bias = torch.zeros(weight.shape[0])
     sd[f"{prefix}.bias"] = bias
-
-
-def _missing(layer: NcnnLayer) -> list[np.ndarray]:
-    raise NcnnFormatError(f"layer {layer.name}: no weights in the .bin")
 
 
 def _float_param(layer: NcnnLayer, key: int, default: float) -> float:

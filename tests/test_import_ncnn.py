@@ -208,3 +208,8 @@ def test_import_of_pnnx_export_recovers_weights(tmp_path: Path, arch, params: di
     spec = ModelSpec(name="m", scale=info.scale, input_blob="in0", output_blob="out0")
     theirs = Session(ModelFiles(param, weights, spec, "path"), cpu_device(), fp32=True, threads=1).run(x)
     assert float(np.abs(_run_torch(info, sd, x) - theirs).max()) < PARITY
+
+
+def test_conv_geometry_other_than_3x3_stride_1_is_refused(tmp_path: Path) -> None:
+    files = _hand_made_srvgg(None, "9=1 3=2", tmp_path)  # stride 2 in the first conv
+    assert "stride-1" in _one_line_error(UnsupportedModelError, *files)
