@@ -47,7 +47,8 @@ def _read_torch(path: Path) -> object:
         if "weights only load failed" in detail.lower() or "unsupported global" in str(err).lower():
             raise WeightsError(
                 f"{path}: refused: the pickle references code or classes outside plain tensors "
-                "(loaded with weights_only=True, nothing was executed)"
+                "(read with weights_only=True, nothing was executed); if you trust it, re-save it as "
+                "torch.save(model.state_dict(), path) or as .safetensors"
             ) from None
         raise WeightsError(f"{path}: not a readable PyTorch weights file ({detail})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError) as err:

@@ -140,3 +140,13 @@ def test_old_esrgan_layout_is_renamed(tmp_path: Path) -> None:
     assert loaded.keys() == ours.keys()
     assert all(torch.equal(loaded[k], v) for k, v in ours.items())
     assert detect_architecture(loaded).params["num_block"] == 2
+
+
+def test_whole_pickled_module_is_refused_with_a_hint(tmp_path: Path) -> None:
+    from realesr_portable.trainer.archs.srvgg import SRVGGNetCompact
+
+    path = tmp_path / "whole_model.pth"
+    torch.save(SRVGGNetCompact(num_feat=4, num_conv=1), path)
+    with pytest.raises(WeightsError) as err:
+        load_state_dict(path)
+    assert "state_dict()" in _assert_one_line(err)
