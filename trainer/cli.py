@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from . import config as config_mod
 
@@ -41,7 +42,7 @@ def _export_only(cfg: config_mod.Config, resume: str | None) -> int:
     from .loop import export_generator
     from .models import build_generator
 
-    found = ckpt.load_latest(cfg.run_dir) if resume in (None, "auto") else (resume, ckpt.load(resume))
+    found = ckpt.load_latest(cfg.run_dir) if resume in (None, "auto") else (Path(resume), ckpt.load(Path(resume)))
     if found is None:
         raise ckpt.CheckpointError(f"no checkpoint in {ckpt.checkpoint_dir(cfg.run_dir)} to export")
     path, state = found
@@ -58,7 +59,7 @@ def _export_only(cfg: config_mod.Config, resume: str | None) -> int:
     return 0
 
 
-def _dry_run(cfg: config_mod.Config) -> int:
+def _dry_run(cfg: config_mod.Config, origin: str) -> int:
     from .data import HRFolderDataset, PairedDataset
     from .degradations import DegradationConfig
     from .models import build_discriminator, build_generator
@@ -74,7 +75,7 @@ def _dry_run(cfg: config_mod.Config) -> int:
     n_g = sum(p.numel() for p in g.parameters())
     n_d = sum(p.numel() for p in d.parameters()) if d is not None else 0
     print(f"ok: {cfg.name}, stage {cfg.train.stage}, {n} training images, G {n_g / 1e6:.2f}M params"
-          + (f", D {n_d / 1e6:.2f}M params" if d is not None else "") + f", run folder {cfg.run_dir}")
+          + (f", D {n_d / 1e6:.2f}M params" if d is not None else "") + f", run folder {cfg.run_dir}; code from {origin}")
     return 0
 
 
@@ -91,7 +92,7 @@ def run_cli(args: argparse.Namespace, origin: str) -> int:
         return 2
     try:
         if args.dry_run:
-            return _dry_run(cfg)
+            return _dry_run(cfg, origin)
         if args.export:
             return _export_only(cfg, args.resume)
         from .loop import run
