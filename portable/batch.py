@@ -148,9 +148,11 @@ def run_pipeline(jobs: list[Job], stages: Stages, threads: tuple[int, int, int],
             except queue.Empty:
                 return
             try:
-                loaded.put((job, read_image(job.src, stages.max_pixels)))
+                pic = read_image(job.src, stages.max_pixels)
             except ImageError as exc:
                 fail(job, str(exc))
+                continue
+            loaded.put((job, pic))
 
     def process() -> None:
         while not stop.is_set():

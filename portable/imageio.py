@@ -9,7 +9,6 @@ no half-written output survives a failure or Ctrl-C.
 from __future__ import annotations
 
 import os
-import struct
 import tempfile
 import warnings
 from dataclasses import dataclass, field, replace
@@ -117,13 +116,14 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
                     f"{path}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} (raise it with --max-pixels)"
                 )
             notes: list[str] = []
+            raw16 = png16.colour16_rawmode(im)  # before getexif(), which may load the pixels
             icc = im.info.get("icc_profile")
             exif = im.getexif()
             orientation = int(exif.get(_ORIENTATION, 1) or 1)
             if im.mode == "CMYK":
                 icc = None  # a CMYK profile would mislabel the converted RGB pixels.
-            if png16.is_16bit_colour(im):
-                data = png16.read_16bit_colour(str(path), im)
+            if raw16:
+                data = png16.read_16bit_colour(str(path), raw16)
                 color, alpha = (data[..., :-1], data[..., -1]) if data.shape[2] in (2, 4) else (data, None)
             else:
                 im.load()
@@ -135,7 +135,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         raise ImageError(f"{path}: image exceeds Pillow's decompression-bomb limit") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+    except Exception as exc:  # noqa: BLE001 - corrupt files raise many types inside Pillow
         raise ImageError(f"{path}: cannot decode image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     if orientation != 1:
         color = _orient(color, orientation)

@@ -16,16 +16,16 @@ from PIL import Image, PngImagePlugin
 _COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (gray, gray+alpha, RGB, RGBA)
 
 
-def is_16bit_colour(im: Image.Image) -> bool:
-    """True for a PNG whose samples are 16-bit and that Pillow would hand back as 8-bit."""
+def colour16_rawmode(im: Image.Image) -> str | None:
+    """Pillow's raw mode for a not-yet-loaded PNG whose 16-bit colour samples it would truncate."""
     if not isinstance(im, PngImagePlugin.PngImageFile) or not im.tile:
-        return False
-    return str(im.tile[0].args).split(";")[0] in ("RGB", "RGBA", "LA") and str(im.tile[0].args).endswith(";16B")
-
-
-def read_16bit_colour(path: str, im: Image.Image) -> np.ndarray:
-    """Return (H,W,C) uint16 for a 16-bit RGB/RGBA/gray+alpha PNG opened as `im` (not yet loaded)."""
+        return None
     raw = str(im.tile[0].args)
+    return raw if raw in ("RGB;16B", "RGBA;16B", "LA;16B") else None
+
+
+def read_16bit_colour(path: str, raw: str) -> np.ndarray:
+    """Return (H,W,C) uint16 for the 16-bit RGB/RGBA/gray+alpha PNG at `path` (raw from above)."""
     if raw == "LA;16B":
         # Two 16-bit samples = 4 bytes: decoding as plain 8-bit RGBA passes the bytes through.
         planes = _decode_as(path, "RGBA")

@@ -41,7 +41,11 @@ def validate_weights(param: Path, param_text: str, data: bytes) -> None:
     from .ncnn_weights import NcnnFormatError, NcnnParam, read_weights
 
     try:
-        read_weights(NcnnParam.parse(param_text), data)
+        parsed = NcnnParam.parse(param_text)
+    except NcnnFormatError as exc:
+        raise ModelLoadError(f"{param}: {exc}") from None
+    try:
+        read_weights(parsed, data)
     except NcnnFormatError as exc:
         raise ModelLoadError(f"{param.with_suffix('.bin')}: {exc}") from None
 
