@@ -16,18 +16,22 @@ from . import config as config_mod
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    from ..convert.api import ConvertError
     from ..convert.detect import UnsupportedModelError
+    from ..convert.pnnx_export import ExportError
+    from ..convert.verify import VerificationError
     from ..convert.weights_io import WeightsError
     from .checkpoint import CheckpointError
     from .data import DataError
     from .degradations.config import ConfigError as DegradationConfigError
+    from .loop import ExportFailed
     from .models import InitError
     from .stages import TrainingDiverged
     from .vgg import VGGWeightsError
 
     return (
-        CheckpointError, DataError, DegradationConfigError, InitError, TrainingDiverged, VGGWeightsError,
-        WeightsError, UnsupportedModelError,
+        CheckpointError, DataError, DegradationConfigError, ExportFailed, InitError, TrainingDiverged, VGGWeightsError,
+        WeightsError, UnsupportedModelError, ConvertError, ExportError, VerificationError,
     )
 
 

@@ -183,6 +183,10 @@ def _run(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> R
         f"{cfg.name}: stage {cfg.train.stage}, {len(dataset)} images, world {info.world} on {info.device}, "
         f"iterations {start + 1}..{cfg.train.total_iter}"
     )
+    if want_val and start == 0:  # the starting point: the baseline of a fine-tune
+        if validator is not None:
+            _validate(cfg, validator, stage, info, log, 0)
+        dist.barrier(info)
     loader = make_loader(
         dataset, cfg.data.batch_size, cfg.seed, info.rank, info.world, start, cfg.data.num_workers,
         pin_memory=info.device.type == "cuda",
@@ -220,8 +224,16 @@ def _run(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> R
             plot_curves(log.jsonl_path, cfg.run_dir / "curves.png")
     result = RunResult(iteration=max(start, cfg.train.total_iter), last_losses=losses, checkpoint=last_path)
     if info.is_main and cfg.export.at_end and start < cfg.train.total_iter:
-        result.export = export_generator(cfg, stage.ema.module, log)
+        try:
+            result.export = export_generator(cfg, stage.ema.module, log)
+        except (RuntimeError, ValueError, OSError) as exc:  # convert's errors are of these kinds
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ExportFailed(f"training finished ({last_path}) but the export failed: {first}; retry with --export") from None
     return result
+
+
+class ExportFailed(RuntimeError):
+    """Training finished and was checkpointed, but converting the result to ncnn failed."""
 
 
 def export_generator(cfg: Config, model: torch.nn.Module, log: RunLog, name: str | None = None) -> Any:
