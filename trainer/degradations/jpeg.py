@@ -60,6 +60,7 @@ _YCC_TO_RGB = (
     (1.0, -0.344136286, -0.714136286),
     (1.0, 1.772, 0.0),
 )
+_YCC_TO_RGB_OFFSET = tuple(-128.0 * (row[1] + row[2]) for row in _YCC_TO_RGB)  # Cb, Cr centred
 
 
 def quant_tables(quality: Tensor) -> tuple[Tensor, Tensor]:
@@ -82,21 +83,45 @@ def dct_matrix(dtype: torch.dtype = torch.float64) -> Tensor:
     return d.to(dtype)
 
 
-def _color(x: Tensor, matrix: tuple[tuple[float, ...], ...]) -> Tensor:
-    m = torch.tensor(matrix, device=x.device, dtype=x.dtype)
-    return torch.einsum("ij,bjhw->bihw", m, x)
+def _color(x: Tensor, matrix: tuple[tuple[float, ...], ...], scale: float, offset: tuple[float, ...]) -> Tensor:
+    """(B, 3, H, W) -> scale * matrix @ pixel + offset, as one batched matmul."""
+    b, c, h, w = x.shape
+    m = (torch.tensor(matrix, dtype=torch.float64) * scale).to(device=x.device, dtype=x.dtype)
+    off = torch.tensor(offset, device=x.device, dtype=x.dtype).view(1, 3, 1)
+    return torch.baddbmm(off.expand(b, 3, h * w), m.expand(b, 3, 3), x.reshape(b, c, h * w)).view(b, 3, h, w)
 
 
 def _code_plane(plane: Tensor, table: Tensor) -> Tensor:
-    """Quantize-dequantize planes (B, C, H, W) (H, W multiples of 8, 8-bit samples)."""
+    """Quantize-dequantize 8-bit planes (B, C, H, W), H and W multiples of 8.
+
+    The 2-D DCT of an 8x8 block is one 64x64 matrix (D kron D) on the flattened block, so the
+    whole plane is two GEMMs; the level shift of 128 is the DC offset 8 * 128.
+    """
     b, c, h, w = plane.shape
-    d = dct_matrix(plane.dtype).to(plane.device)
-    blocks = (plane - 128.0).view(b, c, h // 8, 8, w // 8, 8).transpose(3, 4)
-    coef = d @ blocks @ d.T
-    step = table.to(device=plane.device, dtype=plane.dtype)[:, None, None, None]
-    coef = torch.round(coef / step) * step
-    out = (d.T @ coef @ d).transpose(3, 4).reshape(b, c, h, w)
-    return (out + 128.0).round().clamp(0, 255)
+    d = dct_matrix(torch.float64)
+    kron = torch.kron(d, d).to(device=plane.device, dtype=plane.dtype)  # (64, 64): vec(D X D^T)
+    blocks = plane.view(b, c, h // 8, 8, w // 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(b, -1, 64)
+    coef = blocks @ kron.T
+    coef[..., 0] -= 1024.0
+    step = table.to(device=plane.device, dtype=plane.dtype).view(b, 1, 64)
+    coef = coef.div_(step).round_().mul_(step)
+    coef[..., 0] += 1024.0
+    out = (coef @ kron).view(b, c, h // 8, w // 8, 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(b, c, h, w)
+    return out.round_().clamp_(0, 255)
+
+
+def _fill(x: Tensor, sizes: Tensor, hp: int, wp: int) -> Tensor:
+    h, w = x.shape[-2:]
+    if bool((sizes[:, 0] == h).all()) and bool((sizes[:, 1] == w).all()):
+        return F.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
+    return replicate_fill(x, sizes, hp, wp)
+
+
+def _upsample_matrix(n: Tensor, length: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """libjpeg's fancy up-sampling (3/4, 1/4 of the two nearest chroma samples, edges
+    clamped at each sample's own chroma size n) as a (B, 2 length, length) matrix."""
+    bilinear = torch.ones(n.shape[0], dtype=torch.long)
+    return resize_matrix(n, 2 * n, bilinear, length, 2 * length).to(device=device, dtype=dtype)
 
 
 def jpeg(x: Tensor, quality: Tensor, sizes: Tensor | None = None) -> Tensor:
@@ -112,20 +137,14 @@ def jpeg(x: Tensor, quality: Tensor, sizes: Tensor | None = None) -> Tensor:
     if sizes is None:
         sizes = full_sizes(x)
     hp, wp = 16 * math.ceil(h / 16), 16 * math.ceil(w / 16)
-    img = replicate_fill(x.clamp(0, 1), sizes, hp, wp) * 255.0
-    ycc = _color(img, _RGB_TO_YCC)
-    ycc[:, 1:] += 128.0
-    ycc = ycc.round().clamp(0, 255)
+    img = _fill(x.clamp(0, 1), sizes, hp, wp)
+    ycc = _color(img, _RGB_TO_YCC, 255.0, (0.0, 128.0, 128.0)).round_().clamp_(0, 255)
     luma_t, chroma_t = quant_tables(quality)
     y = _code_plane(ycc[:, :1], luma_t)
-    chroma = F.avg_pool2d(ycc[:, 1:], 2).round()
-    chroma = _code_plane(chroma, chroma_t)
-    # libjpeg's fancy up-sampling over each sample's own ceil(h/2) x ceil(w/2) chroma window
-    ch = (sizes + 1) // 2
-    mh = resize_matrix(ch[:, 0], 2 * ch[:, 0], torch.ones(b, dtype=torch.long), hp // 2, hp)
-    mw = resize_matrix(ch[:, 1], 2 * ch[:, 1], torch.ones(b, dtype=torch.long), wp // 2, wp)
-    mh = mh.to(device=x.device, dtype=x.dtype)[:, None]
-    mw = mw.to(device=x.device, dtype=x.dtype)[:, None].transpose(-1, -2)
-    chroma = (mh @ chroma @ mw).round() - 128.0
-    rgb = _color(torch.cat([y, chroma], dim=1), _YCC_TO_RGB)
-    return (rgb.round().clamp(0, 255) / 255.0)[:, :, :h, :w]
+    chroma = _code_plane(F.avg_pool2d(ycc[:, 1:], 2).round_(), chroma_t)
+    ch = (sizes + 1) // 2  # each sample's own chroma window
+    mh = _upsample_matrix(ch[:, 0], hp // 2, x.dtype, x.device)[:, None]
+    mw = _upsample_matrix(ch[:, 1], wp // 2, x.dtype, x.device)[:, None].transpose(-1, -2)
+    chroma = (mh @ chroma @ mw).round_()
+    rgb = _color(torch.cat([y, chroma], dim=1), _YCC_TO_RGB, 1.0, _YCC_TO_RGB_OFFSET)
+    return rgb[:, :, :h, :w].round().clamp_(0, 255).div_(255.0)

@@ -17,34 +17,37 @@ _LUMA = (0.299, 0.587, 0.114)
 
 def gaussian_noise(shape: tuple[int, ...], sigma: Tensor, gray: Tensor, g: torch.Generator,
                    device: torch.device, dtype: torch.dtype) -> Tensor:
-    """Noise for (B, C, H, W) images: std sigma[b] / 255, one plane for all C where gray[b]."""
+    """Noise for (B, C, H, W) images: std sigma[b] / 255, one plane for all C where gray[b].
+
+    Draws a colour field for every sample and, if any sample is gray, a plane for every
+    sample (normal draws are cheap; a fixed draw count keeps the stream simple).
+    """
     b, c, h, w = shape
     std = (sigma / 255.0).to(device=device, dtype=dtype).view(b, 1, 1, 1)
-    noise = torch.empty(shape, device=device, dtype=dtype)
-    color = ~gray
-    n_color = int(color.sum())
-    if n_color:
-        noise[color.to(device)] = torch.randn((n_color, c, h, w), generator=g, device=device, dtype=dtype)
-    if n_color < b:
-        plane = torch.randn((b - n_color, 1, h, w), generator=g, device=device, dtype=dtype)
-        noise[gray.to(device)] = plane.expand(b - n_color, c, h, w)
-    return noise * std
+    noise = torch.randn(shape, generator=g, device=device, dtype=dtype)
+    if bool(gray.any()):
+        plane = torch.randn((b, 1, h, w), generator=g, device=device, dtype=dtype)
+        noise = torch.where(gray.to(device).view(b, 1, 1, 1), plane, noise)
+    return noise.mul_(std)
 
 
-def _level_count(img8: Tensor, valid: Tensor) -> Tensor:
-    """Distinct 8-bit levels per sample over its valid pixels: (B,) float."""
-    b = img8.shape[0]
-    levels = (img8 * 255).round().long().clamp(0, 255).reshape(b, -1)
-    weights = valid.expand_as(img8).reshape(b, -1).to(img8.dtype)
-    hist = torch.zeros(b, 256, device=img8.device, dtype=img8.dtype).scatter_add_(1, levels, weights)
-    return (hist > 0).sum(1).clamp_min(1).to(img8.dtype)
+def _level_count(levels: Tensor, valid: Tensor) -> Tensor:
+    """Distinct 8-bit levels per sample over its valid pixels: (B,) float.
+
+    levels: (B, C, H, W) integral floats in 0..255; valid: (B, 1, H, W) bool.
+    """
+    b = levels.shape[0]
+    lv = torch.where(valid, levels, torch.full_like(levels, 256.0)).long().reshape(b, -1)
+    seen = torch.zeros(b, 257, device=levels.device, dtype=torch.bool).scatter_(1, lv, True)
+    return seen[:, :256].sum(1).clamp_min(1).to(levels.dtype)
 
 
 def _poisson(img: Tensor, valid: Tensor, g: torch.Generator) -> Tensor:
     """Poisson noise of img rounded to 8-bit levels, with the level-count photon scale."""
-    img8 = (img * 255.0).round().clamp(0, 255) / 255.0
-    vals = torch.exp2(torch.ceil(torch.log2(_level_count(img8, valid)))).view(-1, 1, 1, 1)
-    return torch.poisson(img8 * vals, generator=g) / vals - img8
+    levels = (img * 255.0).round_().clamp_(0, 255)
+    vals = torch.exp2(torch.ceil(torch.log2(_level_count(levels, valid)))).view(-1, 1, 1, 1)
+    rate = levels * (vals / 255.0)
+    return torch.poisson(rate, generator=g).sub_(rate).div_(vals)
 
 
 def poisson_noise(img: Tensor, scale: Tensor, gray: Tensor, valid: Tensor, g: torch.Generator) -> Tensor:
@@ -53,13 +56,14 @@ def poisson_noise(img: Tensor, scale: Tensor, gray: Tensor, valid: Tensor, g: to
     valid: (B, 1, H, W) bool, the pixels that count as the sample's content.
     """
     b, c, h, w = img.shape
+    gray = gray.to(img.device)
+    scale = scale.to(device=img.device, dtype=img.dtype).view(b, 1, 1, 1)
+    if not bool(gray.any()):
+        return _poisson(img, valid, g).mul_(scale)
+    luma = torch.tensor(_LUMA, device=img.device, dtype=img.dtype).view(1, 3, 1, 1)
+    if bool(gray.all()):
+        return _poisson((img * luma).sum(1, keepdim=True), valid, g).mul_(scale).expand(b, c, h, w)
     noise = torch.empty_like(img)
-    color = ~gray.to(img.device)
-    n_color = int(color.sum())
-    if n_color:
-        noise[color] = _poisson(img[color], valid[color], g)
-    if n_color < b:
-        luma = torch.tensor(_LUMA, device=img.device, dtype=img.dtype).view(1, 3, 1, 1)
-        gray_img = (img[~color] * luma).sum(1, keepdim=True)
-        noise[~color] = _poisson(gray_img, valid[~color], g).expand(b - n_color, c, h, w)
-    return noise * scale.to(device=img.device, dtype=img.dtype).view(b, 1, 1, 1)
+    noise[~gray] = _poisson(img[~gray], valid[~gray], g)
+    noise[gray] = _poisson((img[gray] * luma).sum(1, keepdim=True), valid[gray], g).expand(-1, c, h, w)
+    return noise.mul_(scale)

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 
+from .batching import put, select, size_groups
 from .config import DegradationConfig
 from .filters import blur, full_sizes, usm_sharp
 from .jpeg import jpeg
@@ -31,6 +33,11 @@ from .noise import gaussian_noise, poisson_noise
 from .params import FinalDraw, StageDraw, draw_final, draw_stage, take
 from .rand import bulk_generator
 from .resize import resize
+
+
+# A group costs about as much fixed work as this many full-size samples (calls, small-batch
+# inefficiency of the grouped convolution); tuned on the x4plus recipe with bench/.
+_GROUP_COST = 1.0
 
 
 @dataclass(frozen=True)
@@ -54,8 +61,7 @@ def _blur_subset(x: Tensor, sizes: Tensor, kernels: Tensor, which: Tensor) -> Te
     if not bool(which.any()):
         return x
     idx = which.nonzero().squeeze(1)
-    dev_idx = idx.to(x.device)
-    return x.index_copy(0, dev_idx, blur(x.index_select(0, dev_idx), kernels[idx], sizes[idx]))
+    return put(x, idx, blur(select(x, idx), kernels[idx], sizes[idx]))
 
 
 def _valid_mask(x: Tensor, sizes: Tensor) -> Tensor:
@@ -67,34 +73,46 @@ def _valid_mask(x: Tensor, sizes: Tensor) -> Tensor:
 
 def add_noise(x: Tensor, sizes: Tensor, draw: StageDraw, g: torch.Generator) -> Tensor:
     """Gaussian or Poisson noise per sample (draw.gaussian), then clip to [0, 1]."""
-    noise = torch.zeros_like(x)
+    out = x
     gi = draw.gaussian.nonzero().squeeze(1)
     pi = (~draw.gaussian).nonzero().squeeze(1)
     if gi.numel():
-        n = gaussian_noise((gi.numel(), *x.shape[1:]), draw.sigma[gi], draw.gray[gi], g, x.device, x.dtype)
-        noise = noise.index_copy(0, gi.to(x.device), n)
+        sub = select(x, gi)
+        n = gaussian_noise(tuple(sub.shape), draw.sigma[gi], draw.gray[gi], g, x.device, x.dtype)
+        out = put(out, gi, n.add_(sub).clamp_(0, 1))
     if pi.numel():
-        dpi = pi.to(x.device)
-        sub = x.index_select(0, dpi)
+        sub = select(x, pi)
         n = poisson_noise(sub, draw.poisson_scale[pi], draw.gray[pi], _valid_mask(sub, sizes[pi]), g)
-        noise = noise.index_copy(0, dpi, n)
-    return (x + noise).clamp(0, 1)
+        out = put(out, pi, (sub + n).clamp_(0, 1))
+    return out
+
+
+def stage_sizes(base: tuple[float, float], draw: StageDraw) -> Tensor:
+    """(B, 2) sizes after a stage's resize: int(base * scale), at least 1."""
+    return torch.stack([(base[0] * draw.scale).long(), (base[1] * draw.scale).long()], 1).clamp_min(1)
 
 
 def run_stage(x: Tensor, sizes: Tensor, base: tuple[float, float], draw: StageDraw,
-              kernels: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+              kernels: Tensor | None, g: torch.Generator, name: str = "stage") -> tuple[Tensor, Tensor]:
     """One degradation stage on a canvas: blur -> resize to int(base * scale) -> noise -> JPEG.
 
-    Returns the new canvas and sizes. `g` draws the noise pixels (on x's device).
+    kernels=None skips the blur (done by the caller). Returns the new canvas and sizes. `g`
+    draws the noise pixels (on x's device). `name` labels the steps for torch.profiler (the
+    benchmark's per-step breakdown).
     """
-    x = _blur_subset(x, sizes, kernels, draw.blur)
-    out = torch.stack([(base[0] * draw.scale).long(), (base[1] * draw.scale).long()], 1).clamp_min(1)
-    if not torch.equal(out, sizes):
-        x = resize(x, sizes, out, draw.mode)
-        sizes = out
-    x = add_noise(x, sizes, draw, g)
+    if kernels is not None:
+        with record_function(f"deg.{name}.blur"):
+            x = _blur_subset(x, sizes, kernels, draw.blur)
+    out = stage_sizes(base, draw)
+    with record_function(f"deg.{name}.resize"):
+        if not torch.equal(out, sizes):
+            x = resize(x, sizes, out, draw.mode)
+            sizes = out
+    with record_function(f"deg.{name}.noise"):
+        x = add_noise(x, sizes, draw, g)
     if draw.quality is not None:
-        x = jpeg(x, draw.quality, sizes)
+        with record_function(f"deg.{name}.jpeg"):
+            x = jpeg(x, draw.quality, sizes)
     return x, sizes
 
 
@@ -115,15 +133,18 @@ def run_final(x: Tensor, sizes: Tensor, out_hw: tuple[int, int], draw: FinalDraw
         if not idx.numel():
             continue
         sub_draw = take(draw, idx)
-        dev_idx = idx.to(x.device)
-        sub, sub_sizes, sub_k = x.index_select(0, dev_idx), sizes[idx], kernels[idx]
+        sub, sub_sizes, sub_k = select(x, idx), sizes[idx], kernels[idx]
         if first:
-            sub = _resize_sinc(sub, sub_sizes, out_hw, sub_draw, sub_k)
-            sub = jpeg(sub, sub_draw.quality)
+            with record_function("deg.final.resize_sinc"):
+                sub = _resize_sinc(sub, sub_sizes, out_hw, sub_draw, sub_k)
+            with record_function("deg.final.jpeg"):
+                sub = jpeg(sub, sub_draw.quality)
         else:
-            sub = jpeg(sub, sub_draw.quality, sub_sizes)
-            sub = _resize_sinc(sub, sub_sizes, out_hw, sub_draw, sub_k)
-        out = out.index_copy(0, dev_idx, sub)
+            with record_function("deg.final.jpeg"):
+                sub = jpeg(sub, sub_draw.quality, sub_sizes)
+            with record_function("deg.final.resize_sinc"):
+                sub = _resize_sinc(sub, sub_sizes, out_hw, sub_draw, sub_k)
+        out = put(out, idx, sub)
     return out
 
 
@@ -160,17 +181,29 @@ class Degrader(torch.nn.Module):
         _check_input(gt, self.scale)
         cfg = self.config
         b, _, h, w = gt.shape
-        bulk = bulk_generator(generator, gt.device)
-        first = draw_stage(cfg.first, b, generator)
-        second = draw_stage(cfg.second, b, generator)
-        final = draw_final(cfg.final, b, generator)
-        k1, k2, ks = (make_kernels(d.kernel) for d in (first, second, final))
+        with record_function("deg.draw"):
+            bulk = bulk_generator(generator, gt.device)
+            first = draw_stage(cfg.first, b, generator)
+            second = draw_stage(cfg.second, b, generator)
+            final = draw_final(cfg.final, b, generator)
+            k1, k2, ks = (make_kernels(d.kernel) for d in (first, second, final))
 
         dtype = gt.dtype if gt.dtype == torch.float64 else torch.float32
-        gt_usm = usm_sharp(gt.to(dtype), cfg.usm.weight, cfg.usm.radius, cfg.usm.threshold)
-        x, sizes = run_stage(gt_usm, full_sizes(gt), (float(h), float(w)), first, k1, bulk)
-        x, sizes = run_stage(x, sizes, (h / self.scale, w / self.scale), second, k2, bulk)
-        x = run_final(x, sizes, (h // self.scale, w // self.scale), final, ks)
+        with record_function("deg.usm"):
+            gt_usm = usm_sharp(gt.to(dtype), cfg.usm.weight, cfg.usm.radius, cfg.usm.threshold)
+        sizes = full_sizes(gt)
+        with record_function("deg.first.blur"):
+            x = _blur_subset(gt_usm, sizes, k1, first.blur)
+        out_hw = (h // self.scale, w // self.scale)
+        x_out = torch.empty((b, 3, *out_hw), device=gt.device, dtype=dtype)
+        areas = stage_sizes((float(h), float(w)), first).prod(1).to(torch.float64) / (h * w)
+        for idx in size_groups(areas, group_cost=_GROUP_COST):
+            xs, ss = run_stage(select(x, idx), sizes[idx], (float(h), float(w)), take(first, idx),
+                               None, bulk, "first")
+            xs, ss = run_stage(xs, ss, (h / self.scale, w / self.scale), take(second, idx),
+                               k2[idx], bulk, "second")
+            x_out = put(x_out, idx, run_final(xs, ss, out_hw, take(final, idx), ks[idx]))
+        x = x_out
         lq = ((x * 255.0).round().clamp(0, 255) / 255.0).to(gt.dtype)
         return DegradationResult(lq, gt_usm.to(gt.dtype), first, second, final, k1, k2, ks)
 

@@ -28,49 +28,53 @@ def _cubic_weights(t: Tensor) -> list[Tensor]:
     return [far(t + 1), near(t), near(1 - t), far(2 - t)]
 
 
-def _scatter(taps: list[tuple[Tensor, Tensor]], rows: int, cols: int) -> Tensor:
-    idx = torch.stack([i for i, _ in taps], dim=-1)
-    w = torch.stack([v for _, v in taps], dim=-1)
-    m = torch.zeros(idx.shape[0], rows, cols, dtype=torch.float64)
-    return m.scatter_add_(2, idx, w)
+def _taps(n_in: Tensor, n_out: Tensor, mode: Tensor, out_len: int) -> tuple[Tensor, Tensor]:
+    """Source indices and weights (B, out_len, T) of every output position, all three modes
+    computed from PyTorch's formulas and the drawn one kept per sample."""
+    dst = torch.arange(out_len, dtype=torch.float64)[None, :]
+    scale = n_in.to(torch.float64)[:, None] / n_out.to(torch.float64)[:, None]
+    last = (n_in - 1)[:, None]
+    zero = torch.zeros_like(last)
+
+    # bilinear: area_pixel_compute_source_index, clamped at 0; second tap clamped to the edge
+    src = ((dst + 0.5) * scale - 0.5).clamp_min(0)
+    i0 = torch.minimum(src.floor().long(), last)
+    lam = (src - i0).clamp(0, 1)
+    bil_i = [i0, torch.minimum(i0 + 1, last)]
+    bil_w = [1 - lam, lam]
+
+    # bicubic: taps i-1..i+2 clamped to the edge, no clamp of the source position
+    src = (dst + 0.5) * scale - 0.5
+    i = src.floor()
+    cub_w = _cubic_weights(src - i)
+    cub_i = [torch.clamp(i.long() + d, zero, last) for d in (-1, 0, 1, 2)]
+
+    # area = adaptive average pooling: window [floor(i n / m), ceil((i + 1) n / m))
+    di = torch.arange(out_len, dtype=torch.long)[None, :]
+    start = (di * n_in[:, None]) // n_out[:, None]
+    end = ((di + 1) * n_in[:, None] + n_out[:, None] - 1) // n_out[:, None]
+    count = (end - start).clamp_min(1)
+    n_area = max(int(count.max()), 4)
+    area_i = [torch.minimum(start + t, last) for t in range(n_area)]
+    area_w = [(t < count).to(torch.float64) / count for t in range(n_area)]
+
+    pad_i = [zero.expand_as(i0)] * (n_area - 2)
+    pad_w = [torch.zeros_like(lam)] * (n_area - 2)
+    idx = torch.stack(area_i, -1), torch.stack(bil_i + pad_i, -1), torch.stack(cub_i + pad_i[2:], -1)
+    wts = torch.stack(area_w, -1), torch.stack(bil_w + pad_w, -1), torch.stack(cub_w + pad_w[2:], -1)
+    m = mode[:, None, None]
+    valid = (di < n_out[:, None])[..., None]
+    pick_i = torch.where(m == 0, idx[0], torch.where(m == 1, idx[1], idx[2]))
+    pick_w = torch.where(m == 0, wts[0], torch.where(m == 1, wts[1], wts[2])) * valid
+    return pick_i, pick_w
 
 
 def resize_matrix(n_in: Tensor, n_out: Tensor, mode: Tensor, in_len: int, out_len: int) -> Tensor:
     """(B, out_len, in_len) float64: row i of sample b resamples a length-n_in[b] signal to
     position i of a length-n_out[b] one with mode RESIZE_MODES[mode[b]]; rows >= n_out are 0."""
-    dst = torch.arange(out_len, dtype=torch.float64)[None, :]
-    ni = n_in.to(torch.float64)[:, None]
-    no = n_out.to(torch.float64)[:, None]
-    last = (n_in - 1)[:, None]
-    scale = ni / no
-
-    # bilinear (area_pixel_compute_source_index, clamped at 0)
-    src = ((dst + 0.5) * scale - 0.5).clamp_min(0)
-    i0 = src.floor().long().clamp_max(last.expand_as(src))
-    lam = (src - i0).clamp(0, 1)
-    i1 = torch.minimum(i0 + 1, last)
-    bilinear = _scatter([(i0, 1 - lam), (i1, lam)], out_len, in_len)
-
-    # bicubic (taps i-1..i+2 clamped to the edge)
-    src = (dst + 0.5) * scale - 0.5
-    i = src.floor()
-    t = src - i
-    i = i.long()
-    taps = [(torch.clamp(i + d, torch.zeros_like(last), last), w)
-            for d, w in zip((-1, 0, 1, 2), _cubic_weights(t))]
-    bicubic = _scatter(taps, out_len, in_len)
-
-    # area (adaptive average pooling: [floor(i n/m), ceil((i+1) n/m)) )
-    di = torch.arange(out_len, dtype=torch.long)[None, :]
-    start = (di * n_in[:, None]) // n_out[:, None]
-    end = ((di + 1) * n_in[:, None] + n_out[:, None] - 1) // n_out[:, None]
-    j = torch.arange(in_len, dtype=torch.long)[None, None, :]
-    inside = (j >= start[..., None]) & (j < end[..., None])
-    area = inside.to(torch.float64) / (end - start).clamp_min(1)[..., None].to(torch.float64)
-
-    m = torch.where((mode == 0)[:, None, None], area, torch.where((mode == 1)[:, None, None], bilinear, bicubic))
-    valid_rows = di < n_out[:, None]
-    return m * valid_rows[..., None]
+    idx, w = _taps(n_in, n_out, mode, out_len)
+    m = torch.zeros(idx.shape[0], out_len, in_len, dtype=torch.float64)
+    return m.scatter_add_(2, idx, w)
 
 
 def resize(x: Tensor, sizes: Tensor, out_sizes: Tensor, modes: Tensor) -> Tensor:
