@@ -124,7 +124,10 @@ def _import_srvgg(param: NcnnParam, weights: dict[str, list[np.ndarray]], convs:
     # An Interp fed by the residual sum (not by the input) resizes the net's output afterwards.
     resize = 1.0
     for layer in param.layers:
-        if layer.type == "Interp" and layer.int_param(0) != _INTERP_NEAREST:
+        if layer.type == "Interp" and layer.int_param(0) == _INTERP_NEAREST:
+            if _float_param(layer, 1, 1.0) != upscale or _float_param(layer, 2, 1.0) != upscale:
+                raise UnsupportedModelError(f"layer {layer.name}: nearest upsampling of the input is not x{upscale}")
+        elif layer.type == "Interp":
             if layer.int_param(0) != _INTERP_BICUBIC:
                 raise UnsupportedModelError(f"layer {layer.name}: only a bicubic output resize is supported")
             resize = _float_param(layer, 1, 1.0)
@@ -150,8 +153,11 @@ def _import_rrdbnet(param: NcnnParam, weights: dict[str, list[np.ndarray]], conv
         _put_conv(sd, prefix, conv, weights)
     out_ch = sd["conv_last.weight"].shape[0]
     first_in = sd["conv_first.weight"].shape[1]
-    reorgs = [layer.int_param(0) for layer in param.layers if layer.type == "Reorg"]
-    unshuffle = reorgs[0] if reorgs else 1
+    reorgs = [layer for layer in param.layers if layer.type == "Reorg"]
+    unshuffle = reorgs[0].int_param(0) if reorgs else 1
+    if reorgs and (len(reorgs) > 1 or reorgs[0].int_param(1) != 0):
+        # mode 0 is pixel_unshuffle's channel order (checked against ncnn in the tests)
+        raise UnsupportedModelError("RRDB-like graph: only one Reorg (pixel-unshuffle order, mode 0) is supported")
     if unshuffle not in (1, 2, 4) or first_in % (unshuffle * unshuffle):
         raise UnsupportedModelError(f"RRDB-like graph: unshuffle stride {unshuffle} with {first_in} input channels")
     params = {"num_in_ch": first_in // (unshuffle * unshuffle), "num_out_ch": out_ch, "scale": 4 // unshuffle,
@@ -166,11 +172,17 @@ def _read_files(param_path: Path, bin_path: Path) -> tuple[NcnnParam, dict[str, 
             raise NcnnFormatError(f"{path}: file not found")
     try:
         text = param_path.read_text(encoding="utf-8")
+        blob = bin_path.read_bytes()
     except UnicodeDecodeError:
         raise NcnnFormatError(f"{param_path}: not a text .param file (binary .param is not supported)") from None
-    param = NcnnParam.parse(text)
+    except OSError as err:
+        raise NcnnFormatError(f"cannot read {err.filename}: {err.strerror}") from None
     try:
-        return param, read_weights(param, bin_path.read_bytes())
+        param = NcnnParam.parse(text)
+    except NcnnFormatError as err:
+        raise NcnnFormatError(f"{param_path}: {err}") from None
+    try:
+        return param, read_weights(param, blob)
     except NcnnFormatError as err:
         raise NcnnFormatError(f"{param_path.name} and {bin_path.name} do not match: {err}") from None
 
