@@ -65,10 +65,10 @@ def _export_only(cfg: config_mod.Config, resume: str | None) -> int:
 
 def _dry_run(cfg: config_mod.Config, origin: str) -> int:
     from .data import HRFolderDataset, PairedDataset
-    from .degradations import DegradationConfig
+    from .loop import check_config
     from .models import build_discriminator, build_generator
 
-    DegradationConfig.from_dict(cfg.degradation)
+    check_config(cfg)
     g = build_generator(cfg.network_g, cfg.scale)
     d = build_discriminator(cfg.network_d) if cfg.train.stage == "esrgan" else None
     data = cfg.data

@@ -9,18 +9,14 @@ sections are free-form on purpose and are validated by their consumers before tr
 
 from __future__ import annotations
 
-import difflib
-import types
-import typing
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message names the offending key."""
+from . import typed_dict
+from .typed_dict import ConfigError
 
 
 @dataclass
@@ -204,7 +200,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON-safe), the inverse of `from_dict`."""
-        return _to_plain(self)
+        return typed_dict.to_plain(self)
 
     @property
     def run_dir(self) -> Path:
@@ -212,91 +208,9 @@ class Config:
         return Path(self.path.experiments_root) / self.name
 
 
-def _to_plain(obj: Any) -> Any:
-    if is_dataclass(obj):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj)}
-    if isinstance(obj, dict):
-        return {k: _to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_plain(v) for v in obj]
-    return obj
-
-
-def _unknown(key: str, choices: list[str], prefix: str) -> ConfigError:
-    near = difflib.get_close_matches(key, choices, n=1)
-    hint = f" (did you mean '{prefix}{near[0]}'?)" if near else ""
-    return ConfigError(f"unknown config key '{prefix}{key}'{hint}")
-
-
-def _check_value(value: Any, tp: Any, where: str) -> Any:
-    """Return `value` converted to type `tp` or raise ConfigError naming `where`."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"config key '{where}' must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"config key '{where}' must be an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads `2e-4` (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"config key '{where}' must be a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        if value is None:
-            return ""
-        raise ConfigError(f"config key '{where}' must be a string, got {value!r}")
-    if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise ConfigError(f"config key '{where}' must be a list, got {value!r}")
-        return [_check_value(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        key_tp, item_tp = typing.get_args(tp)
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise ConfigError(f"config key '{where}' must be a mapping, got {value!r}")
-        return {str(k): _check_value(v, item_tp, f"{where}.{k}") for k, v in value.items()}
-    if origin in (typing.Union, types.UnionType):
-        raise ConfigError(f"internal: unsupported union type at '{where}'")
-    raise ConfigError(f"internal: unsupported type {tp!r} at '{where}'")
-
-
-def _build(cls: type, data: Any, prefix: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config section '{prefix.rstrip('.') or 'top level'}' must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in fields(cls)]
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in names:
-            raise _unknown(str(key), names, prefix)
-        tp = hints[key]
-        if is_dataclass(tp):
-            kwargs[key] = _build(tp, value, f"{prefix}{key}.")
-        else:
-            kwargs[key] = _check_value(value, tp, f"{prefix}{key}")
-    return cls(**kwargs)
-
-
 def from_dict(data: dict[str, Any]) -> Config:
     """Build a Config from a nested dict, rejecting unknown keys and wrong types by name."""
-    cfg = _build(Config, data, "")
+    cfg = typed_dict.build(Config, data, "")
     validate(cfg)
     return cfg
 
@@ -320,42 +234,8 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:
-    """Apply one `a.b.c=value` to a nested dict; the value is parsed as a YAML scalar/list.
-
-    Keys are checked against the dataclasses here (free-form sections are checked later by
-    their consumers), so `--set train.lr_gg=1` fails at once with the key's name.
-    """
-    if "=" not in item:
-        raise ConfigError(f"override '{item}' must look like key=value")
-    key, raw = item.split("=", 1)
-    parts = key.strip().split(".")
-    if not all(parts):
-        raise ConfigError(f"override '{item}' has an empty key part")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    cls: Any = Config
-    node = data
-    for depth, part in enumerate(parts):
-        prefix = ".".join(parts[:depth]) + ("." if depth else "")
-        if cls is not None:
-            names = [f.name for f in fields(cls)]
-            if part not in names:
-                raise _unknown(part, names, prefix)
-            tp = typing.get_type_hints(cls)[part]
-            cls = tp if is_dataclass(tp) else None
-        last = depth == len(parts) - 1
-        if last:
-            node[part] = value
-        else:
-            child = node.get(part)
-            if child is None:
-                child = {}
-                node[part] = child
-            if not isinstance(child, dict):
-                raise ConfigError(f"override '{item}': '{prefix}{part}' is not a section")
-            node = child
+    """Apply one `a.b.c=value` (YAML-typed value) to a nested config dict; unknown keys raise."""
+    typed_dict.apply_override(data, item, Config)
 
 
 def validate(cfg: Config) -> None:

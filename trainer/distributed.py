@@ -85,6 +85,15 @@ def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     return out
 
 
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's `obj` (picklable) on every rank."""
+    if not info.enabled:
+        return obj
+    box = [obj if info.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def any_true(flag: bool, info: DistInfo) -> bool:
     """True on all ranks if `flag` is true on any rank (to stop every rank together)."""
     if not info.enabled:

@@ -19,6 +19,7 @@ from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import Config
 from .data import HRFolderDataset, PairedDataset, UnreadableCounter, make_loader
+from .degradations import DegradationConfig, Degrader, TrainingPairPool, paired_random_crop, usm_sharp
 from .logs import RunLog
 from .models import build_discriminator, build_generator, generator_params, load_pretrained
 from .plot import plot_curves
@@ -41,8 +42,6 @@ class BatchMaker:
     """Turns a loaded batch into (lq, gt, gt_usm) on the device: degrade + crop + pool, or paired + USM."""
 
     def __init__(self, cfg: Config, device: torch.device, generator: torch.Generator) -> None:
-        from .degradations import DegradationConfig, Degrader, TrainingPairPool, usm_sharp
-
         self.cfg, self.device, self.gen = cfg, device, generator
         self.deg_cfg = DegradationConfig.from_dict(cfg.degradation)
         self.degrader = Degrader(self.deg_cfg, scale=cfg.scale) if cfg.data.mode == "degrade" else None
@@ -59,8 +58,6 @@ class BatchMaker:
 
     @torch.no_grad()
     def __call__(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from .degradations import paired_random_crop
-
         gt = batch["gt"].to(self.device, non_blocking=True)
         if self.degrader is None:
             lq = batch["lq"].to(self.device, non_blocking=True)
@@ -95,13 +92,29 @@ def _build_stage(cfg: Config, info: dist.DistInfo, log: RunLog, init: bool) -> E
     return make_stage(cfg, net_g, info, net_d, lambda: load_vgg19_state(cfg.path.vgg_weights or None))
 
 
-def _resume_state(cfg: Config, resume: str | None) -> tuple[Path, dict[str, Any]] | None:
+def _resume_state(cfg: Config, resume: str | None, info: dist.DistInfo) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint to continue from; only rank 0 reads it (other nodes need no shared disk)."""
     if not resume:
         return None
-    if resume == "auto":
-        return ckpt.load_latest(cfg.run_dir)
-    path = Path(resume)
-    return path, ckpt.load(path)
+    found: tuple[Path, dict[str, Any]] | None | BaseException = None
+    if info.is_main:
+        try:
+            found = ckpt.load_latest(cfg.run_dir) if resume == "auto" else (Path(resume), ckpt.load(Path(resume)))
+        except ckpt.CheckpointError as exc:
+            found = exc
+    found = dist.broadcast_object(found, info)
+    if isinstance(found, BaseException):
+        raise found
+    return found
+
+
+def check_config(cfg: Config) -> None:
+    """Everything that can be checked without data or weights, so a typo fails in a second."""
+    generator_params(cfg.network_g, cfg.scale)
+    if cfg.train.stage == "esrgan":
+        with torch.device("meta"):
+            build_discriminator(cfg.network_d)
+    DegradationConfig.from_dict(cfg.degradation)
 
 
 def _restore(stage: ESRNetStage, maker: BatchMaker, state: dict[str, Any], path: Path, rank: int, world: int) -> None:
@@ -157,10 +170,10 @@ def run(cfg: Config, resume: str | None = None, log_stream: Any = None) -> RunRe
 def _run(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> RunResult:
     if cfg.train.amp and info.device.type != "cuda":
         log.info("train.amp is ignored: mixed precision is used on CUDA only")
-    generator_params(cfg.network_g, cfg.scale)  # config errors before any data is touched
+    check_config(cfg)
     dataset = _build_dataset(cfg)
     counter = UnreadableCounter(len(dataset), cfg.data.max_unreadable)
-    resumed = _resume_state(cfg, resume)
+    resumed = _resume_state(cfg, resume, info)
     stage = _build_stage(cfg, info, log, init=resumed is None)
     gen = torch.Generator(device=info.device).manual_seed(cfg.seed + info.rank)
     maker = BatchMaker(cfg, info.device, gen)
