@@ -104,8 +104,8 @@ def _from_param_path(param: Path, origin: str) -> ModelFiles:
     if not weights.is_file():
         raise ModelNotFoundError(f"{weights}: model .bin file not found (next to {param.name})")
     sidecar = param.with_suffix(".json")
-    if sidecar.is_file():
-        return ModelFiles(param, weights, ModelSpec.load(sidecar), origin)
+    if sidecar.is_file():  # the file stem is the name users type, whatever the sidecar says
+        return ModelFiles(param, weights, replace(ModelSpec.load(sidecar), name=param.stem), origin)
     official = _official_spec_for_stem(param.stem)
     if official is not None:  # an official file copied elsewhere: its spec is known.
         return ModelFiles(param, weights, official, origin)
