@@ -46,6 +46,14 @@ def _check_probs(name: str, probs: tuple[float, ...], n: int) -> None:
         raise ConfigError(f"{name} must be {n} non-negative probabilities summing to 1, got {probs}")
 
 
+def _check_jpeg(name: str, rng: tuple[float, float] | None) -> None:
+    if rng is None:
+        return
+    _check_range(name, rng, 1.0, 100.0)
+    if math.ceil(rng[0]) > math.floor(rng[1]):
+        raise ConfigError(f"{name} must contain an integer quality, got {rng}")
+
+
 def _check_kernel_range(name: str, rng: tuple[int, int]) -> None:
     ok = len(rng) == 2 and all(int(k) == k and k % 2 == 1 for k in rng)
     if not ok or not 3 <= rng[0] <= rng[1] <= _MAX_KERNEL:
@@ -136,8 +144,7 @@ class StageConfig:
         _check_range(f"{where}.noise_range", self.noise_range, 0.0, 255.0)
         _check_range(f"{where}.poisson_scale_range", self.poisson_scale_range, 0.0, 1e3)
         _check_prob(f"{where}.gray_noise_prob", self.gray_noise_prob)
-        if self.jpeg_range is not None:
-            _check_range(f"{where}.jpeg_range", self.jpeg_range, 1.0, 100.0)
+        _check_jpeg(f"{where}.jpeg_range", self.jpeg_range)
 
 
 @dataclass(frozen=True)
@@ -145,7 +152,8 @@ class FinalConfig:
     """The last step: [resize to GT/scale + sinc, then JPEG] or [JPEG, then resize + sinc].
 
     resize_first_prob: probability of the first order (0.5). sinc_prob: probability of a sinc
-    filter (else none); its size from kernel_range, cutoff from cutoff_range.
+    filter (else none); its size from kernel_range, cutoff from cutoff_range. jpeg_range:
+    quality range, or None for no final JPEG.
     """
 
     resize_first_prob: float = 0.5
@@ -153,7 +161,7 @@ class FinalConfig:
     sinc_prob: float = 0.8
     kernel_range: tuple[int, int] = (7, 21)
     cutoff_range: tuple[float, float] = (math.pi / 3, math.pi)
-    jpeg_range: tuple[float, float] = (30.0, 95.0)
+    jpeg_range: tuple[float, float] | None = (30.0, 95.0)
 
     def validate(self, where: str) -> None:
         _check_prob(f"{where}.resize_first_prob", self.resize_first_prob)
@@ -161,7 +169,7 @@ class FinalConfig:
         _check_prob(f"{where}.sinc_prob", self.sinc_prob)
         _check_kernel_range(f"{where}.kernel_range", self.kernel_range)
         _check_range(f"{where}.cutoff_range", self.cutoff_range, 1e-3, math.pi)
-        _check_range(f"{where}.jpeg_range", self.jpeg_range, 1.0, 100.0)
+        _check_jpeg(f"{where}.jpeg_range", self.jpeg_range)
 
 
 @dataclass(frozen=True)

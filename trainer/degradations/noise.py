@@ -1,10 +1,15 @@
-"""Additive Gaussian and Poisson noise, per-sample strength, colour or gray, batched.
+"""Additive Gaussian and Poisson noise, per-sample strength, colour or gray.
 
 Formulas follow Real-ESRGAN (basicsr `random_add_*_noise_pt`): Gaussian noise of std
 sigma/255; Poisson noise on the image rounded to 8-bit levels, with the photon count per
 level 2^ceil(log2(number of distinct levels in the sample)) and the result scaled; "gray"
-draws one noise plane (from the luma for Poisson) shared by the three channels. The caller
-picks Gaussian or Poisson per sample; each function only draws noise for the samples given.
+draws one noise plane (from the luma for Poisson) shared by the three channels.
+
+Noise is drawn per sample, from that sample's own generator and only over its valid window.
+This is the one place with a Python loop over samples, and it is deliberate: torch.poisson
+consumes a data-dependent amount of randomness (rejection sampling), so drawing a batch from
+one stream would make every sample's noise depend on the other samples' pixels. Each loop
+iteration is vectorised over the sample's pixels; the loop overhead is microseconds.
 """
 
 from __future__ import annotations
@@ -15,55 +20,41 @@ from torch import Tensor
 _LUMA = (0.299, 0.587, 0.114)
 
 
-def gaussian_noise(shape: tuple[int, ...], sigma: Tensor, gray: Tensor, g: torch.Generator,
-                   device: torch.device, dtype: torch.dtype) -> Tensor:
-    """Noise for (B, C, H, W) images: std sigma[b] / 255, one plane for all C where gray[b].
-
-    Draws a colour field for every sample and, if any sample is gray, a plane for every
-    sample (normal draws are cheap; a fixed draw count keeps the stream simple).
-    """
-    b, c, h, w = shape
-    std = (sigma / 255.0).to(device=device, dtype=dtype).view(b, 1, 1, 1)
-    noise = torch.randn(shape, generator=g, device=device, dtype=dtype)
-    if bool(gray.any()):
-        plane = torch.randn((b, 1, h, w), generator=g, device=device, dtype=dtype)
-        noise = torch.where(gray.to(device).view(b, 1, 1, 1), plane, noise)
-    return noise.mul_(std)
+def gaussian_noise(shape: tuple[int, int, int], sigma: float, gray: bool, g: torch.Generator,
+                   dtype: torch.dtype = torch.float32) -> Tensor:
+    """Noise (C, H, W) of std sigma / 255; gray: one plane repeated over C (an expanded view)."""
+    c, h, w = shape
+    n = torch.randn((1 if gray else c, h, w), generator=g, device=g.device, dtype=dtype)
+    return n.mul_(sigma / 255.0).expand(c, h, w)
 
 
-def _level_count(levels: Tensor, valid: Tensor) -> Tensor:
-    """Distinct 8-bit levels per sample over its valid pixels: (B,) float.
-
-    levels: (B, C, H, W) integral floats in 0..255; valid: (B, 1, H, W) bool.
-    """
-    b = levels.shape[0]
-    lv = torch.where(valid, levels, torch.full_like(levels, 256.0)).long().reshape(b, -1)
-    seen = torch.zeros(b, 257, device=levels.device, dtype=torch.bool).scatter_(1, lv, True)
-    return seen[:, :256].sum(1).clamp_min(1).to(levels.dtype)
-
-
-def _poisson(img: Tensor, valid: Tensor, g: torch.Generator) -> Tensor:
-    """Poisson noise of img rounded to 8-bit levels, with the level-count photon scale."""
+def poisson_noise(img: Tensor, scale: float, gray: bool, g: torch.Generator) -> Tensor:
+    """Poisson noise for one image (C, H, W) in [0, 1], times `scale`; gray: from the luma."""
+    c = img.shape[0]
+    if gray:
+        luma = torch.tensor(_LUMA, device=img.device, dtype=img.dtype).view(3, 1, 1)
+        img = (img * luma).sum(0, keepdim=True)
     levels = (img * 255.0).round_().clamp_(0, 255)
-    vals = torch.exp2(torch.ceil(torch.log2(_level_count(levels, valid)))).view(-1, 1, 1, 1)
+    distinct = int((torch.bincount(levels.flatten().long(), minlength=256) > 0).sum())
+    vals = float(2 ** (max(distinct, 1) - 1).bit_length())  # 2^ceil(log2(distinct))
     rate = levels * (vals / 255.0)
-    return torch.poisson(rate, generator=g).sub_(rate).div_(vals)
+    noise = torch.poisson(rate, generator=g).sub_(rate).mul_(scale / vals)
+    return noise.expand(c, *noise.shape[1:])
 
 
-def poisson_noise(img: Tensor, scale: Tensor, gray: Tensor, valid: Tensor, g: torch.Generator) -> Tensor:
-    """Poisson noise for img (B, C, H, W), times scale[b]; gray[b]: from the luma, shared.
+def add_noise(x: Tensor, sizes: Tensor, gaussian: Tensor, sigma: Tensor, poisson_scale: Tensor,
+              gray: Tensor, gens: list[torch.Generator]) -> Tensor:
+    """x (B, C, H, W) canvas + per-sample noise over each valid window, clipped to [0, 1].
 
-    valid: (B, 1, H, W) bool, the pixels that count as the sample's content.
+    gaussian[b] picks Gaussian (std sigma[b]) or Poisson (poisson_scale[b]); gray[b] shares
+    one noise plane over the channels; gens[b] is sample b's generator (on x's device).
     """
-    b, c, h, w = img.shape
-    gray = gray.to(img.device)
-    scale = scale.to(device=img.device, dtype=img.dtype).view(b, 1, 1, 1)
-    if not bool(gray.any()):
-        return _poisson(img, valid, g).mul_(scale)
-    luma = torch.tensor(_LUMA, device=img.device, dtype=img.dtype).view(1, 3, 1, 1)
-    if bool(gray.all()):
-        return _poisson((img * luma).sum(1, keepdim=True), valid, g).mul_(scale).expand(b, c, h, w)
-    noise = torch.empty_like(img)
-    noise[~gray] = _poisson(img[~gray], valid[~gray], g)
-    noise[gray] = _poisson((img[gray] * luma).sum(1, keepdim=True), valid[gray], g).expand(-1, c, h, w)
-    return noise.mul_(scale)
+    noise = torch.zeros_like(x)
+    for b, gen in enumerate(gens):
+        h, w = int(sizes[b, 0]), int(sizes[b, 1])
+        if bool(gaussian[b]):
+            n = gaussian_noise((x.shape[1], h, w), float(sigma[b]), bool(gray[b]), gen, x.dtype)
+        else:
+            n = poisson_noise(x[b, :, :h, :w], float(poisson_scale[b]), bool(gray[b]), gen)
+        noise[b, :, :h, :w] = n
+    return noise.add_(x).clamp_(0, 1)

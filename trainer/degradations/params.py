@@ -45,12 +45,13 @@ class StageDraw:
 
 @dataclass(frozen=True)
 class FinalDraw:
-    """The final step per sample: order, resize mode, sinc kernel (or pulse), JPEG quality."""
+    """The final step per sample: order, resize mode, sinc kernel (or pulse), JPEG quality
+    (None: no JPEG)."""
 
     resize_first: Tensor
     mode: Tensor
     kernel: KernelDraw
-    quality: Tensor
+    quality: Tensor | None
 
 
 def draw_modes(modes: tuple[str, ...], n: int, g: torch.Generator) -> Tensor:
@@ -88,7 +89,7 @@ def draw_final(cfg: FinalConfig, n: int, g: torch.Generator) -> FinalDraw:
     resize_first = bernoulli(cfg.resize_first_prob, n, g)
     mode = draw_modes(cfg.resize_modes, n, g)
     kernel = draw_sinc(cfg.kernel_range, cfg.cutoff_range, cfg.sinc_prob, n, g)
-    quality = draw_quality(cfg.jpeg_range, n, g)
+    quality = None if cfg.jpeg_range is None else draw_quality(cfg.jpeg_range, n, g)
     return FinalDraw(resize_first, mode, kernel, quality)
 
 

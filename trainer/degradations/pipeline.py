@@ -29,9 +29,9 @@ from .config import DegradationConfig
 from .filters import blur, full_sizes, usm_sharp
 from .jpeg import jpeg
 from .kernels import make_kernels
-from .noise import gaussian_noise, poisson_noise
+from .noise import add_noise
 from .params import FinalDraw, StageDraw, draw_final, draw_stage, take
-from .rand import bulk_generator
+from .rand import sample_generators
 from .resize import resize
 
 
@@ -64,41 +64,19 @@ def _blur_subset(x: Tensor, sizes: Tensor, kernels: Tensor, which: Tensor) -> Te
     return put(x, idx, blur(select(x, idx), kernels[idx], sizes[idx]))
 
 
-def _valid_mask(x: Tensor, sizes: Tensor) -> Tensor:
-    """(B, 1, H, W) bool, true inside each sample's valid window."""
-    rows = torch.arange(x.shape[-2], device=x.device)[None, :] < sizes[:, :1].to(x.device)
-    cols = torch.arange(x.shape[-1], device=x.device)[None, :] < sizes[:, 1:].to(x.device)
-    return (rows[:, :, None] & cols[:, None, :])[:, None]
-
-
-def add_noise(x: Tensor, sizes: Tensor, draw: StageDraw, g: torch.Generator) -> Tensor:
-    """Gaussian or Poisson noise per sample (draw.gaussian), then clip to [0, 1]."""
-    out = x
-    gi = draw.gaussian.nonzero().squeeze(1)
-    pi = (~draw.gaussian).nonzero().squeeze(1)
-    if gi.numel():
-        sub = select(x, gi)
-        n = gaussian_noise(tuple(sub.shape), draw.sigma[gi], draw.gray[gi], g, x.device, x.dtype)
-        out = put(out, gi, n.add_(sub).clamp_(0, 1))
-    if pi.numel():
-        sub = select(x, pi)
-        n = poisson_noise(sub, draw.poisson_scale[pi], draw.gray[pi], _valid_mask(sub, sizes[pi]), g)
-        out = put(out, pi, (sub + n).clamp_(0, 1))
-    return out
-
-
 def stage_sizes(base: tuple[float, float], draw: StageDraw) -> Tensor:
     """(B, 2) sizes after a stage's resize: int(base * scale), at least 1."""
     return torch.stack([(base[0] * draw.scale).long(), (base[1] * draw.scale).long()], 1).clamp_min(1)
 
 
 def run_stage(x: Tensor, sizes: Tensor, base: tuple[float, float], draw: StageDraw,
-              kernels: Tensor | None, g: torch.Generator, name: str = "stage") -> tuple[Tensor, Tensor]:
+              kernels: Tensor | None, gens: list[torch.Generator], name: str = "stage",
+              ) -> tuple[Tensor, Tensor]:
     """One degradation stage on a canvas: blur -> resize to int(base * scale) -> noise -> JPEG.
 
-    kernels=None skips the blur (done by the caller). Returns the new canvas and sizes. `g`
-    draws the noise pixels (on x's device). `name` labels the steps for torch.profiler (the
-    benchmark's per-step breakdown).
+    kernels=None skips the blur (done by the caller). Returns the new canvas and sizes.
+    gens[b] draws sample b's noise pixels (on x's device). `name` labels the steps for
+    torch.profiler (the benchmark's per-step breakdown).
     """
     if kernels is not None:
         with record_function(f"deg.{name}.blur"):
@@ -109,7 +87,7 @@ def run_stage(x: Tensor, sizes: Tensor, base: tuple[float, float], draw: StageDr
             x = resize(x, sizes, out, draw.mode)
             sizes = out
     with record_function(f"deg.{name}.noise"):
-        x = add_noise(x, sizes, draw, g)
+        x = add_noise(x, sizes, draw.gaussian, draw.sigma, draw.poisson_scale, draw.gray, gens)
     if draw.quality is not None:
         with record_function(f"deg.{name}.jpeg"):
             x = jpeg(x, draw.quality, sizes)
@@ -134,14 +112,17 @@ def run_final(x: Tensor, sizes: Tensor, out_hw: tuple[int, int], draw: FinalDraw
             continue
         sub_draw = take(draw, idx)
         sub, sub_sizes, sub_k = select(x, idx), sizes[idx], kernels[idx]
+        q = sub_draw.quality
         if first:
             with record_function("deg.final.resize_sinc"):
                 sub = _resize_sinc(sub, sub_sizes, out_hw, sub_draw, sub_k)
-            with record_function("deg.final.jpeg"):
-                sub = jpeg(sub, sub_draw.quality)
+            if q is not None:
+                with record_function("deg.final.jpeg"):
+                    sub = jpeg(sub, q)
         else:
-            with record_function("deg.final.jpeg"):
-                sub = jpeg(sub, sub_draw.quality, sub_sizes)
+            if q is not None:
+                with record_function("deg.final.jpeg"):
+                    sub = jpeg(sub, q, sub_sizes)
             with record_function("deg.final.resize_sinc"):
                 sub = _resize_sinc(sub, sub_sizes, out_hw, sub_draw, sub_k)
         out = put(out, idx, sub)
@@ -182,7 +163,7 @@ class Degrader(torch.nn.Module):
         cfg = self.config
         b, _, h, w = gt.shape
         with record_function("deg.draw"):
-            bulk = bulk_generator(generator, gt.device)
+            gens = sample_generators(generator, b, gt.device)
             first = draw_stage(cfg.first, b, generator)
             second = draw_stage(cfg.second, b, generator)
             final = draw_final(cfg.final, b, generator)
@@ -198,10 +179,11 @@ class Degrader(torch.nn.Module):
         x_out = torch.empty((b, 3, *out_hw), device=gt.device, dtype=dtype)
         areas = stage_sizes((float(h), float(w)), first).prod(1).to(torch.float64) / (h * w)
         for idx in size_groups(areas, group_cost=_GROUP_COST):
+            group_gens = [gens[i] for i in idx.tolist()]
             xs, ss = run_stage(select(x, idx), sizes[idx], (float(h), float(w)), take(first, idx),
-                               None, bulk, "first")
+                               None, group_gens, "first")
             xs, ss = run_stage(xs, ss, (h / self.scale, w / self.scale), take(second, idx),
-                               k2[idx], bulk, "second")
+                               k2[idx], group_gens, "second")
             x_out = put(x_out, idx, run_final(xs, ss, out_hw, take(final, idx), ks[idx]))
         x = x_out
         lq = ((x * 255.0).round().clamp(0, 255) / 255.0).to(gt.dtype)

@@ -28,7 +28,8 @@ def bernoulli(p: float, n: int, g: torch.Generator) -> Tensor:
     return torch.rand(n, generator=g, dtype=torch.float64, device=g.device).cpu() < p
 
 
-def bulk_generator(g: torch.Generator, device: torch.device) -> torch.Generator:
-    """A generator on `device` for large noise tensors, seeded from `g` (so still reproducible)."""
-    seed = int(torch.randint(0, 2**62, (1,), generator=g, device=g.device).item())
-    return torch.Generator(device=device).manual_seed(seed)
+def sample_generators(g: torch.Generator, n: int, device: torch.device) -> list[torch.Generator]:
+    """One generator per sample on `device`, seeded from `g`: a sample's noise then depends on
+    nothing but its own seed (see noise.py)."""
+    seeds = torch.randint(0, 2**62, (n,), generator=g, device=g.device).tolist()
+    return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
