@@ -5,17 +5,21 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 import torch
+from scipy import ndimage
 
 from realesr_portable.trainer.ema import ModelEMA
 from realesr_portable.trainer.losses import GANLoss, L1Loss, PerceptualLoss
 from realesr_portable.trainer.metrics import psnr_y, ssim_y
+from realesr_portable.trainer.niqe import load_params, niqe
 from realesr_portable.trainer.vgg import (
     VGG19_URL, VGGFeatureExtractor, VGGWeightsError, build_features, layer_indices, load_vgg19_state, random_vgg19_state,
 )
 
-from train_support import one_thread
+from train_support import make_folder, one_thread, photo
 
 RECIPE = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
 
@@ -129,3 +133,38 @@ def test_ema() -> None:
     assert torch.allclose(ema.module.weight, start + 0.1)
     with pytest.raises(ValueError, match="decay"):
         ModelEMA(model, decay=1.0)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return 16 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255
+
+
+def test_niqe_ranks_distortions() -> None:
+    params = load_params()
+    assert params[0].shape == (36,) and params[1].shape == (36, 36)
+    y = _luma(photo("astronaut.png").astype(np.float64))  # 512x512: enough 96 px patches for stable statistics
+    clean = niqe(y, params)
+    noisy = niqe(np.clip(y + np.random.default_rng(0).normal(0, 15, y.shape), 0, 255), params)
+    blurred = niqe(ndimage.gaussian_filter(y, 2.0), params)
+    assert 0 < clean < noisy and clean < blurred
+    with pytest.raises(ValueError, match="larger than 192x192"):
+        niqe(y[:150], params)
+
+
+def test_validator_reports_psnr_ssim_niqe(tmp_path: Path) -> None:
+    from realesr_portable.trainer import config as c
+    from realesr_portable.trainer.validate import Validator, save_grid
+
+    make_folder(tmp_path / "val", 208, offset=20, names=("coffee.png",), nested=False)
+    cfg = c.from_dict({"data": {"dataroot_gt": "unused"},
+                       "val": {"dataroot_gt": str(tmp_path / "val"), "lq_mode": "bicubic", "max_size": 208}})
+    val = Validator(cfg, None)
+    assert val.niqe_note == "" and val.pairs[0][1].shape == (1, 3, 52, 52)
+    bicubic = torch.nn.Upsample(scale_factor=4, mode="bicubic", align_corners=False)
+    metrics, rows = val.run(bicubic, torch.device("cpu"))
+    assert 20 < metrics["psnr_y"] < 40 and 0.3 < metrics["ssim_y"] < 1 and metrics["niqe"] > 0
+    save_grid(rows, tmp_path / "grid.png")
+    from PIL import Image
+
+    with Image.open(tmp_path / "grid.png") as im:
+        assert im.size == (3 * 208 + 2 * 4, 208)

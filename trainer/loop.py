@@ -192,6 +192,8 @@ def _run(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> R
     want_val = cfg.val.every > 0 and bool(cfg.val.dataroot_gt)
     if info.is_main and want_val:
         validator = Validator(cfg, maker.degrade_one if maker.degrader is not None else None)
+        if validator.niqe_note:
+            log.info(validator.niqe_note)
     log.info(
         f"{cfg.name}: stage {cfg.train.stage}, {len(dataset)} images, world {info.world} on {info.device}, "
         f"iterations {start + 1}..{cfg.train.total_iter}"

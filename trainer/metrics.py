@@ -4,8 +4,7 @@ Images are 8-bit-quantised [0, 1] RGB tensors; Y is ITU-R BT.601 luma in [16, 23
 pixels are dropped on each side (the scale, by convention); SSIM uses an 11x11 Gaussian window
 (sigma 1.5) over valid positions only. Computed in float64 so the numbers are reproducible.
 
-NIQE (no-reference) is not provided: its natural-scene model parameters ship only in packages
-that need torchvision or MATLAB files (BasicSR, pyiqa), which do not install beside this torch.
+The no-reference NIQE lives in `niqe.py`.
 """
 
 from __future__ import annotations

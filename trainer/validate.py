@@ -1,4 +1,4 @@
-"""Validation every N iterations: PSNR/SSIM on Y and a PNG grid LQ / output / GT.
+"""Validation every N iterations: PSNR/SSIM on Y, NIQE of the output, a PNG grid LQ / output / GT.
 
 The LQ images are made once at start (or read from `val.dataroot_lq`), with a fixed seed per
 image, so every validation of a run — and of a resumed run — sees the same inputs and the
@@ -19,7 +19,9 @@ from torch.nn import functional as F
 
 from .config import Config
 from .data import PairedDataset, SampleKey, list_images, read_image
-from .metrics import psnr_y, ssim_y
+from .metrics import psnr_y, quantize, rgb_to_y, ssim_y
+from .niqe import PATCH as NIQE_PATCH
+from .niqe import NIQEUnavailable, load_params, niqe
 
 #: How many validation images the PNG grid shows.
 GRID_ROWS = 4
@@ -55,6 +57,11 @@ class Validator:
     def __init__(self, cfg: Config, degrade: Callable[[torch.Tensor, int], torch.Tensor] | None) -> None:
         self.scale = cfg.scale
         self.pairs: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+        try:
+            self.niqe_params: tuple[np.ndarray, np.ndarray] | None = load_params()
+            self.niqe_note = ""
+        except NIQEUnavailable as exc:
+            self.niqe_params, self.niqe_note = None, f"NIQE not computed: {exc}"
         v = cfg.val
         if v.dataroot_lq:
             ds = PairedDataset(v.dataroot_gt, v.dataroot_lq, 0, cfg.scale, use_hflip=False)
@@ -77,18 +84,23 @@ class Validator:
         """Mean PSNR/SSIM (Y, border = scale) and the rows of the picture grid."""
         was_training = model.training
         model.eval()
-        psnrs, ssims, rows = [], [], []
+        psnrs, ssims, niqes, rows = [], [], [], []
         for _, lq, gt in self.pairs:
             out = model(lq.to(device)).float().clamp(0, 1).cpu()
             out = out[..., : gt.shape[-2], : gt.shape[-1]]
             psnrs.append(psnr_y(out, gt, self.scale))
             ssims.append(ssim_y(out, gt, self.scale))
+            if self.niqe_params is not None and min(out.shape[-2:]) > 2 * NIQE_PATCH:
+                niqes.append(niqe(rgb_to_y(quantize(out))[0, 0].numpy(), self.niqe_params))
             if len(rows) < GRID_ROWS:
                 up = F.interpolate(lq, size=gt.shape[-2:], mode="nearest")
                 rows.append(tuple(_to_uint8(t) for t in (up, out, gt)))
         model.train(was_training)
         finite = [p for p in psnrs if np.isfinite(p)]
-        return {"psnr_y": float(np.mean(finite)) if finite else float("inf"), "ssim_y": float(np.mean(ssims))}, rows
+        metrics = {"psnr_y": float(np.mean(finite)) if finite else float("inf"), "ssim_y": float(np.mean(ssims))}
+        if niqes:  # only outputs larger than 192x192 can be scored
+            metrics["niqe"] = float(np.mean(niqes))
+        return metrics, rows
 
 
 def _to_uint8(t: torch.Tensor) -> np.ndarray:
