@@ -27,7 +27,7 @@ from .dn import blend_state_dicts
 from .importer import import_ncnn
 from .pnnx_export import export_with_pnnx, io_blobs
 from .sidecar import build_spec, tile_pad_for
-from .verify import Parity, check_parity
+from .verify import NcnnRunner, Parity, check_parity
 from .weights_io import load_state_dict, save_state_dict
 
 ROUTES = ("auto", "direct", "pnnx")
@@ -123,8 +123,10 @@ def _build(info: ArchInfo, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
 
 def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, name: str, fp16: bool = True,
                       verify: bool = True, source: str = "", license: str = "unknown", route: str = "auto",
-                      info: ArchInfo | None = None) -> ConvertResult:
+                      info: ArchInfo | None = None, tile_pad: int | None = None) -> ConvertResult:
     """Export a generator's state_dict to `out_dir/name.{param,bin,json}`; see the module docstring.
+
+    `tile_pad` None measures the seam-free padding (RRDBNet) or takes the receptive field (SRVGG).
 
     Raises UnsupportedModelError (unknown architecture), VerificationError (parity), ExportError
     (pnnx) or ConvertError (bad arguments).
@@ -135,9 +137,11 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, nam
     module = _build(info, state_dict)
     model, used = _export(info, module, state_dict, fp16, route)
     parity: Parity | None = None
+    runner = NcnnRunner(model, exact=True)
     if verify:
-        parity = check_parity(module, model, fp16, PROBE_SIZE, post=torch_post(info))
-    spec = build_spec(info, name, model, fp16, tile_pad_for(info, model), source, license)
+        parity = check_parity(module, model, fp16, PROBE_SIZE, post=torch_post(info), exact_runner=runner)
+    pad = tile_pad_for(info, runner) if tile_pad is None else tile_pad
+    spec = build_spec(info, name, model, fp16, pad, source, license)
     param, weights, sidecar = _write_files(Path(out_dir), name, model, spec)
     max_abs = parity.max_abs if parity else None
     quality = parity.psnr if parity else None
@@ -168,7 +172,7 @@ def _load(src: Path) -> tuple[ArchInfo, dict[str, torch.Tensor], NcnnModel | Non
 
 def convert_file(src: Path, out_dir: Path, name: str | None = None, fp16: bool = True, verify: bool = True,
                  dn: float | None = None, dn_src: Path | None = None, route: str = "auto",
-                 license: str | None = None) -> ConvertResult:
+                 license: str | None = None, tile_pad: int | None = None) -> ConvertResult:
     """Convert `.pth`/`.safetensors` weights, or an ncnn `.param` (+`.bin`), into a portable model.
 
     An ncnn source is also imported to `out_dir/NAME.pth` (`params_ema`), the form our trainer
@@ -192,7 +196,7 @@ def convert_file(src: Path, out_dir: Path, name: str | None = None, fp16: bool =
         info_b, state_b, _ = _load(Path(dn_src))
         state_dict = blend_state_dicts(state_dict, state_b, dn, info, info_b)
         source += f", blended dn={dn:g} with {Path(dn_src).name}"
-    result = export_state_dict(state_dict, Path(out_dir), name, fp16, verify, source, license, route, info)
+    result = export_state_dict(state_dict, Path(out_dir), name, fp16, verify, source, license, route, info, tile_pad)
     pth = save_state_dict(state_dict, Path(out_dir) / f"{name}.pth") if source_model is not None else None
     return ConvertResult(result.param, result.bin, result.json, result.spec, result.max_abs, result.psnr,
                          pth, import_max_abs, result.route, result.notes)

@@ -18,13 +18,13 @@ import numpy as np
 from ..spec import ModelSpec
 from .detect import ArchInfo, UnsupportedModelError
 from .direct_writer import NcnnModel
-from .verify import ncnn_forward, probe_image
+from .verify import NcnnRunner, probe_image
 
 #: Tiled output must stay within this of untiled output (half the 1/255 bound, for a margin).
 TILE_TOLERANCE = 0.5 / 255.0
 PAD_STEP = 8
 MAX_MEASURED_PAD = 64
-_PROBE_ROWS = 48
+_PROBE_ROWS = 32
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -84,16 +84,16 @@ def measure_tile_pad(run: Runner, scale: int, limit: int, max_pad: int = MAX_MEA
     return min(width - PAD_STEP, limit)
 
 
-def tile_pad_for(info: ArchInfo, model: NcnnModel) -> int:
-    """The padding to declare: exact receptive field for SRVGG, measured on `model` for RRDBNet."""
+def tile_pad_for(info: ArchInfo, model: NcnnModel | Runner) -> int:
+    """The padding to declare: exact receptive field for SRVGG, measured on `model` for RRDBNet.
+
+    `model` is the exported ncnn model or a runner of it (an NcnnRunner, to reuse a loaded net).
+    """
     multiple = info.size_multiple
     radius = receptive_radius(info)
     if info.name != "RRDBNet":
         return _round_up(radius, multiple)
-
-    def run(chw: np.ndarray) -> np.ndarray:
-        return ncnn_forward(model, chw, exact=True)
-
+    run = NcnnRunner(model, exact=True) if isinstance(model, NcnnModel) else model
     return _round_up(measure_tile_pad(run, effective_scale(info), radius), multiple)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,32 +67,45 @@ def probe_image(size: int, width: int | None = None) -> tuple[np.ndarray, str]:
     return np.ascontiguousarray(img, dtype=np.float32), f"synthetic pattern {width}x{size}"
 
 
-def ncnn_forward(model: NcnnModel, chw: np.ndarray, exact: bool, threads: int = 2) -> np.ndarray:
-    """Run on ncnn's CPU path; `exact` turns fp16/bf16 storage and arithmetic off (fp32 throughout)."""
-    import ncnn
+class NcnnRunner:
+    """One loaded ncnn net on the CPU, run on many inputs (loading x4plus costs seconds: do it once).
 
-    net = ncnn.Net()
-    net.opt.use_vulkan_compute = False
-    net.opt.num_threads = threads
-    if exact:
-        for flag in ("use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic", "use_bf16_storage", "use_bf16_packed"):
-            setattr(net.opt, flag, False)
-    if net.load_param_mem(model.param_text) != 0:
-        raise VerificationError("ncnn refused the exported .param")
-    weights = model.bin_bytes  # ncnn may keep pointing into this buffer
-    if net.load_model_mem(weights) not in (0, None):
-        raise VerificationError("ncnn refused the exported .bin")
-    data = np.ascontiguousarray(chw, dtype=np.float32)  # float64 or strided input is silently wrong
-    try:
-        with net.create_extractor() as ex:
-            ex.input(model.input_blob, ncnn.Mat(data))
-            rc, out = ex.extract(model.output_blob)
+    `exact` turns fp16/bf16 storage and arithmetic off (fp32 throughout, for parity checks).
+    """
+
+    def __init__(self, model: NcnnModel, exact: bool, threads: int | None = None) -> None:
+        import ncnn
+
+        self._ncnn = ncnn
+        self._model = model
+        net = ncnn.Net()
+        net.opt.use_vulkan_compute = False
+        net.opt.num_threads = threads or min(4, os.cpu_count() or 1)
+        if exact:
+            for flag in ("use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic", "use_bf16_storage", "use_bf16_packed"):
+                setattr(net.opt, flag, False)
+        if net.load_param_mem(model.param_text) != 0:
+            raise VerificationError("ncnn refused the exported .param")
+        self._weights = model.bin_bytes  # ncnn may keep pointing into this buffer
+        if net.load_model_mem(self._weights) not in (0, None):
+            raise VerificationError("ncnn refused the exported .bin")
+        self._net = net
+
+    def __call__(self, chw: np.ndarray) -> np.ndarray:
+        data = np.ascontiguousarray(chw, dtype=np.float32)  # float64 or strided input is silently wrong
+        with self._net.create_extractor() as ex:
+            ex.input(self._model.input_blob, self._ncnn.Mat(data))
+            rc, out = ex.extract(self._model.output_blob)
             if rc != 0:
                 raise VerificationError(f"ncnn failed to run the exported model (code {rc})")
-            return np.array(out, dtype=np.float32, copy=True)
-    finally:
-        del data, weights
-        net.clear()
+            result = np.array(out, dtype=np.float32, copy=True)
+        del data
+        return result
+
+
+def ncnn_forward(model: NcnnModel, chw: np.ndarray, exact: bool, threads: int | None = None) -> np.ndarray:
+    """One run of `model` on the CPU (see NcnnRunner)."""
+    return NcnnRunner(model, exact, threads)(chw)
 
 
 def torch_forward(forward: TorchForward, chw: np.ndarray) -> np.ndarray:
@@ -122,8 +136,11 @@ def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def check_parity(module: nn.Module, model: NcnnModel, fp16: bool, probe_size: int,
-                 post: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Parity:
+                 post: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 exact_runner: NcnnRunner | None = None) -> Parity:
     """Compare torch `module` (then `post`, e.g. a resize the graph appends) with ncnn `model`.
+
+    `exact_runner`, an exact NcnnRunner of `model` the caller reuses afterwards, saves a load.
 
     Raises VerificationError when max abs >= 1e-4 (exact arithmetic) or, for fp16 weights, when
     the PSNR of ncnn's default (fp16) path vs fp32 torch is below 45 dB.
@@ -135,12 +152,13 @@ def check_parity(module: nn.Module, model: NcnnModel, fp16: bool, probe_size: in
         return (lambda x: post(m(x))) if post is not None else m
 
     reference = torch_forward(forward_of(module), chw)
+    run_exact = exact_runner or NcnnRunner(model, exact=True)
     if fp16:
         exact_ref = torch_forward(forward_of(round_conv_weights(module)), chw)
-        max_abs = _max_abs(ncnn_forward(model, chw, exact=True), exact_ref)
+        max_abs = _max_abs(run_exact(chw), exact_ref)
         quality = psnr(ncnn_forward(model, chw, exact=False), reference)
     else:
-        exact = ncnn_forward(model, chw, exact=True)
+        exact = run_exact(chw)
         max_abs = _max_abs(exact, reference)
         quality = psnr(exact, reference)
     result = Parity(max_abs, quality, probe)
