@@ -132,6 +132,12 @@ def test_export_runs_in_the_runtime(data_root: Path, tmp_path: Path) -> None:
     centre = (slice(24, 40), slice(24, 56))
     assert float(np.abs(up[centre] - ref[centre]).mean()) < 0.01
 
+    # on demand: the newest checkpoint's EMA generator, named after its iteration
+    cfg_path = write_config(tmp_path / "e.yml", raw)
+    assert run_cli(parse_args(["--config", str(cfg_path), "--export"]), "test") == 0
+    again = resolve_model(str(run_dir / "export" / "tiny_x4_iter2.param"))
+    assert again.spec.scale == 4 and again.bin.read_bytes() != b""
+
 
 def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     code = run_cli(parse_args(argv), "test")

@@ -137,3 +137,19 @@ def test_pretrained_init_errors(tmp_path: Path) -> None:
     assert "initialised" in msg and torch.equal(g.conv_first.weight, other.conv_first.weight)
     with pytest.raises(InitError, match="not an official model"):
         load_pretrained(g, "official:nonexistent", "generator")
+
+
+def test_init_from_official_ncnn_model(tmp_path: Path) -> None:
+    from realesr_portable.convert.importer import official_files
+
+    cfg = _cfg(tmp_path, "esrnet")
+    anime = build_generator({"type": "RRDBNet", "num_block": 6}, 4)
+    msg = load_pretrained(anime, "official:realesrgan-x4plus-anime", "generator")
+    assert "192/192 tensors" in msg
+    param, _ = official_files("realesrgan-x4plus-anime")
+    again = build_generator({"type": "RRDBNet", "num_block": 6}, 4)
+    load_pretrained(again, str(param), "generator")  # the .param path (its .bin beside it)
+    assert torch.equal(again.conv_first.weight, anime.conv_first.weight)
+    tiny, _ = _nets(cfg)
+    with pytest.raises(InitError, match="num_block=6"):
+        load_pretrained(tiny, "official:realesrgan-x4plus-anime", "generator")

@@ -7,6 +7,7 @@ shard, and (rank 0 only) writing files.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import yaml
 
 from . import checkpoint as ckpt
 from . import distributed as dist
-from .config import Config
+from .config import Config, ConfigError
 from .data import HRFolderDataset, PairedDataset, UnreadableCounter, make_loader
 from .degradations import DegradationConfig, Degrader, TrainingPairPool, paired_random_crop, usm_sharp
 from .logs import RunLog
@@ -111,6 +112,8 @@ def _resume_state(cfg: Config, resume: str | None, info: dist.DistInfo) -> tuple
 def check_config(cfg: Config) -> None:
     """Everything that can be checked without data or weights, so a typo fails in a second."""
     generator_params(cfg.network_g, cfg.scale)
+    if cfg.logging.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("logging.tensorboard needs the `tensorboard` package (pip install tensorboard)")
     if cfg.train.stage == "esrgan":
         with torch.device("meta"):
             build_discriminator(cfg.network_d)
