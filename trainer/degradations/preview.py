@@ -1,0 +1,149 @@
+"""Write a PNG grid: GT crops, their degraded LQ (nearest x scale), and the kernels used.
+
+    python -m realesr_portable.trainer.degradations.preview -o grid.png [--seed 0] [--rows 6]
+        [--size 256] [--config deg.yml] [IMAGE ...]
+
+Without images it crops scikit-image's sample photos. One row per sample: GT | LQ | first
+kernel | second kernel | final sinc, with the drawn parameters written on each kernel tile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from .config import RESIZE_MODES, ConfigError, DegradationConfig
+from .params import DOWN, UP, StageDraw
+from .pipeline import DegradationResult, Degrader
+
+_DEFAULT_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png")
+_HEADER = 18
+_TITLES = ("GT (USM input)", "LQ (nearest up)", "first blur", "second blur", "final sinc")
+
+
+def _default_images() -> list[Path]:
+    import skimage
+
+    data = Path(skimage.__file__).parent / "data"
+    return [data / name for name in _DEFAULT_PHOTOS if (data / name).exists()]
+
+
+def load_crops(paths: list[Path], rows: int, size: int) -> torch.Tensor:
+    """`rows` centre-ish crops of size x size from the images (cycled), (rows, 3, size, size)."""
+    crops = []
+    for i in range(rows):
+        path = paths[i % len(paths)]
+        with Image.open(path) as im:
+            a = np.asarray(im.convert("RGB"))
+        if a.shape[0] < size or a.shape[1] < size:
+            raise ValueError(f"{path} is {a.shape[1]}x{a.shape[0]}, smaller than the crop size {size}")
+        shift = (i // len(paths)) * size // 3
+        top = min((a.shape[0] - size) // 2 + shift, a.shape[0] - size)
+        left = min((a.shape[1] - size) // 2 + shift, a.shape[1] - size)
+        crops.append(a[top : top + size, left : left + size])
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255)
+
+
+def _to_image(x: torch.Tensor) -> Image.Image:
+    a = (x.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return Image.fromarray(a)
+
+
+def _kernel_tile(k: torch.Tensor, size: int, active: bool) -> Image.Image:
+    if not active:
+        return Image.new("RGB", (size, size), (40, 40, 40))
+    a = k.abs() / max(float(k.abs().max()), 1e-12)
+    gray = Image.fromarray((a.numpy() * 255).round().astype(np.uint8), "L")
+    return gray.resize((size, size), Image.NEAREST).convert("RGB")
+
+
+def _stage_text(d: StageDraw, b: int) -> str:
+    direction = int(d.direction[b])
+    resize = ("up" if direction == UP else "down" if direction == DOWN else "keep") + f" x{float(d.scale[b]):.2f}"
+    noise = (f"gauss {float(d.sigma[b]):.1f}" if bool(d.gaussian[b]) else
+             f"poisson {float(d.poisson_scale[b]):.2f}") + (" gray" if bool(d.gray[b]) else "")
+    jpeg = "" if d.quality is None else f" q{int(d.quality[b])}"
+    kind = "sinc" if bool(d.kernel.sinc[b]) else f"k{int(d.kernel.size[b])}"
+    return f"{kind} {resize} {RESIZE_MODES[int(d.mode[b])]}\n{noise}{jpeg}"
+
+
+def render(gt: torch.Tensor, result: DegradationResult, scale: int) -> Image.Image:
+    """The grid image for a batch and its DegradationResult."""
+    b, _, size, _ = gt.shape
+    cols = len(_TITLES)
+    canvas = Image.new("RGB", (cols * size, _HEADER + b * size), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for c, title in enumerate(_TITLES):
+        draw.text((c * size + 4, 3), title, fill=(0, 0, 0))
+    f = result.final
+    for i in range(b):
+        y = _HEADER + i * size
+        lq = _to_image(result.lq[i]).resize((result.lq.shape[-1] * scale, result.lq.shape[-2] * scale), Image.NEAREST)
+        tiles = [
+            _to_image(gt[i]),
+            lq.crop((0, 0, size, size)),
+            _kernel_tile(result.kernels1[i], size, bool(result.first.blur[i])),
+            _kernel_tile(result.kernels2[i], size, bool(result.second.blur[i])),
+            _kernel_tile(result.sinc_kernels[i], size, bool(f.kernel.sinc[i])),
+        ]
+        for c, tile in enumerate(tiles):
+            canvas.paste(tile, (c * size, y))
+        order = "resize+sinc, JPEG" if bool(f.resize_first[i]) else "JPEG, resize+sinc"
+        final = f"{order}\n{RESIZE_MODES[int(f.mode[i])]}" + ("" if f.quality is None else f" q{int(f.quality[i])}")
+        for c, text in ((2, _stage_text(result.first, i)), (3, _stage_text(result.second, i)), (4, final)):
+            draw.text((c * size + 4, y + 4), text, fill=(255, 80, 80))
+    return canvas
+
+
+def _save_atomic(img: Image.Image, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=out.parent)
+    os.close(fd)
+    try:
+        img.save(tmp, "PNG")
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m realesr_portable.trainer.degradations.preview",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("images", nargs="*", type=Path, help="source images (default: scikit-image photos)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rows", type=int, default=6)
+    p.add_argument("--size", type=int, default=256, help="GT crop size (a multiple of --scale)")
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--config", type=Path, help="YAML overrides on the x4plus recipe")
+    args = p.parse_args(argv)
+    try:
+        if args.rows < 1 or args.size < 16 or args.size % args.scale:
+            raise ValueError("need --rows >= 1 and --size >= 16, a multiple of --scale")
+        paths = args.images or _default_images()
+        if not paths:
+            raise ValueError("no images given and scikit-image's sample photos are not installed")
+        for path in paths:
+            if not path.is_file():
+                raise ValueError(f"no such image: {path}")
+        config = DegradationConfig.from_yaml(args.config) if args.config else DegradationConfig.x4plus()
+        gt = load_crops(paths, args.rows, args.size)
+        result = Degrader(config, args.scale).run(gt, torch.Generator().manual_seed(args.seed))
+        _save_atomic(render(gt, result, args.scale), args.output)
+    except (ValueError, ConfigError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
