@@ -153,3 +153,16 @@ def test_x4plus_preset_values():
     assert c.second.blur_prob == 0.8 and c.final.sinc_prob == 0.8 and c.final.resize_first_prob == 0.5
     assert c.first.jpeg_range == (30.0, 95.0) and c.final.jpeg_range == (30.0, 95.0)
     assert c.usm.radius == 50 and c.usm.weight == 0.5 and c.usm.threshold == 10
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CPU is covered above)")
+def test_cuda_device_follows_input():
+    gt = _gt(3, 48, 40, seed=6)
+    g = lambda: torch.Generator(device="cuda").manual_seed(1)  # noqa: E731
+    a = Degrader()(gt.cuda(), g())[0]
+    assert a.device.type == "cuda" and torch.equal(a, Degrader()(gt.cuda(), g())[0])
+    # without noise the CPU and CUDA results agree to float rounding (8-bit levels)
+    cfg = _plain_config()
+    cpu = Degrader(cfg).run(gt, torch.Generator().manual_seed(2))
+    cuda = Degrader(cfg).run(gt.cuda(), torch.Generator().manual_seed(2))
+    assert float((cuda.lq.cpu() - cpu.lq).abs().max()) <= 1 / 255 + 1e-6

@@ -104,17 +104,34 @@ def blur_matrix(n: int, k1d: Tensor) -> Tensor:
     return m.index_put_((rows, cols), k1d.to(torch.float64)[None, :].expand(n, k), accumulate=True)
 
 
+def _banded_matmul(a: Tensor, x: Tensor, r: int, dim: int, block: int = 64) -> Tensor:
+    """a @ x along `dim` (-2: rows, -1: columns) for a matrix with bandwidth r, block by block:
+    each block of `block` outputs only reads the block +- r inputs (~2.3x fewer multiply-adds
+    than the dense product for the 51-tap USM on 256 px)."""
+    n = x.shape[dim]
+    out = torch.empty_like(x)
+    for i0 in range(0, n, block):
+        i1 = min(n, i0 + block)
+        j0, j1 = max(0, i0 - r), min(n, i1 + r)
+        if dim == -2:
+            out[..., i0:i1, :] = a[i0:i1, j0:j1] @ x[..., j0:j1, :]
+        else:
+            out[..., i0:i1] = x[..., j0:j1] @ a[i0:i1, j0:j1].T
+    return out
+
+
 def separable_blur(x: Tensor, k1d: Tensor) -> Tensor:
     """Correlate every channel with the outer product k1d k1d^T, reflect borders.
 
-    Computed as A_h @ x @ A_w^T with the banded matrices of `blur_matrix`: on 2 CPU threads
-    this beat a dense k x k convolution (2601 taps for the USM), two depthwise 1-D
-    convolutions (oneDNN is slow for 51x1 kernels) and an FFT product.
+    Computed as A_h @ x @ A_w^T with the banded matrices of `blur_matrix` (multiplied block
+    by block): on 2 CPU threads this beat a dense k x k convolution (2601 taps for the USM),
+    two depthwise 1-D convolutions (oneDNN is slow for 51x1 kernels) and an FFT product.
     """
     h, w = x.shape[-2:]
+    r = k1d.numel() // 2
     ah = blur_matrix(h, k1d).to(device=x.device, dtype=x.dtype)
     aw = ah if w == h else blur_matrix(w, k1d).to(device=x.device, dtype=x.dtype)
-    return ah @ x @ aw.T
+    return _banded_matmul(aw, _banded_matmul(ah, x, r, -2), r, -1)
 
 
 def usm_sharp(img: Tensor, weight: float = 0.5, radius: int = 50, threshold: float = 10.0) -> Tensor:
@@ -127,10 +144,8 @@ def usm_sharp(img: Tensor, weight: float = 0.5, radius: int = 50, threshold: flo
     if radius % 2 == 0:
         radius += 1
     k1d = gaussian_1d(radius)
-    blurred = separable_blur(img, k1d)
-    residual = img - blurred
-    mask = (residual.abs() * 255 > threshold).to(img.dtype)
-    soft = separable_blur(mask, k1d)
-    sharp = (img + weight * residual).clamp(0, 1)
-    return soft * sharp + (1 - soft) * img
+    residual = img - separable_blur(img, k1d)
+    soft = separable_blur((residual.abs() * 255 > threshold).to(img.dtype), k1d)
+    sharp = torch.add(img, residual, alpha=weight).clamp_(0, 1)
+    return torch.lerp(img, sharp, soft)  # soft * sharp + (1 - soft) * img
 
