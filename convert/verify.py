@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,16 +70,18 @@ class NcnnRunner:
     """One loaded ncnn net on the CPU, run on many inputs (loading x4plus costs seconds: do it once).
 
     `exact` turns fp16/bf16 storage and arithmetic off (fp32 throughout, for parity checks).
+    One thread by default: the probes are small, and on a busy machine ncnn's OpenMP threads
+    were measured 20x slower than one thread (each layer's barrier waits for a descheduled thread).
     """
 
-    def __init__(self, model: NcnnModel, exact: bool, threads: int | None = None) -> None:
+    def __init__(self, model: NcnnModel, exact: bool, threads: int = 1) -> None:
         import ncnn
 
         self._ncnn = ncnn
         self._model = model
         net = ncnn.Net()
         net.opt.use_vulkan_compute = False
-        net.opt.num_threads = threads or min(4, os.cpu_count() or 1)
+        net.opt.num_threads = threads
         if exact:
             for flag in ("use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic", "use_bf16_storage", "use_bf16_packed"):
                 setattr(net.opt, flag, False)
@@ -103,7 +104,7 @@ class NcnnRunner:
         return result
 
 
-def ncnn_forward(model: NcnnModel, chw: np.ndarray, exact: bool, threads: int | None = None) -> np.ndarray:
+def ncnn_forward(model: NcnnModel, chw: np.ndarray, exact: bool, threads: int = 1) -> np.ndarray:
     """One run of `model` on the CPU (see NcnnRunner)."""
     return NcnnRunner(model, exact, threads)(chw)
 
