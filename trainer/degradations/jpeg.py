@@ -65,13 +65,11 @@ _YCC_TO_RGB_OFFSET = tuple(-128.0 * (row[1] + row[2]) for row in _YCC_TO_RGB)  #
 
 def quant_tables(quality: Tensor) -> tuple[Tensor, Tensor]:
     """libjpeg's tables for integer qualities (B,): luma and chroma, each (B, 8, 8) float64."""
-    q = quality.to(torch.float64).clamp(1, 100)
-    scale = torch.where(q < 50, torch.floor(5000.0 / q), 200.0 - 2.0 * q)[:, None, None]
-    out = []
-    for base in (_LUMA_TABLE, _CHROMA_TABLE):
-        t = torch.tensor(base, dtype=torch.float64)[None]
-        out.append(torch.floor((t * scale + 50.0) / 100.0).clamp(1, 255))
-    return out[0], out[1]
+    q = quality.cpu().to(torch.float64).clamp(1, 100)
+    scale = torch.where(q < 50, torch.floor(5000.0 / q), 200.0 - 2.0 * q)[:, None, None, None]
+    base = torch.tensor([_LUMA_TABLE, _CHROMA_TABLE], dtype=torch.float64)[None]
+    t = torch.floor((base * scale + 50.0) / 100.0).clamp(1, 255)
+    return t[:, 0], t[:, 1]
 
 
 def dct_matrix(dtype: torch.dtype = torch.float64) -> Tensor:
@@ -91,15 +89,13 @@ def _color(x: Tensor, matrix: tuple[tuple[float, ...], ...], scale: float, offse
     return torch.baddbmm(off.expand(b, 3, h * w), m.expand(b, 3, 3), x.reshape(b, c, h * w)).view(b, 3, h, w)
 
 
-def _code_plane(plane: Tensor, table: Tensor) -> Tensor:
+def _code_plane(plane: Tensor, table: Tensor, kron: Tensor) -> Tensor:
     """Quantize-dequantize 8-bit planes (B, C, H, W), H and W multiples of 8.
 
     The 2-D DCT of an 8x8 block is one 64x64 matrix (D kron D) on the flattened block, so the
     whole plane is two GEMMs; the level shift of 128 is the DC offset 8 * 128.
     """
     b, c, h, w = plane.shape
-    d = dct_matrix(torch.float64)
-    kron = torch.kron(d, d).to(device=plane.device, dtype=plane.dtype)  # (64, 64): vec(D X D^T)
     blocks = plane.view(b, c, h // 8, 8, w // 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(b, -1, 64)
     coef = blocks @ kron.T
     coef[..., 0] -= 1024.0
@@ -140,8 +136,10 @@ def jpeg(x: Tensor, quality: Tensor, sizes: Tensor | None = None) -> Tensor:
     img = _fill(x.clamp(0, 1), sizes, hp, wp)
     ycc = _color(img, _RGB_TO_YCC, 255.0, (0.0, 128.0, 128.0)).round_().clamp_(0, 255)
     luma_t, chroma_t = quant_tables(quality)
-    y = _code_plane(ycc[:, :1], luma_t)
-    chroma = _code_plane(F.avg_pool2d(ycc[:, 1:], 2).round_(), chroma_t)
+    d = dct_matrix(torch.float64)
+    kron = torch.kron(d, d).to(device=x.device, dtype=x.dtype)  # (64, 64): vec(D X D^T)
+    y = _code_plane(ycc[:, :1], luma_t, kron)
+    chroma = _code_plane(F.avg_pool2d(ycc[:, 1:], 2).round_(), chroma_t, kron)
     ch = (sizes + 1) // 2  # each sample's own chroma window
     mh = _upsample_matrix(ch[:, 0], hp // 2, x.dtype, x.device)[:, None]
     mw = _upsample_matrix(ch[:, 1], wp // 2, x.dtype, x.device)[:, None].transpose(-1, -2)

@@ -50,11 +50,11 @@ def add_noise(x: Tensor, sizes: Tensor, gaussian: Tensor, sigma: Tensor, poisson
     one noise plane over the channels; gens[b] is sample b's generator (on x's device).
     """
     noise = torch.zeros_like(x)
-    for b, gen in enumerate(gens):
-        h, w = int(sizes[b, 0]), int(sizes[b, 1])
-        if bool(gaussian[b]):
-            n = gaussian_noise((x.shape[1], h, w), float(sigma[b]), bool(gray[b]), gen, x.dtype)
+    params = zip(sizes.tolist(), gaussian.tolist(), sigma.tolist(), poisson_scale.tolist(), gray.tolist())
+    for b, (gen, ((h, w), is_gauss, sig, pscale, is_gray)) in enumerate(zip(gens, params)):
+        if is_gauss:
+            n = gaussian_noise((x.shape[1], h, w), sig, is_gray, gen, x.dtype)
         else:
-            n = poisson_noise(x[b, :, :h, :w], float(poisson_scale[b]), bool(gray[b]), gen)
+            n = poisson_noise(x[b, :, :h, :w], pscale, is_gray, gen)
         noise[b, :, :h, :w] = n
     return noise.add_(x).clamp_(0, 1)

@@ -10,6 +10,7 @@ result equals `F.interpolate(x[b:b+1, :, :h, :w], size=(h', w'), mode=...)` per 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -18,63 +19,60 @@ from .config import RESIZE_MODES
 _A = -0.75  # PyTorch's (and OpenCV's) bicubic convolution coefficient
 
 
-def _cubic_weights(t: Tensor) -> list[Tensor]:
-    def near(d: Tensor) -> Tensor:  # |d| <= 1
-        return ((_A + 2) * d - (_A + 3)) * d * d + 1
-
-    def far(d: Tensor) -> Tensor:  # 1 < |d| < 2
-        return ((_A * d - 5 * _A) * d + 8 * _A) * d - 4 * _A
-
-    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+def _cubic_weights(t: np.ndarray) -> np.ndarray:
+    """Weights of taps i-1, i, i+1, i+2 for fractional offsets t: (..., 4)."""
+    d = np.stack([t + 1, t, 1 - t, 2 - t], axis=-1)  # distances to the four taps
+    near = ((_A + 2) * d - (_A + 3)) * d * d + 1  # |d| <= 1
+    far = ((_A * d - 5 * _A) * d + 8 * _A) * d - 4 * _A  # 1 < |d| < 2
+    return np.where(np.abs(d) <= 1, near, far)
 
 
-def _taps(n_in: Tensor, n_out: Tensor, mode: Tensor, out_len: int) -> tuple[Tensor, Tensor]:
-    """Source indices and weights (B, out_len, T) of every output position, all three modes
-    computed from PyTorch's formulas and the drawn one kept per sample."""
-    dst = torch.arange(out_len, dtype=torch.float64)[None, :]
-    scale = n_in.to(torch.float64)[:, None] / n_out.to(torch.float64)[:, None]
-    last = (n_in - 1)[:, None]
-    zero = torch.zeros_like(last)
-
-    # bilinear: area_pixel_compute_source_index, clamped at 0; second tap clamped to the edge
-    src = ((dst + 0.5) * scale - 0.5).clamp_min(0)
-    i0 = torch.minimum(src.floor().long(), last)
-    lam = (src - i0).clamp(0, 1)
-    bil_i = [i0, torch.minimum(i0 + 1, last)]
-    bil_w = [1 - lam, lam]
-
-    # bicubic: taps i-1..i+2 clamped to the edge, no clamp of the source position
-    src = (dst + 0.5) * scale - 0.5
-    i = src.floor()
-    cub_w = _cubic_weights(src - i)
-    cub_i = [torch.clamp(i.long() + d, zero, last) for d in (-1, 0, 1, 2)]
-
-    # area = adaptive average pooling: window [floor(i n / m), ceil((i + 1) n / m))
-    di = torch.arange(out_len, dtype=torch.long)[None, :]
-    start = (di * n_in[:, None]) // n_out[:, None]
-    end = ((di + 1) * n_in[:, None] + n_out[:, None] - 1) // n_out[:, None]
-    count = (end - start).clamp_min(1)
-    n_area = max(int(count.max()), 4)
-    area_i = [torch.minimum(start + t, last) for t in range(n_area)]
-    area_w = [(t < count).to(torch.float64) / count for t in range(n_area)]
-
-    pad_i = [zero.expand_as(i0)] * (n_area - 2)
-    pad_w = [torch.zeros_like(lam)] * (n_area - 2)
-    idx = torch.stack(area_i, -1), torch.stack(bil_i + pad_i, -1), torch.stack(cub_i + pad_i[2:], -1)
-    wts = torch.stack(area_w, -1), torch.stack(bil_w + pad_w, -1), torch.stack(cub_w + pad_w[2:], -1)
-    m = mode[:, None, None]
-    valid = (di < n_out[:, None])[..., None]
-    pick_i = torch.where(m == 0, idx[0], torch.where(m == 1, idx[1], idx[2]))
-    pick_w = torch.where(m == 0, wts[0], torch.where(m == 1, wts[1], wts[2])) * valid
-    return pick_i, pick_w
+def _taps(n_in: np.ndarray, n_out: np.ndarray, mode: np.ndarray, out_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices and weights (B, out_len, T) of every output position, from PyTorch's
+    formulas for each sample's mode (only the modes present are computed). Small index
+    arithmetic, so numpy (a tenth of torch's per-call overhead)."""
+    b = n_in.shape[0]
+    dst = np.arange(out_len, dtype=np.float64)[None, :, None]
+    scale = (n_in / n_out)[:, None, None]
+    last = (n_in - 1)[:, None, None]
+    parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if (mode == 1).any():  # bilinear: source clamped at 0, second tap clamped to the edge
+        src = np.maximum((dst + 0.5) * scale - 0.5, 0)
+        i0 = np.minimum(np.floor(src).astype(np.int64), last)
+        lam = np.clip(src - i0, 0, 1)
+        parts[1] = (np.minimum(i0 + np.arange(2), last), np.concatenate([1 - lam, lam], -1))
+    if (mode == 2).any():  # bicubic: taps i-1..i+2 clamped to the edge
+        src = (dst + 0.5) * scale - 0.5
+        i = np.floor(src)
+        idx = np.clip(i.astype(np.int64) + np.arange(-1, 3), 0, last)
+        parts[2] = (idx, _cubic_weights((src - i)[..., 0]))
+    if (mode == 0).any():  # area = adaptive average pooling: [floor(i n/m), ceil((i+1) n/m))
+        di = np.arange(out_len, dtype=np.int64)[None, :, None]
+        start = (di * n_in[:, None, None]) // n_out[:, None, None]
+        end = ((di + 1) * n_in[:, None, None] + n_out[:, None, None] - 1) // n_out[:, None, None]
+        count = np.maximum(end - start, 1)
+        t = np.arange(int(count.max()))
+        parts[0] = (np.minimum(start + t, last), (t < count) / count)
+    width = max(p[0].shape[-1] for p in parts.values())
+    idx = np.zeros((b, out_len, width), dtype=np.int64)
+    w = np.zeros((b, out_len, width), dtype=np.float64)
+    for m, (pi, pw) in parts.items():
+        sel = mode == m
+        idx[sel, :, : pi.shape[-1]] = np.broadcast_to(pi, (b, out_len, pi.shape[-1]))[sel]
+        w[sel, :, : pw.shape[-1]] = np.broadcast_to(pw, (b, out_len, pw.shape[-1]))[sel]
+    w *= np.arange(out_len)[None, :, None] < n_out[:, None, None]
+    return idx, w
 
 
 def resize_matrix(n_in: Tensor, n_out: Tensor, mode: Tensor, in_len: int, out_len: int) -> Tensor:
     """(B, out_len, in_len) float64: row i of sample b resamples a length-n_in[b] signal to
     position i of a length-n_out[b] one with mode RESIZE_MODES[mode[b]]; rows >= n_out are 0."""
-    idx, w = _taps(n_in, n_out, mode, out_len)
-    m = torch.zeros(idx.shape[0], out_len, in_len, dtype=torch.float64)
-    return m.scatter_add_(2, idx, w)
+    idx, w = _taps(n_in.cpu().numpy(), n_out.cpu().numpy(), mode.cpu().numpy(), out_len)
+    b = idx.shape[0]
+    rows = np.arange(b)[:, None, None] * out_len + np.arange(out_len)[None, :, None]
+    flat = (rows * in_len + idx).reshape(-1)  # scatter-add of the taps (edge taps repeat)
+    m = np.bincount(flat, weights=w.reshape(-1), minlength=b * out_len * in_len)
+    return torch.from_numpy(m.reshape(b, out_len, in_len))
 
 
 def resize(x: Tensor, sizes: Tensor, out_sizes: Tensor, modes: Tensor) -> Tensor:
