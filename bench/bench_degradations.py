@@ -5,7 +5,11 @@ breakdown). Target (issue 4): >= 20 images/s with 2 CPU threads on a quiet 2-cor
 reference (basicsr 1.4.2 + realesrgan 0.3.0) managed ~2.6 images/s there (DESIGN.md).
 
 Metadata recorded in extra_info: images/s, threads, torch version, the machine's load average
-at the start (the numbers mean little on a busy machine), and per-step milliseconds.
+(the numbers mean little on a busy machine), OMP_WAIT_POLICY, and per-step milliseconds.
+
+On a machine shared with other busy processes, run with `OMP_WAIT_POLICY=PASSIVE`: OpenMP's
+default spin-waiting made 2 threads ~5x *slower* than 1 thread here at load average 10
+(3.7 vs 25 images/s); passive waiting gave 21 images/s with 2 threads at the same load.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ def _meta(benchmark) -> None:
     benchmark.extra_info["torch"] = torch.__version__
     benchmark.extra_info["loadavg_1min"] = os.getloadavg()[0]
     benchmark.extra_info["cpus"] = os.cpu_count()
+    benchmark.extra_info["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "")
 
 
 def test_pipeline_images_per_second(benchmark, two_threads):
@@ -108,5 +113,7 @@ def test_per_step_breakdown(benchmark, two_threads):
     print(f"\nper-step wall ms per batch of {BATCH} (whole batch {total:.0f} ms):")
     for k, v in steps.most_common():
         print(f"  {k:24s} {v:7.1f}  {100 * v / total:5.1f} %")
+    other = total - sum(steps.values())
+    print(f"  {'other (grouping, copies, profiler)':24s} {other:7.1f}  {100 * other / total:5.1f} %")
     print(f"single-thread CPU per batch: {min(cpu) * 1000:.0f} ms -> {BATCH / min(cpu):.1f} images/s per core")
     assert {"deg.usm", "deg.first.blur", "deg.first.jpeg", "deg.final.jpeg"} <= set(steps)

@@ -1,19 +1,24 @@
 """The high-order degradation model: USM'd GT -> stage(first) -> stage(second) -> final step.
 
 Faithful to Real-ESRGAN's `RealESRGANModel.feed_data` (x4plus), with these deliberate
-differences, all for per-sample randomness or realism:
+differences, all for per-sample randomness, reproducibility or realism:
 
-- every sample draws its own resize direction/scale/mode, noise type, second-blur decision,
-  final order and final resize mode (the reference draws those once per batch);
+- every sample draws its own resize direction/scale/mode, noise type (Gaussian or Poisson),
+  second-blur decision, final order and final resize mode; the reference draws those once
+  per batch (its kernels, noise strengths, gray-noise flags and JPEG qualities were already
+  per sample);
+- all randomness comes from the caller's `torch.Generator` (the reference mixes `random`,
+  `np.random` and torch's global generator): parameters are drawn first, then each sample's
+  noise comes from its own generator seeded from the caller's, so a seed reproduces a batch
+  bit for bit (same device and versions) and a sample's result does not depend on the other
+  samples' pixels;
 - JPEG quality is an integer and the codec follows libjpeg (see jpeg.py), not DiffJPEG;
 - the resize coordinate mapping always uses in/out sizes (`size=` semantics); the reference's
-  first stage uses `scale_factor=`, a sub-pixel difference;
-- all randomness comes from the caller's `torch.Generator` (the reference mixes `random`,
-  `np.random` and torch's global generator), so a seed reproduces a batch bit for bit on the
-  same device and software versions.
+  first stage uses `scale_factor=`, a sub-pixel difference.
 
-Because samples differ in size between the first resize and the final one, the batch is
-held as a canvas plus per-sample valid sizes (see filters.py).
+Because samples differ in size between the first resize and the final one, a batch is held
+as a canvas plus per-sample valid sizes (see filters.py), split after the first blur into a
+few groups of similar size (batching.py) so that small samples are not padded to the largest.
 """
 
 from __future__ import annotations
