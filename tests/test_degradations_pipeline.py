@@ -34,7 +34,10 @@ def test_deterministic_for_a_seed_and_input_untouched():
     assert torch.equal(a, same)
 
 
-@pytest.mark.parametrize(("h", "w", "scale"), [(53, 78, 4), (64, 36, 2), (31, 17, 1), (40, 40, 3)])
+@pytest.mark.parametrize(
+    ("h", "w", "scale"),
+    [(53, 78, 4), (64, 36, 2), (31, 17, 1), (40, 40, 3), (4, 4, 4), (8, 200, 4), (1, 1, 1)],
+)
 def test_shapes_and_levels_for_odd_non_square_inputs(h, w, scale):
     gt = _gt(3, h, w, seed=h)
     lq, gt_usm = Degrader(scale=scale)(gt, torch.Generator().manual_seed(5))
