@@ -4,8 +4,9 @@ One iteration = degradation of a GT batch (x4plus recipe) + paired crop + pool e
 stage's optimisation step (G; in stage 2 also VGG19 perceptual, D and EMA). Batch 1, gt_size
 128, CPU, fixed seeds; VGG19 weights are random (same cost as ImageNet's).
 
-Run explicitly: `.venv/bin/python -m pytest bench/bench_train.py -m "slow or not slow"`
-(the full x4plus cases are `slow`: several seconds per iteration on 2 cores).
+Run explicitly: `OMP_NUM_THREADS=1 .venv/bin/python -m pytest bench/bench_train.py -m "slow or not slow"`
+(the full x4plus cases are `slow`). On shared cores use one thread: spinning OpenMP threads
+of other busy processes made 2-thread medians 3.5-9x worse than 1-thread ones here (load ~9).
 """
 
 from __future__ import annotations
@@ -74,3 +75,13 @@ def test_tiny(benchmark, stage: str) -> None:
 @pytest.mark.parametrize("stage", ["esrnet", "esrgan"])
 def test_x4plus(benchmark, stage: str) -> None:
     _bench(benchmark, "x4plus", stage, rounds=3)
+
+
+def test_degradation_only(benchmark) -> None:
+    """The data side of one iteration alone (x4plus degradations + crop + pool), for comparison."""
+    _, maker, gt = _setup("tiny", "esrnet")
+    for _ in range(2):
+        maker({"gt": gt})
+    lq, _, _ = benchmark.pedantic(maker, args=({"gt": gt},), rounds=10, iterations=1)
+    benchmark.extra_info["iters_per_s"] = 1.0 / benchmark.stats.stats.median
+    assert lq.shape == (1, 3, 32, 32)
