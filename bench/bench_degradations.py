@@ -115,5 +115,6 @@ def test_per_step_breakdown(benchmark, two_threads):
         print(f"  {k:24s} {v:7.1f}  {100 * v / total:5.1f} %")
     other = total - sum(steps.values())
     print(f"  {'other (grouping, copies, profiler)':24s} {other:7.1f}  {100 * other / total:5.1f} %")
-    print(f"single-thread CPU per batch: {min(cpu) * 1000:.0f} ms -> {BATCH / min(cpu):.1f} images/s per core")
+    print(f"single-thread CPU per batch: {min(cpu) * 1000:.0f} ms "
+          f"-> {BATCH / min(cpu):.1f} images/s per core")
     assert {"deg.usm", "deg.first.blur", "deg.first.jpeg", "deg.final.jpeg"} <= set(steps)

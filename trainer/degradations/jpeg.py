@@ -81,7 +81,8 @@ def dct_matrix(dtype: torch.dtype = torch.float64) -> Tensor:
     return d.to(dtype)
 
 
-def _color(x: Tensor, matrix: tuple[tuple[float, ...], ...], scale: float, offset: tuple[float, ...]) -> Tensor:
+def _color(x: Tensor, matrix: tuple[tuple[float, ...], ...], scale: float,
+           offset: tuple[float, ...]) -> Tensor:
     """(B, 3, H, W) -> scale * matrix @ pixel + offset, as one batched matmul."""
     b, c, h, w = x.shape
     m = (torch.tensor(matrix, dtype=torch.float64) * scale).to(device=x.device, dtype=x.dtype)

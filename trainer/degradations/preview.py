@@ -66,7 +66,8 @@ def _kernel_tile(k: torch.Tensor, size: int, active: bool) -> Image.Image:
 
 def _stage_text(d: StageDraw, b: int) -> str:
     direction = int(d.direction[b])
-    resize = ("up" if direction == UP else "down" if direction == DOWN else "keep") + f" x{float(d.scale[b]):.2f}"
+    word = "up" if direction == UP else "down" if direction == DOWN else "keep"
+    resize = f"{word} x{float(d.scale[b]):.2f}"
     noise = (f"gauss {float(d.sigma[b]):.1f}" if bool(d.gaussian[b]) else
              f"poisson {float(d.poisson_scale[b]):.2f}") + (" gray" if bool(d.gray[b]) else "")
     jpeg = "" if d.quality is None else f" q{int(d.quality[b])}"
@@ -85,7 +86,8 @@ def render(gt: torch.Tensor, result: DegradationResult, scale: int) -> Image.Ima
     f = result.final
     for i in range(b):
         y = _HEADER + i * size
-        lq = _to_image(result.lq[i]).resize((result.lq.shape[-1] * scale, result.lq.shape[-2] * scale), Image.NEAREST)
+        lq_size = (result.lq.shape[-1] * scale, result.lq.shape[-2] * scale)
+        lq = _to_image(result.lq[i]).resize(lq_size, Image.NEAREST)
         tiles = [
             _to_image(gt[i]),
             lq.crop((0, 0, size, size)),
@@ -96,7 +98,8 @@ def render(gt: torch.Tensor, result: DegradationResult, scale: int) -> Image.Ima
         for c, tile in enumerate(tiles):
             canvas.paste(tile, (c * size, y))
         order = "resize+sinc, JPEG" if bool(f.resize_first[i]) else "JPEG, resize+sinc"
-        final = f"{order}\n{RESIZE_MODES[int(f.mode[i])]}" + ("" if f.quality is None else f" q{int(f.quality[i])}")
+        quality = "" if f.quality is None else f" q{int(f.quality[i])}"
+        final = f"{order}\n{RESIZE_MODES[int(f.mode[i])]}{quality}"
         for c, text in ((2, _stage_text(result.first, i)), (3, _stage_text(result.second, i)), (4, final)):
             draw.text((c * size + 4, y + 4), text, fill=(255, 80, 80))
     return canvas

@@ -27,7 +27,8 @@ def _cubic_weights(t: np.ndarray) -> np.ndarray:
     return np.where(np.abs(d) <= 1, near, far)
 
 
-def _taps(n_in: np.ndarray, n_out: np.ndarray, mode: np.ndarray, out_len: int) -> tuple[np.ndarray, np.ndarray]:
+def _taps(n_in: np.ndarray, n_out: np.ndarray, mode: np.ndarray, out_len: int,
+          ) -> tuple[np.ndarray, np.ndarray]:
     """Source indices and weights (B, out_len, T) of every output position, from PyTorch's
     formulas for each sample's mode (only the modes present are computed). Small index
     arithmetic, so numpy (a tenth of torch's per-call overhead)."""
