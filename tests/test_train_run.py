@@ -178,3 +178,32 @@ def test_script_runs_from_a_plain_checkout_copy(data_root: Path, tmp_path: Path)
     assert proc.returncode == 0, proc.stderr
     assert "ok: tiny, stage esrgan, 4 training images" in proc.stdout
     assert f"code from checkout {copy}" in proc.stdout
+
+
+@pytest.mark.parametrize("variant", ["paired_x4", "degrade_x2", "srvgg_x4"])
+def test_other_modes_run(variant: str, data_root: Path, tmp_path: Path) -> None:
+    """Paired LQ/GT data (USM from the degradation config), the x2 RRDBNet, the compact generator."""
+    from PIL import Image
+
+    raw = tiny_config(tmp_path, data_root / "vgg.pth", stage="esrnet", train={"total_iter": 2},
+                      data={"dataroot_gt": str(data_root / "hr")})
+    if variant == "paired_x4":
+        lq_root = tmp_path / "lq"
+        for p in (data_root / "hr").rglob("*.png"):
+            target = lq_root / p.relative_to(data_root / "hr")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(p) as im:
+                im.resize((14, 14), Image.Resampling.BICUBIC).save(target)
+        raw["data"].update(mode="paired", dataroot_lq=str(lq_root), pool_size=0, crop_size=0)
+        raw["train"]["stage"] = "esrgan"
+    elif variant == "degrade_x2":
+        raw["scale"] = 2
+    else:
+        raw["network_g"] = {"type": "SRVGGNetCompact", "num_feat": 8, "num_conv": 4}
+    result = loop.run(c.from_dict(raw))
+    assert result.iteration == 2 and all(np.isfinite(v) for v in result.last_losses.values())
+    state = ckpt.load(ckpt.checkpoint_path(tmp_path / "exp" / "tiny", 2))
+    if variant == "degrade_x2":
+        assert state["params_ema"]["conv_first.weight"].shape[1] == 12  # pixel-unshuffled input
+    if variant == "paired_x4":
+        assert "net_d" in state and state["ranks"][0]["pool"] is None
