@@ -90,6 +90,20 @@ def test_plain_config_is_resize_of_usm_with_the_drawn_mode():
         torch.testing.assert_close(r.lq[b : b + 1], want, atol=1e-6, rtol=0)
 
 
+def test_each_sample_gets_its_drawn_noise_sigma():
+    """Only Gaussian noise (both stages, colour): the residual's std per sample matches that
+    sample's own drawn sigmas, sqrt(s1^2 + s2^2 + 1/12) in 8-bit levels (rounding included)."""
+    stage = StageConfig(blur_prob=0.0, resize_probs=(0.0, 0.0, 1.0), gaussian_noise_prob=1.0,
+                        gray_noise_prob=0.0, noise_range=(1.0, 20.0), jpeg_range=None)
+    cfg = DegradationConfig(first=stage, second=stage, final=FinalConfig(sinc_prob=0.0, jpeg_range=None))
+    gt = torch.full((6, 3, 96, 96), 0.5)
+    r = Degrader(cfg, scale=1).run(gt, torch.Generator().manual_seed(4))
+    got = (r.lq - r.gt_usm).std(dim=(1, 2, 3)) * 255
+    want = torch.sqrt(r.first.sigma**2 + r.second.sigma**2 + 1 / 12).float()
+    torch.testing.assert_close(got, want, rtol=0.03, atol=0)
+    assert float(want.std()) > 2  # the samples really differ
+
+
 def test_bad_inputs_raise_one_line_errors():
     d = Degrader()
     g = torch.Generator().manual_seed(0)
