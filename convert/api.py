@@ -8,11 +8,13 @@ half model that the runtime would pick up by name.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import torch
 from torch import nn
@@ -27,9 +29,11 @@ from .dn import blend_state_dicts
 from .importer import import_ncnn
 from .pnnx_export import export_with_pnnx, io_blobs
 from .sidecar import build_spec, tile_pad_for
-from .verify import NcnnRunner, Parity, check_parity
+from .verify import NcnnRunner, Parity, check_parity, one_torch_thread
 from .weights_io import load_state_dict, save_state_dict
 
+P = ParamSpec("P")
+R = TypeVar("R")
 ROUTES = ("auto", "direct", "pnnx")
 GENERATORS = ("RRDBNet", "SRVGGNetCompact")
 PROBE_SIZE = 32  # a multiple of every size multiple; x4plus runs it in well under a second
@@ -70,6 +74,17 @@ class _Resized(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(self.net(x), scale_factor=self.factor, mode="bicubic", align_corners=False)
+
+
+def _single_threaded(func: Callable[P, R]) -> Callable[P, R]:
+    """Run a conversion with torch on one thread (see `verify.one_torch_thread`), restored afterwards."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with one_torch_thread():
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 def _check_name(name: str) -> str:
@@ -116,11 +131,14 @@ def _exportable(info: ArchInfo) -> None:
 
 
 def _build(info: ArchInfo, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
-    module = build_model(info)
-    module.load_state_dict(dict(state_dict), strict=True)
+    """The module around `state_dict`'s own tensors (built on the meta device: no random init to pay for)."""
+    with torch.device("meta"):
+        module = build_model(info)
+    module.load_state_dict(dict(state_dict), strict=True, assign=True)
     return module.eval()
 
 
+@_single_threaded
 def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, name: str, fp16: bool = True,
                       verify: bool = True, source: str = "", license: str = "unknown", route: str = "auto",
                       info: ArchInfo | None = None, tile_pad: int | None = None) -> ConvertResult:
@@ -170,6 +188,7 @@ def _load(src: Path) -> tuple[ArchInfo, dict[str, torch.Tensor], NcnnModel | Non
     return info, state_dict, NcnnModel(text, bin_path.read_bytes(), in_blob, out_blob)
 
 
+@_single_threaded
 def convert_file(src: Path, out_dir: Path, name: str | None = None, fp16: bool = True, verify: bool = True,
                  dn: float | None = None, dn_src: Path | None = None, route: str = "auto",
                  license: str | None = None, tile_pad: int | None = None) -> ConvertResult:
