@@ -94,3 +94,15 @@ def test_script_config_error_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: unknown config key 'train.learning_rate'"]
     assert "Traceback" not in proc.stderr
+
+
+def test_degradation_and_tensorboard_keys_checked_at_start() -> None:
+    from realesr_portable.trainer.degradations import ConfigError as DegradationConfigError
+    from realesr_portable.trainer.loop import check_config
+
+    preset = REPO / "trainer/presets/realesrgan_x4plus.yml"
+    check_config(c.load(preset, ["degradation.first.gaussian_noise_prob=0.3"]))
+    with pytest.raises(DegradationConfigError, match="degradations.first.gaussian_noise_probb"):
+        check_config(c.load(preset, ["degradation.first.gaussian_noise_probb=0.3"]))
+    with pytest.raises(c.ConfigError, match="'network_d.num_feats'"):
+        check_config(c.load(preset, ["network_d.num_feats=32"]))

@@ -135,6 +135,14 @@ def test_pretrained_init_errors(tmp_path: Path) -> None:
         load_pretrained(g, str(tmp_path / "other.pth"), "generator")
     msg = load_pretrained(g, str(tmp_path / "other.pth"), "generator", strict=False)
     assert "initialised" in msg and torch.equal(g.conv_first.weight, other.conv_first.weight)
+    # a trainer checkpoint: its EMA generator (stage 1 -> stage 2), its D for pretrain_d
+    d = build_discriminator(cfg.network_d)
+    ckpt.save(tmp_path / "run", 5, {"params": other.state_dict(), "params_ema": g.state_dict(), "net_d": d.state_dict()}, 1)
+    fresh, fresh_d = _nets(cfg)
+    load_pretrained(fresh, str(ckpt.checkpoint_path(tmp_path / "run", 5)), "generator")
+    load_pretrained(fresh_d, str(ckpt.checkpoint_path(tmp_path / "run", 5)), "discriminator")
+    assert torch.equal(fresh.conv_last.weight, g.conv_last.weight)
+    assert torch.equal(fresh_d.conv0.weight, d.conv0.weight)
     with pytest.raises(InitError, match="not an official model"):
         load_pretrained(g, "official:nonexistent", "generator")
 

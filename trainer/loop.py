@@ -230,7 +230,11 @@ def _run(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> R
             means = dist.mean_scalars({k: v / count for k, v in sums.items()}, info)
             rate = count / (time.perf_counter() - tick)
             log.record("train", it, {**means, "lr": stage.lr, "iters_per_s": rate, "unreadable": len(counter.bad)})
-            log.info(f"iter {it}: " + ", ".join(f"{k} {v:.4g}" for k, v in means.items()) + f", lr {stage.lr:.2e}, {rate:.3g} it/s")
+            eta = (cfg.train.total_iter - it) / rate if rate > 0 else 0.0
+            log.info(
+                f"iter {it}: " + ", ".join(f"{k} {v:.4g}" for k, v in means.items())
+                + f", lr {stage.lr:.2e}, {rate:.3g} it/s, eta {_duration(eta)}"
+            )
             sums, count, tick = {}, 0, time.perf_counter()
         if it % cfg.checkpoint.save_every == 0 or it == cfg.train.total_iter:
             last_path = _save(cfg, stage, maker, info, it) or last_path
@@ -252,6 +256,11 @@ def _run(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> R
 
 class ExportFailed(RuntimeError):
     """Training finished and was checkpointed, but converting the result to ncnn failed."""
+
+
+def _duration(seconds: float) -> str:
+    h, rest = divmod(int(seconds), 3600)
+    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def export_generator(cfg: Config, model: torch.nn.Module, log: RunLog, name: str | None = None) -> Any:
