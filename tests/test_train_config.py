@@ -62,6 +62,8 @@ def test_overrides_are_typed() -> None:
         ("train.betas=0.9", "'train.betas' must be a list"),
         ("train.stage=esrgan2", "'train.stage' must be one of esrnet, esrgan"),
         ("data.gt_size=250", "multiple of scale 4"),
+        ("data.gt_size=36", "multiple of 8"),
+        ("data.crop_size=402", "data.crop_size 402 must be a multiple of scale 4"),
         ("noequals", "must look like key=value"),
         ("train.lr_g=__import__('os')", "'train.lr_g' must be a number"),
     ],

@@ -267,6 +267,10 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"config key '{key}' must be positive, got {value}")
     if cfg.data.gt_size % cfg.scale:
         raise ConfigError(f"data.gt_size {cfg.data.gt_size} must be a multiple of scale {cfg.scale}")
+    if cfg.data.crop_size % cfg.scale:
+        raise ConfigError(f"data.crop_size {cfg.data.crop_size} must be a multiple of scale {cfg.scale}")
+    if cfg.train.stage == "esrgan" and cfg.data.gt_size % 8:
+        raise ConfigError(f"data.gt_size {cfg.data.gt_size} must be a multiple of 8 (the U-Net discriminator halves it 3 times)")
     if cfg.data.crop_size and cfg.data.crop_size < cfg.data.gt_size:
         raise ConfigError(f"data.crop_size {cfg.data.crop_size} must be 0 or >= data.gt_size {cfg.data.gt_size}")
     if cfg.data.pool_size and cfg.data.pool_size < cfg.data.batch_size:
