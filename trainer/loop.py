@@ -136,8 +136,9 @@ def _restore(stage: ESRNetStage, maker: BatchMaker, state: dict[str, Any], path:
     if len(ranks) == world:  # same world size: every rank continues its own random stream and pool
         mine = ranks[rank]
         ckpt.set_rng_state(mine["rng"], maker.gen)
-        if maker.pool is not None and mine.get("pool") is not None:
-            maker.pool.load_state_dict(mine["pool"])
+        if maker.pool is not None and mine.get("pool") is not None:  # checkpoints load on the CPU
+            pool = {k: v.to(maker.device) if isinstance(v, torch.Tensor) else v for k, v in mine["pool"].items()}
+            maker.pool.load_state_dict(pool)
 
 
 def _save(cfg: Config, stage: ESRNetStage, maker: BatchMaker, info: dist.DistInfo, it: int) -> Path | None:
