@@ -145,7 +145,8 @@ def usm_sharp(img: Tensor, weight: float = 0.5, radius: int = 50, threshold: flo
         radius += 1
     k1d = gaussian_1d(radius)
     residual = img - separable_blur(img, k1d)
-    soft = separable_blur((residual.abs() * 255 > threshold).to(img.dtype), k1d)
+    mask = torch.gt(residual.abs().mul_(255), threshold, out=torch.empty_like(img))  # 0/1 floats
+    soft = separable_blur(mask, k1d)
     sharp = torch.add(img, residual, alpha=weight).clamp_(0, 1)
     return torch.lerp(img, sharp, soft)  # soft * sharp + (1 - soft) * img
 
