@@ -4,7 +4,8 @@ Images travel as a *canvas*: a (B, C, H, W) tensor whose sample b is valid in it
 sizes[b] = (h_b, w_b) window (samples differ in size after a per-sample random resize). Outside
 that window values are don't-care; every spatial operation first rebuilds its border from the
 valid window (reflection for filters, as the reference's `filter2D`; edge replication for
-JPEG), with one gather per axis, so no Python loop over samples touches pixels.
+JPEG) with one gather per axis (or F.pad when all samples fill the canvas), so filtering needs
+no Python loop over samples.
 """
 
 from __future__ import annotations
