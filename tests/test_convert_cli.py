@@ -94,6 +94,16 @@ def _mismatched_pair(tmp_path: Path) -> Path:
     return param
 
 
+def _truncated_bin(tmp_path: Path) -> Path:
+    folder = official_model_dir()
+    param = tmp_path / "cut.param"
+    stem = OFFICIAL["realesr-animevideov3-x4"][0]
+    shutil.copy(folder / f"{stem}.param", param)
+    data = (folder / f"{stem}.bin").read_bytes()
+    param.with_suffix(".bin").write_bytes(data[: len(data) - 1000])
+    return param
+
+
 def _unknown(tmp_path: Path) -> Path:
     return save_state_dict({"encoder.weight": torch.zeros(4, 3, 3, 3)}, tmp_path / "unknown.pth")
 
@@ -106,6 +116,7 @@ BAD_INPUTS = {
     "truncated": (lambda t, s: [_truncated(t, s)], "truncated"),
     "unknown-architecture": (lambda t, s: [_unknown(t)], "no known architecture"),
     "param-bin-mismatch": (lambda t, s: [_mismatched_pair(t)], "do not"),
+    "truncated-bin": (lambda t, s: [_truncated_bin(t)], "do not match"),
     "missing-file": (lambda t, s: [t / "nope.pth"], "not found"),
     "discriminator": (lambda t, s: [_discriminator(t)], "not an image-to-image generator"),
     "dn-without-weights": (lambda t, s: [s, "--dn", "0.5"], "--dn and --dn-weights"),
