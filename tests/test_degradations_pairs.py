@@ -111,3 +111,16 @@ def test_pool_state_dict_roundtrip_resumes_identically():
         assert torch.equal(ra[0], rb[0]) and torch.equal(ra[1], rb[1])
     with pytest.raises(ValueError, match="size mismatch"):
         TrainingPairPool(size=9).load_state_dict(a.state_dict())
+
+
+def test_pool_restored_storage_follows_the_batch():
+    """A pool restored from other-device/dtype tensors (a checkpoint loaded on the CPU) moves
+    its storage to the incoming batch's device and dtype."""
+    a = TrainingPairPool(size=4)
+    lq, gt = _batches(1, 4)[0]
+    a.exchange(lq.double(), gt.double(), torch.Generator().manual_seed(0))
+    b = TrainingPairPool(size=4)
+    b.load_state_dict(a.state_dict())
+    out_lq, out_gt = b.exchange(lq, gt, torch.Generator().manual_seed(1))
+    assert out_lq.dtype == torch.float32 and out_gt.dtype == torch.float32
+    assert sorted(out_lq[:, 0, 0, 0].tolist()) == [0.0, 1.0, 2.0, 3.0]

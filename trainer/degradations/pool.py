@@ -47,6 +47,9 @@ class TrainingPairPool:
             self._lq = lq.new_zeros((self.size, *lq.shape[1:]))
             self._gt = gt.new_zeros((self.size, *gt.shape[1:]))
         assert self._gt is not None
+        if self._lq.device != lq.device or self._lq.dtype != lq.dtype:  # e.g. restored on the CPU
+            self._lq = self._lq.to(device=lq.device, dtype=lq.dtype)
+            self._gt = self._gt.to(device=gt.device, dtype=gt.dtype)
         if self._lq.shape[1:] != lq.shape[1:] or self._gt.shape[1:] != gt.shape[1:]:
             raise ValueError(
                 f"pool holds LQ {tuple(self._lq.shape[1:])} / GT {tuple(self._gt.shape[1:])} pairs, "
