@@ -12,7 +12,7 @@ import functools
 import os
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -131,10 +131,11 @@ def _exportable(info: ArchInfo) -> None:
 
 
 def _build(info: ArchInfo, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
-    """The module around `state_dict`'s own tensors (built on the meta device: no random init to pay for)."""
+    """The module around `state_dict`'s tensors as float32 (built on the meta device: no random init
+    to pay for; fp16 checkpoints, common among community models, become float32 here)."""
     with torch.device("meta"):
         module = build_model(info)
-    module.load_state_dict(dict(state_dict), strict=True, assign=True)
+    module.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True, assign=True)
     return module.eval()
 
 
@@ -158,12 +159,18 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, nam
     runner = NcnnRunner(model, exact=True)
     if verify:
         parity = check_parity(module, model, fp16, PROBE_SIZE, post=torch_post(info), exact_runner=runner)
-    pad = tile_pad_for(info, runner) if tile_pad is None else tile_pad
-    spec = build_spec(info, name, model, fp16, pad, source, license)
+    notes = info.notes
+    if tile_pad is None:
+        choice = tile_pad_for(info, runner)
+        tile_pad = choice.pad
+        if not choice.seam_free:
+            notes += (f"tile_pad {tile_pad} is the measuring limit; tile borders may still differ from the "
+                      f"whole image by up to {choice.worst_error * 255:.2f}/255 (use larger tiles)",)
+    spec = build_spec(info, name, model, fp16, tile_pad, source, license)
     param, weights, sidecar = _write_files(Path(out_dir), name, model, spec)
     max_abs = parity.max_abs if parity else None
     quality = parity.psnr if parity else None
-    return ConvertResult(param, weights, sidecar, spec, max_abs, quality, route=used, notes=info.notes)
+    return ConvertResult(param, weights, sidecar, spec, max_abs, quality, route=used, notes=notes)
 
 
 def _is_official(param: Path) -> bool:
@@ -217,5 +224,4 @@ def convert_file(src: Path, out_dir: Path, name: str | None = None, fp16: bool =
         source += f", blended dn={dn:g} with {Path(dn_src).name}"
     result = export_state_dict(state_dict, Path(out_dir), name, fp16, verify, source, license, route, info, tile_pad)
     pth = save_state_dict(state_dict, Path(out_dir) / f"{name}.pth") if source_model is not None else None
-    return ConvertResult(result.param, result.bin, result.json, result.spec, result.max_abs, result.psnr,
-                         pth, import_max_abs, result.route, result.notes)
+    return replace(result, pth=pth, import_max_abs=import_max_abs)

@@ -37,12 +37,13 @@ def convert(
     route: Annotated[Route, typer.Option(help="direct writer (known architectures), pnnx, or auto")] = Route.auto,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="compare ncnn with torch on a probe image")] = True,
     license: Annotated[Optional[str], typer.Option(help="licence of the weights for the sidecar (SPDX id)")] = None,
+    tile_pad: Annotated[Optional[int], typer.Option("--tile-pad", min=0, help="declare this padding instead of measuring it")] = None,
 ) -> None:
     """Convert weights to NAME.param + NAME.bin + NAME.json, verified against PyTorch."""
     from .api import convert_file
 
     result = convert_file(src, output, name=name, fp16=not fp32, verify=verify, dn=dn, dn_src=dn_weights,
-                          route=route.value, license=license)
+                          route=route.value, license=license, tile_pad=tile_pad)
     spec = result.spec
     typer.echo(f"wrote {result.param}, {result.bin.name}, {result.json.name}: {spec.arch} x{spec.scale}, "
                f"{'fp16' if spec.fp16_weights else 'fp32'} weights, tile_pad {spec.tile_pad}, route {result.route}")

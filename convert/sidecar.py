@@ -11,6 +11,7 @@ used as is.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from math import ceil
 
 import numpy as np
@@ -72,19 +73,33 @@ def error_by_distance(run: Runner, scale: int, width: int, height: int = _PROBE_
     return per_column.reshape(width, scale).max(axis=1)
 
 
+@dataclass(frozen=True)
+class PadChoice:
+    """A tile padding and the worst tiled-vs-whole difference left beyond it (values in [0, 1])."""
+
+    pad: int
+    worst_error: float
+
+    @property
+    def seam_free(self) -> bool:
+        return self.worst_error <= TILE_TOLERANCE
+
+
 def measure_tile_pad(run: Runner, scale: int, limit: int, max_pad: int = MAX_MEASURED_PAD,
-                     tolerance: float = TILE_TOLERANCE) -> int:
-    """Smallest pad (a multiple of 8, <= limit) beyond which every tile-cut error is within `tolerance`."""
+                     tolerance: float = TILE_TOLERANCE) -> PadChoice:
+    """Smallest pad (a multiple of 8, or `limit` if smaller) beyond which every tile-cut error is
+    within `tolerance`; `max_pad` (with its remaining error) when none is."""
     width = min(max_pad, _round_up(limit, PAD_STEP)) + PAD_STEP
     errors = error_by_distance(run, scale, width)
     tail_max = np.maximum.accumulate(errors[::-1])[::-1]  # worst error at this distance or further
-    for pad in range(0, width, PAD_STEP):
-        if tail_max[pad] <= tolerance:
-            return min(pad, limit)
-    return min(width - PAD_STEP, limit)
+    pads = list(range(0, width, PAD_STEP))
+    pad = next((p for p in pads if tail_max[p] <= tolerance), pads[-1])
+    if limit < pad:  # the receptive field ends first: exact
+        return PadChoice(limit, 0.0)
+    return PadChoice(pad, float(tail_max[pad]))
 
 
-def tile_pad_for(info: ArchInfo, model: NcnnModel | Runner) -> int:
+def tile_pad_for(info: ArchInfo, model: NcnnModel | Runner) -> PadChoice:
     """The padding to declare: exact receptive field for SRVGG, measured on `model` for RRDBNet.
 
     `model` is the exported ncnn model or a runner of it (an NcnnRunner, to reuse a loaded net).
@@ -92,9 +107,10 @@ def tile_pad_for(info: ArchInfo, model: NcnnModel | Runner) -> int:
     multiple = info.size_multiple
     radius = receptive_radius(info)
     if info.name != "RRDBNet":
-        return _round_up(radius, multiple)
+        return PadChoice(_round_up(radius, multiple), 0.0)
     run = NcnnRunner(model, exact=True) if isinstance(model, NcnnModel) else model
-    return _round_up(measure_tile_pad(run, effective_scale(info), radius), multiple)
+    choice = measure_tile_pad(run, effective_scale(info), radius)
+    return PadChoice(_round_up(choice.pad, multiple), choice.worst_error)
 
 
 def build_spec(info: ArchInfo, name: str, model: NcnnModel, fp16: bool, tile_pad: int,

@@ -47,11 +47,21 @@ def test_converts_a_pth_with_fp16_weights_by_default(srvgg_pth: Path, tmp_path: 
 
 def test_fp32_safetensors_with_a_name(tmp_path: Path, capsys) -> None:
     src = save_state_dict(small_model(rrdb_info(2, blocks=1)).state_dict(), tmp_path / "w.safetensors")
-    code, stdout, stderr = _run([src, "-o", tmp_path / "o", "--fp32", "--name", "mine", "--license", "CC0-1.0"], capsys)
+    args = [src, "-o", tmp_path / "o", "--fp32", "--name", "mine", "--license", "CC0-1.0", "--tile-pad", "30"]
+    code, stdout, stderr = _run(args, capsys)
     assert code == 0, stderr
     sidecar = json.loads((tmp_path / "o" / "mine.json").read_text())
     assert sidecar["fp16_weights"] is False and sidecar["size_multiple"] == 2 and sidecar["license"] == "CC0-1.0"
+    assert sidecar["tile_pad"] == 30
     assert (tmp_path / "o" / "mine.bin").read_bytes()[:4] == b"\0\0\0\0"  # fp32 weight tag
+
+
+def test_half_precision_checkpoint(tmp_path: Path, capsys) -> None:
+    """Community weights often come as fp16 tensors; they convert like fp32 ones."""
+    half = {k: v.half() for k, v in small_model(srvgg_info(3)).state_dict().items()}
+    code, stdout, stderr = _run([save_state_dict(half, tmp_path / "half.pth"), "-o", tmp_path / "o"], capsys)
+    assert code == 0, stderr
+    assert json.loads((tmp_path / "o" / "half.json").read_text())["scale"] == 3 and "max abs" in stdout
 
 
 def test_no_verify_says_so(srvgg_pth: Path, tmp_path: Path, capsys) -> None:

@@ -34,8 +34,15 @@ def _box_blur(radius: int):
 def test_measured_pad_covers_a_known_reach(radius: int) -> None:
     errors = error_by_distance(_box_blur(radius), scale=1, width=24)
     assert errors[radius - 1] > 0 and np.all(errors[radius:] == 0)
-    pad = measure_tile_pad(_box_blur(radius), scale=1, limit=64)
-    assert pad % PAD_STEP == 0 and radius <= pad < radius + PAD_STEP
+    choice = measure_tile_pad(_box_blur(radius), scale=1, limit=64)
+    assert choice.pad % PAD_STEP == 0 and radius <= choice.pad < radius + PAD_STEP
+    assert choice.worst_error == 0 and choice.seam_free
+
+
+def test_unreached_tolerance_reports_the_remaining_error() -> None:
+    choice = measure_tile_pad(_box_blur(30), scale=1, limit=64, max_pad=16)
+    assert choice.pad == 16 and not choice.seam_free and choice.worst_error > 0
+    assert measure_tile_pad(_box_blur(30), scale=1, limit=5).pad == 5  # a receptive field below 8 px is exact
 
 
 def test_srvgg_receptive_field_is_exact() -> None:
