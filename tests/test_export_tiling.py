@@ -62,3 +62,17 @@ def test_runtime_tiles_seam_free_with_the_declared_pad(info: ArchInfo, tmp_path:
     tiled = Upscaler(result.param, gpu=-1, fp32=True, tile=16, threads=1).upscale(image)
     assert tiled.shape == whole.shape == (40 * info.scale, 44 * info.scale, 3)
     assert np.abs(tiled - whole).max() <= 1.0 / 255.0
+
+
+@pytest.mark.slow
+def test_measured_pad_is_seam_free_for_official_anime_weights(tmp_path: Path, photo_crop) -> None:
+    """Real weights on a photo other than the probe: tiles at the measured pad stay within one level."""
+    from realesr_portable.convert.api import convert_file
+    from realesr_portable.models import OFFICIAL, official_model_dir
+
+    param = official_model_dir() / f"{OFFICIAL['realesrgan-x4plus-anime'][0]}.param"
+    result = convert_file(param, tmp_path, name="anime", verify=False)
+    image = photo_crop("chelsea.png", 20, 100, 176, 176)
+    whole = Upscaler(result.param, gpu=-1, tile=176, threads=1).upscale(image)
+    tiled = Upscaler(result.param, gpu=-1, tile=64, threads=1).upscale(image)
+    assert np.abs(whole.astype(np.int16) - tiled).max() <= 1
