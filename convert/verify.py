@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..quiet import quiet_stderr
 from .direct_writer import NcnnModel
 
 FP32_MAX_ABS = 1e-4
@@ -86,11 +87,12 @@ class NcnnRunner:
         if exact:
             for flag in ("use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic", "use_bf16_storage", "use_bf16_packed"):
                 setattr(net.opt, flag, False)
-        if net.load_param_mem(model.param_text) != 0:
-            raise VerificationError("ncnn refused the exported .param")
         self._weights = model.bin_bytes  # ncnn may keep pointing into this buffer
-        if net.load_model_mem(self._weights) not in (0, None):
-            raise VerificationError("ncnn refused the exported .bin")
+        with quiet_stderr():  # ncnn explains load failures on C stderr; the CLI promises one line
+            if net.load_param_mem(model.param_text) != 0:
+                raise VerificationError("ncnn refused the model's .param")
+            if net.load_model_mem(self._weights) not in (0, None):
+                raise VerificationError("ncnn refused the model's .bin")
         self._net = net
 
     def __call__(self, chw: np.ndarray) -> np.ndarray:
