@@ -183,6 +183,8 @@ def _is_official(param: Path) -> bool:
 
 def _load(src: Path) -> tuple[ArchInfo, dict[str, torch.Tensor], NcnnModel | None]:
     """Weights from a checkpoint or an ncnn pair; for ncnn also the source model (for import parity)."""
+    if src.suffix.lower() == ".bin" and src.with_suffix(".param").is_file():
+        src = src.with_suffix(".param")  # the user pointed at the other half of an ncnn pair
     if src.suffix.lower() != ".param":
         state_dict = load_state_dict(src)
         return detect_architecture(state_dict), state_dict, None
