@@ -204,5 +204,25 @@ def run_pipeline(jobs: list[Job], stages: Stages, threads: tuple[int, int, int],
                 worker.join(timeout=0.2)
     except BaseException:
         stop.set()
+        _drain(processed, savers)
         raise
     return report
+
+
+def _drain(processed: queue.Queue, savers: list[threading.Thread], timeout: float = 30.0) -> None:
+    """After Ctrl-C: let each saver finish (and rename) the file it is writing, then stop.
+
+    Daemon threads killed at exit would leave their temporary `.part` file behind.
+    """
+    while True:  # drop outputs not yet started: they are not written at all
+        try:
+            processed.get_nowait()
+        except queue.Empty:
+            break
+    for _ in savers:
+        try:
+            processed.put(None, timeout=1.0)
+        except queue.Full:
+            break
+    for worker in savers:
+        worker.join(timeout=timeout)

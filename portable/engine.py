@@ -9,11 +9,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .autotile import auto_tile
+from .autotile import auto_tile, balanced
 from .imageio import Picture
 from .scale import resize, resize_plane, target_size
 from .session import Session
-from .tiler import Runner, TileJob, upscale_tiled
+from .tiler import Box, Runner, TileJob, upscale_tiled
 from .tta import tta_runner
 
 ALPHA_MODES = ("bicubic", "model")
@@ -43,13 +43,13 @@ def _adapt(run: Runner, channels: int, model_in: int, model_out: int) -> Runner:
     if channels == model_in == model_out:
         return run
 
-    def adapted(chw: np.ndarray) -> np.ndarray:
+    def adapted(chw: np.ndarray, box: Box) -> np.ndarray:
         x = chw
         if channels == 1 and model_in == 3:
             x = np.repeat(chw, 3, axis=0)
         elif channels == 3 and model_in == 1:
             x = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), chw, axes=1)[None]
-        y = run(x)
+        y = run(x, box)
         if channels == 1 and y.shape[0] == 3:
             return y.mean(axis=0, keepdims=True)
         if channels == 3 and y.shape[0] == 1:
@@ -68,8 +68,12 @@ class Engine:
         self.sessions = list(sessions)
         self.spec = sessions[0].spec
 
-    def tile_size(self, options: Options) -> int:
-        return options.tile or auto_tile(self.spec, self.sessions[0].device)
+    def tile_size(self, options: Options, shape: tuple[int, int] | None = None) -> int:
+        """`-t` as given, or the automatic tile (balanced over `shape` = (height, width))."""
+        if options.tile:
+            return options.tile
+        tile = min(auto_tile(self.spec, session.device) for session in self.sessions)
+        return balanced(tile, *shape) if shape else tile
 
     def run_model(self, src: np.ndarray, options: Options, progress: Progress | None = None) -> np.ndarray:
         """(H,W,C) uint8/uint16/float32 -> (H*s,W*s,C), same dtype, at the model's own scale."""
@@ -83,9 +87,9 @@ class Engine:
                       self.spec.value_range)
         runners = []
         for session in self.sessions:
-            run = _adapt(session.run, c, self.spec.in_channels, self.spec.out_channels)
+            run = _adapt(session.run_box, c, self.spec.in_channels, self.spec.out_channels)
             runners.append(tta_runner(run) if options.tta else run)
-        upscale_tiled(job, runners, self.tile_size(options), progress)
+        upscale_tiled(job, runners, self.tile_size(options, (h, w)), progress)
         return out
 
     def upscale_array(self, src: np.ndarray, options: Options, progress: Progress | None = None) -> np.ndarray:

@@ -59,16 +59,19 @@ def _rrdb(blocks: int) -> dict:
     return {"num_in_ch": 3, "num_out_ch": 3, "scale": 4, "num_feat": 64, "num_block": blocks, "num_grow_ch": 32}
 
 
-# tile_pad: the smallest padding (plus margin) for which tiled == untiled within 1/255 on real
-# photos, measured with tests/test_tiling_parity.py and bench/bench_runtime_tiling.py.
+# tile_pad: padding for tiled == untiled within 1/255, borders mirrored. animevideov3: its exact
+# receptive field (18 convs 3x3). RRDBNets reach far further; measured on chelsea/astronaut crops
+# (max error of a 16 px tile vs the untiled run): x4plus-anime 56 px 0.34/255, 64 px 0.02/255;
+# x4plus 72 px 0.60/255, 80 px 0.23/255, 96 px 0.03/255. The head split (session.py) uses 4 px of
+# it, hence 64 and 88.
 OFFICIAL: dict[str, tuple[str, ModelSpec]] = {
     name: (stem, spec)
     for name, stem, spec in (
-        _official("realesrgan-x4plus", "REALESRGAN_X4PLUS_UP4X", 4, "RRDBNet", _rrdb(23), 24),
-        _official("realesrgan-x4plus-anime", "REALESRGAN_X4PLUSANIME_UP4X", 4, "RRDBNet", _rrdb(6), 24),
-        _official("realesr-animevideov3-x2", "REALESRGAN_ANIMAVIDEOV3_UP2X", 2, "SRVGGNetCompact", _srvgg(2), 20),
-        _official("realesr-animevideov3-x3", "REALESRGAN_ANIMAVIDEOV3_UP3X", 3, "SRVGGNetCompact", _srvgg(3), 20),
-        _official("realesr-animevideov3-x4", "REALESRGAN_ANIMAVIDEOV3_UP4X", 4, "SRVGGNetCompact", _srvgg(4), 20),
+        _official("realesrgan-x4plus", "REALESRGAN_X4PLUS_UP4X", 4, "RRDBNet", _rrdb(23), 88),
+        _official("realesrgan-x4plus-anime", "REALESRGAN_X4PLUSANIME_UP4X", 4, "RRDBNet", _rrdb(6), 64),
+        _official("realesr-animevideov3-x2", "REALESRGAN_ANIMAVIDEOV3_UP2X", 2, "SRVGGNetCompact", _srvgg(2), 18),
+        _official("realesr-animevideov3-x3", "REALESRGAN_ANIMAVIDEOV3_UP3X", 3, "SRVGGNetCompact", _srvgg(3), 18),
+        _official("realesr-animevideov3-x4", "REALESRGAN_ANIMAVIDEOV3_UP4X", 4, "SRVGGNetCompact", _srvgg(4), 18),
     )
 }
 # Names that pick a variant by the requested scale, as realesrgan-ncnn-vulkan does.

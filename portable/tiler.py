@@ -19,8 +19,23 @@ import numpy as np
 
 from .session import TileError
 
-Runner = Callable[[np.ndarray], np.ndarray]  # (C,h,w) float32 -> (C,h*s,w*s) float32
+# A runner gets a padded (C,H,W) float32 tile and the box (top, left, height, width) of it that is
+# wanted, and returns only that box's output, (C, height*s, width*s): a split model can then run
+# its high-resolution head on the box alone.
+Box = tuple[int, int, int, int]
+Runner = Callable[[np.ndarray, Box], np.ndarray]
 MIN_TILE = 16
+
+
+def crop_runner(run: Callable[[np.ndarray], np.ndarray], scale: int) -> Runner:
+    """Make a whole-tile function (C,H,W) -> (C,H*s,W*s) into a runner for a box."""
+
+    def run_box(chw: np.ndarray, box: Box) -> np.ndarray:
+        top, left, height, width = box
+        out = run(chw)
+        return out[:, top * scale : (top + height) * scale, left * scale : (left + width) * scale]
+
+    return run_box
 
 
 @dataclass(frozen=True)
@@ -87,11 +102,13 @@ class TileJob:
             chw += lo
         return chw, top, left
 
-    def write(self, win: Window, result: np.ndarray, top: int, left: int) -> None:
-        """Crop the padding off a net output and store it (clipped, rounded) in the output array."""
+    def write(self, win: Window, crop: np.ndarray) -> None:
+        """Store a window's output (C, h*s, w*s), clipped and rounded, in the output array."""
         s = self.scale
         lo, hi = self.value_range
-        crop = result[:, top * s : (top + win.y1 - win.y0) * s, left * s : (left + win.x1 - win.x0) * s]
+        expected = (self.out.shape[2], (win.y1 - win.y0) * s, (win.x1 - win.x0) * s)
+        if crop.shape != expected:
+            raise TileError(f"runner returned {crop.shape}, expected {expected}")
         if lo:
             crop = crop - lo
         crop = crop.transpose(1, 2, 0) * (self.out_max / (hi - lo))
@@ -112,9 +129,9 @@ def run_window(job: TileJob, run: Runner, win: Window) -> int:
     """Process one window; on failure split it in four and retry. Returns how many splits it took."""
     try:
         chw, top, left = job.read(win)
-        result = run(chw)
+        result = run(chw, (top, left, win.y1 - win.y0, win.x1 - win.x0))
         del chw
-        job.write(win, result, top, left)
+        job.write(win, result)
         return 0
     except (TileError, MemoryError) as exc:
         if max(win.y1 - win.y0, win.x1 - win.x0) <= MIN_TILE:

@@ -6,11 +6,9 @@ bounded by the tile like plain inference; costs 8x the compute.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-Runner = Callable[[np.ndarray], np.ndarray]
+from .tiler import Box, Runner
 
 
 def _forward(x: np.ndarray, k: int) -> np.ndarray:
@@ -25,13 +23,24 @@ def _inverse(y: np.ndarray, k: int) -> np.ndarray:
     return np.rot90(y, -(k & 3), axes=(1, 2))
 
 
+def _moved_box(shape: tuple[int, int], box: Box, k: int) -> Box:
+    """Where `box` of an (H,W) tile lands after transform k."""
+    mask = np.zeros((1, *shape), bool)
+    top, left, height, width = box
+    mask[0, top : top + height, left : left + width] = True
+    rows = np.flatnonzero(_forward(mask, k)[0].any(axis=1))
+    cols = np.flatnonzero(_forward(mask, k)[0].any(axis=0))
+    return int(rows[0]), int(cols[0]), len(rows), len(cols)
+
+
 def tta_runner(run: Runner) -> Runner:
     """Wrap a tile runner so each call averages the 8 dihedral transforms."""
 
-    def run_tta(chw: np.ndarray) -> np.ndarray:
+    def run_tta(chw: np.ndarray, box: Box) -> np.ndarray:
         total = None
         for k in range(8):
-            out = _inverse(run(np.ascontiguousarray(_forward(chw, k))), k)
+            moved = _moved_box(chw.shape[1:], box, k)
+            out = _inverse(run(np.ascontiguousarray(_forward(chw, k)), moved), k)
             total = out.astype(np.float32, copy=True) if total is None else total + out
         return total / 8.0
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from realesr_portable.session import TileError
-from realesr_portable.tiler import TileJob, reflect_indices, upscale_tiled, windows
+from realesr_portable.tiler import TileJob, crop_runner, reflect_indices, upscale_tiled, windows
 
 
 def nearest_x(scale: int):
@@ -21,15 +21,18 @@ def nearest_x(scale: int):
     def run(chw: np.ndarray) -> np.ndarray:
         return chw.repeat(scale, axis=1).repeat(scale, axis=2)
 
-    return run
+    return crop_runner(run, scale)
 
 
-def box_blur_x2(chw: np.ndarray) -> np.ndarray:
+def _box_blur_x2(chw: np.ndarray) -> np.ndarray:
     """A 'model' with a 3x3 receptive field (zero-padded like a conv), then x2 nearest."""
     padded = np.pad(chw, ((0, 0), (1, 1), (1, 1)))
     h, w = chw.shape[1:]
     blurred = sum(padded[:, dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)) / 9.0
     return blurred.repeat(2, axis=1).repeat(2, axis=2)
+
+
+box_blur_x2 = crop_runner(_box_blur_x2, 2)
 
 
 def _job(src: np.ndarray, scale: int, pad: int, multiple: int = 1) -> TileJob:
@@ -61,9 +64,9 @@ def test_tiled_nearest_is_exact_for_odd_sizes_and_multiples(tile: int, multiple:
     src = rng.integers(0, 256, (23, 31, 3), dtype=np.uint8)
     seen_shapes = []
 
-    def run(chw: np.ndarray) -> np.ndarray:
+    def run(chw: np.ndarray, box) -> np.ndarray:
         seen_shapes.append(chw.shape)
-        return nearest_x(3)(chw)
+        return nearest_x(3)(chw, box)
 
     job = _job(src, 3, pad=2, multiple=multiple)
     upscale_tiled(job, [run], tile)
@@ -89,11 +92,11 @@ def test_out_of_memory_tile_is_split_and_retried() -> None:
     src = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
     calls = []
 
-    def small_only(chw: np.ndarray) -> np.ndarray:
+    def small_only(chw: np.ndarray, box) -> np.ndarray:
         calls.append(chw.shape)
         if max(chw.shape[1:]) > 30:
             raise TileError("out of memory (simulated)")
-        return nearest_x(2)(chw)
+        return nearest_x(2)(chw, box)
 
     job = _job(src, 2, pad=2)
     retries = upscale_tiled(job, [small_only], 40)
@@ -102,7 +105,7 @@ def test_out_of_memory_tile_is_split_and_retried() -> None:
 
 
 def test_tile_that_never_fits_raises() -> None:
-    def always_fail(chw: np.ndarray) -> np.ndarray:
+    def always_fail(chw: np.ndarray, box) -> np.ndarray:
         raise TileError("out of memory (simulated)")
 
     with pytest.raises(TileError, match="even at"):
@@ -117,13 +120,13 @@ def test_two_runners_share_the_tiles() -> None:
     barrier = threading.Barrier(2, timeout=5)
 
     def make(key: str):
-        def run(chw: np.ndarray) -> np.ndarray:
+        def run(chw: np.ndarray, box) -> np.ndarray:
             with lock:
                 used[key] += 1
                 first = used[key] == 1
             if first:
                 barrier.wait()  # both runners must have started: the work is really shared
-            return box_blur_x2(chw)
+            return box_blur_x2(chw, box)
 
         return run
 
