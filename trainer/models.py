@@ -123,18 +123,9 @@ def _imported(fn: Any, source: str) -> dict[str, torch.Tensor]:
 
 
 def _describe_mismatch(model: nn.Module, sd: dict[str, torch.Tensor]) -> str:
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    wrong = [f"{k} {list(sd[k].shape)} vs {list(v.shape)}" for k, v in own.items() if k in sd and sd[k].shape != v.shape]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing key(s), e.g. {missing[0]}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[0]}")
-    if wrong:
-        parts.append(f"{len(wrong)} shape mismatch(es), e.g. {wrong[0]} (file vs network)")
-    return "; ".join(parts)
+    from ..convert.detect import describe_mismatch  # convert imports trainer: keep this lazy
+
+    return describe_mismatch({k: v.shape for k, v in model.state_dict().items()}, sd)
 
 
 def load_pretrained(model: nn.Module, source: str, part: str, strict: bool = True) -> str:
