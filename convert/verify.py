@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..ncnn_weights import NcnnParam, read_weights
 from ..quiet import quiet_stderr
 from .direct_writer import NcnnModel
 
@@ -138,14 +139,26 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
-def round_conv_weights(module: nn.Module) -> nn.Module:
-    """A copy whose conv kernels went through fp16, as an fp16 `.bin` stores them (biases stay fp32)."""
-    rounded = copy.deepcopy(module)
+def with_stored_conv_weights(module: nn.Module, model: NcnnModel) -> nn.Module:
+    """A copy whose conv kernels are exactly those the `.bin` stores (biases stay fp32, as stored).
+
+    Read back rather than re-rounded because writers round differently: pnnx flushes fp16
+    subnormals to zero and rounds some values away from nearest. Convolutions appear in the file
+    in module order for these generators; if the layout does not line up, IEEE rounding is used.
+    """
+    copied = copy.deepcopy(module)
+    kernels = [p for p in copied.parameters() if p.dim() == 4]
+    param = NcnnParam.parse(model.param_text)
+    arrays = read_weights(param, model.bin_bytes)
+    stored = [arrays[layer.name][0] for layer in param.layers if layer.type == "Convolution"]
+    aligned = len(stored) == len(kernels) and all(a.size == k.numel() for a, k in zip(stored, kernels))
     with torch.no_grad():
-        for p in rounded.parameters():
-            if p.dim() == 4:
-                p.copy_(p.half().float())
-    return rounded
+        for index, kernel in enumerate(kernels):
+            if aligned:
+                kernel.copy_(torch.from_numpy(stored[index]).reshape(kernel.shape))
+            else:
+                kernel.copy_(kernel.half().float())
+    return copied
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
@@ -173,7 +186,7 @@ def check_parity(module: nn.Module, model: NcnnModel, fp16: bool, probe_size: in
     reference = torch_forward(forward_of(module), chw)
     run_exact = exact_runner or NcnnRunner(model, exact=True)
     if fp16:
-        exact_ref = torch_forward(forward_of(round_conv_weights(module)), chw)
+        exact_ref = torch_forward(forward_of(with_stored_conv_weights(module, model)), chw)
         max_abs = _max_abs(run_exact(chw), exact_ref)
         quality = psnr(ncnn_forward(model, chw, exact=False), reference)
     else:
