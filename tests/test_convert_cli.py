@@ -170,13 +170,15 @@ def test_failed_verification_writes_nothing(srvgg_pth: Path, tmp_path: Path, cap
 
     def wrong_graph(info, state_dict, fp16=True):
         model = real(info, state_dict, fp16)
-        return type(model)(model.param_text.replace("PReLU", "ReLU", 1), model.bin_bytes)
+        bilinear = model.param_text.replace("0=1 1=2.0 2=2.0", "0=2 1=2.0 2=2.0")  # nearest -> bilinear
+        assert bilinear != model.param_text
+        return type(model)(bilinear, model.bin_bytes)
 
     monkeypatch.setattr(api, "write_ncnn", wrong_graph)
     out = tmp_path / "out"
     code, _, stderr = _run([srvgg_pth, "-o", out], capsys)
     assert code == 1 and len(stderr.strip().splitlines()) == 1
-    assert "ncnn" in stderr and (not out.exists() or not any(out.iterdir()))
+    assert "disagree" in stderr and (not out.exists() or not any(out.iterdir()))
 
 
 def test_help_exits_zero(capsys) -> None:
