@@ -74,3 +74,17 @@ def test_killed_pnnx_child_is_reported() -> None:
 def test_pnnx_without_files_is_reported() -> None:
     with pytest.raises(ExportError, match="without writing the ncnn files"):
         export_with_pnnx(VanishesDuringExport(), (1, 3, 8, 8), fp16=True)
+
+
+def test_pnnx_route_keeps_the_official_x2_resize(tmp_path: Path, photo_crop) -> None:
+    """animevideov3 x2 is the x4 net then a bicubic x0.5: traced through pnnx it stays one graph."""
+    from realesr_portable.convert.api import convert_file
+    from realesr_portable.models import OFFICIAL, official_model_dir
+
+    param = official_model_dir() / f"{OFFICIAL['realesr-animevideov3-x2'][0]}.param"
+    result = convert_file(param, tmp_path, name="x2", route="pnnx")
+    assert result.route == "pnnx" and result.spec.scale == 2
+    chw = to_chw(photo_crop("chelsea.png", 80, 150, 20, 24))
+    ours = ncnn_run(load_files(result.param), chw)
+    official = ncnn_run(load_files(param, ("data", "output")), chw)
+    assert ours.shape == (3, 40, 48) and np.abs(ours - official).max() < 1e-5
