@@ -158,7 +158,8 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, nam
     parity: Parity | None = None
     runner = NcnnRunner(model, exact=True)
     if verify:
-        parity = check_parity(module, model, fp16, PROBE_SIZE, post=torch_post(info), exact_runner=runner)
+        parity = check_parity(module, model, fp16, PROBE_SIZE, post=torch_post(info), exact_runner=runner,
+                              channels=info.in_channels)
     notes = info.notes
     if tile_pad is None:
         choice = tile_pad_for(info, runner)
@@ -219,7 +220,7 @@ def convert_file(src: Path, out_dir: Path, name: str | None = None, fp16: bool =
     import_max_abs = None
     if source_model is not None and verify:
         import_max_abs = check_parity(_build(info, state_dict), source_model, False, PROBE_SIZE,
-                                      post=torch_post(info)).max_abs
+                                      post=torch_post(info), channels=info.in_channels).max_abs
     if dn is not None and dn_src is not None:
         info_b, state_b, _ = _load(Path(dn_src))
         state_dict = blend_state_dicts(state_dict, state_b, dn, info, info_b)

@@ -55,14 +55,14 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def error_by_distance(run: Runner, scale: int, width: int, height: int = _PROBE_ROWS) -> np.ndarray:
+def error_by_distance(run: Runner, scale: int, width: int, height: int = _PROBE_ROWS, channels: int = 3) -> np.ndarray:
     """Max |tiled - whole| of the output, by input distance from a tile cut (index d = d pixels).
 
     `run` maps (3, H, W) float32 to (3, H*scale, W*scale). A probe of `2*width` columns is run
     whole and as its left and right halves; output columns of a half are compared with the
     same columns of the whole, which gives the error at every distance from the cut in one go.
     """
-    image, _ = probe_image(height, 2 * width)
+    image, _ = probe_image(height, 2 * width, channels)
     whole = np.clip(run(image), 0, 1)
     left = np.clip(run(np.ascontiguousarray(image[:, :, :width])), 0, 1)
     right = np.clip(run(np.ascontiguousarray(image[:, :, width:])), 0, 1)
@@ -86,11 +86,11 @@ class PadChoice:
 
 
 def measure_tile_pad(run: Runner, scale: int, limit: int, max_pad: int = MAX_MEASURED_PAD,
-                     tolerance: float = TILE_TOLERANCE) -> PadChoice:
+                     tolerance: float = TILE_TOLERANCE, channels: int = 3) -> PadChoice:
     """Smallest pad (a multiple of 8, or `limit` if smaller) beyond which every tile-cut error is
     within `tolerance`; `max_pad` (with its remaining error) when none is."""
     width = min(max_pad, _round_up(limit, PAD_STEP)) + PAD_STEP
-    errors = error_by_distance(run, scale, width)
+    errors = error_by_distance(run, scale, width, channels=channels)
     tail_max = np.maximum.accumulate(errors[::-1])[::-1]  # worst error at this distance or further
     pads = list(range(0, width, PAD_STEP))
     pad = next((p for p in pads if tail_max[p] <= tolerance), pads[-1])
@@ -109,7 +109,7 @@ def tile_pad_for(info: ArchInfo, model: NcnnModel | Runner) -> PadChoice:
     if info.name != "RRDBNet":
         return PadChoice(_round_up(radius, multiple), 0.0)
     run = NcnnRunner(model, exact=True) if isinstance(model, NcnnModel) else model
-    choice = measure_tile_pad(run, effective_scale(info), radius)
+    choice = measure_tile_pad(run, effective_scale(info), radius, channels=info.in_channels)
     return PadChoice(_round_up(choice.pad, multiple), choice.worst_error)
 
 

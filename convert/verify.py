@@ -48,9 +48,21 @@ class Parity:
         return f"max abs {self.max_abs:.3g}, PSNR {self.psnr:.2f} dB on {self.probe}"
 
 
-def probe_image(size: int, width: int | None = None) -> tuple[np.ndarray, str]:
-    """A (3, size, width or size) float32 image in [0, 1]: a real photo crop, else a deterministic pattern."""
-    width = size if width is None else width
+def probe_image(size: int, width: int | None = None, channels: int = 3) -> tuple[np.ndarray, str]:
+    """A (channels, size, width or size) float32 image in [0, 1]: a real photo crop, else a
+    deterministic pattern. 1 channel is the luma of the RGB image; a 4th channel is a soft alpha ramp."""
+    rgb, name = _rgb_probe(size, size if width is None else width)
+    if channels == 3:
+        return rgb, name
+    if channels == 1:
+        return np.ascontiguousarray(rgb.mean(axis=0, keepdims=True)), f"{name} (luma)"
+    if channels == 4:
+        alpha = np.linspace(0.2, 1.0, rgb.shape[2], dtype=np.float32)[None, None, :].repeat(rgb.shape[1], axis=1)
+        return np.ascontiguousarray(np.concatenate([rgb, alpha])), f"{name} (+alpha)"
+    raise VerificationError(f"no probe image for {channels}-channel models")
+
+
+def _rgb_probe(size: int, width: int) -> tuple[np.ndarray, str]:
     spec = importlib.util.find_spec("skimage")
     if spec is not None and spec.origin:
         path = Path(spec.origin).parent / "data" / _PHOTO[0]
@@ -169,7 +181,7 @@ def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
 
 def check_parity(module: nn.Module, model: NcnnModel, fp16: bool, probe_size: int,
                  post: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 exact_runner: NcnnRunner | None = None) -> Parity:
+                 exact_runner: NcnnRunner | None = None, channels: int = 3) -> Parity:
     """Compare torch `module` (then `post`, e.g. a resize the graph appends) with ncnn `model`.
 
     `exact_runner`, an exact NcnnRunner of `model` the caller reuses afterwards, saves a load.
@@ -177,7 +189,7 @@ def check_parity(module: nn.Module, model: NcnnModel, fp16: bool, probe_size: in
     Raises VerificationError when max abs >= 1e-4 (exact arithmetic) or, for fp16 weights, when
     the PSNR of ncnn's default (fp16) path vs fp32 torch is below 45 dB.
     """
-    chw, probe = probe_image(probe_size)
+    chw, probe = probe_image(probe_size, channels=channels)
     module = module.eval().float()
 
     def forward_of(m: nn.Module) -> TorchForward:

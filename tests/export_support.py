@@ -13,13 +13,13 @@ from realesr_portable.convert.direct_writer import NcnnModel
 from realesr_portable.convert.verify import ncnn_forward
 
 
-def rrdb_info(scale: int, blocks: int = 2, feat: int = 16, grow: int = 8) -> ArchInfo:
-    params = {"num_in_ch": 3, "num_out_ch": 3, "scale": scale, "num_feat": feat, "num_block": blocks, "num_grow_ch": grow}
+def rrdb_info(scale: int, blocks: int = 2, feat: int = 16, grow: int = 8, channels: int = 3) -> ArchInfo:
+    params = {"num_in_ch": channels, "num_out_ch": channels, "scale": scale, "num_feat": feat, "num_block": blocks, "num_grow_ch": grow}
     return ArchInfo("RRDBNet", params)
 
 
-def srvgg_info(upscale: int, act: str = "prelu", feat: int = 16, convs: int = 3) -> ArchInfo:
-    params = {"num_in_ch": 3, "num_out_ch": 3, "num_feat": feat, "num_conv": convs, "upscale": upscale, "act_type": act}
+def srvgg_info(upscale: int, act: str = "prelu", feat: int = 16, convs: int = 3, channels: int = 3) -> ArchInfo:
+    params = {"num_in_ch": channels, "num_out_ch": channels, "num_feat": feat, "num_conv": convs, "upscale": upscale, "act_type": act}
     return ArchInfo("SRVGGNetCompact", params)
 
 

@@ -198,3 +198,12 @@ def test_blend_matches_torch_on_blended_weights(tmp_path: Path, capsys, photo_cr
     ours = ncnn_run(load_files(tmp_path / "o" / "a.param"), chw)
     assert np.abs(ours - torch_run(model, chw)).max() < 1e-4
     assert "blended dn=0.3 with b.pth" in json.loads((tmp_path / "o" / "a.json").read_text())["source"]
+
+
+@pytest.mark.parametrize("info", [rrdb_info(2, blocks=1, channels=1), srvgg_info(2, channels=4)], ids=["gray-rrdbnet", "rgba-srvgg"])
+def test_non_rgb_models_convert(info, tmp_path: Path, capsys) -> None:
+    src = save_state_dict(small_model(info).state_dict(), tmp_path / "m.pth")
+    code, stdout, stderr = _run([src, "-o", tmp_path / "o"], capsys)
+    assert code == 0, stderr
+    sidecar = json.loads((tmp_path / "o" / "m.json").read_text())
+    assert sidecar["in_channels"] == sidecar["out_channels"] == info.in_channels and "max abs" in stdout
