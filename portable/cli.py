@@ -160,18 +160,17 @@ def _convert(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: dispatch `convert` and `models`, everything else upscales."""
+    """Console entry point: dispatch `convert` and `models`, everything else upscales.
+
+    Returns the exit code (the console script passes it to `sys.exit`).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "convert":
-        sys.exit(_convert(args[1:]))
-    target = models_app if args and args[0] == "models" else app
-    if target is models_app:
-        args = args[1:]
+        return _convert(args[1:])
+    is_models = bool(args) and args[0] == "models"
+    target = models_app if is_models else app
     try:
-        target(args=args, prog_name=PROG if target is app else f"{PROG} models", standalone_mode=True)
+        target(args=args[1:] if is_models else args, prog_name=f"{PROG} models" if is_models else PROG)
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if argv is not None:
-            return code
-        raise
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
