@@ -19,7 +19,7 @@ from .batch import Job, Stages, UsageError, expand_inputs, parse_threads, plan_j
 from .devices import DeviceError
 from .engine import ALPHA_MODES
 from .imageio import DEFAULT_MAX_PIXELS, FORMATS, ImageError, Picture
-from .models import DEFAULT_MODEL, ModelNotFoundError, list_models
+from .models import DEFAULT_MODEL, FAMILIES, ModelNotFoundError, list_models
 from .progress import ProgressLine
 from .session import ModelLoadError
 from .spec import ModelSpecError
@@ -47,7 +47,7 @@ def _background(text: str) -> tuple[int, int, int]:
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
 def upscale(
     inputs: Annotated[Optional[list[str]], typer.Option("-i", "--input", help="Image file, directory or glob (repeatable).")] = None,
-    more: Annotated[Optional[list[str]], typer.Argument(help="More inputs (e.g. a shell-expanded -i *.png).", show_default=False)] = None,
+    more: Annotated[Optional[list[str]], typer.Argument(metavar="[INPUTS]...", help="More inputs (e.g. a shell-expanded -i *.png).", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input) or directory.")] = None,
     name: Annotated[str, typer.Option("-n", "--name", help="Model name (see `realesr-portable models`).")] = DEFAULT_MODEL,
     model: Annotated[Optional[Path], typer.Option("-m", "--model", help="Model .param path (NAME.bin and NAME.json beside it), or a folder holding NAME.param.")] = None,
@@ -147,6 +147,8 @@ def models() -> None:
         spec = files.spec
         size = files.bin.stat().st_size / (1 << 20)
         typer.echo(f"{spec.name:28} {'x' + str(spec.scale):>5} {size:7.1f}MB  {files.origin:8} {spec.license:13} {spec.source}")
+    for family, members in FAMILIES.items():
+        typer.echo(f"{family}: picks {', '.join(members.values())} by -s {'/'.join(map(str, members))}")
 
 
 def _convert(argv: list[str]) -> int:

@@ -84,3 +84,20 @@ def test_parse_threads(text: str, ok: bool) -> None:
     else:
         with pytest.raises(UsageError):
             parse_threads(text)
+
+
+def test_progress_line_shows_files_and_tiles() -> None:
+    import io
+
+    from realesr_portable.progress import ProgressLine
+
+    stream = io.StringIO()
+    line = ProgressLine(3, stream=stream, enabled=True)
+    line.tile(2, 9)
+    line.file_done()
+    line.close()
+    text = stream.getvalue()
+    assert "[0/3 files]  tiles 2/9" in text and "[1/3 files]" in text and text.endswith("\n")
+    quiet = io.StringIO()
+    ProgressLine(3, stream=quiet, enabled=False).tile(1, 2)
+    assert quiet.getvalue() == ""
