@@ -47,7 +47,7 @@ def engines() -> dict[str, Engine]:
 def test_cpu_throughput(benchmark, engines, name: str, size: int, tile: int) -> None:
     engine = engines[name]
     src = _photo(size)
-    out = benchmark.pedantic(engine.run_model, args=(src, Options(tile=tile)), rounds=3, iterations=1, warmup_rounds=1)
+    out = benchmark.pedantic(engine.run_model, args=(src, Options(tile=tile)), rounds=2, iterations=1, warmup_rounds=0)
     assert out.shape == (size * 4, size * 4, 3)
     padded = _padded_pixels(size, size, tile, engine.spec.tile_pad)
     seconds = benchmark.stats.stats.median
