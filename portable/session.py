@@ -14,6 +14,7 @@ import numpy as np
 
 from .devices import Device
 from .models import ModelFiles
+from .ncnn_weights import NcnnFormatError, NcnnParam, read_weights
 from .quiet import quiet_stderr
 
 
@@ -44,8 +45,6 @@ def _configure(opt, device: Device, fp32: bool, threads: int | None, low_memory:
 
 def validate_weights(param: Path, param_text: str, data: bytes) -> None:
     """Refuse a `.bin` whose size does not match its `.param` (ncnn accepts a too-long one silently)."""
-    from .ncnn_weights import NcnnFormatError, NcnnParam, read_weights
-
     try:
         parsed = NcnnParam.parse(param_text)
     except NcnnFormatError as exc:
@@ -69,16 +68,13 @@ def find_split_blob(param_text: str, arch: str) -> str | None:
     """
     if arch != "RRDBNet":
         return None
-    layers = [line.split() for line in param_text.splitlines()[2:] if line.strip()]
-    for fields in layers:
-        if len(fields) >= 4 and fields[0] == "Interp":
-            n_in = int(fields[2])
-            blob = fields[4] if n_in == 1 else None
-            if blob is None:
-                return None
-            consumers = sum(f[4 : 4 + int(f[2])].count(blob) for f in layers if len(f) > 4)
-            return blob if consumers == 1 else None
-    return None
+    layers = NcnnParam.parse(param_text).layers
+    interp = next((layer for layer in layers if layer.type == "Interp"), None)
+    if interp is None or len(interp.bottoms) != 1:
+        return None
+    blob = interp.bottoms[0]
+    consumers = sum(layer.bottoms.count(blob) for layer in layers)
+    return blob if consumers == 1 else None
 
 
 class Session:
