@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import write_atomic, write_bytes_atomic
 from .legacy import rename_legacy_esrgan
 
 #: Keys under which checkpoints nest the weights, in order of preference (EMA weights first,
@@ -117,17 +117,10 @@ def save_state_dict(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        if path.suffix.lower() in _SAFETENSORS_SUFFIXES:
-            from safetensors.torch import save_file
+    if path.suffix.lower() in _SAFETENSORS_SUFFIXES:
+        from safetensors.torch import save
 
-            save_file(tensors, str(tmp))
-        else:
-            torch.save({key: tensors}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        write_bytes_atomic(path, save(tensors))
+    else:
+        write_atomic(path, lambda fh: torch.save({key: tensors}, fh))
     return path

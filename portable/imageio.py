@@ -9,7 +9,6 @@ no half-written output survives a failure or Ctrl-C.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import BinaryIO, Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import png16
+from . import atomic, png16
 
 DEFAULT_MAX_PIXELS = 100_000_000
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
@@ -202,22 +201,8 @@ def save_image(path: Path, pic: Picture, fmt: str, quality: int = 95) -> None:
 
 
 def write_atomic(path: Path, writer: Callable[[BinaryIO], None]) -> None:
-    """Run `writer` on a temporary file in the same folder, then `os.replace` it into place."""
-    path = Path(path)
+    """`atomic.write_atomic` with file-system failures reported as one-line ImageErrors."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        atomic.write_atomic(path, writer)
     except OSError as exc:
         raise ImageError(f"{path}: cannot write output ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o644)  # mkstemp's 0600 would surprise users of the output.
-            writer(fh)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise ImageError(f"{path}: cannot write output ({exc.strerror or exc})") from None
-        raise

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_bytes_atomic
+
 SPEC_VERSION = 1
 
 
@@ -103,7 +105,4 @@ class ModelSpec:
 
     def save(self, path: Path) -> None:
         """Write atomically (temporary file + rename) so a crash never leaves half a sidecar."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        tmp.replace(path)
+        write_bytes_atomic(Path(path), self.to_json().encode("utf-8"))

@@ -7,7 +7,6 @@ numbers form a curve, not noise.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
+from ..atomic import write_atomic
 from .config import Config
 from .data import PairedDataset, SampleKey, list_images, read_image
 from .metrics import psnr_y, quantize, rgb_to_y, ssim_y
@@ -127,9 +127,4 @@ def save_grid(rows: list[tuple[np.ndarray, ...]], path: Path, gap: int = 4) -> N
 def save_png(img: Image.Image, path: Path) -> None:
     """Write a PNG via a temporary file + rename (readers never see a half-written file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        img.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, lambda fh: img.save(fh, format="PNG"))

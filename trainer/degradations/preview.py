@@ -10,15 +10,14 @@ kernel | second kernel | final sinc, with the drawn parameters written on each k
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ...atomic import write_atomic
 from .config import RESIZE_MODES, ConfigError, DegradationConfig
 from .params import DOWN, UP, StageDraw
 from .pipeline import DegradationResult, Degrader
@@ -107,14 +106,7 @@ def render(gt: torch.Tensor, result: DegradationResult, scale: int) -> Image.Ima
 
 def _save_atomic(img: Image.Image, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=out.parent)
-    os.close(fd)
-    try:
-        img.save(tmp, "PNG")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(out, lambda fh: img.save(fh, "PNG"))
 
 
 def main(argv: list[str] | None = None) -> int:
