@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import remove_stale
 from .imageio import FORMATS, ImageError, Picture, flatten, format_for, read_image, save_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -169,6 +170,10 @@ def run_pipeline(jobs: list[Job], stages: Stages, threads: tuple[int, int, int],
     processed: queue.Queue = queue.Queue(maxsize=max(2, threads[2]))
     stop = threading.Event()
     pools: dict[str, list[threading.Thread]] = {"proc": [], "save": []}
+    for folder in sorted({job.dst.parent for job in jobs}):
+        removed = remove_stale(folder)
+        if removed:
+            report.notices.append(f"{folder}: removed {len(removed)} temporary file(s) left by a killed run")
     for job in jobs:
         if skip_existing and job.dst.exists():
             report.skipped.append(job.src)
