@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from .devices import Device
+from .graph_check import GraphError, check_graph, probe_sides
 from .models import ModelFiles
 from .ncnn_weights import NcnnFormatError, NcnnParam, read_weights
 from .quiet import quiet_stderr
+from .spec import ModelSpec
 
 
 class ModelLoadError(ValueError):
@@ -53,6 +55,18 @@ def validate_weights(param: Path, param_text: str, data: bytes) -> None:
         read_weights(parsed, data)
     except NcnnFormatError as exc:
         raise ModelLoadError(f"{param.with_suffix('.bin')}: {exc}") from None
+
+
+def validate_graph(param: Path, param_text: str, spec: ModelSpec) -> None:
+    """Refuse a graph ncnn would crash on, or one whose output is not the spec's scale and channels.
+
+    Runs before ncnn sees the `.param`; the scale check covers every way a tile is run later.
+    """
+    try:
+        check_graph(param_text, spec.in_channels, spec.input_blob, spec.output_blob, scale=spec.scale,
+                    out_channels=spec.out_channels, sides=probe_sides(spec.tile_pad, spec.size_multiple))
+    except GraphError as exc:
+        raise ModelLoadError(f"{param}: {exc}") from None
 
 
 HEAD_PAD = 4  # input pixels of context for head sub-tiles (the x4 head's receptive field is < 2)
@@ -108,6 +122,7 @@ class Session:
         if device.is_gpu:
             net.set_vulkan_device(device.index)
         validate_weights(model.param, param_text, data)
+        validate_graph(model.param, param_text, self.spec)
         with quiet_stderr():
             rc = net.load_param_mem(param_text)
         if rc != 0:
