@@ -14,6 +14,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..signals import EXIT_TERMINATED, Terminated, sigterm_as_exception
+
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
@@ -86,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         args = args[1:]
     command = typer.main.get_command(app)
     try:
-        code = command.main(args=args, prog_name="realesr-portable convert", standalone_mode=False)
+        with sigterm_as_exception():
+            code = command.main(args=args, prog_name="realesr-portable convert", standalone_mode=False)
+    except Terminated:  # SIGTERM: every file goes through a temporary name, none is half-written
+        print("realesr-portable convert: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except typer.Exit as done:
         return int(done.exit_code)
     except typer.Abort:

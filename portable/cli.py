@@ -2,7 +2,7 @@
 
 Every expected failure (bad model, device, input or output) ends as one line on stderr and a
 non-zero exit code, never a traceback. Exit codes: 0 ok, 1 some files failed, 2 usage/setup
-error, 130 interrupted.
+error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .imageio import DEFAULT_MAX_PIXELS, FORMATS, ImageError, Picture
 from .models import DEFAULT_MODEL, FAMILIES, ModelNotFoundError, list_models
 from .progress import ProgressLine
 from .session import ModelLoadError
+from .signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, end_process_if_workers_busy, sigterm_as_exception
 from .spec import ModelSpecError
 
 PROG = "realesr-portable"
@@ -110,9 +111,10 @@ def upscale(
     stages = Stages(process, max_pixels, quality, stages_bg)
     try:
         report = run_pipeline(plan, stages, counts, skip_existing, on_file=progress.file_done)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exc:
         progress.close()
-        raise _fail("interrupted; finished files are complete, no partial output was left", 130) from None
+        how, code = ("terminated", EXIT_TERMINATED) if isinstance(exc, Terminated) else ("interrupted", EXIT_INTERRUPTED)
+        raise _fail(f"{how}; finished files are complete, no partial output was left", code) from None
     progress.close()
     report.failed = missing + report.failed
     if not quiet:
@@ -172,7 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     is_models = bool(args) and args[0] == "models"
     target = models_app if is_models else app
     try:
-        target(args=args[1:] if is_models else args, prog_name=f"{PROG} models" if is_models else PROG)
+        with sigterm_as_exception():
+            target(args=args[1:] if is_models else args, prog_name=f"{PROG} models" if is_models else PROG)
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        end_process_if_workers_busy(code)
+        return code
+    except Terminated:  # SIGTERM before the batch started: nothing was written yet
+        typer.echo(f"{PROG}: error: terminated", err=True)
+        return EXIT_TERMINATED
     return 0

@@ -15,10 +15,12 @@ import numpy as np
 
 from .devices import Device
 from .graph import Graph
+from .graph_check import GraphError, check_graph, probe_sides
 from .models import ModelFiles
 from .ncnn_weights import NcnnFormatError, NcnnParam, read_weights
 from .quiet import quiet_stderr
 from .segments import Segmenter
+from .spec import ModelSpec
 
 
 class ModelLoadError(ValueError):
@@ -54,6 +56,18 @@ def validate_weights(param: Path, param_text: str, data: bytes, in_channels: int
     return Graph(parsed, in_channels)
 
 
+def validate_graph(param: Path, param_text: str, spec: ModelSpec) -> None:
+    """Refuse a graph ncnn would crash on, or one whose output is not the spec's scale and channels.
+
+    Runs before ncnn sees the `.param`; the scale check covers every way a tile is run later.
+    """
+    try:
+        check_graph(param_text, spec.in_channels, spec.input_blob, spec.output_blob, scale=spec.scale,
+                    out_channels=spec.out_channels, sides=probe_sides(spec.tile_pad, spec.size_multiple))
+    except GraphError as exc:
+        raise ModelLoadError(f"{param}: {exc}") from None
+
+
 class Session:
     """An ncnn net ready to run tiles: `run(CHW float32) -> CHW float32` on the model's scale."""
 
@@ -82,6 +96,7 @@ class Session:
         if device.is_gpu:
             net.set_vulkan_device(device.index)
         self.graph = validate_weights(model.param, param_text, data, self.spec.in_channels)
+        validate_graph(model.param, param_text, self.spec)
         try:
             self.segmenter: Segmenter | None = Segmenter(self.graph, self.spec.input_blob, self.spec.output_blob)
         except (ValueError, KeyError):
