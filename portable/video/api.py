@@ -102,7 +102,12 @@ def upscale_video(
             if progress is not None:
                 progress(done, info.frames)
 
-        pipeline.run(src, info, todo, work, fmt, settings, rgb_format, state.transform, report.notices, on_frame)
+        try:
+            pipeline.run(src, info, todo, work, fmt, settings, rgb_format, state.transform, report.notices, on_frame)
+        except BaseException:
+            if not any(work.is_done(s) for s in segments):
+                work.remove()  # nothing to resume: do not make the next run ask for --resume
+            raise
     elif progress is not None:
         progress(done, info.frames)
     join(src, dst, fmt, work, segments, report.notices)
