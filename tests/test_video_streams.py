@@ -19,12 +19,12 @@ from realesr_portable.video.command import FrameProgress
 from video_support import decode_rgb, frame_image, frame_times, make_clip, packets
 
 runner = CliRunner()
-FAST = ["-n", "realesr-animevideov3", "-s", "2", "-g", "-1", "-q"]
+FAST = ["-n", "realesr-animevideov3", "-s", "2", "-g", "-1", "--threads", "1", "-q"]  # 1 thread: no spin-waits on a busy CI
 
 
 @pytest.fixture(scope="module")
 def upscaler() -> Upscaler:
-    return Upscaler("realesr-animevideov3", gpu=-1, outscale=2)
+    return Upscaler("realesr-animevideov3", gpu=-1, outscale=2, threads=1)
 
 
 def _duration(path: Path) -> Fraction:
@@ -104,7 +104,7 @@ def test_skip_duplicates_reuses_outputs_and_changes_nothing(tmp_path: Path, upsc
 def test_odd_size_is_padded_with_a_notice(tmp_path: Path) -> None:
     src, dst = tmp_path / "odd.mkv", tmp_path / "odd_x3.mp4"
     make_clip(src, 4, codec="ffv1", pix_fmt="bgr0", size=(33, 25))
-    up = Upscaler("realesr-animevideov3-x3", gpu=-1)
+    up = Upscaler("realesr-animevideov3-x3", gpu=-1, threads=1)
     report = upscale_video(src, dst, up)
     assert any("99x75" in n and "100x76" in n for n in report.notices)
     with av.open(str(dst)) as c:
