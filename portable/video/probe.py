@@ -85,8 +85,9 @@ def probe(path: Path) -> VideoInfo:
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.video:
-                kinds = sorted({s.type for s in container.streams}) or ["no streams"]
-                raise VideoError(f"{path}: no video stream (found {', '.join(kinds)})")
+                kinds = sorted({s.type for s in container.streams})
+                found = f"only {', '.join(kinds)}" if kinds else "no streams at all: an empty or zero-frame file"
+                raise VideoError(f"{path}: no video stream ({found})")
             stream = container.streams.video[0]
             if stream.time_base is None:
                 raise VideoError(f"{path}: the video stream has no time base")
