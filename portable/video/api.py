@@ -79,11 +79,15 @@ def upscale_video(
     settings = EncoderSettings(codec, crf, preset, pix_fmt)
     fmt = container_format(dst)
     check_settings(settings, fmt)
-    if not dst.parent.is_dir() or not os.access(dst.parent, os.W_OK):
-        raise VideoError(f"{dst}: the output folder does not exist or is not writable")
     if dst.resolve() == src.resolve():
         raise VideoError(f"{dst}: output would overwrite the input")
     info = probe(src)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VideoError(f"{dst.parent}: cannot create the output folder ({exc.strerror or exc})") from None
+    if not os.access(dst.parent, os.W_OK):
+        raise VideoError(f"{dst}: the output folder is not writable")
     report = VideoReport(frames=info.frames)
     work = WorkFolder(dst)
     identity = {**input_identity(src), "name": src.name}
