@@ -68,6 +68,7 @@ def upscale(
     dn: Annotated[Optional[float], typer.Option("--dn", min=0.0, max=1.0, help="Denoise strength: blend weights with --dn-model's.")] = None,
     dn_model: Annotated[Optional[Path], typer.Option("--dn-model", help="Twin model (.param path) for --dn.")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress, no device line.")] = False,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: auto (a local Ray) or a cluster ADDRESS; existing outputs are skipped. Needs the distributed extra.")] = None,
 ) -> None:
     """Upscale images with a Real-ESRGAN model."""
     from .api import Upscaler  # loads ncnn; `--help` stays fast without it
@@ -84,6 +85,13 @@ def upscale(
             raise UsageError("--dn and --dn-model go together")
         counts = parse_threads(jobs)
         stages_bg = _background(background)
+        if ray is not None:  # the cluster path plans and reports on its own (portable/distributed)
+            from .distributed.cli import run_ray
+
+            raise typer.Exit(run_ray(items, output, ray, quiet, model=_model_ref(model, name), scale=scale, tile=tile, gpu=gpu,
+                                     fp32=fp32, fmt=fmt, tta=tta, alpha=alpha, background=stages_bg, suffix=suffix,
+                                     quality=quality, max_pixels=max_pixels, threads=threads, dn=dn, dn_model=dn_model,
+                                     jobs=counts))
         files, missing = expand_inputs(items)
         model_ref = _model_ref(model, name)
         upscaler = Upscaler(model_ref, gpu=gpu, tile=tile, fp32=fp32, outscale=scale, tta=tta, alpha=alpha,
