@@ -76,6 +76,7 @@ def upscale(
     pix_fmt: Annotated[str, typer.Option("--pix-fmt", help="Video pixel format, e.g. yuv420p, yuv420p10le, yuv444p.")] = "yuv420p",
     resume: Annotated[bool, typer.Option("--resume", help="Video: continue a killed run from its finished segments.")] = False,
     skip_duplicates: Annotated[bool, typer.Option("--skip-duplicates", help="Video: reuse the previous output for a repeated frame.")] = False,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: auto (a local Ray) or a cluster ADDRESS; existing outputs are skipped. Needs the distributed extra.")] = None,
 ) -> None:
     """Upscale images with a Real-ESRGAN model."""
     from .api import Upscaler  # loads ncnn; `--help` stays fast without it
@@ -92,6 +93,13 @@ def upscale(
             raise UsageError("--dn and --dn-model go together")
         counts = parse_threads(jobs)
         stages_bg = _background(background)
+        if ray is not None:  # the cluster path plans and reports on its own (portable/distributed)
+            from .distributed.cli import run_ray
+
+            raise typer.Exit(run_ray(items, output, ray, quiet, model=_model_ref(model, name), scale=scale, tile=tile, gpu=gpu,
+                                     fp32=fp32, fmt=fmt, tta=tta, alpha=alpha, background=stages_bg, suffix=suffix,
+                                     quality=quality, max_pixels=max_pixels, threads=threads, dn=dn, dn_model=dn_model,
+                                     jobs=counts))
         files, missing = expand_inputs(items)
         videos, files = split_videos(files)
         model_ref = _model_ref(model, name)
