@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from ..archs.families import rename_keys
 from ..atomic import write_atomic, write_bytes_atomic
-from .legacy import rename_legacy_esrgan
 
 #: Keys under which checkpoints nest the weights, in order of preference (EMA weights first,
 #: as the official Real-ESRGAN releases are meant to be used).
@@ -87,7 +87,7 @@ def unwrap_state_dict(obj: object, path: Path | str = "<memory>") -> dict[str, t
         raise WeightsError(f"{path}: entry {odd!r} is a {type(inner[odd]).__name__}, not a tensor; not a state_dict")
     if all(k.startswith("module.") for k in tensors):  # saved from a DDP-wrapped model
         tensors = {k[len("module.") :]: v for k, v in tensors.items()}
-    return rename_legacy_esrgan(tensors)
+    return rename_keys(tensors)
 
 
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
