@@ -9,8 +9,6 @@ half model that the runtime would pick up by name.
 from __future__ import annotations
 
 import functools
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +20,7 @@ from torch.nn import functional as F
 
 from ..archs.families import FAMILIES
 from ..archs.family import ArchFamily
+from ..atomic import write_files_atomic
 from ..models import official_model_dir
 from ..ncnn_weights import NcnnParam
 from ..spec import ModelSpec
@@ -30,7 +29,7 @@ from .direct_writer import NcnnModel, torch_post, write_ncnn
 from .dn import blend_state_dicts
 from .importer import import_ncnn
 from .pnnx_export import export_with_pnnx, io_blobs
-from .sidecar import build_spec, tile_pad_for
+from .sidecar import build_spec, effective_scale, tile_pad_for
 from .verify import NcnnRunner, Parity, check_parity, one_torch_thread
 from .weights_io import load_state_dict, save_state_dict
 
@@ -107,23 +106,12 @@ def _export(info: ArchInfo, module: nn.Module, state_dict: Mapping[str, torch.Te
 
 
 def _write_files(out_dir: Path, name: str, model: NcnnModel, spec: ModelSpec) -> tuple[Path, Path, Path]:
-    """All three files to temporary names first, then renamed: no half-written model is ever visible."""
+    """All three files at once (the sidecar renamed last): no half-written model is ever visible."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    finals = [out_dir / f"{name}.param", out_dir / f"{name}.bin", out_dir / f"{name}.json"]
-    payloads = [model.param_text.encode("utf-8"), model.bin_bytes, spec.to_json().encode("utf-8")]
-    temps: list[Path] = []
-    try:
-        for final, payload in zip(finals, payloads):
-            fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=out_dir)
-            temps.append(Path(tmp))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-        for tmp, final in zip(temps, finals):
-            os.replace(tmp, final)
-    finally:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
-    return finals[0], finals[1], finals[2]
+    param, weights, sidecar = out_dir / f"{name}.param", out_dir / f"{name}.bin", out_dir / f"{name}.json"
+    write_files_atomic({param: model.param_text.encode("utf-8"), weights: model.bin_bytes,
+                        sidecar: spec.to_json().encode("utf-8")})
+    return param, weights, sidecar
 
 
 def _exportable(info: ArchInfo) -> None:
@@ -158,7 +146,7 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, nam
     module = _build(info, state_dict)
     model, used = _export(info, module, state_dict, fp16, route)
     parity: Parity | None = None
-    runner = NcnnRunner(model, exact=True)
+    runner = NcnnRunner(model, exact=True, scale=effective_scale(info), channels=(info.in_channels, info.out_channels))
     if verify:
         parity = check_parity(module, model, fp16, PROBE_SIZE, post=torch_post(info), exact_runner=runner,
                               channels=info.in_channels)

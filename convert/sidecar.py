@@ -104,7 +104,8 @@ def tile_pad_for(info: ArchInfo, model: NcnnModel | Runner) -> PadChoice:
     radius = receptive_radius(info)
     if not info.fam.measure_pad:
         return PadChoice(_round_up(radius, multiple), 0.0)
-    run = NcnnRunner(model, exact=True) if isinstance(model, NcnnModel) else model
+    channels = (info.in_channels, info.out_channels)
+    run = NcnnRunner(model, exact=True, scale=effective_scale(info), channels=channels) if isinstance(model, NcnnModel) else model
     choice = measure_tile_pad(run, effective_scale(info), radius, channels=info.in_channels)
     return PadChoice(_round_up(choice.pad, multiple), choice.worst_error)
 

@@ -6,6 +6,7 @@ trainer/ or the runtime may need an edit to support one more family.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,10 @@ def test_toy_family_goes_through_convert_runtime_and_import(tmp_path: Path) -> N
     result = convert_file(weights, tmp_path / "out", fp16=False, families=families)
     assert result.spec.arch == "ToyShuffle" and result.spec.scale == 2 and result.spec.tile_pad == 1
     assert result.max_abs is not None and result.max_abs < 1e-4
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for path in (result.param, result.bin, result.json):  # readable like any file the user creates
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
     image = np.random.default_rng(0).random((20, 24, 3), dtype=np.float32)
     upscaled = Upscaler(model=str(result.param), gpu=-1, tile=0, fp32=True).upscale(image)
