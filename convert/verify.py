@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import UserError
 from ..devices import cpu_device
 from ..models import ModelFiles
 from ..ncnn_weights import NcnnParam, read_weights
@@ -36,7 +37,7 @@ _PHOTO = ("astronaut.png", 60, 180)  # file, top, left: a crop with skin, hair, 
 TorchForward = Callable[[torch.Tensor], torch.Tensor]
 
 
-class VerificationError(RuntimeError):
+class VerificationError(UserError, RuntimeError):
     """ncnn and torch disagree beyond the parity thresholds (one-line message with the numbers)."""
 
 

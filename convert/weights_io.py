@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserError
 from ..archs.families import rename_keys
 from ..atomic import write_atomic, write_bytes_atomic
 
@@ -27,7 +28,7 @@ WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
 _SAFETENSORS_SUFFIXES = (".safetensors",)
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError, ValueError):
     """A weights file is missing, unreadable, unsafe, or does not hold a state_dict (one-line message)."""
 
 

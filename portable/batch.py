@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import UserError
 from .imageio import FORMATS, ImageError, Picture, flatten, format_for, read_image, save_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 _GLOB_CHARS = set("*?[")
 
 
-class UsageError(ValueError):
+class UsageError(UserError, ValueError):
     """Inputs and outputs that cannot go together (several inputs into one output file, ...)."""
 
 

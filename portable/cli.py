@@ -16,16 +16,14 @@ import typer
 from PIL import ImageColor
 
 from .batch import Job, Stages, UsageError, expand_inputs, parse_threads, plan_jobs, run_pipeline
-from .devices import DeviceError
 from .engine import ALPHA_MODES
-from .imageio import DEFAULT_MAX_PIXELS, FORMATS, ImageError, Picture
-from .models import DEFAULT_MODEL, FAMILIES, ModelNotFoundError, list_models
+from .errors import UserError
+from .imageio import DEFAULT_MAX_PIXELS, FORMATS, Picture
+from .models import DEFAULT_MODEL, FAMILIES, list_models
 from .progress import ProgressLine
-from .session import ModelLoadError
-from .spec import ModelSpecError
 
 PROG = "realesr-portable"
-SETUP_ERRORS = (ModelNotFoundError, ModelSpecError, ModelLoadError, DeviceError, UsageError, ImageError, ValueError)
+SETUP_ERRORS = (UserError, ValueError)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="Real-ESRGAN upscaling through ncnn (Vulkan or CPU).")
 models_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

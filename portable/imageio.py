@@ -17,6 +17,7 @@ from typing import BinaryIO, Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .errors import UserError
 from . import atomic, png16
 
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -24,7 +25,7 @@ FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 _ORIENTATION = 0x0112
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An input cannot be read (corrupt, truncated, too large, unsupported) or an output not written."""
 
 

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
 from .devices import Device
 from .models import ModelFiles
 from .ncnn_weights import NcnnFormatError, NcnnParam, read_weights
 from .quiet import quiet_stderr
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError, ValueError):
     """The `.param`/`.bin` could not be loaded (missing, corrupt, or not matching each other)."""
 
 

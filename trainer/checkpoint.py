@@ -14,12 +14,13 @@ from typing import Any
 
 import torch
 
+from ..errors import UserError
 from ..atomic import write_atomic
 
 _NAME = re.compile(r"^iter_(\d{8,})\.pth$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint cannot be written or read; the message names the file."""
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..errors import UserError
 from .. import imageio
 
 #: File name endings read as images (case-insensitive).
@@ -25,7 +26,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MAX_ATTEMPTS = 20
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The data folders or files cannot be used; the message names the folder or file."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import UserError
 from ..archs.families import FAMILIES, generators
 from ..archs.family import ArchFamily, UnsupportedModelError, describe_mismatch, names
 from ..convert import weights_io
@@ -26,7 +27,7 @@ from ..ncnn_weights import NcnnFormatError
 from .config import ConfigError
 
 
-class InitError(ValueError):
+class InitError(UserError, ValueError):
     """Pretrained weights are missing, unreadable or do not match the configured network."""
 
 
