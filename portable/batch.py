@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import remove_stale
+from .errors import UserError
 from .imageio import FORMATS, ImageError, Picture, flatten, format_for, read_image, save_image
 from .video.probe import VIDEO_SUFFIXES
 
@@ -22,7 +23,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".g
 _GLOB_CHARS = set("*?[")
 
 
-class UsageError(ValueError):
+class UsageError(UserError, ValueError):
     """Inputs and outputs that cannot go together (several inputs into one output file, ...)."""
 
 

@@ -16,18 +16,16 @@ import typer
 from PIL import ImageColor
 
 from .batch import Job, Stages, UsageError, expand_inputs, parse_threads, plan_jobs, run_pipeline
-from .devices import DeviceError
 from .engine import ALPHA_MODES
-from .imageio import DEFAULT_MAX_PIXELS, FORMATS, ImageError, Picture
-from .models import DEFAULT_MODEL, FAMILIES, ModelNotFoundError, list_models
+from .errors import UserError
+from .imageio import DEFAULT_MAX_PIXELS, FORMATS, Picture
+from .models import DEFAULT_MODEL, FAMILIES, list_models
 from .progress import ProgressLine
-from .session import ModelLoadError
 from .signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, end_process_if_workers_busy, sigterm_as_exception
-from .spec import ModelSpecError
 from .video.command import is_video_output, plan_videos, run_videos, split_videos
 
 PROG = "realesr-portable"
-SETUP_ERRORS = (ModelNotFoundError, ModelSpecError, ModelLoadError, DeviceError, UsageError, ImageError, ValueError)
+SETUP_ERRORS = (UserError, ValueError)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="Real-ESRGAN upscaling through ncnn (Vulkan or CPU).")
 models_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
 from .devices import Device
 from .graph import Graph
 from .graph_check import GraphError, check_graph, probe_sides
@@ -23,7 +24,7 @@ from .segments import Segmenter
 from .spec import ModelSpec
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError, ValueError):
     """The `.param`/`.bin` could not be loaded (missing, corrupt, or not matching each other)."""
 
 

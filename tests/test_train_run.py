@@ -169,7 +169,7 @@ def test_script_runs_from_a_plain_checkout_copy(data_root: Path, tmp_path: Path)
     import shutil
 
     copy = tmp_path / "checkout"
-    for folder in ("portable", "convert", "trainer"):
+    for folder in ("portable", "archs", "convert", "trainer"):
         shutil.copytree(REPO / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
     raw = tiny_config(tmp_path, data_root / "vgg.pth", data={"dataroot_gt": str(data_root / "hr")})
     cfg_path = write_config(tmp_path / "d.yml", raw)
