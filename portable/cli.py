@@ -68,6 +68,7 @@ def upscale(
     dn: Annotated[Optional[float], typer.Option("--dn", min=0.0, max=1.0, help="Denoise strength: blend weights with --dn-model's.")] = None,
     dn_model: Annotated[Optional[Path], typer.Option("--dn-model", help="Twin model (.param path) for --dn.")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress, no device line.")] = False,
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget, e.g. 512M or 2G (default: a share of the device's free memory).")] = None,
 ) -> None:
     """Upscale images with a Real-ESRGAN model."""
     from .api import Upscaler  # loads ncnn; `--help` stays fast without it
@@ -87,7 +88,7 @@ def upscale(
         files, missing = expand_inputs(items)
         model_ref = _model_ref(model, name)
         upscaler = Upscaler(model_ref, gpu=gpu, tile=tile, fp32=fp32, outscale=scale, tta=tta, alpha=alpha,
-                            threads=threads, dn=dn, dn_model=dn_model)
+                            threads=threads, dn=dn, dn_model=dn_model, max_memory=max_memory)
         out_scale = scale if scale is not None else upscaler.spec.scale
         default_suffix = f"_x{out_scale:g}"
         plan = plan_jobs(files, output, fmt, suffix, default_suffix)
