@@ -75,6 +75,7 @@ def upscale(
     resume: Annotated[bool, typer.Option("--resume", help="Video: continue a killed run from its finished segments.")] = False,
     skip_duplicates: Annotated[bool, typer.Option("--skip-duplicates", help="Video: reuse the previous output for a repeated frame.")] = False,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: auto (a local Ray) or a cluster ADDRESS; existing outputs are skipped. Needs the distributed extra.")] = None,
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget, e.g. 512M or 2G (default: a share of the device's free memory).")] = None,
 ) -> None:
     """Upscale images with a Real-ESRGAN model."""
     from .api import Upscaler  # loads ncnn; `--help` stays fast without it
@@ -102,7 +103,7 @@ def upscale(
         videos, files = split_videos(files)
         model_ref = _model_ref(model, name)
         upscaler = Upscaler(model_ref, gpu=gpu, tile=tile, fp32=fp32, outscale=scale, tta=tta, alpha=alpha,
-                            threads=threads, dn=dn, dn_model=dn_model)
+                            threads=threads, dn=dn, dn_model=dn_model, max_memory=max_memory)
         out_scale = scale if scale is not None else upscaler.spec.scale
         default_suffix = f"_x{out_scale:g}"
         video_jobs = plan_videos(videos, files, output, suffix, default_suffix)
