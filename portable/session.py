@@ -121,8 +121,8 @@ class Session:
         _configure(net.opt, device, fp32, threads, self.low_memory)
         if device.is_gpu:
             net.set_vulkan_device(device.index)
+        validate_graph(model.param, param_text, self.spec)  # first: it names the .param's faults
         validate_weights(model.param, param_text, data)
-        validate_graph(model.param, param_text, self.spec)
         with quiet_stderr():
             rc = net.load_param_mem(param_text)
         if rc != 0:
