@@ -115,13 +115,13 @@ class Session:
             data = weights if weights is not None else model.bin.read_bytes()
         except (OSError, UnicodeDecodeError) as exc:
             raise ModelLoadError(f"{model.param}: cannot read model files ({exc})") from None
+        validate_graph(model.param, param_text, self.spec)  # first: nothing parses an unchecked graph
         split_blob = find_split_blob(param_text, self.spec.arch) if split else None
         self.low_memory = split_blob is not None and not device.is_gpu
         net = ncnn.Net()
         _configure(net.opt, device, fp32, threads, self.low_memory)
         if device.is_gpu:
             net.set_vulkan_device(device.index)
-        validate_graph(model.param, param_text, self.spec)  # first: it names the .param's faults
         validate_weights(model.param, param_text, data)
         with quiet_stderr():
             rc = net.load_param_mem(param_text)
