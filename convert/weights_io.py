@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserError
+from ..archs.families import rename_keys
 from ..atomic import write_atomic, write_bytes_atomic
-from .legacy import rename_legacy_esrgan
 from .pth_guard import UnsafeWeightsError, check_torch_zip
 
 #: Keys under which checkpoints nest the weights, in order of preference (EMA weights first,
@@ -28,7 +29,7 @@ WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
 _SAFETENSORS_SUFFIXES = (".safetensors",)
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError, ValueError):
     """A weights file is missing, unreadable, unsafe, or does not hold a state_dict (one-line message)."""
 
 
@@ -97,7 +98,7 @@ def unwrap_state_dict(obj: object, path: Path | str = "<memory>") -> dict[str, t
         raise WeightsError(f"{path}: entry {odd!r} is a {type(inner[odd]).__name__}, not a tensor; not a state_dict")
     if all(k.startswith("module.") for k in tensors):  # saved from a DDP-wrapped model
         tensors = {k[len("module.") :]: v for k, v in tensors.items()}
-    return rename_legacy_esrgan(tensors)
+    return rename_keys(tensors)
 
 
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import remove_stale
+from .errors import UserError
 from .imageio import FORMATS, ImageError, Picture, flatten, format_for, read_image, save_image
+from .video.probe import VIDEO_SUFFIXES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 _GLOB_CHARS = set("*?[")
 
 
-class UsageError(ValueError):
+class UsageError(UserError, ValueError):
     """Inputs and outputs that cannot go together (several inputs into one output file, ...)."""
 
 
@@ -43,13 +45,13 @@ class Report:
 
 
 def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Files, directories (their images, sorted) and globs -> (files, missing entries)."""
+    """Files, directories (their images and videos, sorted) and globs -> (files, missing entries)."""
     files: list[Path] = []
     missing: list[tuple[Path, str]] = []
     for item in items:
         path = Path(item).expanduser()
         if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES))
         elif path.exists():
             files.append(path)
         elif _GLOB_CHARS & set(item):

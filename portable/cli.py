@@ -16,17 +16,16 @@ import typer
 from PIL import ImageColor
 
 from .batch import Job, Stages, UsageError, expand_inputs, parse_threads, plan_jobs, run_pipeline
-from .devices import DeviceError
 from .engine import ALPHA_MODES
-from .imageio import DEFAULT_MAX_PIXELS, FORMATS, ImageError, Picture
-from .models import DEFAULT_MODEL, FAMILIES, ModelNotFoundError, list_models
+from .errors import UserError
+from .imageio import DEFAULT_MAX_PIXELS, FORMATS, Picture
+from .models import DEFAULT_MODEL, FAMILIES, list_models
 from .progress import ProgressLine
-from .session import ModelLoadError
 from .signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, end_process_if_workers_busy, sigterm_as_exception
-from .spec import ModelSpecError
+from .video.command import is_video_output, plan_videos, run_videos, split_videos
 
 PROG = "realesr-portable"
-SETUP_ERRORS = (ModelNotFoundError, ModelSpecError, ModelLoadError, DeviceError, UsageError, ImageError, ValueError)
+SETUP_ERRORS = (UserError, ValueError)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="Real-ESRGAN upscaling through ncnn (Vulkan or CPU).")
 models_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -69,6 +68,13 @@ def upscale(
     dn: Annotated[Optional[float], typer.Option("--dn", min=0.0, max=1.0, help="Denoise strength: blend weights with --dn-model's.")] = None,
     dn_model: Annotated[Optional[Path], typer.Option("--dn-model", help="Twin model (.param path) for --dn.")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress, no device line.")] = False,
+    codec: Annotated[str, typer.Option("--codec", help="Video encoder: libx264, libx265, libvpx-vp9, libsvtav1, ffv1 (lossless), ...")] = "libx264",
+    crf: Annotated[Optional[float], typer.Option("--crf", min=0, help="Video constant quality (default: the encoder's).")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="Video encoder preset (e.g. slow, veryfast; 0-13 for libsvtav1).")] = None,
+    pix_fmt: Annotated[str, typer.Option("--pix-fmt", help="Video pixel format, e.g. yuv420p, yuv420p10le, yuv444p.")] = "yuv420p",
+    resume: Annotated[bool, typer.Option("--resume", help="Video: continue a killed run from its finished segments.")] = False,
+    skip_duplicates: Annotated[bool, typer.Option("--skip-duplicates", help="Video: reuse the previous output for a repeated frame.")] = False,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: auto (a local Ray) or a cluster ADDRESS; existing outputs are skipped. Needs the distributed extra.")] = None,
 ) -> None:
     """Upscale images with a Real-ESRGAN model."""
     from .api import Upscaler  # loads ncnn; `--help` stays fast without it
@@ -85,13 +91,22 @@ def upscale(
             raise UsageError("--dn and --dn-model go together")
         counts = parse_threads(jobs)
         stages_bg = _background(background)
+        if ray is not None:  # the cluster path plans and reports on its own (portable/distributed)
+            from .distributed.cli import run_ray
+
+            raise typer.Exit(run_ray(items, output, ray, quiet, model=_model_ref(model, name), scale=scale, tile=tile, gpu=gpu,
+                                     fp32=fp32, fmt=fmt, tta=tta, alpha=alpha, background=stages_bg, suffix=suffix,
+                                     quality=quality, max_pixels=max_pixels, threads=threads, dn=dn, dn_model=dn_model,
+                                     jobs=counts))
         files, missing = expand_inputs(items)
+        videos, files = split_videos(files)
         model_ref = _model_ref(model, name)
         upscaler = Upscaler(model_ref, gpu=gpu, tile=tile, fp32=fp32, outscale=scale, tta=tta, alpha=alpha,
                             threads=threads, dn=dn, dn_model=dn_model)
         out_scale = scale if scale is not None else upscaler.spec.scale
         default_suffix = f"_x{out_scale:g}"
-        plan = plan_jobs(files, output, fmt, suffix, default_suffix)
+        video_jobs = plan_videos(videos, files, output, suffix, default_suffix)
+        plan = plan_jobs(files, None if is_video_output(output) else output, fmt, suffix, default_suffix)
         if output is not None and not output.suffix and not output.exists():
             output.mkdir(parents=True, exist_ok=True)
     except SETUP_ERRORS as exc:
@@ -103,7 +118,7 @@ def upscale(
         tile_text = upscaler.engine.tile_size(upscaler.options)
         typer.echo(f"{PROG}: {upscaler.spec.name} x{upscaler.spec.scale} on {device_text}, tile {tile_text}"
                    f"{' (auto)' if tile == 0 else ''}", err=True)
-    progress = ProgressLine(len(plan), enabled=False if quiet else None)
+    progress = ProgressLine(len(plan), enabled=False if quiet or not plan else None)
 
     def process(pic: Picture, job: Job) -> Picture:
         return upscaler.upscale_picture(pic, progress.tile)
@@ -116,6 +131,12 @@ def upscale(
         how, code = ("terminated", EXIT_TERMINATED) if isinstance(exc, Terminated) else ("interrupted", EXIT_INTERRUPTED)
         raise _fail(f"{how}; finished files are complete, no partial output was left", code) from None
     progress.close()
+    video_options = {"codec": codec, "crf": crf, "preset": preset, "pix_fmt": pix_fmt, "resume": resume,
+                     "skip_duplicates": skip_duplicates}
+    try:
+        video_failed = run_videos(video_jobs, upscaler, video_options, quiet, skip_existing, lambda t: typer.echo(f"{PROG}: {t}", err=True))
+    except KeyboardInterrupt:
+        raise _fail("interrupted; rerun with --resume to continue the video from its last finished segment", 130) from None
     report.failed = missing + report.failed
     if not quiet:
         for note in report.notices:
@@ -126,6 +147,7 @@ def upscale(
         typer.echo(f"{PROG}: {len(report.failed)} of {len(plan) + len(missing)} file(s) failed:", err=True)
         for src, reason in report.failed:
             typer.echo(f"  {reason if str(src) in reason else f'{src}: {reason}'}", err=True)
+    if report.failed or video_failed:
         raise typer.Exit(1)
 
 

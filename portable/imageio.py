@@ -18,13 +18,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from . import atomic, png16, pngcheck
+from .errors import UserError
 
 DEFAULT_MAX_PIXELS = 100_000_000
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 _ORIENTATION = 0x0112
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An input cannot be read (corrupt, truncated, too large, unsupported) or an output not written."""
 
 

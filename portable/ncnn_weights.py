@@ -18,13 +18,15 @@ from typing import Iterator
 
 import numpy as np
 
+from .errors import UserError
+
 PARAM_MAGIC = 7767517
 FP16_TAG = 0x01306B47
 FP32_TAG = 0
 _TAG_BYTES = 4
 
 
-class NcnnFormatError(ValueError):
+class NcnnFormatError(UserError, ValueError):
     """A `.param` or `.bin` is malformed, or the two do not belong together."""
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
 from .atomic import write_bytes_atomic
 
 SPEC_VERSION = 1
@@ -30,7 +31,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(UserError, ValueError):
     """A sidecar JSON is missing, unreadable or inconsistent."""
 
 
