@@ -22,6 +22,7 @@ from ..errors import UserError
 from ..archs.families import FAMILIES
 from ..archs.family import ArchFamily
 from ..atomic import write_files_atomic
+from ..graph_check import GraphError, check_graph
 from ..models import official_model_dir
 from ..ncnn_weights import NcnnParam
 from ..spec import ModelSpec
@@ -186,6 +187,10 @@ def _load(src: Path, families: Sequence[ArchFamily]) -> tuple[ArchInfo, dict[str
     info, state_dict = import_ncnn(src, bin_path, families)
     text = src.read_text(encoding="utf-8")
     in_blob, out_blob = io_blobs(NcnnParam.parse(text))
+    try:  # the source graph runs in ncnn for the import parity check: refuse what would crash it
+        check_graph(text, int(info.params.get("num_in_ch", 3)), in_blob, out_blob)
+    except GraphError as exc:
+        raise ConvertError(f"{src}: {exc}") from None
     return info, state_dict, NcnnModel(text, bin_path.read_bytes(), in_blob, out_blob)
 
 

@@ -92,8 +92,8 @@ class Session:
             data = weights if weights is not None else model.bin.read_bytes()
         except (OSError, UnicodeDecodeError) as exc:
             raise ModelLoadError(f"{model.param}: cannot read model files ({exc})") from None
+        validate_graph(model.param, param_text, self.spec)  # first: nothing parses an unchecked graph
         self.graph = validate_weights(model.param, param_text, data, self.spec.in_channels)
-        validate_graph(model.param, param_text, self.spec)
         try:
             self.segmenter: Segmenter | None = Segmenter(self.graph, self.spec.input_blob, self.spec.output_blob)
         except (ValueError, KeyError):
