@@ -55,7 +55,7 @@ def join(src: Path, dst: Path, fmt: str, work: WorkFolder, segments: list[Segmen
         with av.open(str(src), metadata_errors="ignore") as source, av.open(fh, "w", format=fmt) as out:
             with av.open(str(paths[0])) as first:
                 template = first.streams.video[0]
-                video = out.add_stream_from_template(template)
+                video = out.add_stream_from_template(template, opaque=True)
             in_video = source.streams.video[0]
             _copy_tags(in_video, video)
             mapping = {}
@@ -67,7 +67,7 @@ def join(src: Path, dst: Path, fmt: str, work: WorkFolder, segments: list[Segmen
                         notices.append(f"{dst.name}: {stream.type} stream #{stream.index} has no codec; not copied")
                     continue
                 try:
-                    copied = out.add_stream_from_template(stream)
+                    copied = out.add_stream_from_template(stream, opaque=True)
                 except (av.FFmpegError, ValueError) as exc:
                     notices.append(f"{dst.name}: {stream.type} stream #{stream.index} not copied ({_reason(exc)})")
                     continue
