@@ -148,3 +148,25 @@ def _png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+@pytest.mark.parametrize("ext, codec, pix_fmt, name", [
+    ("webm", "libvpx-vp9", "yuv420p", "vp9"),
+    ("mp4", "libsvtav1", "yuv420p10le", "av1"),
+    ("mov", "libx264", "yuv444p", "h264"),
+])
+def test_other_codecs_containers_and_10_bit(tmp_path: Path, ext: str, codec: str, pix_fmt: str, name: str) -> None:
+    src, dst = tmp_path / "in.mp4", tmp_path / f"out.{ext}"
+    make_clip(src, 4, audio="aac")
+    result = runner.invoke(app, ["-i", str(src), "-o", str(dst), *FAST[:-1], "--codec", codec, "--pix-fmt", pix_fmt, "--crf", "30"])
+    assert result.exit_code == 0, result.output
+    with av.open(str(dst)) as c:
+        ctx = c.streams.video[0].codec_context
+        assert (ctx.format.name, ctx.width, ctx.height) == (pix_fmt, 64, 48)
+        assert ctx.codec.canonical_name == name
+        has_audio = bool(c.streams.audio)
+    assert frame_times(dst) == frame_times(src)
+    if ext == "webm":  # webm cannot hold AAC: said in a note, the video is still written
+        assert not has_audio and "audio stream #1 not copied" in result.output
+    else:
+        assert has_audio and packets(dst, "audio") == packets(src, "audio")
