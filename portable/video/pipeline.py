@@ -19,7 +19,7 @@ import numpy as np
 from ..atomic import write_atomic
 from .encoder import EncoderSettings, even_size, open_video_stream, pad_to
 from .probe import VideoError, VideoInfo, _reason, require_av
-from .segments import Segment, WorkFolder
+from .segments import Segment, WorkFolder, segment_of
 
 _QUEUE = 4
 _END = None
@@ -56,13 +56,14 @@ def decode(path: Path, info: VideoInfo, todo: list[Segment], rgb_format: str, co
             stream.thread_type = "AUTO"
             if todo[0].start_pts > info.frame_pts[0]:
                 container.seek(todo[0].start_pts, stream=stream)
-            last = todo[-1]
+            last, current = todo[-1], None
             for frame in container.decode(stream):
                 if frame.pts is None:
                     raise VideoError(f"{path}: a frame has no timestamp; remux the file first")
                 if last.end_pts is not None and frame.pts >= last.end_pts:
                     return
-                segment = next((s for s in todo if s.holds(frame.pts)), None)
+                segment = current if current is not None and current.holds(frame.pts) else segment_of(todo, frame.pts)
+                current = segment
                 if segment is None:
                     continue
                 if not colour.tags:
