@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..atomic import write_atomic
-from .probe import VideoError, _reason, require_av
+from .probe import VideoError, _reason, main_video, require_av
 from .segments import Segment, WorkFolder
 
 _COPY_TYPES = ("audio", "subtitle", "data")
@@ -56,11 +56,11 @@ def join(src: Path, dst: Path, fmt: str, work: WorkFolder, segments: list[Segmen
             with av.open(str(paths[0])) as first:
                 template = first.streams.video[0]
                 video = out.add_stream_from_template(template, opaque=True)
-            in_video = source.streams.video[0]
+            in_video = main_video(source)
             _copy_tags(in_video, video)
             mapping = {}
             for stream in source.streams:
-                if stream.type not in _COPY_TYPES:
+                if stream.type not in _COPY_TYPES and not (stream.type == "video" and stream.index != in_video.index):
                     continue
                 if stream.codec_context is None:  # e.g. mp4's chapter track: chapters are copied below
                     if not source.chapters():

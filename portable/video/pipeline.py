@@ -18,7 +18,7 @@ import numpy as np
 
 from ..atomic import write_atomic
 from .encoder import EncoderSettings, even_size, open_video_stream, pad_to
-from .probe import VideoError, VideoInfo, _reason, require_av
+from .probe import VideoError, VideoInfo, _reason, main_video, require_av
 from .segments import Segment, WorkFolder, segment_of
 
 _QUEUE = 4
@@ -52,7 +52,7 @@ def decode(path: Path, info: VideoInfo, todo: list[Segment], rgb_format: str, co
     av = require_av()
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
-            stream = container.streams.video[0]
+            stream = main_video(container)
             stream.thread_type = "AUTO"
             if todo[0].start_pts > info.frame_pts[0]:
                 container.seek(todo[0].start_pts, stream=stream)
