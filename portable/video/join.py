@@ -9,6 +9,7 @@ and dispositions are copied where the output container can hold them.
 from __future__ import annotations
 
 import heapq
+from fractions import Fraction
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +21,23 @@ _COPY_TYPES = ("audio", "subtitle", "data")
 
 
 def _video_packets(av, paths: list[Path], out_stream) -> Iterator[tuple[float, int, object]]:
+    """Segment packets in decode order, dts made strictly increasing across segment boundaries.
+
+    Each segment's encoder starts its own reorder delay, and Matroska stores no dts at all, so a
+    joined stream can repeat or lack a dts; pts (what players show) is never changed.
+    """
+    last: Fraction | None = None
     for path in paths:
         with av.open(str(path)) as seg:
             stream = seg.streams.video[0]
+            tick = Fraction(stream.time_base)
             for packet in seg.demux(stream):
-                if packet.size == 0 or packet.dts is None and packet.pts is None:
+                if packet.size == 0 or packet.pts is None:
                     continue
+                if packet.dts is None or last is not None and packet.dts * tick <= last:
+                    wanted = packet.pts if last is None else int(last / tick) + 1
+                    packet.dts = min(wanted, packet.pts)
+                last = packet.dts * tick
                 packet.stream = out_stream
                 yield _key(packet, stream.time_base), 0, packet
 
