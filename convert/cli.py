@@ -14,6 +14,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..signals import EXIT_TERMINATED, Terminated, sigterm_as_exception
+from ..errors import UserError
+
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
@@ -64,19 +67,8 @@ def _one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that describe bad input or a failed check (imported lazily: torch is slow to load)."""
-    from ..ncnn_weights import NcnnFormatError
-    from ..spec import ModelSpecError
-    from .api import ConvertError
-    from .detect import UnsupportedModelError
-    from .dn import BlendError
-    from .pnnx_export import ExportError
-    from .verify import VerificationError
-    from .weights_io import WeightsError
-
-    return (WeightsError, UnsupportedModelError, NcnnFormatError, ConvertError, VerificationError,
-            ExportError, BlendError, ModelSpecError, OSError, MemoryError)
+#: Exceptions that describe bad input or a failed check: one line, exit 1.
+KNOWN_ERRORS = (UserError, OSError, MemoryError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         args = args[1:]
     command = typer.main.get_command(app)
     try:
-        code = command.main(args=args, prog_name="realesr-portable convert", standalone_mode=False)
+        with sigterm_as_exception():
+            code = command.main(args=args, prog_name="realesr-portable convert", standalone_mode=False)
+    except Terminated:  # SIGTERM: every file goes through a temporary name, none is half-written
+        print("realesr-portable convert: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except typer.Exit as done:
         return int(done.exit_code)
     except typer.Abort:
@@ -105,7 +101,7 @@ def _report(err: Exception) -> int:
     if usage:
         print(f"realesr-portable convert: {_one_line(err.format_message())}", file=sys.stderr)  # type: ignore[attr-defined]
         return EXIT_USAGE
-    if isinstance(err, _known_errors()):
+    if isinstance(err, KNOWN_ERRORS):
         print(f"realesr-portable convert: error: {_one_line(err)}", file=sys.stderr)
     else:
         print(f"realesr-portable convert: internal error: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)

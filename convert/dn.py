@@ -12,10 +12,11 @@ from collections.abc import Mapping
 
 import torch
 
+from ..errors import UserError
 from .detect import ArchInfo
 
 
-class BlendError(ValueError):
+class BlendError(UserError, ValueError):
     """The two weight sets cannot be blended (strength out of range, or different architectures)."""
 
 

@@ -2,7 +2,7 @@
 
 Every expected failure (bad model, device, input or output) ends as one line on stderr and a
 non-zero exit code, never a traceback. Exit codes: 0 ok, 1 some files failed, 2 usage/setup
-error, 130 interrupted.
+error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -16,17 +16,16 @@ import typer
 from PIL import ImageColor
 
 from .batch import Job, Stages, UsageError, expand_inputs, parse_threads, plan_jobs, run_pipeline
-from .devices import DeviceError
 from .engine import ALPHA_MODES
-from .imageio import DEFAULT_MAX_PIXELS, FORMATS, ImageError, Picture
-from .models import DEFAULT_MODEL, FAMILIES, ModelNotFoundError, list_models
+from .errors import UserError
+from .imageio import DEFAULT_MAX_PIXELS, FORMATS, Picture
+from .models import DEFAULT_MODEL, FAMILIES, list_models
 from .progress import ProgressLine
-from .session import ModelLoadError
-from .spec import ModelSpecError
+from .signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, end_process_if_workers_busy, sigterm_as_exception
 from .video.command import is_video_output, plan_videos, run_videos, split_videos
 
 PROG = "realesr-portable"
-SETUP_ERRORS = (ModelNotFoundError, ModelSpecError, ModelLoadError, DeviceError, UsageError, ImageError, ValueError)
+SETUP_ERRORS = (UserError, ValueError)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="Real-ESRGAN upscaling through ncnn (Vulkan or CPU).")
 models_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -75,6 +74,7 @@ def upscale(
     pix_fmt: Annotated[str, typer.Option("--pix-fmt", help="Video pixel format, e.g. yuv420p, yuv420p10le, yuv444p.")] = "yuv420p",
     resume: Annotated[bool, typer.Option("--resume", help="Video: continue a killed run from its finished segments.")] = False,
     skip_duplicates: Annotated[bool, typer.Option("--skip-duplicates", help="Video: reuse the previous output for a repeated frame.")] = False,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: auto (a local Ray) or a cluster ADDRESS; existing outputs are skipped. Needs the distributed extra.")] = None,
 ) -> None:
     """Upscale images with a Real-ESRGAN model."""
     from .api import Upscaler  # loads ncnn; `--help` stays fast without it
@@ -91,6 +91,13 @@ def upscale(
             raise UsageError("--dn and --dn-model go together")
         counts = parse_threads(jobs)
         stages_bg = _background(background)
+        if ray is not None:  # the cluster path plans and reports on its own (portable/distributed)
+            from .distributed.cli import run_ray
+
+            raise typer.Exit(run_ray(items, output, ray, quiet, model=_model_ref(model, name), scale=scale, tile=tile, gpu=gpu,
+                                     fp32=fp32, fmt=fmt, tta=tta, alpha=alpha, background=stages_bg, suffix=suffix,
+                                     quality=quality, max_pixels=max_pixels, threads=threads, dn=dn, dn_model=dn_model,
+                                     jobs=counts))
         files, missing = expand_inputs(items)
         videos, files = split_videos(files)
         model_ref = _model_ref(model, name)
@@ -119,9 +126,10 @@ def upscale(
     stages = Stages(process, max_pixels, quality, stages_bg)
     try:
         report = run_pipeline(plan, stages, counts, skip_existing, on_file=progress.file_done)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exc:
         progress.close()
-        raise _fail("interrupted; finished files are complete, no partial output was left", 130) from None
+        how, code = ("terminated", EXIT_TERMINATED) if isinstance(exc, Terminated) else ("interrupted", EXIT_INTERRUPTED)
+        raise _fail(f"{how}; finished files are complete, no partial output was left", code) from None
     progress.close()
     video_options = {"codec": codec, "crf": crf, "preset": preset, "pix_fmt": pix_fmt, "resume": resume,
                      "skip_duplicates": skip_duplicates}
@@ -188,7 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     is_models = bool(args) and args[0] == "models"
     target = models_app if is_models else app
     try:
-        target(args=args[1:] if is_models else args, prog_name=f"{PROG} models" if is_models else PROG)
+        with sigterm_as_exception():
+            target(args=args[1:] if is_models else args, prog_name=f"{PROG} models" if is_models else PROG)
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        end_process_if_workers_busy(code)
+        return code
+    except Terminated:  # SIGTERM before the batch started: nothing was written yet
+        typer.echo(f"{PROG}: error: terminated", err=True)
+        return EXIT_TERMINATED
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .errors import UserError
 from .quiet import quiet_stderr
 
 CPU_INDEX = -1
@@ -17,7 +18,7 @@ _KINDS = {0: "discrete", 1: "integrated", 2: "virtual", 3: "software"}
 _SOFTWARE_NAMES = ("llvmpipe", "lavapipe", "swiftshader", "softpipe")
 
 
-class DeviceError(ValueError):
+class DeviceError(UserError, ValueError):
     """A device was requested that does not exist."""
 
 

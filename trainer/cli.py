@@ -12,27 +12,15 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import UserError
 from . import config as config_mod
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from ..convert.api import ConvertError
-    from ..convert.detect import UnsupportedModelError
-    from ..convert.pnnx_export import ExportError
-    from ..convert.verify import VerificationError
-    from ..convert.weights_io import WeightsError
-    from .checkpoint import CheckpointError
-    from .data import DataError
-    from .degradations.config import ConfigError as DegradationConfigError
-    from .loop import ExportFailed
-    from .models import InitError
+    """Bad input (`UserError`) and a diverged loss: one line, exit 1 (imported lazily: torch)."""
     from .stages import TrainingDiverged
-    from .vgg import VGGWeightsError
 
-    return (
-        CheckpointError, DataError, DegradationConfigError, ExportFailed, InitError, TrainingDiverged, VGGWeightsError,
-        WeightsError, UnsupportedModelError, ConvertError, ExportError, VerificationError,
-    )
+    return (UserError, TrainingDiverged)
 
 
 def _prefix() -> str:

@@ -16,11 +16,12 @@ from typing import Any
 import torch
 import yaml
 
+from ..errors import UserError
 from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import Config, ConfigError
 from .data import HRFolderDataset, PairedDataset, UnreadableCounter, make_loader
-from .degradations import DegradationConfig, Degrader, TrainingPairPool, paired_random_crop, usm_sharp
+from .degradations import Degrader, TrainingPairPool, paired_random_crop, usm_sharp
 from .logs import RunLog
 from .models import build_discriminator, build_generator, generator_params, load_pretrained
 from .plot import plot_curves
@@ -44,7 +45,7 @@ class BatchMaker:
 
     def __init__(self, cfg: Config, device: torch.device, generator: torch.Generator) -> None:
         self.cfg, self.device, self.gen = cfg, device, generator
-        self.deg_cfg = DegradationConfig.from_dict(cfg.degradation)
+        self.deg_cfg = cfg.degradation
         self.degrader = Degrader(self.deg_cfg, scale=cfg.scale) if cfg.data.mode == "degrade" else None
         use_pool = cfg.data.pool_size > 0 and cfg.data.mode == "degrade"
         self.pool = TrainingPairPool(size=cfg.data.pool_size) if use_pool else None
@@ -117,7 +118,6 @@ def check_config(cfg: Config) -> None:
     if cfg.train.stage == "esrgan":
         with torch.device("meta"):
             build_discriminator(cfg.network_d)
-    DegradationConfig.from_dict(cfg.degradation)
 
 
 def _restore(stage: ESRNetStage, maker: BatchMaker, state: dict[str, Any], path: Path, rank: int, world: int) -> None:
@@ -255,7 +255,7 @@ def _run(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> R
     return result
 
 
-class ExportFailed(RuntimeError):
+class ExportFailed(UserError, RuntimeError):
     """Training finished and was checkpointed, but converting the result to ncnn failed."""
 
 

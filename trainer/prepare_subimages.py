@@ -22,6 +22,16 @@ from pathlib import Path
 
 from PIL import Image
 
+if __name__ == "__main__" and not __package__:  # run as a script: import the package from this checkout
+    from train import bootstrap_checkout
+
+    bootstrap_checkout()
+    from realesr_portable.trainer.prepare_subimages import main as _main
+
+    sys.exit(_main())
+
+from ..atomic import write_atomic, write_bytes_atomic
+
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -36,12 +46,7 @@ def window_starts(length: int, crop: int, step: int, thresh: int) -> list[int]:
 
 
 def _save_png(img: Image.Image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        img.save(tmp, format="PNG", compress_level=3)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, lambda fh: img.save(fh, format="PNG", compress_level=3))
 
 
 def cut_one(src: Path, rel: Path, out_dir: Path, crop: int, step: int, thresh: int, scales: tuple[float, ...]) -> tuple[list[str], str]:
@@ -113,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             errors.append(err)
             print(f"skipped unreadable {err}", file=sys.stderr)
     meta = a.meta or a.output / "meta_info.txt"
-    tmp = meta.with_name(f".{meta.name}.tmp")
-    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, meta)
+    write_bytes_atomic(meta, "".join(f"{line}\n" for line in lines).encode("utf-8"))
     print(f"{len(lines)} sub-images from {len(files) - len(errors)} images ({len(errors)} unreadable); meta file {meta}")
     return 0 if len(errors) < len(files) else 1
 

@@ -7,7 +7,7 @@
 
 Works from a checkout without installing: when `realesr_portable` is not importable from this
 checkout, the folders beside this file are registered as the package (`portable/` as
-`realesr_portable`, `convert/` and `trainer/` as its subpackages). Errors print one line and
+`realesr_portable`, `archs/`, `convert/` and `trainer/` as its subpackages). Errors print one line and
 exit non-zero (2 for config errors, 1 otherwise).
 """
 
@@ -44,6 +44,7 @@ def bootstrap_checkout() -> str:
     for name in [m for m in sys.modules if m == "realesr_portable" or m.startswith("realesr_portable.")]:
         del sys.modules[name]
     _register("realesr_portable", root / "portable")
+    _register("realesr_portable.archs", root / "archs")
     _register("realesr_portable.convert", root / "convert")
     _register("realesr_portable.trainer", HERE)
     return f"checkout {root}"

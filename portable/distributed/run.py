@@ -1,0 +1,224 @@
+"""`upscale_many`: plan on the driver, upscale on Ray actors, collect one summary.
+
+Ray is imported only here, and only when a job runs, so the runtime works without the
+`distributed` extra. The driver decides every output path with the CLI's planning code and skips
+outputs that exist (a failed job resumes where it stopped); Ray Data feeds the remaining job rows
+to a pool of actors (`map_batches` with a callable class), and Ray restarts a killed actor and
+retries its batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..imageio import DEFAULT_MAX_PIXELS
+from ..models import DEFAULT_MODEL, resolve_model
+from .plan import Row, expand_sources, plan_rows, remove_leftovers, split_existing
+from .worker import Settings, UpscaleWorker
+
+EXTRA_HINT = "pip install 'realesr-portable[distributed]'"
+RESERVED_CPUS = 0.5  # left free on CPU clusters for Ray Data's own tasks (an all-CPU pool can stall them)
+
+
+class RayMissingError(ImportError):
+    """The `distributed` extra (ray[data]) is not installed."""
+
+
+@dataclass
+class Summary:
+    """What a distributed job did: outputs written, skipped (already there), failed with a reason."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    actors: int = 0
+
+    @property
+    def images_per_s(self) -> float:
+        return len(self.done) / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        return (f"{len(self.done)} done, {len(self.skipped)} skipped, {len(self.failed)} failed "
+                f"in {self.seconds:.1f} s ({self.images_per_s:.2f} images/s on {self.actors} actor(s))")
+
+
+def import_ray():
+    """`ray` and `ray.data`, or a RayMissingError that names the extra to install."""
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the Data library is a separate extra of ray
+    except ImportError as exc:
+        raise RayMissingError(f"--ray needs the distributed extra ({EXTRA_HINT}): {exc}") from None
+    return ray
+
+
+@contextmanager
+def ray_session(address: str | None, quiet: bool) -> Iterator[object]:
+    """Connect to Ray for one job; shut down only a Ray that this call started.
+
+    `auto` starts a local Ray on this machine (Ray counts its CPUs and GPUs), unless RAY_ADDRESS
+    names a cluster; any other value is a cluster address (`host:6379`, `ray://host:10001`). A
+    Ray already initialised in this process is used as it is.
+    """
+    ray = import_ray()
+    started = False
+    if not ray.is_initialized():
+        target = os.environ.get("RAY_ADDRESS") if address in (None, "", "auto") else address
+        options = dict(log_to_driver=False, logging_level=logging.ERROR if quiet else logging.WARNING)
+        if target:
+            ray.init(address=target, **options)
+        else:  # "local": a new Ray, never a stray one found on this machine
+            ray.init(address="local", include_dashboard=False, **options)
+        started = True
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@contextmanager
+def data_progress(progress: bool) -> Iterator[None]:
+    """Ray Data's progress bars and execution logs on or off for this job, restored afterwards."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    saved = context.enable_progress_bars
+    logger = logging.getLogger("ray.data")
+    saved_level = logger.level
+    context.enable_progress_bars = progress
+    if not progress:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        context.enable_progress_bars = saved
+        logger.setLevel(saved_level)
+
+
+@dataclass(frozen=True)
+class Sizing:
+    actors: int
+    num_cpus: float
+    num_gpus: float
+    threads: int | None
+
+
+def size_actors(resources: dict, nodes: int, actors: int | None, num_cpus: float | None, num_gpus: float,
+                threads: int | None) -> Sizing:
+    """Actor count and resources: one per GPU on GPU clusters; on CPUs, one per machine by default.
+
+    CPU actors ask for a fraction of a core less than their share, so Ray Data's own tasks always
+    find a CPU; ncnn's threads (what really uses the cores) are the actor's share, rounded up.
+    """
+    cpus = float(resources.get("CPU", 1.0))
+    if num_gpus > 0:
+        gpus = float(resources.get("GPU", 0.0))
+        if gpus < num_gpus:
+            raise ValueError(f"the Ray cluster has {gpus:g} GPU(s); each actor asks for {num_gpus:g}")
+        count = actors or max(1, int(gpus // num_gpus))
+        return Sizing(count, num_cpus if num_cpus is not None else 1.0, num_gpus, threads)
+    count = actors or max(1, nodes)
+    share = cpus / count
+    per_actor = num_cpus if num_cpus is not None else max(0.25, share - RESERVED_CPUS / count)
+    return Sizing(count, per_actor, 0.0, threads if threads is not None else max(1, math.ceil(share - 1e-9)))
+
+
+def upscale_many(
+    inputs: list[str] | str,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    model: str | os.PathLike[str] = DEFAULT_MODEL,
+    scale: float | None = None,
+    tile: int = 0,
+    gpu: str | int | None = "auto",
+    fp32: bool = False,
+    fmt: str | None = None,
+    tta: bool = False,
+    alpha: str = "bicubic",
+    background: tuple[int, int, int] = (255, 255, 255),
+    suffix: str | None = None,
+    quality: int = 95,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    threads: int | None = None,
+    dn: float | None = None,
+    dn_model: str | os.PathLike[str] | None = None,
+    jobs: tuple[int, int, int] = (1, 1, 2),
+    address: str | None = "auto",
+    actors: int | None = None,
+    num_cpus_per_actor: float | None = None,
+    num_gpus_per_actor: float = 0.0,
+    batch_size: int = 4,
+    skip_existing: bool = True,
+    progress: bool = True,
+) -> Summary:
+    """Upscale many images on a Ray cluster, writing exactly the files the CLI would write.
+
+    `inputs`: folders, globs, files, list files (.txt/.lst/.list: one path or URI per line) or
+    URIs that pyarrow's file systems read. Outputs go where `realesr-portable -i ... -o output`
+    puts them, on a file system every worker can reach. Existing outputs are skipped (resume).
+    Bad images are `Summary.failed` rows, never an exception; setup errors (unknown model, bad
+    option, no Ray) raise before any work starts.
+    """
+    started = time.perf_counter()
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    out = Path(output) if output is not None else None
+    files = resolve_model(model, scale=scale)  # the driver needs the scale for default names; fails early
+    out_scale = scale if scale is not None else files.spec.scale
+    sources, missing = expand_sources([str(i) for i in items])
+    rows = plan_rows(sources, out, fmt, suffix, f"_x{out_scale:g}")
+    todo, existing = split_existing(rows) if skip_existing else (rows, [])
+    summary = Summary(skipped=[r.src for r in existing], failed=[(str(p), reason) for p, reason in missing])
+    if out is not None and not out.suffix and not out.exists():
+        out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(todo)
+    settings = Settings(str(model), gpu, tile, fp32, scale, tta, alpha, threads, dn,
+                        None if dn_model is None else str(dn_model), max_pixels, quality, tuple(background), tuple(jobs),
+                        assigned_gpu=num_gpus_per_actor > 0)
+    if todo:
+        with ray_session(address, quiet=not progress) as ray, data_progress(progress):
+            sizing = size_actors(ray.cluster_resources(), _cpu_nodes(ray), actors, num_cpus_per_actor, num_gpus_per_actor, threads)
+            summary.actors = sizing.actors
+            try:
+                _run(ray, todo, replace(settings, threads=sizing.threads), sizing, batch_size, summary)
+            finally:
+                remove_leftovers(todo)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _cpu_nodes(ray) -> int:
+    return sum(1 for node in ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0)
+
+
+def _run(ray, rows: list[Row], settings: Settings, sizing: Sizing, batch_size: int, summary: Summary) -> None:
+    """One Ray Dataset of job rows -> actor pool -> result rows streamed back into `summary`."""
+    batch_size = max(1, batch_size)
+    blocks = max(1, math.ceil(len(rows) / batch_size))
+    # Fault tolerance comes from Ray Data's actor defaults (max_restarts=-1, max_task_retries=-1
+    # since Ray 2.4): a killed actor is started again and its batch retried. Passing them by hand
+    # is deprecated in Ray 2.60; tests/test_distributed.py kills an actor to hold Ray to it.
+    dataset = ray.data.from_items([r.as_dict() for r in rows], override_num_blocks=blocks)
+    results = dataset.map_batches(
+        UpscaleWorker,
+        fn_constructor_kwargs={"settings": settings},
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=sizing.actors),
+        num_cpus=sizing.num_cpus,
+        num_gpus=sizing.num_gpus or None,
+    )
+    for row in results.iter_rows():
+        if row["status"] == "done":
+            summary.done.append(row["src"])
+        else:
+            summary.failed.append((row["src"], row["reason"]))
+        summary.notices.extend(n for n in str(row["notes"]).splitlines() if n)
