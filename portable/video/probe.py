@@ -13,13 +13,15 @@ from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
 
+from ..errors import UserError
+
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".flv", ".wmv",
                   ".mpg", ".mpeg", ".nut", ".ogv", ".3gp")
 _IMAGE_DEMUXERS = ("image2", "gif", "apng", "webp_pipe", "tiff_pipe", "bmp_pipe")
 _HEAD_BYTES = 4 << 20
 
 
-class VideoError(ValueError):
+class VideoError(UserError, ValueError):
     """A video that cannot be read, encoded or resumed; the message is one line naming the file."""
 
 
