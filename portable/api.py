@@ -18,6 +18,7 @@ from .imageio import Picture, split_modes
 from .models import DEFAULT_MODEL, ModelFiles, resolve_model
 from .session import ModelLoadError, Session
 from .spec import ModelSpec
+from .video import upscale_video  # noqa: F401 - the video API beside Upscaler; PyAV loads only when called
 
 
 def blended_weights(model: ModelFiles, twin: str | os.PathLike[str], dn: float) -> bytes:

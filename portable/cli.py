@@ -136,8 +136,9 @@ def upscale(
                      "skip_duplicates": skip_duplicates}
     try:
         video_failed = run_videos(video_jobs, upscaler, video_options, quiet, skip_existing, lambda t: typer.echo(f"{PROG}: {t}", err=True))
-    except KeyboardInterrupt:
-        raise _fail("interrupted; rerun with --resume to continue the video from its last finished segment", 130) from None
+    except (KeyboardInterrupt, Terminated) as exc:
+        how, code = ("terminated", EXIT_TERMINATED) if isinstance(exc, Terminated) else ("interrupted", EXIT_INTERRUPTED)
+        raise _fail(f"{how}; rerun with --resume to continue the video from its last finished segment", code) from None
     report.failed = missing + report.failed
     if not quiet:
         for note in report.notices:

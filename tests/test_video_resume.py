@@ -114,3 +114,19 @@ def test_work_folder_from_another_job_is_refused(tmp_path: Path, upscaler: Upsca
         assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert not dst.exists() and kept.read_bytes() == before  # nothing lost, nothing half-written
     assert sorted(os.listdir(tmp_path)) == [".out.mkv.resume", "in.mkv"]
+
+
+def test_segments_start_at_keyframes_and_cover_every_frame() -> None:
+    from fractions import Fraction
+
+    from realesr_portable.video.probe import VideoInfo
+    from realesr_portable.video.segments import plan_segments, segment_of
+
+    pts = tuple(range(0, 640, 40))  # 16 frames, 40 ms, a keyframe every 4
+    info = VideoInfo(32, 24, Fraction(1, 1000), Fraction(25), pts, pts[::4], 0)
+    short = plan_segments(info, 0.1)
+    assert [(s.start_pts, s.end_pts, s.frames) for s in short] == [(0, 160, 4), (160, 320, 4), (320, 480, 4), (480, None, 4)]
+    longer = plan_segments(info, 0.3)
+    assert [(s.start_pts, s.end_pts, s.frames) for s in longer] == [(0, 320, 8), (320, None, 8)]
+    assert [segment_of(longer, p).index for p in pts] == [0] * 8 + [1] * 8
+    assert sum(s.frames for s in plan_segments(info, 10.0)) == 16

@@ -148,3 +148,41 @@ def _png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+@pytest.mark.parametrize("ext, codec, pix_fmt, name", [
+    ("webm", "libvpx-vp9", "yuv420p", "vp9"),
+    ("mp4", "libsvtav1", "yuv420p10le", "av1"),
+    ("mov", "libx264", "yuv444p", "h264"),
+])
+def test_other_codecs_containers_and_10_bit(tmp_path: Path, ext: str, codec: str, pix_fmt: str, name: str) -> None:
+    src, dst = tmp_path / "in.mp4", tmp_path / f"out.{ext}"
+    make_clip(src, 4, audio="aac")
+    result = runner.invoke(app, ["-i", str(src), "-o", str(dst), *FAST[:-1], "--codec", codec, "--pix-fmt", pix_fmt, "--crf", "30"])
+    assert result.exit_code == 0, result.output
+    with av.open(str(dst)) as c:
+        ctx = c.streams.video[0].codec_context
+        assert (ctx.format.name, ctx.width, ctx.height) == (pix_fmt, 64, 48)
+        assert ctx.codec.canonical_name == name
+        has_audio = bool(c.streams.audio)
+    assert frame_times(dst) == frame_times(src)
+    if ext == "webm":  # webm cannot hold AAC: said in a note, the video is still written
+        assert not has_audio and "audio stream #1 not copied" in result.output
+    else:
+        assert has_audio and packets(dst, "audio") == packets(src, "audio")
+
+
+@pytest.mark.parametrize("ext, codec", [("mp4", "libx264"), ("mkv", "libx265")])
+def test_many_segments_with_b_frames_join_on_time(tmp_path: Path, upscaler: Upscaler, ext: str, codec: str) -> None:
+    """Each segment's encoder has its own reorder delay (and Matroska keeps no dts): the join must
+    still give every frame its pts, in a stream that decodes whole."""
+    src, dst = tmp_path / f"in.{ext}", tmp_path / f"out.{ext}"
+    make_clip(src, 24, durations_ms=[40, 80, 20, 60] * 6, gop=5, audio="aac")
+    upscale_video(src, dst, upscaler, codec=codec, segment_seconds=0.15)
+    assert frame_times(dst) == frame_times(src)
+    assert len(decode_rgb(dst)) == 24
+    assert packets(dst, "audio") == packets(src, "audio")
+    with av.open(str(dst)) as c:
+        s = c.streams.video[0]
+        dts = [p.dts for p in c.demux(s) if p.size and p.dts is not None]
+    assert all(a < b for a, b in zip(dts, dts[1:]))

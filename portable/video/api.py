@@ -10,6 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..atomic import remove_stale
 from . import pipeline
 from .encoder import EncoderSettings, check_settings, container_format, deep_format
 from .join import join
@@ -84,6 +85,8 @@ def upscale_video(
     info = probe(src)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(dst.parent)  # a killed join's temporary file
+        remove_stale(WorkFolder(dst).path)  # a killed segment's temporary file
     except OSError as exc:
         raise VideoError(f"{dst.parent}: cannot create the output folder ({exc.strerror or exc})") from None
     if not os.access(dst.parent, os.W_OK):

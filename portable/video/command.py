@@ -92,6 +92,12 @@ def run_videos(jobs: list[tuple[Path, Path]], upscaler, options: dict, quiet: bo
         except KeyboardInterrupt:
             progress.close()
             raise
+        except Exception as exc:  # noqa: BLE001 - one line per failed video, never a traceback
+            progress.close()
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            say(f"error: {src}: {type(exc).__name__}{': ' + detail if detail else ''}")
+            failed += 1
+            continue
         progress.close()
         if not quiet:
             for note in report.notices:

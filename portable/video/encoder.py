@@ -8,6 +8,7 @@ row/column, with a notice, rather than failing inside the encoder after minutes 
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -41,6 +42,8 @@ class EncoderSettings:
                 opts["b"] = "0"
         if self.preset is not None:
             opts["preset"] = self.preset
+        if self.codec == "libx265":
+            opts["x265-params"] = "log-level=error"  # x265 prints a banner per encoder, one per segment
         return opts
 
 
@@ -111,6 +114,8 @@ def pad_to(image: np.ndarray, width: int, height: int) -> np.ndarray:
 def open_video_stream(out, settings: EncoderSettings, size: tuple[int, int], time_base: Fraction,
                       rate: Fraction | None, rotation: int):
     """Add the encoded video stream; its time base is the input's, so every pts is kept exactly."""
+    if settings.codec == "libsvtav1":
+        os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration unless told errors only
     stream = out.add_stream(settings.codec, rate=rate, options=settings.options())
     stream.width, stream.height = size
     stream.pix_fmt = settings.pix_fmt

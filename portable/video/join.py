@@ -9,23 +9,35 @@ and dispositions are copied where the output container can hold them.
 from __future__ import annotations
 
 import heapq
+from fractions import Fraction
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..atomic import write_atomic
-from .probe import VideoError, _reason, require_av
+from .probe import VideoError, _reason, main_video, require_av
 from .segments import Segment, WorkFolder
 
 _COPY_TYPES = ("audio", "subtitle", "data")
 
 
 def _video_packets(av, paths: list[Path], out_stream) -> Iterator[tuple[float, int, object]]:
+    """Segment packets in decode order, dts made strictly increasing across segment boundaries.
+
+    Each segment's encoder starts its own reorder delay, and Matroska stores no dts at all, so a
+    joined stream can repeat or lack a dts; pts (what players show) is never changed.
+    """
+    last: Fraction | None = None
     for path in paths:
         with av.open(str(path)) as seg:
             stream = seg.streams.video[0]
+            tick = Fraction(stream.time_base)
             for packet in seg.demux(stream):
-                if packet.size == 0 or packet.dts is None and packet.pts is None:
+                if packet.size == 0 or packet.pts is None:
                     continue
+                if packet.dts is None or last is not None and packet.dts * tick <= last:
+                    wanted = packet.pts if last is None else int(last / tick) + 1
+                    packet.dts = min(wanted, packet.pts)
+                last = packet.dts * tick
                 packet.stream = out_stream
                 yield _key(packet, stream.time_base), 0, packet
 
@@ -55,19 +67,19 @@ def join(src: Path, dst: Path, fmt: str, work: WorkFolder, segments: list[Segmen
         with av.open(str(src), metadata_errors="ignore") as source, av.open(fh, "w", format=fmt) as out:
             with av.open(str(paths[0])) as first:
                 template = first.streams.video[0]
-                video = out.add_stream_from_template(template)
-            in_video = source.streams.video[0]
+                video = out.add_stream_from_template(template, opaque=True)
+            in_video = main_video(source)
             _copy_tags(in_video, video)
             mapping = {}
             for stream in source.streams:
-                if stream.type not in _COPY_TYPES:
+                if stream.type not in _COPY_TYPES and not (stream.type == "video" and stream.index != in_video.index):
                     continue
                 if stream.codec_context is None:  # e.g. mp4's chapter track: chapters are copied below
                     if not source.chapters():
                         notices.append(f"{dst.name}: {stream.type} stream #{stream.index} has no codec; not copied")
                     continue
                 try:
-                    copied = out.add_stream_from_template(stream)
+                    copied = out.add_stream_from_template(stream, opaque=True)
                 except (av.FFmpegError, ValueError) as exc:
                     notices.append(f"{dst.name}: {stream.type} stream #{stream.index} not copied ({_reason(exc)})")
                     continue

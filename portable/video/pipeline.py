@@ -18,8 +18,8 @@ import numpy as np
 
 from ..atomic import write_atomic
 from .encoder import EncoderSettings, even_size, open_video_stream, pad_to
-from .probe import VideoError, VideoInfo, _reason, require_av
-from .segments import Segment, WorkFolder
+from .probe import VideoError, VideoInfo, _reason, main_video, require_av
+from .segments import Segment, WorkFolder, segment_of
 
 _QUEUE = 4
 _END = None
@@ -52,17 +52,18 @@ def decode(path: Path, info: VideoInfo, todo: list[Segment], rgb_format: str, co
     av = require_av()
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
-            stream = container.streams.video[0]
+            stream = main_video(container)
             stream.thread_type = "AUTO"
             if todo[0].start_pts > info.frame_pts[0]:
                 container.seek(todo[0].start_pts, stream=stream)
-            last = todo[-1]
+            last, current = todo[-1], None
             for frame in container.decode(stream):
                 if frame.pts is None:
                     raise VideoError(f"{path}: a frame has no timestamp; remux the file first")
                 if last.end_pts is not None and frame.pts >= last.end_pts:
                     return
-                segment = next((s for s in todo if s.holds(frame.pts)), None)
+                segment = current if current is not None and current.holds(frame.pts) else segment_of(todo, frame.pts)
+                current = segment
                 if segment is None:
                     continue
                 if not colour.tags:
@@ -96,6 +97,9 @@ def encode_segment(path: Path, fmt: str, items: "_Peek", settings: EncoderSettin
                     out.mux(packet)
                 count += 1
                 on_frame()
+            if count != segment.frames:  # raised inside the writer: the partial segment is discarded
+                raise VideoError(f"segment {segment.index}: decoded {count} of {segment.frames} frames "
+                                 "(truncated or damaged input?)")
             for packet in stream.encode(None):
                 out.mux(packet)
 
@@ -105,9 +109,6 @@ def encode_segment(path: Path, fmt: str, items: "_Peek", settings: EncoderSettin
         raise VideoError(f"{path.name}: encoding with {settings.codec} failed ({_reason(exc)})") from None
     except OSError as exc:
         raise VideoError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    if count != segment.frames:
-        path.unlink(missing_ok=True)
-        raise VideoError(f"segment {segment.index}: decoded {count} of {segment.frames} frames (truncated or damaged input?)")
 
 
 def _frame_size(image: np.ndarray, pix_fmt: str, notices: list[str]) -> tuple[int, int]:
@@ -121,15 +122,20 @@ def _frame_size(image: np.ndarray, pix_fmt: str, notices: list[str]) -> tuple[in
     return size
 
 
+_UNSPECIFIED = {"colorspace": 2, "color_primaries": 2, "color_trc": 2, "color_range": 0}  # FFmpeg's values
+
+
 def _space(colour: Colour):
+    """The input's YUV matrix for the RGB -> YUV conversion, or None (swscale's default)."""
     space = colour.tags.get("colorspace")
-    return space if space not in (None, 2) and int(space) != 2 else None
+    return space if space is not None and int(space) != _UNSPECIFIED["colorspace"] else None
 
 
 def _tag_colour(stream, colour: Colour) -> None:
+    """Copy the input's colour tags that are set onto the encoder."""
     ctx = stream.codec_context
     for key, value in colour.tags.items():
-        if value is not None and int(value) != 2 or key == "color_range" and value:
+        if value is not None and int(value) != _UNSPECIFIED[key]:
             try:
                 setattr(ctx, key, value)
             except (AttributeError, TypeError, ValueError):

@@ -13,13 +13,15 @@ from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
 
+from ..errors import UserError
+
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".flv", ".wmv",
                   ".mpg", ".mpeg", ".nut", ".ogv", ".3gp")
 _IMAGE_DEMUXERS = ("image2", "gif", "apng", "webp_pipe", "tiff_pipe", "bmp_pipe")
 _HEAD_BYTES = 4 << 20
 
 
-class VideoError(ValueError):
+class VideoError(UserError, ValueError):
     """A video that cannot be read, encoded or resumed; the message is one line naming the file."""
 
 
@@ -84,11 +86,11 @@ def probe(path: Path) -> VideoInfo:
     av = require_av()
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
-            if not container.streams.video:
+            stream = main_video(container)
+            if stream is None:
                 kinds = sorted({s.type for s in container.streams})
                 found = f"only {', '.join(kinds)}" if kinds else "no streams at all: an empty or zero-frame file"
                 raise VideoError(f"{path}: no video stream ({found})")
-            stream = container.streams.video[0]
             if stream.time_base is None:
                 raise VideoError(f"{path}: the video stream has no time base")
             pts: list[int] = []
@@ -115,6 +117,12 @@ def probe(path: Path) -> VideoInfo:
     pts.sort()
     return VideoInfo(width, height, Fraction(stream.time_base), Fraction(rate) if rate else None, tuple(pts),
                      tuple(sorted(keys)) or (pts[0],), rotation)
+
+
+def main_video(container):
+    """The first video stream that is not an attached picture (cover art), or None."""
+    cover = int(require_av().stream.Disposition.attached_pic)
+    return next((s for s in container.streams.video if not int(s.disposition) & cover), None)
 
 
 def _first_rotation(container, stream) -> int:

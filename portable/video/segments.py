@@ -9,6 +9,7 @@ is refused rather than silently mixed in.
 
 from __future__ import annotations
 
+import bisect
 import json
 import shutil
 from dataclasses import dataclass
@@ -48,9 +49,16 @@ def plan_segments(info: VideoInfo, seconds: float) -> list[Segment]:
     segments = []
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else None
-        count = sum(1 for p in info.frame_pts if p >= start and (end is None or p < end))
-        segments.append(Segment(i, start, end, count))
+        first = bisect.bisect_left(info.frame_pts, start)
+        stop = len(info.frame_pts) if end is None else bisect.bisect_left(info.frame_pts, end)
+        segments.append(Segment(i, start, end, stop - first))
     return segments
+
+
+def segment_of(segments: list[Segment], pts: int) -> Segment | None:
+    """The segment holding `pts` among `segments` (sorted by start), or None."""
+    at = bisect.bisect_right([s.start_pts for s in segments], pts) - 1
+    return segments[at] if at >= 0 and segments[at].holds(pts) else None
 
 
 class WorkFolder:
