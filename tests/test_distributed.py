@@ -186,7 +186,7 @@ def test_cli_ray_auto_in_process_and_address_in_a_subprocess(ray_local, photos, 
                           *CLI_MODEL, "--ray", address, "-q"], capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
-    assert "Dataset" not in run.stderr and " INFO " not in run.stderr, run.stderr  # -q: no Ray Data progress
+    assert run.stderr.strip() == ""  # -q and no failure: not a line, Ray's progress and logs included
     assert _outputs(joined) == reference
 
 

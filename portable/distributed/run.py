@@ -94,16 +94,20 @@ def data_progress(progress: bool) -> Iterator[None]:
     from ray.data import DataContext
 
     context = DataContext.get_current()
-    saved = context.enable_progress_bars
+    # Rich bars: Ray's default tqdm bars draw nothing in a driver that does not forward worker logs.
+    wanted = {"enable_progress_bars": progress, "enable_rich_progress_bars": True, "use_ray_tqdm": False}
+    saved = {name: getattr(context, name, None) for name in wanted}
     logger = logging.getLogger("ray.data")
     saved_level = logger.level
-    context.enable_progress_bars = progress
+    for name, value in wanted.items():
+        setattr(context, name, value)
     if not progress:
         logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        context.enable_progress_bars = saved
+        for name, value in saved.items():
+            setattr(context, name, value)
         logger.setLevel(saved_level)
 
 
