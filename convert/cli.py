@@ -14,12 +14,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import UserError
+from ..commands import run_command
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__.splitlines()[0])
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help=__doc__.splitlines()[0])
 
 
 class Route(str, Enum):
@@ -61,46 +59,12 @@ def convert(
         typer.echo(f"note: {note}")
 
 
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text or type(err).__name__
-
-
-#: Exceptions that describe bad input or a failed check: one line, exit 1.
-KNOWN_ERRORS = (UserError, OSError, MemoryError)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the convert command on `argv` (with or without a leading `convert`); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["convert"]:
         args = args[1:]
-    command = typer.main.get_command(app)
-    try:
-        code = command.main(args=args, prog_name="realesr-portable convert", standalone_mode=False)
-    except typer.Exit as done:
-        return int(done.exit_code)
-    except typer.Abort:
-        print("realesr-portable convert: aborted", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("realesr-portable convert: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - the CLI contract is one line, never a traceback
-        return _report(err)
-    return int(code) if isinstance(code, int) else 0
-
-
-def _report(err: Exception) -> int:
-    usage = getattr(err, "exit_code", None) == EXIT_USAGE and hasattr(err, "format_message")
-    if usage:
-        print(f"realesr-portable convert: {_one_line(err.format_message())}", file=sys.stderr)  # type: ignore[attr-defined]
-        return EXIT_USAGE
-    if isinstance(err, KNOWN_ERRORS):
-        print(f"realesr-portable convert: error: {_one_line(err)}", file=sys.stderr)
-    else:
-        print(f"realesr-portable convert: internal error: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
-    return EXIT_FAILED
+    return run_command(app, args, "realesr-portable convert")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ data and folder to disk before returning, for files whose loss after a power cut
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -25,7 +24,7 @@ Writer = Callable[[BinaryIO], object]
 def _create_temp(path: Path) -> tuple[int, Path]:
     """An exclusive new file beside `path` (mode 0666 & ~umask, applied by the kernel)."""
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.part")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
         except FileExistsError:
