@@ -40,10 +40,23 @@ def convert(
     tile_pad: Annotated[Optional[int], typer.Option("--tile-pad", min=0, help="declare this padding instead of measuring it")] = None,
 ) -> None:
     """Convert weights to NAME.param + NAME.bin + NAME.json, verified against PyTorch."""
-    from .api import convert_file
+    from ..progress import make_progress
+    from .api import STEPS, convert_file
 
-    result = convert_file(src, output, name=name, fp16=not fp32, verify=verify, dn=dn, dn_src=dn_weights,
-                          route=route.value, license=license, tile_pad=tile_pad)
+    bar = make_progress()
+    if bar is None:
+        result = convert_file(src, output, name=name, fp16=not fp32, verify=verify, dn=dn, dn_src=dn_weights,
+                              route=route.value, license=license, tile_pad=tile_pad)
+    else:
+        with bar:
+            task = bar.add_task("convert", total=len(STEPS))
+
+            def step(what: str) -> None:
+                bar.update(task, completed=STEPS.index(what), description=f"convert: {what}", refresh=True)
+
+            result = convert_file(src, output, name=name, fp16=not fp32, verify=verify, dn=dn, dn_src=dn_weights,
+                                  route=route.value, license=license, tile_pad=tile_pad, step=step)
+            bar.update(task, completed=len(STEPS), description="convert", refresh=True)
     spec = result.spec
     typer.echo(f"wrote {result.param}, {result.bin.name}, {result.json.name}: {spec.arch} x{spec.scale}, "
                f"{'fp16' if spec.fp16_weights else 'fp32'} weights, tile_pad {spec.tile_pad}, route {result.route}")
