@@ -37,7 +37,7 @@ def convert(
     route: Annotated[Route, typer.Option(help="direct writer (known architectures), pnnx, or auto")] = Route.auto,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="compare ncnn with torch on a probe image")] = True,
     license: Annotated[Optional[str], typer.Option(help="licence of the weights for the sidecar (SPDX id)")] = None,
-    tile_pad: Annotated[Optional[int], typer.Option("--tile-pad", min=0, help="declare this padding instead of measuring it")] = None,
+    tile_pad: Annotated[Optional[int], typer.Option("--tile-pad", min=0, metavar="PIXELS", help="declare this padding (input pixels per tile side) instead of measuring it")] = None,
 ) -> None:
     """Convert weights to NAME.param + NAME.bin + NAME.json, verified against PyTorch."""
     from ..progress import make_progress
