@@ -45,8 +45,8 @@ def with_tile_pad(files: ModelFiles, pad: int) -> ModelFiles:
 
 
 def python_upscale(files: ModelFiles, image: np.ndarray, tile: int) -> np.ndarray:
-    """The Python runtime's output on the CPU in fp32, tile size `tile`."""
-    return Engine([Session(files, cpu_device(), fp32=True)]).run_model(image, Options(tile=tile))
+    """The Python runtime's output on the CPU in fp32, tile size `tile` (1 thread: the machine is shared)."""
+    return Engine([Session(files, cpu_device(), fp32=True, threads=1)]).run_model(image, Options(tile=tile))
 
 
 def run_cli(program: Path, args: list[str | Path], emulate: bool = False, timeout: int = 900) -> subprocess.CompletedProcess[str]:
@@ -57,11 +57,12 @@ def run_cli(program: Path, args: list[str | Path], emulate: bool = False, timeou
 
 def cpp_upscale(program: Path, param: Path, image: np.ndarray, tile: int, work: Path,
                 gpu: int = -1, emulate: bool = False) -> np.ndarray:
-    """The C++ runner's output for `image` (fp32), read back from its PNG."""
+    """The C++ runner's output for `image` (fp32, 1 thread), read back from its PNG."""
     work.mkdir(parents=True, exist_ok=True)
     src, dst = work / "in.png", work / f"out-{gpu}-{int(emulate)}.png"
     Image.fromarray(image).save(src)
-    proc = run_cli(program, ["-i", src, "-o", dst, "-m", param, "-t", tile, "-g", gpu, "--fp32"], emulate)
+    args = ["-i", src, "-o", dst, "-m", param, "-t", tile, "-g", gpu, "--fp32", "--threads", 1]
+    proc = run_cli(program, args, emulate)
     assert proc.returncode == 0, proc.stderr
     with Image.open(dst) as im:
         return np.asarray(im)
