@@ -21,14 +21,15 @@ from deploy_support import QEMU, build_runner, model_dir  # noqa: E402
 from realesr_portable.models import resolve_model  # noqa: E402
 
 MODEL = "realesr-animevideov3-x4"
-TILE = 32
+TILE = 16
+SIZE = 32
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("bench")
     src = root / "in.png"
-    Image.fromarray(_photo_crop("astronaut.png", 100, 150, 64, 64)).save(src)
+    Image.fromarray(_photo_crop("astronaut.png", 100, 150, SIZE, SIZE)).save(src)
     param = model_dir(resolve_model(MODEL), root / "model")
     return {"src": src, "param": param, "x86": build_runner("x86_64"), "arm": build_runner("aarch64"), "root": root}
 
@@ -52,5 +53,5 @@ def test_runner_speed(benchmark, setup: dict, runtime: str) -> None:
     cpu = []
     benchmark.pedantic(lambda: cpu.append(_cpu_seconds(cmd)), rounds=2, iterations=1)
     benchmark.extra_info["cpu_s"] = min(cpu)
-    print(f"\n{runtime}: {min(cpu):.2f} CPU s for {MODEL} on 64x64, tile {TILE}")
+    print(f"\n{runtime}: {min(cpu):.2f} CPU s for {MODEL} on {SIZE}x{SIZE}, tile {TILE}")
     assert out.is_file()
