@@ -130,31 +130,30 @@ def _work_bytes(graph: Graph, live: list[list[str]]) -> list[float]:
 
 
 def pixel_speed(side: int) -> float:
-    """Relative cost per pixel of a tile of `side` px: small tiles stay in cache (measured on
-    x86 CPUs: 64 px tiles ~0.72x the per-pixel time of 256 px ones, 128 px ~0.88x)."""
+    """Relative cost per pixel of a tile of `side` px: small tiles stay in cache. Measured
+    0.72x for 64 vs 256 px on one x86 CPU, but whole-run CPU time on another (bench/README.md)
+    showed less: the model takes a mild 0.9x."""
     if side <= 64:
-        return 0.72
-    return 0.72 + 0.28 * min(1.0, math.log2(side / 64) / 2)
+        return 0.9
+    return 0.9 + 0.1 * min(1.0, math.log2(side / 64) / 2)
 
 
 def _windows_cost(segment: Segment, region: tuple[int, int, int, int], tile: int) -> float:
     """Multiply-adds of running `segment` over `region` (y0, y1, x0, x1) in tiles of `tile`:
-    every tile re-computes its halo on interior edges and pays a fixed extractor call."""
+    every interior tile edge re-computes the halo and every tile pays a fixed extractor call."""
     y0, y1, x0, x1 = region
     if segment.halo is None or tile <= 0:
         side = max(y1 - y0, x1 - x0)
         return segment.macs * (y1 - y0) * (x1 - x0) * pixel_speed(side) + EXTRACT_MACS
     t, b, l, r = segment.halo
-    total = 0.0
-    for ty in range(y0, y1, tile):
-        h = min(ty + tile, y1) - ty + (t if ty > y0 else 0) + (b if ty + tile < y1 else 0)
-        for tx in range(x0, x1, tile):
-            w = min(tx + tile, x1) - tx + (l if tx > x0 else 0) + (r if tx + tile < x1 else 0)
-            total += segment.macs * h * w * pixel_speed(max(h, w)) + EXTRACT_MACS
-    return total
+    ny, nx = -(-(y1 - y0) // tile), -(-(x1 - x0) // tile)
+    height = (y1 - y0) + (ny - 1) * (t + b)
+    width = (x1 - x0) + (nx - 1) * (l + r)
+    side = min(tile, max(y1 - y0, x1 - x0)) + max(t + b, l + r)
+    return segment.macs * height * width * pixel_speed(side) + EXTRACT_MACS * ny * nx
 
 
-TILE_CANDIDATES = (1024, 768, 512, 384, 256, 192, 128, 96, 64, 48, 32, 24, 16)
+MIN_TILE = 16
 NEAR_BEST = 1.03  # within 3% of the fastest, the tile that needs least memory wins
 
 
@@ -178,8 +177,10 @@ def best_tile(segment: Segment, region: tuple[int, int, int, int], budget: float
         return tile, _elapsed(segment, region, tile, workers)
     side = max(y1 - y0, x1 - x0)
     options: list[tuple[float, float, int]] = []  # (cost, memory, tile)
-    for t in (0, *TILE_CANDIDATES):
-        if t >= side or (t and t % segment.align):
+    # balanced tiles (the region in n equal parts per axis), so no ragged last tile pays a halo
+    balanced = {-(-side // n) for n in range(2, 65)}
+    for t in (0, *sorted({-(-b // segment.align) * segment.align for b in balanced if b >= MIN_TILE}, reverse=True)):
+        if t >= side:
             continue
         h, w = (y1 - y0, x1 - x0) if t == 0 else (min(t, y1 - y0), min(t, x1 - x0))
         hy, hx = (0, 0) if t == 0 else (sum(segment.halo[:2]), sum(segment.halo[2:]))
@@ -187,7 +188,7 @@ def best_tile(segment: Segment, region: tuple[int, int, int, int], budget: float
         if memory <= budget:
             options.append((_elapsed(segment, region, t, workers), memory, t))
     if not options:
-        smallest = TILE_CANDIDATES[-1]
+        smallest = -(-MIN_TILE // segment.align) * segment.align
         return smallest, _elapsed(segment, region, smallest, workers)
     cheapest = min(cost for cost, _, _ in options)
     cost, _, t = min((o for o in options if o[0] <= cheapest * NEAR_BEST), key=lambda o: o[1])

@@ -65,7 +65,14 @@ def _growth(budget: str) -> float:
 
 
 def test_peak_rss_stays_within_the_budget() -> None:
-    small = _growth("128M")
-    assert small <= 128
-    large = _growth("4G")  # the whole net in one piece: ncnn needs ~55 KB per input pixel
-    assert large > small
+    assert _growth("128M") <= 128
+    # the budget is what shaped that run: with plenty, the head runs in fewer, larger tiles
+    from realesr_portable.api import Upscaler
+
+    tiles = {}
+    for budget in ("128M", "4G"):
+        engine = Upscaler("realesrgan-x4plus-anime", gpu=-1, max_memory=budget).engine
+        workers = engine.sessions[0].workers
+        schedule = engine.sessions[0].segmenter.schedule(74, 74, engine.budget / 2 / workers, workers=workers)
+        tiles[budget] = schedule[-1][1] or 74
+    assert tiles["128M"] < tiles["4G"]
