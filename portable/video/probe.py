@@ -129,11 +129,12 @@ def _check_complete(path: Path, container, end: Fraction, time_base: Fraction, p
     """Refuse a file whose streams stop well before the duration its header announces.
 
     A cut Matroska/WebM file still demuxes (its header was written first); only the length it
-    promised tells that frames are missing. The tolerance (3 frame intervals, at least 0.25 s)
+    promised tells that frames are missing. Only Matroska is checked: mp4/mov lengths also count
+    chapter tracks, and MPEG-TS lengths are estimates. The tolerance (3 frame intervals, at least 0.25 s)
     absorbs muxers' rounding of that length.
     """
-    if container.duration is None:
-        return
+    if container.duration is None or "matroska" not in container.format.name:
+        return  # mp4/mov cut anywhere lose their index and fail to open; other headers guess lengths
     start = Fraction(container.start_time or 0, 1_000_000)
     promised = start + Fraction(container.duration, 1_000_000)
     ordered = sorted(pts)
