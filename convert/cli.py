@@ -14,13 +14,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..signals import EXIT_TERMINATED, Terminated, sigterm_as_exception
-from ..errors import UserError
+from ..commands import run_command
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__.splitlines()[0])
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help=__doc__.splitlines()[0])
 
 
 class Route(str, Enum):
@@ -40,13 +37,26 @@ def convert(
     route: Annotated[Route, typer.Option(help="direct writer (known architectures), pnnx, or auto")] = Route.auto,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="compare ncnn with torch on a probe image")] = True,
     license: Annotated[Optional[str], typer.Option(help="licence of the weights for the sidecar (SPDX id)")] = None,
-    tile_pad: Annotated[Optional[int], typer.Option("--tile-pad", min=0, help="declare this padding instead of measuring it")] = None,
+    tile_pad: Annotated[Optional[int], typer.Option("--tile-pad", min=0, metavar="PIXELS", help="declare this padding (input pixels per tile side) instead of measuring it")] = None,
 ) -> None:
     """Convert weights to NAME.param + NAME.bin + NAME.json, verified against PyTorch."""
-    from .api import convert_file
+    from ..progress import make_progress
+    from .api import STEPS, convert_file
 
-    result = convert_file(src, output, name=name, fp16=not fp32, verify=verify, dn=dn, dn_src=dn_weights,
-                          route=route.value, license=license, tile_pad=tile_pad)
+    bar = make_progress()
+    if bar is None:
+        result = convert_file(src, output, name=name, fp16=not fp32, verify=verify, dn=dn, dn_src=dn_weights,
+                              route=route.value, license=license, tile_pad=tile_pad)
+    else:
+        with bar:
+            task = bar.add_task("convert", total=len(STEPS))
+
+            def step(what: str) -> None:
+                bar.update(task, completed=STEPS.index(what), description=f"convert: {what}", refresh=True)
+
+            result = convert_file(src, output, name=name, fp16=not fp32, verify=verify, dn=dn, dn_src=dn_weights,
+                                  route=route.value, license=license, tile_pad=tile_pad, step=step)
+            bar.update(task, completed=len(STEPS), description="convert", refresh=True)
     spec = result.spec
     typer.echo(f"wrote {result.param}, {result.bin.name}, {result.json.name}: {spec.arch} x{spec.scale}, "
                f"{'fp16' if spec.fp16_weights else 'fp32'} weights, tile_pad {spec.tile_pad}, route {result.route}")
@@ -62,50 +72,12 @@ def convert(
         typer.echo(f"note: {note}")
 
 
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text or type(err).__name__
-
-
-#: Exceptions that describe bad input or a failed check: one line, exit 1.
-KNOWN_ERRORS = (UserError, OSError, MemoryError)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the convert command on `argv` (with or without a leading `convert`); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["convert"]:
         args = args[1:]
-    command = typer.main.get_command(app)
-    try:
-        with sigterm_as_exception():
-            code = command.main(args=args, prog_name="realesr-portable convert", standalone_mode=False)
-    except Terminated:  # SIGTERM: every file goes through a temporary name, none is half-written
-        print("realesr-portable convert: terminated", file=sys.stderr)
-        return EXIT_TERMINATED
-    except typer.Exit as done:
-        return int(done.exit_code)
-    except typer.Abort:
-        print("realesr-portable convert: aborted", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("realesr-portable convert: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - the CLI contract is one line, never a traceback
-        return _report(err)
-    return int(code) if isinstance(code, int) else 0
-
-
-def _report(err: Exception) -> int:
-    usage = getattr(err, "exit_code", None) == EXIT_USAGE and hasattr(err, "format_message")
-    if usage:
-        print(f"realesr-portable convert: {_one_line(err.format_message())}", file=sys.stderr)  # type: ignore[attr-defined]
-        return EXIT_USAGE
-    if isinstance(err, KNOWN_ERRORS):
-        print(f"realesr-portable convert: error: {_one_line(err)}", file=sys.stderr)
-    else:
-        print(f"realesr-portable convert: internal error: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
-    return EXIT_FAILED
+    return run_command(app, args, "realesr-portable convert")
 
 
 if __name__ == "__main__":

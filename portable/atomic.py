@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -27,7 +26,7 @@ from typing import BinaryIO
 
 Writer = Callable[[BinaryIO], object]
 
-_PART = re.compile(r"^\..+\.(?P<pid>[0-9]+)\.[a-z0-9_]{8}\.part$")  # 8 hex chars of secrets.token_hex(4)
+_PART = re.compile(r"^\..+\.(?P<pid>[0-9]+)\.[a-z0-9_]{8}\.part$")  # 8 hex chars of os.urandom(4)
 STALE_AFTER_S = 60.0  # a dead writer's file must also be this old (other PID namespaces share folders)
 ABANDONED_AFTER_S = 24 * 3600.0  # whatever the pid says: no write takes a day
 
@@ -35,7 +34,7 @@ ABANDONED_AFTER_S = 24 * 3600.0  # whatever the pid says: no write takes a day
 def _create_temp(path: Path) -> tuple[int, Path]:
     """An exclusive new file beside `path` (mode 0666 & ~umask, applied by the kernel)."""
     while True:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.part")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
         except FileExistsError:

@@ -40,10 +40,11 @@ def default_budget(device: Device) -> int:
     return max(MIN_BUDGET, int(device.heap_budget_mb * share) << 20)
 
 
-def super_tile(height: int, width: int, pre_pad: int, context: int, bytes_px: float, budget: float) -> int:
+def super_tile(height: int, width: int, pre_pad: tuple[int, int, int, int], context: int, bytes_px: float,
+               budget: float) -> int:
     """0 when the image's stored features fit half the budget in one piece; else the side of the
     super-tiles (each carrying `context` pixels of seam-free context per side) that do."""
-    if (height + 2 * pre_pad) * (width + 2 * pre_pad) * bytes_px <= budget / 2:
+    if (height + pre_pad[0] + pre_pad[1]) * (width + pre_pad[2] + pre_pad[3]) * bytes_px <= budget / 2:
         return 0
     side = int(math.sqrt(budget / 2 / bytes_px)) - 2 * context
     return max(MIN_SUPER_TILE, side)

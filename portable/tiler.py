@@ -2,7 +2,7 @@
 
 Each tile is read with `pad` pixels of real context on every side where it has neighbours and
 only its centre is written out. Outside the image the context is a mirrored pre-pad of
-`pre_pad` pixels (default `pad`), the same whether the image is one tile or many, so the
+`pre_pad` pixels per side (default `pad`), the same whether the image is one tile or many, so the
 borders do not depend on the tiling. Only one padded tile is converted to float at a time and
 the output is written straight into the final integer array, so memory is bounded by the tile.
 A tile that fails (out of memory) is split into four and retried.
@@ -84,17 +84,17 @@ class TileJob:
     src_max: float  # 255, 65535 or 1.0 (float input already in [0,1])
     out_max: float
     value_range: tuple[float, float] = (0.0, 1.0)
-    pre_pad: int | None = None  # mirrored context beyond the image's edge; None: `pad`
+    pre_pad: tuple[int, int, int, int] | None = None  # mirrored top, bottom, left, right; None: `pad`
 
     def read(self, win: Window) -> tuple[np.ndarray, int, int]:
         """The padded (C,h,w) float tile for a window, plus its top/left padding."""
         h, w = self.src.shape[:2]
-        edge = self.pad if self.pre_pad is None else self.pre_pad
-        # the padded image spans -edge..h+edge; a piece reaches `pad` into its neighbours
-        y0 = -edge if win.y0 == 0 else max(win.y0 - self.pad, -edge)
-        x0 = -edge if win.x0 == 0 else max(win.x0 - self.pad, -edge)
-        y1 = h + edge if win.y1 == h else min(win.y1 + self.pad, h + edge)
-        x1 = w + edge if win.x1 == w else min(win.x1 + self.pad, w + edge)
+        et, eb, el, er = (self.pad,) * 4 if self.pre_pad is None else self.pre_pad
+        # the padded image spans -et..h+eb, -el..w+er; a piece reaches `pad` into its neighbours
+        y0 = -et if win.y0 == 0 else max(win.y0 - self.pad, -et)
+        x0 = -el if win.x0 == 0 else max(win.x0 - self.pad, -el)
+        y1 = h + eb if win.y1 == h else min(win.y1 + self.pad, h + eb)
+        x1 = w + er if win.x1 == w else min(win.x1 + self.pad, w + er)
         y1 = _round_up(y1 - y0, self.size_multiple) + y0
         x1 = _round_up(x1 - x0, self.size_multiple) + x0
         top, left = win.y0 - y0, win.x0 - x0

@@ -113,6 +113,8 @@ def test_list_file_of_paths_and_uris(ray_local, photos, reference, tmp_path):
     assert _outputs(out) == {n: reference[n] for n in (good[0].name, good[1].name, "p2.png")}
     with pytest.raises(UsageError, match="URI inputs need -o"):
         upscale_many([good[0].as_uri()], None, progress=False, **MODEL)
+    with pytest.raises(UsageError, match="alpha 'none'"):
+        upscale_many([str(good[0])], out, alpha="none", progress=False, **MODEL)
 
 
 def _descends_from(pid: int, ancestor: int) -> bool:
@@ -184,6 +186,7 @@ def test_cli_ray_auto_in_process_and_address_in_a_subprocess(ray_local, photos, 
                           *CLI_MODEL, "--ray", address, "-q"], capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
+    assert run.stderr.strip() == ""  # -q and no failure: not a line, Ray's progress and logs included
     assert _outputs(joined) == reference
 
 
@@ -203,6 +206,11 @@ def test_actor_sizing_leaves_cpu_for_ray_data_and_gives_each_actor_a_gpu():
     assert (two.actors, two.threads) == (2, 1) and 2 * two.num_cpus < 2.0
     gpus = size_actors({"CPU": 64.0, "GPU": 8.0}, nodes=2, actors=None, num_cpus=None, num_gpus=1.0, threads=None)
     assert (gpus.actors, gpus.num_gpus) == (8, 1.0)
+    auto = size_actors({"CPU": 16.0, "GPU": 4.0}, nodes=1, actors=None, num_cpus=None, num_gpus=None, threads=None)
+    assert (auto.actors, auto.num_gpus) == (4, 1.0)
+    forced_cpu = size_actors({"CPU": 16.0, "GPU": 4.0}, nodes=1, actors=None, num_cpus=None, num_gpus=None, threads=None,
+                             cpu_only=True)
+    assert (forced_cpu.actors, forced_cpu.num_gpus, forced_cpu.threads) == (1, 0.0, 16)
     with pytest.raises(ValueError, match="has 0 GPU"):
         size_actors({"CPU": 2.0}, nodes=1, actors=None, num_cpus=None, num_gpus=1.0, threads=None)
     assert assigned_vulkan_device(["3"], [0, 1, 2, 3]) == 3  # Vulkan sees every GPU

@@ -34,7 +34,7 @@ def _inputs(folder: Path, count: int, size: int = 96) -> None:
         Image.fromarray(pixels).save(folder / f"{i:02d}.png")
 
 
-def _interrupt_after(tmp_path: Path, sig: int, done_before: int) -> tuple[int, str, Path]:
+def _interrupt_after(tmp_path: Path, sig: int, done_before: int, times: int = 1) -> tuple[int, str, Path]:
     src, out = tmp_path / "in", tmp_path / "out"
     if not src.exists():
         _inputs(src, 30)
@@ -45,7 +45,9 @@ def _interrupt_after(tmp_path: Path, sig: int, done_before: int) -> tuple[int, s
         if out.is_dir() and sum(1 for p in out.iterdir() if p.suffix == ".png") >= done_before:
             break
         time.sleep(0.02)
-    proc.send_signal(sig)
+    for _ in range(times):
+        proc.send_signal(sig)
+        time.sleep(0.05)
     _, err = proc.communicate(timeout=120)
     return proc.returncode, err, out
 
@@ -65,6 +67,12 @@ def test_sigterm_mid_batch_exits_143_with_one_line_and_no_part_files(tmp_path: P
         with Image.open(written) as im:
             im.load()
             assert im.size == (192, 192)
+
+
+def test_second_sigterm_does_not_cut_the_cleanup_short(tmp_path: Path) -> None:
+    code, err, out = _interrupt_after(tmp_path, signal.SIGTERM, 2, times=3)
+    assert code == 143 and len(err.strip().splitlines()) == 1, err
+    _assert_no_part_files(out)
 
 
 def test_ctrl_c_mid_batch_exits_130_with_no_part_files(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Official ncnn weights imported into our PyTorch architectures reproduce ncnn's own output.
 
-Parity threshold (DESIGN.md): max abs < 1e-4 on [0, 1] outputs, ncnn fp32 on the CPU, inputs
+Parity threshold (docs/architecture.md): max abs < 1e-4 on [0, 1] outputs, ncnn fp32 on the CPU, inputs
 cut from real photos shipped with scikit-image.
 """
 

@@ -19,7 +19,8 @@ LEVEL = 1.0 / 255.0
 
 def untiled_input(src: np.ndarray) -> np.ndarray:
     h, w = src.shape[:2]
-    rows, cols = reflect_indices(-PRE_PAD, h + PRE_PAD, h), reflect_indices(-PRE_PAD, w + PRE_PAD, w)
+    top, bottom, left, right = PRE_PAD
+    rows, cols = reflect_indices(-top, h + bottom, h), reflect_indices(-left, w + right, w)
     return src[rows[:, None], cols[None, :]].astype(np.float32)
 
 
@@ -28,7 +29,8 @@ def untiled(session: Session, src: np.ndarray) -> np.ndarray:
     h, w = src.shape[:2]
     chw = np.ascontiguousarray(untiled_input(src).transpose(2, 0, 1))
     s = session.spec.scale
-    out = session.run(chw)[:, PRE_PAD * s : (PRE_PAD + h) * s, PRE_PAD * s : (PRE_PAD + w) * s]
+    top, left = PRE_PAD[0], PRE_PAD[2]
+    out = session.run(chw)[:, top * s : (top + h) * s, left * s : (left + w) * s]
     return np.clip(out.transpose(1, 2, 0), 0.0, 1.0)
 
 
@@ -54,11 +56,11 @@ def test_tiled_equals_the_untiled_whole_net(photo_crop, name: str, size: tuple[i
     # every cut used, each segment tiled with its own small halo (no merging by the cost model)
     tile = max(tiles)
     segmenter = session.segmenter
-    h, w = size[0] + 2 * PRE_PAD, size[1] + 2 * PRE_PAD
+    h, w = size[0] + PRE_PAD[0] + PRE_PAD[1], size[1] + PRE_PAD[2] + PRE_PAD[3]
     schedule = segmenter.schedule(h, w, 1e12, tile=tile, merge=False)
     assert len(schedule) > 2 and all(s.halo is not None and max(s.halo) < tile for s, _ in schedule)
     chw = np.ascontiguousarray(untiled_input(src).transpose(2, 0, 1))
-    box = (PRE_PAD, PRE_PAD + size[0], PRE_PAD, PRE_PAD + size[1])
+    box = (PRE_PAD[0], PRE_PAD[0] + size[0], PRE_PAD[2], PRE_PAD[2] + size[1])
     stored = run_segments(schedule, [session.extract], segmenter.graph.root, segmenter.keep, chw, "data", box)
     k = session.spec.scale
     fine = np.clip(stored["output"][:, box[0] * k : box[1] * k, box[2] * k : box[3] * k].transpose(1, 2, 0), 0, 1)

@@ -19,7 +19,7 @@ from realesr_portable.api import Upscaler
 from realesr_portable.archs.families import FAMILIES
 from realesr_portable.archs.family import ArchFamily, ArchInfo
 from realesr_portable.archs.ncnn_read import layers_of, put_conv
-from realesr_portable.convert.api import convert_file
+from realesr_portable.convert.api import STEPS, convert_file
 from realesr_portable.convert.detect import detect_architecture
 from realesr_portable.convert.importer import import_ncnn
 from realesr_portable.convert.weights_io import save_state_dict
@@ -70,7 +70,9 @@ def test_toy_family_goes_through_convert_runtime_and_import(tmp_path: Path) -> N
     weights = save_state_dict(net.state_dict(), tmp_path / "toy.pth")
     assert detect_architecture(net.state_dict(), families).name == "ToyShuffle"
 
-    result = convert_file(weights, tmp_path / "out", fp16=False, families=families)
+    steps: list[str] = []
+    result = convert_file(weights, tmp_path / "out", fp16=False, families=families, step=steps.append)
+    assert tuple(steps) == STEPS  # what the progress bar shows
     assert result.spec.arch == "ToyShuffle" and result.spec.scale == 2 and result.spec.tile_pad == 1
     assert result.max_abs is not None and result.max_abs < 1e-4
     umask = os.umask(0o022)

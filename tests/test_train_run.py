@@ -15,8 +15,7 @@ import torch
 from realesr_portable.trainer import checkpoint as ckpt
 from realesr_portable.trainer import config as c
 from realesr_portable.trainer import loop
-from realesr_portable.trainer.cli import run_cli
-from realesr_portable.trainer.train import parse_args
+from realesr_portable.trainer.cli import main as train_main
 from train_support import PYTHON, REPO, TRAIN_PY, make_folder, make_vgg_file, one_thread, photo, script_env, tiny_config, write_config
 
 _single_thread = pytest.fixture(autouse=True)(one_thread)
@@ -134,13 +133,13 @@ def test_export_runs_in_the_runtime(data_root: Path, tmp_path: Path) -> None:
 
     # on demand: the newest checkpoint's EMA generator, named after its iteration
     cfg_path = write_config(tmp_path / "e.yml", raw)
-    assert run_cli(parse_args(["--config", str(cfg_path), "--export"]), "test") == 0
+    assert train_main(["--config", str(cfg_path), "--export"], "test") == 0
     again = resolve_model(str(run_dir / "export" / "tiny_x4_iter2.param"))
     assert again.spec.scale == 4 and again.bin.read_bytes() != b""
 
 
 def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = run_cli(parse_args(argv), "test")
+    code = train_main(argv, "test")
     return code, capsys.readouterr().err.strip()
 
 

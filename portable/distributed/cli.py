@@ -8,8 +8,10 @@ prints them as one line.
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
+from ..quiet import quiet_stderr
 from .run import RayMissingError, upscale_many
 
 PROG = "realesr-portable"
@@ -22,7 +24,9 @@ def _say(text: str) -> None:
 def run_ray(items: list[str], output: Path | None, address: str, quiet: bool, **options) -> int:
     """Run the job on Ray; `options` are `upscale_many`'s model and output options."""
     try:
-        summary = upscale_many(items, output, address=address, progress=not quiet, skip_existing=True, **options)
+        # -q: Ray's C++ core still logs a line per actor to fd 2; our own messages come after.
+        with quiet_stderr() if quiet else nullcontext():
+            summary = upscale_many(items, output, address=address, progress=not quiet, skip_existing=True, **options)
     except RayMissingError as exc:
         _say(f"error: {exc}")
         return 2

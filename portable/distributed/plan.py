@@ -22,9 +22,14 @@ LIST_SUFFIXES = (".txt", ".lst", ".list")
 class Row:
     """One unit of work as it travels through the Ray Dataset (plain strings: cheap to ship)."""
 
-    src: str  # a local path or a URI
-    dst: str  # a local (or shared-file-system) path
+    src: str  # a URI, or an absolute local path (workers on other machines have another cwd)
+    dst: str  # an absolute path, on a file system every worker mounts at the same place
     fmt: str  # Pillow format name
+    shown: str = ""  # the source as the user gave it, for messages
+
+    @property
+    def name(self) -> str:
+        return self.shown or self.src
 
     def as_dict(self) -> dict[str, str]:
         return {"src": self.src, "dst": self.dst, "fmt": self.fmt}
@@ -96,7 +101,8 @@ def plan_rows(
         raise UsageError("URI inputs need -o FOLDER (outputs are written to a file system the workers share)")
     stand_ins = [_stand_in(s) for s in sources]
     jobs = plan_jobs(stand_ins, output, fmt, suffix, default_suffix)
-    return [Row(src, str(job.dst), job.fmt) for src, job in zip(sources, jobs)]
+    return [Row(src if is_uri(src) else str(Path(src).absolute()), str(job.dst.absolute()), job.fmt, src)
+            for src, job in zip(sources, jobs)]
 
 
 def split_existing(rows: list[Row]) -> tuple[list[Row], list[Row]]:

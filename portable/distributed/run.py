@@ -18,7 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..imageio import DEFAULT_MAX_PIXELS
+from ..batch import UsageError
+from ..engine import ALPHA_MODES
+from ..imageio import DEFAULT_MAX_PIXELS, FORMATS
 from ..models import DEFAULT_MODEL, resolve_model
 from .plan import Row, expand_sources, plan_rows, remove_leftovers, split_existing
 from .worker import Settings, UpscaleWorker
@@ -92,16 +94,20 @@ def data_progress(progress: bool) -> Iterator[None]:
     from ray.data import DataContext
 
     context = DataContext.get_current()
-    saved = context.enable_progress_bars
+    # Rich bars: Ray's default tqdm bars draw nothing in a driver that does not forward worker logs.
+    wanted = {"enable_progress_bars": progress, "enable_rich_progress_bars": True, "use_ray_tqdm": False}
+    saved = {name: getattr(context, name, None) for name in wanted}
     logger = logging.getLogger("ray.data")
     saved_level = logger.level
-    context.enable_progress_bars = progress
+    for name, value in wanted.items():
+        setattr(context, name, value)
     if not progress:
         logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        context.enable_progress_bars = saved
+        for name, value in saved.items():
+            setattr(context, name, value)
         logger.setLevel(saved_level)
 
 
@@ -113,14 +119,16 @@ class Sizing:
     threads: int | None
 
 
-def size_actors(resources: dict, nodes: int, actors: int | None, num_cpus: float | None, num_gpus: float,
-                threads: int | None) -> Sizing:
+def size_actors(resources: dict, nodes: int, actors: int | None, num_cpus: float | None, num_gpus: float | None,
+                threads: int | None, cpu_only: bool = False) -> Sizing:
     """Actor count and resources: one per GPU on GPU clusters; on CPUs, one per machine by default.
 
     CPU actors ask for a fraction of a core less than their share, so Ray Data's own tasks always
     find a CPU; ncnn's threads (what really uses the cores) are the actor's share, rounded up.
     """
     cpus = float(resources.get("CPU", 1.0))
+    if num_gpus is None:  # automatic: one GPU per actor wherever the cluster has GPUs
+        num_gpus = 1.0 if resources.get("GPU", 0) > 0 and not cpu_only else 0.0
     if num_gpus > 0:
         gpus = float(resources.get("GPU", 0.0))
         if gpus < num_gpus:
@@ -156,7 +164,7 @@ def upscale_many(
     address: str | None = "auto",
     actors: int | None = None,
     num_cpus_per_actor: float | None = None,
-    num_gpus_per_actor: float = 0.0,
+    num_gpus_per_actor: float | None = None,
     batch_size: int = 4,
     skip_existing: bool = True,
     progress: bool = True,
@@ -167,9 +175,16 @@ def upscale_many(
     URIs that pyarrow's file systems read. Outputs go where `realesr-portable -i ... -o output`
     puts them, on a file system every worker can reach. Existing outputs are skipped (resume).
     Bad images are `Summary.failed` rows, never an exception; setup errors (unknown model, bad
-    option, no Ray) raise before any work starts.
+    option, no Ray) raise before any work starts. Model and output options are the CLI's.
+
+    Cluster options: `address` "auto" (a local Ray, or RAY_ADDRESS) or a cluster address;
+    `actors` (default: one per GPU, else one per machine); `num_gpus_per_actor` (default 1 where
+    the cluster has GPUs and `gpu` is not -1); `num_cpus_per_actor` (default: the actor's share
+    of the CPUs less a reserve for Ray Data); `batch_size` images per actor call (the unit a
+    killed actor redoes); `progress` Ray Data's progress bars and logs.
     """
     started = time.perf_counter()
+    _check_options(fmt, alpha, dn, dn_model)
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     out = Path(output) if output is not None else None
     files = resolve_model(model, scale=scale)  # the driver needs the scale for default names; fails early
@@ -177,19 +192,20 @@ def upscale_many(
     sources, missing = expand_sources([str(i) for i in items])
     rows = plan_rows(sources, out, fmt, suffix, f"_x{out_scale:g}")
     todo, existing = split_existing(rows) if skip_existing else (rows, [])
-    summary = Summary(skipped=[r.src for r in existing], failed=[(str(p), reason) for p, reason in missing])
+    summary = Summary(skipped=[r.name for r in existing], failed=[(str(p), reason) for p, reason in missing])
     if out is not None and not out.suffix and not out.exists():
         out.mkdir(parents=True, exist_ok=True)
     remove_leftovers(todo)
     settings = Settings(str(model), gpu, tile, fp32, scale, tta, alpha, threads, dn,
-                        None if dn_model is None else str(dn_model), max_pixels, quality, tuple(background), tuple(jobs),
-                        assigned_gpu=num_gpus_per_actor > 0)
+                        None if dn_model is None else str(dn_model), max_pixels, quality, tuple(background), tuple(jobs))
     if todo:
         with ray_session(address, quiet=not progress) as ray, data_progress(progress):
-            sizing = size_actors(ray.cluster_resources(), _cpu_nodes(ray), actors, num_cpus_per_actor, num_gpus_per_actor, threads)
+            sizing = size_actors(ray.cluster_resources(), _cpu_nodes(ray), actors, num_cpus_per_actor, num_gpus_per_actor,
+                                 threads, cpu_only=str(gpu).strip() == "-1")
             summary.actors = sizing.actors
             try:
-                _run(ray, todo, replace(settings, threads=sizing.threads), sizing, batch_size, summary)
+                _run(ray, todo, replace(settings, threads=sizing.threads, assigned_gpu=sizing.num_gpus > 0), sizing,
+                     batch_size, summary)
             finally:
                 remove_leftovers(todo)
     summary.seconds = time.perf_counter() - started
@@ -198,6 +214,16 @@ def upscale_many(
 
 def _cpu_nodes(ray) -> int:
     return sum(1 for node in ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0)
+
+
+def _check_options(fmt: str | None, alpha: str, dn: float | None, dn_model: object) -> None:
+    """The CLI's option checks, for callers of the Python API (before any Ray work starts)."""
+    if fmt is not None and fmt.lower() not in FORMATS:
+        raise UsageError(f"fmt {fmt!r}: expected png, jpg or webp")
+    if alpha not in ALPHA_MODES:
+        raise UsageError(f"alpha {alpha!r}: expected one of {', '.join(ALPHA_MODES)}")
+    if (dn is None) != (dn_model is None):
+        raise UsageError("dn and dn_model go together")
 
 
 def _run(ray, rows: list[Row], settings: Settings, sizing: Sizing, batch_size: int, summary: Summary) -> None:
@@ -216,9 +242,12 @@ def _run(ray, rows: list[Row], settings: Settings, sizing: Sizing, batch_size: i
         num_cpus=sizing.num_cpus,
         num_gpus=sizing.num_gpus or None,
     )
+    shown = {r.src: r.name for r in rows}
     for row in results.iter_rows():
+        src = str(row["src"])
+        name = shown.get(src, src)
         if row["status"] == "done":
-            summary.done.append(row["src"])
+            summary.done.append(name)
         else:
-            summary.failed.append((row["src"], row["reason"]))
-        summary.notices.extend(n for n in str(row["notes"]).splitlines() if n)
+            summary.failed.append((name, str(row["reason"]).replace(src, name)))
+        summary.notices.extend(n.replace(src, name) for n in str(row["notes"]).splitlines() if n)

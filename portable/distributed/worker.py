@@ -97,15 +97,15 @@ class UpscaleWorker:
 
     def run_rows(self, rows: list[Row]) -> list[tuple[Row, str, str, str]]:
         """Upscale a batch with the CLI's pipeline; URIs are fetched to a local scratch folder first."""
-        scratch = Path(tempfile.mkdtemp(prefix="realesr-portable-fetch-"))
+        scratch = Path(tempfile.mkdtemp(prefix="realesr-portable-fetch-")) if any(is_uri(r.src) for r in rows) else None
         try:
             local: dict[str, Row] = {}
             fetch_failed: dict[str, str] = {}
             jobs = []
             for i, row in enumerate(rows):
                 try:
-                    path = fetch(row.src, scratch / str(i)) if is_uri(row.src) else Path(row.src)
-                except OSError as exc:
+                    path = fetch(row.src, scratch / str(i)) if scratch and is_uri(row.src) else Path(row.src)
+                except (OSError, ValueError) as exc:  # pyarrow: FileNotFoundError, ArrowInvalid, ...
                     fetch_failed[row.src] = f"{row.src}: cannot read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
                     continue
                 local[str(path)] = row
@@ -113,7 +113,8 @@ class UpscaleWorker:
             report = run_pipeline(jobs, self._stages(), self.settings.jobs, skip_existing=False)
             return [self._result(row, report, local, fetch_failed) for row in rows]
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
 
     def _stages(self) -> Stages:
         def process(pic: Picture, job: Job) -> Picture:
