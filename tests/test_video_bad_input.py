@@ -36,8 +36,12 @@ def _audio_only(path: Path) -> None:
 
 
 def _make(kind: str, folder: Path) -> Path:
-    path = folder / f"{kind}.mp4"
-    if kind == "text":
+    path = folder / f"{kind}.{'mkv' if kind == 'cut_mkv' else 'mp4'}"
+    if kind == "cut_mkv":  # Matroska still demuxes when cut: only its announced length tells
+        make_clip(path, 24)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) * 6 // 10])
+    elif kind == "text":
         path.write_text("this is not a video\n")
     elif kind == "truncated":
         make_clip(path, 12)
@@ -67,6 +71,7 @@ def _check_clean_failure(result, inputs: Path, out: Path, src: Path, digest: str
 @pytest.mark.parametrize("kind, message", [
     ("text", "not a readable video"),
     ("truncated", "not a readable video"),
+    ("cut_mkv", "truncated (streams end at"),
     ("zero_frames", "no video stream"),
     ("audio_only", "no video stream (only audio)"),
 ])

@@ -34,12 +34,21 @@ def _video_packets(av, paths: list[Path], out_stream) -> Iterator[tuple[float, i
             for packet in seg.demux(stream):
                 if packet.size == 0 or packet.pts is None:
                     continue
-                if packet.dts is None or last is not None and packet.dts * tick <= last:
-                    wanted = packet.pts if last is None else int(last / tick) + 1
-                    packet.dts = min(wanted, packet.pts)
-                last = packet.dts * tick
+                last = fix_dts(packet, last, tick)
                 packet.stream = out_stream
                 yield _key(packet, stream.time_base), 0, packet
+
+
+def fix_dts(packet, last: Fraction | None, tick: Fraction) -> Fraction:
+    """Give `packet` a dts after `last` and not after its pts (pts untouched); returns its dts in seconds.
+
+    Needed where encoders restart (each segment) and where they guess a dts for the last frames of
+    a tiny variable-rate segment that the muxer would refuse.
+    """
+    if packet.dts is None or packet.dts > packet.pts or last is not None and packet.dts * tick <= last:
+        wanted = packet.pts if last is None else min(packet.pts, max(packet.dts or 0, int(last / tick) + 1))
+        packet.dts = min(wanted, packet.pts)
+    return packet.dts * tick
 
 
 def _copied_packets(av, container, mapping: dict) -> Iterator[tuple[float, int, object]]:

@@ -12,6 +12,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from ..atomic import write_atomic
 from .encoder import EncoderSettings, even_size, open_video_stream, pad_to
 from .probe import VideoError, VideoInfo, _reason, main_video, require_av
+from .join import fix_dts
 from .segments import Segment, WorkFolder, segment_of
 
 _QUEUE = 4
@@ -83,6 +85,7 @@ def encode_segment(path: Path, fmt: str, items: "_Peek", settings: EncoderSettin
 
     def writer(fh) -> None:
         nonlocal count
+        last = None
         with av.open(fh, "w", format=fmt) as out:
             stream = open_video_stream(out, settings, size, info.time_base, info.rate, info.rotation)
             _tag_colour(stream, colour)
@@ -94,14 +97,14 @@ def encode_segment(path: Path, fmt: str, items: "_Peek", settings: EncoderSettin
                 if item.duration:
                     frame.duration = item.duration
                 for packet in stream.encode(frame):
-                    out.mux(packet)
+                    last = _mux(out, packet, last, info.time_base)
                 count += 1
                 on_frame()
             if count != segment.frames:  # raised inside the writer: the partial segment is discarded
                 raise VideoError(f"segment {segment.index}: decoded {count} of {segment.frames} frames "
                                  "(truncated or damaged input?)")
             for packet in stream.encode(None):
-                out.mux(packet)
+                last = _mux(out, packet, last, info.time_base)
 
     try:
         write_atomic(path, writer)
@@ -109,6 +112,14 @@ def encode_segment(path: Path, fmt: str, items: "_Peek", settings: EncoderSettin
         raise VideoError(f"{path.name}: encoding with {settings.codec} failed ({_reason(exc)})") from None
     except OSError as exc:
         raise VideoError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _mux(out, packet, last, time_base):
+    """Mux one encoded packet with a dts the muxer accepts (see join.fix_dts); returns its dts."""
+    tick = Fraction(packet.time_base or time_base)
+    last = fix_dts(packet, last, tick)
+    out.mux(packet)
+    return last
 
 
 def _frame_size(image: np.ndarray, pix_fmt: str, notices: list[str]) -> tuple[int, int]:

@@ -95,12 +95,18 @@ def probe(path: Path) -> VideoInfo:
                 raise VideoError(f"{path}: the video stream has no time base")
             pts: list[int] = []
             keys: list[int] = []
-            for packet in container.demux(stream):
-                if packet.size == 0 or packet.pts is None:
+            end = Fraction(0)  # where the last packet of any stream ends, in seconds
+            for packet in container.demux():
+                if packet.size == 0 or packet.pts is None or packet.stream.time_base is None:
+                    continue
+                end = max(end, (packet.pts + (packet.duration or 0)) * Fraction(packet.stream.time_base))
+                if packet.stream.index != stream.index:
                     continue
                 pts.append(packet.pts)
                 if packet.is_keyframe:
                     keys.append(packet.pts)
+            if pts:
+                _check_complete(path, container, end, Fraction(stream.time_base), pts)
             rotation = _first_rotation(container, stream) if pts else 0
             width, height = stream.codec_context.width, stream.codec_context.height
             rate = stream.average_rate or stream.guessed_rate
@@ -117,6 +123,25 @@ def probe(path: Path) -> VideoInfo:
     pts.sort()
     return VideoInfo(width, height, Fraction(stream.time_base), Fraction(rate) if rate else None, tuple(pts),
                      tuple(sorted(keys)) or (pts[0],), rotation)
+
+
+def _check_complete(path: Path, container, end: Fraction, time_base: Fraction, pts: list[int]) -> None:
+    """Refuse a file whose streams stop well before the duration its header announces.
+
+    A cut Matroska/WebM file still demuxes (its header was written first); only the length it
+    promised tells that frames are missing. Only Matroska is checked: mp4/mov lengths also count
+    chapter tracks, and MPEG-TS lengths are estimates. The tolerance (3 frame intervals, at least 0.25 s)
+    absorbs muxers' rounding of that length.
+    """
+    if container.duration is None or "matroska" not in container.format.name:
+        return  # mp4/mov cut anywhere lose their index and fail to open; other headers guess lengths
+    start = Fraction(container.start_time or 0, 1_000_000)
+    promised = start + Fraction(container.duration, 1_000_000)
+    ordered = sorted(pts)
+    interval = (ordered[-1] - ordered[0]) * time_base / max(1, len(ordered) - 1)
+    if promised - end > max(Fraction(1, 4), 3 * interval):
+        raise VideoError(f"{path}: truncated (streams end at {float(end):.2f} s of the {float(promised):.2f} s "
+                         "its header announces)")
 
 
 def main_video(container):
