@@ -222,3 +222,12 @@ def test_actor_sizing_leaves_cpu_for_ray_data_and_gives_each_actor_a_gpu():
     assert assigned_vulkan_device(["3"], [0, 1, 2, 3]) == 3  # Vulkan sees every GPU
     assert assigned_vulkan_device(["3"], [5]) == 5  # the driver filtered the list down to ours
     assert assigned_vulkan_device([], [0]) is None
+
+
+def test_model_paths_reach_workers_as_absolute_paths_names_stay_names(tmp_path, monkeypatch):
+    from realesr_portable.distributed.run import _for_workers
+
+    monkeypatch.chdir(tmp_path)
+    Path("mine.param").write_text("7767517\n")
+    assert _for_workers("mine.param") == str(tmp_path / "mine.param")  # a worker's cwd is not ours
+    assert _for_workers("realesr-animevideov3") == "realesr-animevideov3"
