@@ -33,13 +33,13 @@ from realesr_portable.models import OFFICIAL, official_model_dir
 if mode == "ncnn":
     src = official_model_dir() / (OFFICIAL["realesrgan-x4plus"][0] + ".param")
 elif mode == "pth":
-    from realesr_portable.trainer.archs.rrdbnet import RRDBNet
+    from realesr_portable.archs.rrdbnet.module import RRDBNet
     from realesr_portable.convert.weights_io import save_state_dict
     torch.manual_seed(0)
     src = save_state_dict(RRDBNet(num_block=23).state_dict(), out / "src" / "x4plus-random.pth")
     start = time.perf_counter()  # the user's command starts here
 elif mode.startswith("pnnx"):
-    from realesr_portable.trainer.archs.rrdbnet import RRDBNet
+    from realesr_portable.archs.rrdbnet.module import RRDBNet
     from realesr_portable.convert.weights_io import save_state_dict
     torch.manual_seed(0)
     blocks = int(mode[4:])

@@ -2,7 +2,7 @@
 
 Run explicitly: `.venv/bin/python -m pytest bench/bench_degradations.py -s` (prints a per-step
 breakdown). Target (issue 4): >= 20 images/s with 2 CPU threads on a quiet 2-core machine; the
-reference (basicsr 1.4.2 + realesrgan 0.3.0) managed ~2.6 images/s there (DESIGN.md).
+reference (basicsr 1.4.2 + realesrgan 0.3.0) managed ~2.6 images/s there (docs/architecture.md).
 
 Metadata recorded in extra_info: images/s, threads, torch version, the machine's load average
 (the numbers mean little on a busy machine), OMP_WAIT_POLICY, and per-step milliseconds.

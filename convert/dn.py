@@ -12,16 +12,12 @@ from collections.abc import Mapping
 
 import torch
 
+from ..errors import UserError
 from .detect import ArchInfo
 
 
-class BlendError(ValueError):
+class BlendError(UserError, ValueError):
     """The two weight sets cannot be blended (strength out of range, or different architectures)."""
-
-
-def _describe(info: ArchInfo) -> str:
-    args = ", ".join(f"{k}={v}" for k, v in sorted(info.params.items()))
-    return f"{info.name}({args})"
 
 
 def blend_state_dicts(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor], dn: float,
@@ -33,7 +29,7 @@ def blend_state_dicts(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tenso
     if not (isinstance(dn, (int, float)) and math.isfinite(dn) and 0.0 <= dn <= 1.0):
         raise BlendError(f"denoise strength must be a number in [0, 1], got {dn}")
     if info_a is not None and info_b is not None and (info_a.name, info_a.params) != (info_b.name, info_b.params):
-        raise BlendError(f"cannot blend different architectures: {_describe(info_a)} vs {_describe(info_b)}")
+        raise BlendError(f"cannot blend different architectures: {info_a.describe()} vs {info_b.describe()}")
     if set(a) != set(b):
         only = sorted(set(a) ^ set(b))
         raise BlendError(f"cannot blend: the weight sets differ in {len(only)} key(s), e.g. {only[0]}")

@@ -18,11 +18,12 @@ from pathlib import Path
 
 from torch import nn
 
+from ..errors import UserError
 from ..ncnn_weights import NcnnFormatError, NcnnParam
 from .direct_writer import NcnnModel
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """pnnx failed, was killed, or produced no usable ncnn files (one-line message)."""
 
 

@@ -1,11 +1,11 @@
 """The `NAME.json` sidecar of an exported model, including the tile padding that makes tiling seam-free.
 
-Why measured padding for RRDBNet: its receptive field is huge on paper (about 350 input pixels
+Why measured padding for some families (RRDBNet): the receptive field is huge on paper (about 350 input pixels
 for x4plus) but most of it contributes nothing visible; the padding that actually keeps tiled and
 untiled output within 1/255 is found by cutting tiles out of a real probe image and comparing with
 the whole-image result (on the official x4plus about 40-48 px; the 10 px used by other tools
-leaves seams of several levels). SRVGGNetCompact's receptive field is small and exact, so it is
-used as is.
+leaves seams of several levels). Where a family's receptive field is small and exact
+(SRVGGNetCompact), it is used as is.
 """
 
 from __future__ import annotations
@@ -40,15 +40,10 @@ def effective_scale(info: ArchInfo) -> int:
 
 def receptive_radius(info: ArchInfo) -> int:
     """Input pixels on each side that can influence an output pixel (an upper bound, whole pixels)."""
-    resize = 0 if info.output_resize == 1.0 else 1
-    if info.name == "SRVGGNetCompact":
-        return int(info.params["num_conv"]) + 2 + resize
-    if info.name == "RRDBNet":
-        unshuffle = 4 // info.scale
-        low_res_convs = 2 + 15 * int(info.params["num_block"])  # conv_first, dense convs, conv_body
-        high_res = 2  # conv_up1 at x2, conv_up2/conv_hr/conv_last at x4: 1.25 input pixels, rounded up
-        return unshuffle * low_res_convs + high_res + resize
-    raise UnsupportedModelError(f"no receptive field known for {info.name}")
+    radius = info.fam.receptive_radius
+    if radius is None:
+        raise UnsupportedModelError(f"no receptive field known for {info.name}")
+    return int(radius(info.params)) + (0 if info.output_resize == 1.0 else 1)
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -100,15 +95,17 @@ def measure_tile_pad(run: Runner, scale: int, limit: int, max_pad: int = MAX_MEA
 
 
 def tile_pad_for(info: ArchInfo, model: NcnnModel | Runner) -> PadChoice:
-    """The padding to declare: exact receptive field for SRVGG, measured on `model` for RRDBNet.
+    """The padding to declare: the exact receptive field, or measured on `model` where the
+    family's field is a loose bound (`ArchFamily.measure_pad`, e.g. RRDBNet).
 
     `model` is the exported ncnn model or a runner of it (an NcnnRunner, to reuse a loaded net).
     """
     multiple = info.size_multiple
     radius = receptive_radius(info)
-    if info.name != "RRDBNet":
+    if not info.fam.measure_pad:
         return PadChoice(_round_up(radius, multiple), 0.0)
-    run = NcnnRunner(model, exact=True) if isinstance(model, NcnnModel) else model
+    channels = (info.in_channels, info.out_channels)
+    run = NcnnRunner(model, exact=True, scale=effective_scale(info), channels=channels) if isinstance(model, NcnnModel) else model
     choice = measure_tile_pad(run, effective_scale(info), radius, channels=info.in_channels)
     return PadChoice(_round_up(choice.pad, multiple), choice.worst_error)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import math
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,8 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import UserError
+from ..devices import cpu_device
+from ..models import ModelFiles
 from ..ncnn_weights import NcnnParam, read_weights
-from ..quiet import quiet_stderr
+from ..session import ModelLoadError, Session, TileError
+from ..spec import ModelSpec
 from .direct_writer import NcnnModel
 
 FP32_MAX_ABS = 1e-4
@@ -32,7 +37,7 @@ _PHOTO = ("astronaut.png", 60, 180)  # file, top, left: a crop with skin, hair, 
 TorchForward = Callable[[torch.Tensor], torch.Tensor]
 
 
-class VerificationError(RuntimeError):
+class VerificationError(UserError, RuntimeError):
     """ncnn and torch disagree beyond the parity thresholds (one-line message with the numbers)."""
 
 
@@ -82,47 +87,39 @@ def _rgb_probe(size: int, width: int) -> tuple[np.ndarray, str]:
 
 
 class NcnnRunner:
-    """One loaded ncnn net on the CPU, run on many inputs (loading x4plus costs seconds: do it once).
+    """An exported model loaded once into the runtime's own `Session` on the CPU, run on many inputs.
 
+    Why the runtime's session: verification and pad measurement then run the path users run
+    (same options, same blob checks, same output-shape check), not a second ncnn wrapper.
     `exact` turns fp16/bf16 storage and arithmetic off (fp32 throughout, for parity checks).
     One thread by default: the probes are small, and on a busy machine ncnn's OpenMP threads
     were measured 20x slower than one thread (each layer's barrier waits for a descheduled thread).
     """
 
-    def __init__(self, model: NcnnModel, exact: bool, threads: int = 1) -> None:
-        import ncnn
-
-        self._ncnn = ncnn
-        self._model = model
-        net = ncnn.Net()
-        net.opt.use_vulkan_compute = False
-        net.opt.num_threads = threads
-        if exact:
-            for flag in ("use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic", "use_bf16_storage", "use_bf16_packed"):
-                setattr(net.opt, flag, False)
-        self._weights = model.bin_bytes  # ncnn may keep pointing into this buffer
-        with quiet_stderr():  # ncnn explains load failures on C stderr; the CLI promises one line
-            if net.load_param_mem(model.param_text) != 0:
-                raise VerificationError("ncnn refused the model's .param")
-            if net.load_model_mem(self._weights) not in (0, None):
-                raise VerificationError("ncnn refused the model's .bin")
-        self._net = net
+    def __init__(self, model: NcnnModel, exact: bool, scale: int, channels: tuple[int, int] = (3, 3),
+                 threads: int = 1) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix="realesr-verify-")  # lives as long as the runner
+        param = Path(self._folder.name) / "model.param"
+        param.write_text(model.param_text, encoding="utf-8")
+        spec = ModelSpec(name="verify", scale=scale, in_channels=channels[0], out_channels=channels[1],
+                         input_blob=model.input_blob, output_blob=model.output_blob)
+        files = ModelFiles(param, param.with_suffix(".bin"), spec, "path")
+        try:
+            self._session = Session(files, cpu_device(), fp32=exact, threads=threads, weights=model.bin_bytes)
+        except ModelLoadError as err:
+            raise VerificationError(f"ncnn refused the exported model: {err}") from None
 
     def __call__(self, chw: np.ndarray) -> np.ndarray:
-        data = np.ascontiguousarray(chw, dtype=np.float32)  # float64 or strided input is silently wrong
-        with self._net.create_extractor() as ex:
-            ex.input(self._model.input_blob, self._ncnn.Mat(data))
-            rc, out = ex.extract(self._model.output_blob)
-            if rc != 0:
-                raise VerificationError(f"ncnn failed to run the exported model (code {rc})")
-            result = np.array(out, dtype=np.float32, copy=True)
-        del data
-        return result
+        try:
+            return self._session.run(np.ascontiguousarray(chw, dtype=np.float32))
+        except (TileError, ModelLoadError) as err:
+            raise VerificationError(f"ncnn failed to run the exported model: {err}") from None
 
 
-def ncnn_forward(model: NcnnModel, chw: np.ndarray, exact: bool, threads: int = 1) -> np.ndarray:
+def ncnn_forward(model: NcnnModel, chw: np.ndarray, exact: bool, scale: int,
+                 channels: tuple[int, int] = (3, 3), threads: int = 1) -> np.ndarray:
     """One run of `model` on the CPU (see NcnnRunner)."""
-    return NcnnRunner(model, exact, threads)(chw)
+    return NcnnRunner(model, exact, scale, channels, threads)(chw)
 
 
 @contextmanager
@@ -196,11 +193,12 @@ def check_parity(module: nn.Module, model: NcnnModel, fp16: bool, probe_size: in
         return (lambda x: post(m(x))) if post is not None else m
 
     reference = torch_forward(forward_of(module), chw)
-    run_exact = exact_runner or NcnnRunner(model, exact=True)
+    scale, shape = reference.shape[-1] // chw.shape[-1], (chw.shape[0], reference.shape[0])
+    run_exact = exact_runner or NcnnRunner(model, exact=True, scale=scale, channels=shape)
     if fp16:
         exact_ref = torch_forward(forward_of(with_stored_conv_weights(module, model)), chw)
         max_abs = _max_abs(run_exact(chw), exact_ref)
-        quality = psnr(ncnn_forward(model, chw, exact=False), reference)
+        quality = psnr(ncnn_forward(model, chw, exact=False, scale=scale, channels=shape), reference)
     else:
         exact = run_exact(chw)
         max_abs = _max_abs(exact, reference)

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserError
+from ..archs.families import rename_keys
 from ..atomic import write_atomic, write_bytes_atomic
-from .legacy import rename_legacy_esrgan
+from .pth_guard import UnsafeWeightsError, check_torch_zip
 
 #: Keys under which checkpoints nest the weights, in order of preference (EMA weights first,
 #: as the official Real-ESRGAN releases are meant to be used).
@@ -27,7 +29,7 @@ WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
 _SAFETENSORS_SUFFIXES = (".safetensors",)
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError, ValueError):
     """A weights file is missing, unreadable, unsafe, or does not hold a state_dict (one-line message)."""
 
 
@@ -37,6 +39,12 @@ def _one_line(err: BaseException) -> str:
 
 
 def _read_torch(path: Path) -> object:
+    try:
+        check_torch_zip(path)  # bounded look inside first: torch.load trusts sizes
+    except UnsafeWeightsError as err:
+        raise WeightsError(f"{path}: refused: {err}") from None
+    except OSError as err:
+        raise WeightsError(f"{path}: cannot read ({err.strerror or err})") from None
     try:
         with warnings.catch_warnings():  # protocol-version chatter; errors still raise
             warnings.simplefilter("ignore", UserWarning)
@@ -82,12 +90,15 @@ def unwrap_state_dict(obj: object, path: Path | str = "<memory>") -> dict[str, t
     if not tensors:
         keys = ", ".join(list(map(str, inner))[:6]) or "nothing"
         raise WeightsError(f"{path}: no tensors found (top-level keys: {keys}); not a state_dict")
+    complex_key = next((k for k, v in tensors.items() if v.is_complex()), None)
+    if complex_key is not None:
+        raise WeightsError(f"{path}: entry {complex_key!r} holds complex values; a super-resolution network has real weights")
     if len(tensors) != len(inner):
         odd = next(k for k, v in inner.items() if not isinstance(v, torch.Tensor))
         raise WeightsError(f"{path}: entry {odd!r} is a {type(inner[odd]).__name__}, not a tensor; not a state_dict")
     if all(k.startswith("module.") for k in tensors):  # saved from a DDP-wrapped model
         tensors = {k[len("module.") :]: v for k, v in tensors.items()}
-    return rename_legacy_esrgan(tensors)
+    return rename_keys(tensors)
 
 
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

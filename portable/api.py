@@ -11,12 +11,14 @@ import os
 import numpy as np
 from PIL import Image
 
+from .budget import parse_memory
 from .devices import Device, select_devices
 from .engine import Engine, Options
 from .imageio import Picture, split_modes
 from .models import DEFAULT_MODEL, ModelFiles, resolve_model
 from .session import ModelLoadError, Session
 from .spec import ModelSpec
+from .video import upscale_video  # noqa: F401 - the video API beside Upscaler; PyAV loads only when called
 
 
 def blended_weights(model: ModelFiles, twin: str | os.PathLike[str], dn: float) -> bytes:
@@ -51,6 +53,8 @@ class Upscaler:
         alpha: "bicubic" (default) or "model" for the alpha channel.
         threads: CPU threads for ncnn (default: all cores).
         dn, dn_model: denoise strength in [0, 1] blending this model's weights with `dn_model`'s.
+        max_memory: memory budget for features and tiles, bytes or a size like "512M"/"2G"
+            (default: a share of the device's available memory, see budget.py).
     """
 
     def __init__(
@@ -65,8 +69,10 @@ class Upscaler:
         threads: int | None = None,
         dn: float | None = None,
         dn_model: str | os.PathLike[str] | None = None,
+        max_memory: int | str | None = None,
     ) -> None:
         self.options = Options(tile=tile, outscale=outscale, tta=tta, alpha=alpha)
+        budget = None if max_memory is None else parse_memory(max_memory)
         files = resolve_model(model, scale=outscale)
         weights = None
         if dn is not None:
@@ -75,7 +81,7 @@ class Upscaler:
             weights = blended_weights(files, dn_model, dn)
         self.devices = select_devices(gpu)
         self.model = files
-        self.engine = Engine(load_sessions(files, self.devices, fp32, threads, weights))
+        self.engine = Engine(load_sessions(files, self.devices, fp32, threads, weights), max_memory=budget)
 
     @property
     def spec(self) -> ModelSpec:

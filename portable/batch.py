@@ -7,19 +7,23 @@ end, and every good file is still written (atomically, via `imageio.save_image`)
 from __future__ import annotations
 
 import glob
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import remove_stale
+from .errors import UserError
 from .imageio import FORMATS, ImageError, Picture, flatten, format_for, read_image, save_image
+from .video.probe import VIDEO_SUFFIXES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 _GLOB_CHARS = set("*?[")
 
 
-class UsageError(ValueError):
+class UsageError(UserError, ValueError):
     """Inputs and outputs that cannot go together (several inputs into one output file, ...)."""
 
 
@@ -41,13 +45,13 @@ class Report:
 
 
 def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Files, directories (their images, sorted) and globs -> (files, missing entries)."""
+    """Files, directories (their images and videos, sorted) and globs -> (files, missing entries)."""
     files: list[Path] = []
     missing: list[tuple[Path, str]] = []
     for item in items:
         path = Path(item).expanduser()
         if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES))
         elif path.exists():
             files.append(path)
         elif _GLOB_CHARS & set(item):
@@ -65,9 +69,15 @@ def plan_jobs(
     files: list[Path], output: Path | None, fmt: str | None, suffix: str | None, default_suffix: str
 ) -> list[Job]:
     """Output path per input. `output` is a file only for a single input with an image suffix."""
+    if output is not None and not output.is_dir() and output.suffix.lower() in IMAGE_SUFFIXES \
+            and output.suffix.lower().lstrip(".") not in FORMATS:
+        raise UsageError(f"{output}: cannot write {output.suffix.lstrip('.')} files (png, jpg, webp); "
+                         "name an output folder without an image suffix")
     if output is not None and output.suffix.lower().lstrip(".") in FORMATS and not output.is_dir():
         if len(files) > 1:
             raise UsageError(f"{output}: {len(files)} inputs cannot go into one output file; give a directory")
+        if files and _same_file(files[0], output):
+            raise UsageError(f"{output}: output would overwrite the input; choose another output file")
         return [Job(files[0], output, format_for(output, fmt))] if files else []
     jobs = []
     for src in files:
@@ -82,10 +92,20 @@ def plan_jobs(
     if len(set(targets)) != len(targets):
         dup = next(t for t in targets if targets.count(t) > 1)
         raise UsageError(f"{dup}: several inputs would write this output; use --suffix or separate folders")
-    clash = next((job for job in jobs if job.dst.resolve() == job.src.resolve()), None)
+    clash = next((job for job in jobs if _same_file(job.src, job.dst)), None)
     if clash is not None:
         raise UsageError(f"{clash.src}: output would overwrite the input; use -o or --suffix")
     return jobs
+
+
+def _same_file(src: Path, dst: Path) -> bool:
+    """Whether writing `dst` would replace `src`: same path after resolving, or a hard link to it."""
+    if src.resolve() == dst.resolve():
+        return True
+    try:
+        return os.path.samefile(src, dst)
+    except OSError:  # dst does not exist (yet): it cannot be the input
+        return False
 
 
 def parse_threads(text: str) -> tuple[int, int, int]:
@@ -120,24 +140,52 @@ def _prepare_output(pic: Picture, job: Job, stages: Stages, report: Report, lock
     return pic
 
 
+def one_line(exc: BaseException) -> str:
+    """First line of an exception's message, or its type name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _put(q: queue.Queue, item: object, consumers: list[threading.Thread]) -> bool:
+    """Put `item` unless no consumer thread is left to take it (False): never block for good."""
+    while True:
+        try:
+            q.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            if consumers and not any(worker.is_alive() for worker in consumers):
+                return False
+
+
 def run_pipeline(jobs: list[Job], stages: Stages, threads: tuple[int, int, int], skip_existing: bool,
                  on_file: Callable[[Job], None] | None = None) -> Report:
-    """Load, process and save in overlapping thread pools connected by small bounded queues."""
+    """Load, process and save in overlapping thread pools connected by small bounded queues.
+
+    Any exception a stage raises for one file (not only the expected ImageError: Pillow's encoders
+    and EXIF code raise ValueError, struct.error, ...) becomes that file's one-line failure; the
+    worker goes on with the next file, so no stage can die and leave the others waiting.
+    """
     report = Report()
     lock = threading.Lock()
     todo: queue.Queue = queue.Queue()
     loaded: queue.Queue = queue.Queue(maxsize=max(2, threads[1]))
     processed: queue.Queue = queue.Queue(maxsize=max(2, threads[2]))
     stop = threading.Event()
+    pools: dict[str, list[threading.Thread]] = {"proc": [], "save": []}
+    for folder in sorted({job.dst.parent for job in jobs}):
+        removed = remove_stale(folder)
+        if removed:
+            report.notices.append(f"{folder}: removed {len(removed)} temporary file(s) left by a killed run")
     for job in jobs:
         if skip_existing and job.dst.exists():
             report.skipped.append(job.src)
         else:
             todo.put(job)
 
-    def fail(job: Job, reason: str) -> None:
+    def fail(job: Job, exc: BaseException) -> None:
+        reason = one_line(exc)
         with lock:
-            report.failed.append((job.src, reason))
+            report.failed.append((job.src, reason if str(job.src) in reason else f"{job.src}: {reason}"))
         if on_file is not None:
             on_file(job)
 
@@ -149,10 +197,11 @@ def run_pipeline(jobs: list[Job], stages: Stages, threads: tuple[int, int, int],
                 return
             try:
                 pic = read_image(job.src, stages.max_pixels)
-            except ImageError as exc:
-                fail(job, str(exc))
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
+                fail(job, exc)
                 continue
-            loaded.put((job, pic))
+            if not _put(loaded, (job, pic), pools["proc"]):
+                fail(job, RuntimeError("the processing stage stopped"))
 
     def process() -> None:
         while not stop.is_set():
@@ -161,9 +210,12 @@ def run_pipeline(jobs: list[Job], stages: Stages, threads: tuple[int, int, int],
                 return
             job, pic = item
             try:
-                processed.put((job, _prepare_output(stages.process(pic, job), job, stages, report, lock)))
+                out = _prepare_output(stages.process(pic, job), job, stages, report, lock)
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
-                fail(job, f"{job.src}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                fail(job, exc)
+                continue
+            if not _put(processed, (job, out), pools["save"]):
+                fail(job, RuntimeError("the save stage stopped"))
 
     def save() -> None:
         while True:
@@ -177,13 +229,14 @@ def run_pipeline(jobs: list[Job], stages: Stages, threads: tuple[int, int, int],
                 except OSError as exc:
                     raise ImageError(f"{job.dst.parent}: cannot create output folder ({exc.strerror or exc})") from None
                 save_image(job.dst, pic, job.fmt, stages.quality)
-                with lock:
-                    report.done.append(job.src)
-                    report.notices.extend(f"{job.src}: {note}" for note in pic.notes)
-                if on_file is not None:
-                    on_file(job)
-            except ImageError as exc:
-                fail(job, str(exc))
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
+                fail(job, exc)
+                continue
+            with lock:
+                report.done.append(job.src)
+                report.notices.extend(f"{job.src}: {note}" for note in pic.notes)
+            if on_file is not None:
+                on_file(job)
 
     def start(target: Callable[[], None], count: int) -> list[threading.Thread]:
         workers = [threading.Thread(target=target, daemon=True) for _ in range(count)]
@@ -191,20 +244,22 @@ def run_pipeline(jobs: list[Job], stages: Stages, threads: tuple[int, int, int],
             worker.start()
         return workers
 
-    loaders, procs, savers = start(load, threads[0]), start(process, threads[1]), start(save, threads[2])
+    pools["save"] = start(save, threads[2])
+    pools["proc"] = start(process, threads[1])
+    loaders = start(load, threads[0])
     try:
-        for group, q, n_next in ((loaders, loaded, len(procs)), (procs, processed, len(savers))):
+        for group, q, consumers in ((loaders, loaded, pools["proc"]), (pools["proc"], processed, pools["save"])):
             for worker in group:
                 while worker.is_alive():
                     worker.join(timeout=0.2)  # short joins keep Ctrl-C responsive
-            for _ in range(n_next):
-                q.put(None)
-        for worker in savers:
+            for _ in consumers:
+                _put(q, None, consumers)
+        for worker in pools["save"]:
             while worker.is_alive():
                 worker.join(timeout=0.2)
     except BaseException:
         stop.set()
-        _drain(processed, savers)
+        _drain(processed, pools["save"])
         raise
     return report
 

@@ -1,8 +1,12 @@
-"""`realesr-portable`: upscale images; `realesr-portable models`; `realesr-portable convert ...`.
+"""`realesr-portable`: upscale images, plus `models`, `convert`, `train`, `prepare` and `preview`.
 
 Every expected failure (bad model, device, input or output) ends as one line on stderr and a
 non-zero exit code, never a traceback. Exit codes: 0 ok, 1 some files failed, 2 usage/setup
-error, 130 interrupted.
+error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+
+Start-up matters (`--help` should answer at once): this module imports only typer and the
+light model table; numpy, Pillow and ncnn are imported when an image is actually upscaled, and
+the other commands' modules (torch for convert/train) only when that command runs.
 """
 
 from __future__ import annotations
@@ -10,25 +14,38 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from PIL import ImageColor
 
-from .batch import Job, Stages, UsageError, expand_inputs, parse_threads, plan_jobs, run_pipeline
-from .devices import DeviceError
-from .engine import ALPHA_MODES
-from .imageio import DEFAULT_MAX_PIXELS, FORMATS, ImageError, Picture
-from .models import DEFAULT_MODEL, FAMILIES, ModelNotFoundError, list_models
-from .progress import ProgressLine
-from .session import ModelLoadError
-from .spec import ModelSpecError
+from .errors import UserError
+from .models import DEFAULT_MODEL, FAMILIES, list_models
+from .signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, end_process_if_workers_busy, sigterm_as_exception
+
+if TYPE_CHECKING:
+    from .batch import Job
+    from .imageio import Picture
 
 PROG = "realesr-portable"
-SETUP_ERRORS = (ModelNotFoundError, ModelSpecError, ModelLoadError, DeviceError, UsageError, ImageError, ValueError)
+SETUP_ERRORS = (UserError, ValueError)
+#: `--max-pixels` default: 100 MP (checked against imageio.DEFAULT_MAX_PIXELS in the tests; not
+#: imported from there because imageio pulls numpy and Pillow, which `--help` does not need).
+DEFAULT_MAX_PIXELS = 100_000_000
+#: Commands beside upscaling: module with `main(argv) -> int`, imported only when the command
+#: runs, and the extra whose packages it needs.
+SUBCOMMANDS = {
+    "convert": ("realesr_portable.convert.cli", "convert"),
+    "train": ("realesr_portable.trainer.cli", "train"),
+    "prepare": ("realesr_portable.trainer.prepare_subimages", "train"),
+    "preview": ("realesr_portable.trainer.degradations.preview", "train"),
+}
+_EPILOG = ("Other commands (each with --help): models (list the models), convert (PyTorch weights -> portable "
+           "model), train (Real-ESRNet/Real-ESRGAN from a YAML config), prepare (cut HR images into "
+           "sub-images), preview (a grid of synthetic degradations).")
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="Real-ESRGAN upscaling through ncnn (Vulkan or CPU).")
-models_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help="Real-ESRGAN upscaling through ncnn (Vulkan or CPU).")
+models_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -37,6 +54,10 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _background(text: str) -> tuple[int, int, int]:
+    from PIL import ImageColor
+
+    from .batch import UsageError
+
     try:
         rgb = ImageColor.getrgb(text if "," not in text else f"rgb({text})")
     except ValueError:
@@ -44,7 +65,7 @@ def _background(text: str) -> tuple[int, int, int]:
     return tuple(rgb[:3])  # type: ignore[return-value]
 
 
-@app.command(context_settings={"help_option_names": ["-h", "--help"]})
+@app.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG)
 def upscale(
     inputs: Annotated[Optional[list[str]], typer.Option("-i", "--input", help="Image file, directory or glob (repeatable).")] = None,
     more: Annotated[Optional[list[str]], typer.Argument(metavar="[INPUTS]...", help="More inputs (e.g. a shell-expanded -i *.png).", show_default=False)] = None,
@@ -64,14 +85,26 @@ def upscale(
     jobs: Annotated[str, typer.Option("-j", "--jobs", help="Threads load:proc:save.")] = "1:1:2",
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for ncnn (default: all).")] = None,
     quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="jpg/webp quality.")] = 95,
-    max_pixels: Annotated[int, typer.Option("--max-pixels", min=0, help="Refuse inputs larger than this (0: no limit).")] = DEFAULT_MAX_PIXELS,
+    max_pixels: Annotated[int, typer.Option("--max-pixels", min=0, help="Refuse inputs larger than this many pixels (0: no limit).")] = DEFAULT_MAX_PIXELS,
     dn: Annotated[Optional[float], typer.Option("--dn", min=0.0, max=1.0, help="Denoise strength: blend weights with --dn-model's.")] = None,
     dn_model: Annotated[Optional[Path], typer.Option("--dn-model", help="Twin model (.param path) for --dn.")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress, no device line.")] = False,
+    codec: Annotated[str, typer.Option("--codec", help="Video encoder: libx264, libx265, libvpx-vp9, libsvtav1, ffv1 (lossless), ...")] = "libx264",
+    crf: Annotated[Optional[float], typer.Option("--crf", min=0, help="Video constant quality (default: the encoder's).")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="Video encoder preset (e.g. slow, veryfast; 0-13 for libsvtav1).")] = None,
+    pix_fmt: Annotated[str, typer.Option("--pix-fmt", help="Video pixel format, e.g. yuv420p, yuv420p10le, yuv444p.")] = "yuv420p",
+    resume: Annotated[bool, typer.Option("--resume", help="Video: continue a killed run from its finished segments.")] = False,
+    skip_duplicates: Annotated[bool, typer.Option("--skip-duplicates", help="Video: reuse the previous output for a repeated frame.")] = False,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: auto (a local Ray) or a cluster ADDRESS; existing outputs are skipped. Needs the distributed extra.")] = None,
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget, e.g. 512M or 2G (default: a share of the device's free memory).")] = None,
 ) -> None:
     """Upscale images with a Real-ESRGAN model."""
-    from .api import Upscaler  # loads ncnn; `--help` stays fast without it
+    from .api import Upscaler  # loads ncnn, numpy, Pillow: `--help` stays fast without them
+    from .batch import Stages, UsageError, expand_inputs, parse_threads, plan_jobs, run_pipeline
+    from .engine import ALPHA_MODES
+    from .imageio import FORMATS
+    from .progress import ProgressLine
+    from .video.command import is_video_output, plan_videos, run_videos, split_videos
 
     items = list(inputs or []) + list(more or [])
     if not items:
@@ -93,12 +126,14 @@ def upscale(
                                      quality=quality, max_pixels=max_pixels, threads=threads, dn=dn, dn_model=dn_model,
                                      jobs=counts))
         files, missing = expand_inputs(items)
+        videos, files = split_videos(files)
         model_ref = _model_ref(model, name)
         upscaler = Upscaler(model_ref, gpu=gpu, tile=tile, fp32=fp32, outscale=scale, tta=tta, alpha=alpha,
-                            threads=threads, dn=dn, dn_model=dn_model)
+                            threads=threads, dn=dn, dn_model=dn_model, max_memory=max_memory)
         out_scale = scale if scale is not None else upscaler.spec.scale
         default_suffix = f"_x{out_scale:g}"
-        plan = plan_jobs(files, output, fmt, suffix, default_suffix)
+        video_jobs = plan_videos(videos, files, output, suffix, default_suffix)
+        plan = plan_jobs(files, None if is_video_output(output) else output, fmt, suffix, default_suffix)
         if output is not None and not output.suffix and not output.exists():
             output.mkdir(parents=True, exist_ok=True)
     except SETUP_ERRORS as exc:
@@ -110,7 +145,7 @@ def upscale(
         tile_text = upscaler.engine.tile_size(upscaler.options)
         typer.echo(f"{PROG}: {upscaler.spec.name} x{upscaler.spec.scale} on {device_text}, tile {tile_text}"
                    f"{' (auto)' if tile == 0 else ''}", err=True)
-    progress = ProgressLine(len(plan), enabled=False if quiet else None)
+    progress = ProgressLine(len(plan), enabled=False if quiet or not plan else None)
 
     def process(pic: Picture, job: Job) -> Picture:
         return upscaler.upscale_picture(pic, progress.tile)
@@ -118,10 +153,18 @@ def upscale(
     stages = Stages(process, max_pixels, quality, stages_bg)
     try:
         report = run_pipeline(plan, stages, counts, skip_existing, on_file=progress.file_done)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exc:
         progress.close()
-        raise _fail("interrupted; finished files are complete, no partial output was left", 130) from None
+        how, code = ("terminated", EXIT_TERMINATED) if isinstance(exc, Terminated) else ("interrupted", EXIT_INTERRUPTED)
+        raise _fail(f"{how}; finished files are complete, no partial output was left", code) from None
     progress.close()
+    video_options = {"codec": codec, "crf": crf, "preset": preset, "pix_fmt": pix_fmt, "resume": resume,
+                     "skip_duplicates": skip_duplicates}
+    try:
+        video_failed = run_videos(video_jobs, upscaler, video_options, quiet, skip_existing, lambda t: typer.echo(f"{PROG}: {t}", err=True))
+    except (KeyboardInterrupt, Terminated) as exc:
+        how, code = ("terminated", EXIT_TERMINATED) if isinstance(exc, Terminated) else ("interrupted", EXIT_INTERRUPTED)
+        raise _fail(f"{how}; rerun with --resume to continue the video from its last finished segment", code) from None
     report.failed = missing + report.failed
     if not quiet:
         for note in report.notices:
@@ -132,6 +175,7 @@ def upscale(
         typer.echo(f"{PROG}: {len(report.failed)} of {len(plan) + len(missing)} file(s) failed:", err=True)
         for src, reason in report.failed:
             typer.echo(f"  {reason if str(src) in reason else f'{src}: {reason}'}", err=True)
+    if report.failed or video_failed:
         raise typer.Exit(1)
 
 
@@ -159,28 +203,35 @@ def models() -> None:
         typer.echo(f"{family}: picks {', '.join(members.values())} by -s {'/'.join(map(str, members))}")
 
 
-def _convert(argv: list[str]) -> int:
-    """Hand `convert ...` to the converter, which needs the optional torch/pnnx extra."""
+def _subcommand(name: str, argv: list[str]) -> int:
+    """Hand `NAME ...` to its module, which may need an optional extra (torch, pnnx)."""
+    module_name, extra = SUBCOMMANDS[name]
     try:
-        module = importlib.import_module("realesr_portable.convert.cli")
+        module = importlib.import_module(module_name)
     except ImportError as exc:
-        typer.echo(f"{PROG}: error: `convert` needs the convert extra (pip install 'realesr-portable[convert]'): {exc}", err=True)
+        typer.echo(f"{PROG}: error: `{name}` needs the {extra} extra (pip install 'realesr-portable[{extra}]'): {exc}", err=True)
         return 2
     return int(module.main(argv) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: dispatch `convert` and `models`, everything else upscales.
+    """Console entry point: dispatch the commands beside upscaling; everything else upscales.
 
     Returns the exit code (the console script passes it to `sys.exit`).
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "convert":
-        return _convert(args[1:])
+    if args and args[0] in SUBCOMMANDS:
+        return _subcommand(args[0], args[1:])
     is_models = bool(args) and args[0] == "models"
     target = models_app if is_models else app
     try:
-        target(args=args[1:] if is_models else args, prog_name=f"{PROG} models" if is_models else PROG)
+        with sigterm_as_exception():
+            target(args=args[1:] if is_models else args, prog_name=f"{PROG} models" if is_models else PROG)
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        end_process_if_workers_busy(code)
+        return code
+    except Terminated:  # SIGTERM before the batch started: nothing was written yet
+        typer.echo(f"{PROG}: error: terminated", err=True)
+        return EXIT_TERMINATED
     return 0

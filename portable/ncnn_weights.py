@@ -18,13 +18,15 @@ from typing import Iterator
 
 import numpy as np
 
+from .errors import UserError
+
 PARAM_MAGIC = 7767517
 FP16_TAG = 0x01306B47
 FP32_TAG = 0
 _TAG_BYTES = 4
 
 
-class NcnnFormatError(ValueError):
+class NcnnFormatError(UserError, ValueError):
     """A `.param` or `.bin` is malformed, or the two do not belong together."""
 
 
@@ -44,8 +46,8 @@ class NcnnLayer:
             return default
         try:
             return int(float(raw))
-        except ValueError:
-            raise NcnnFormatError(f"layer {self.name}: param {key}={raw!r} is not a number") from None
+        except (ValueError, OverflowError):  # "abc", "nan"; "inf" and "1e400" overflow int()
+            raise NcnnFormatError(f"layer {self.name}: param {key}={raw[:40]!r} is not a number (or not finite)") from None
 
     def to_line(self) -> str:
         head = f"{self.type:<24} {self.name:<24} {len(self.bottoms)} {len(self.tops)}"
@@ -144,6 +146,8 @@ def _scan(param: NcnnParam, bin_bytes: bytes) -> Iterator[_StoredArray]:
     view = memoryview(bin_bytes)
     for layer in param.layers:
         for count, tagged in _array_layout(layer):
+            if count < 0:
+                raise NcnnFormatError(f"layer {layer.name}: negative weight count {count}")
             fp16 = False
             if tagged:
                 if offset + _TAG_BYTES > len(view):

@@ -1,24 +1,30 @@
 """One loaded ncnn net on one device, callable from several threads.
 
 Each call builds its own extractor, so a `Session` carries no per-call state and threads may share
-it (the GIL is released inside `extract`, DESIGN.md). ncnn's `Mat(ndarray)` does not copy, so the
+it (the GIL is released inside `extract`; see docs/architecture.md). ncnn's `Mat(ndarray)` does not copy, so the
 input array is kept referenced until `extract` returns.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
 from .devices import Device
+from .graph import Graph
+from .graph_check import GraphError, check_graph, probe_sides
 from .models import ModelFiles
 from .ncnn_weights import NcnnFormatError, NcnnParam, read_weights
 from .quiet import quiet_stderr
+from .segments import Segmenter
+from .spec import ModelSpec
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError, ValueError):
     """The `.param`/`.bin` could not be loaded (missing, corrupt, or not matching each other)."""
 
 
@@ -26,15 +32,9 @@ class TileError(RuntimeError):
     """ncnn failed on one tile (typically out of memory); the tiler retries with a smaller tile."""
 
 
-def _configure(opt, device: Device, fp32: bool, threads: int | None, low_memory: bool) -> None:
+def _configure(opt, device: Device, fp32: bool, threads: int) -> None:
     opt.use_vulkan_compute = device.is_gpu
-    opt.num_threads = max(1, threads or os.cpu_count() or 1)
-    if low_memory:
-        # ncnn's Winograd/im2col convolutions need ~17 KB of workspace per pixel of an RRDBNet
-        # trunk and ~210 MiB more for transformed x4plus weights; direct convolution ~8.4 KB.
-        # A trunk needs ~90 px of padding, so memory per pixel decides the usable tile size.
-        opt.use_winograd_convolution = False
-        opt.use_sgemm_convolution = False
+    opt.num_threads = threads
     if fp32:  # fp16 storage/arithmetic cost ~58 dB PSNR: fine for images, not for parity.
         opt.use_fp16_packed = False
         opt.use_fp16_storage = False
@@ -43,8 +43,9 @@ def _configure(opt, device: Device, fp32: bool, threads: int | None, low_memory:
         opt.use_bf16_packed = False
 
 
-def validate_weights(param: Path, param_text: str, data: bytes) -> None:
-    """Refuse a `.bin` whose size does not match its `.param` (ncnn accepts a too-long one silently)."""
+def validate_weights(param: Path, param_text: str, data: bytes, in_channels: int = 3) -> Graph:
+    """Refuse a `.bin` whose size does not match its `.param` (ncnn accepts a too-long one silently);
+    return the parsed graph."""
     try:
         parsed = NcnnParam.parse(param_text)
     except NcnnFormatError as exc:
@@ -53,28 +54,19 @@ def validate_weights(param: Path, param_text: str, data: bytes) -> None:
         read_weights(parsed, data)
     except NcnnFormatError as exc:
         raise ModelLoadError(f"{param.with_suffix('.bin')}: {exc}") from None
+    return Graph(parsed, in_channels)
 
 
-HEAD_PAD = 4  # input pixels of context for head sub-tiles (the x4 head's receptive field is < 2)
-HEAD_TILE = 48  # head sub-tile side: its 4x-resolution activations cost ~57 KB per input pixel
+def validate_graph(param: Path, param_text: str, spec: ModelSpec) -> None:
+    """Refuse a graph ncnn would crash on, or one whose output is not the spec's scale and channels.
 
-
-def find_split_blob(param_text: str, arch: str) -> str | None:
-    """The blob where an RRDBNet's trunk (input resolution) hands over to its upsampling head.
-
-    The trunk needs a huge receptive field but little memory per pixel; the head (nearest
-    upsample + convs at 2x/4x) needs little context but most of the memory. Splitting there lets
-    the trunk run on big padded tiles and the head on small ones. None when the graph differs.
+    Runs before ncnn sees the `.param`; the scale check covers every way a tile is run later.
     """
-    if arch != "RRDBNet":
-        return None
-    layers = NcnnParam.parse(param_text).layers
-    interp = next((layer for layer in layers if layer.type == "Interp"), None)
-    if interp is None or len(interp.bottoms) != 1:
-        return None
-    blob = interp.bottoms[0]
-    consumers = sum(layer.bottoms.count(blob) for layer in layers)
-    return blob if consumers == 1 else None
+    try:
+        check_graph(param_text, spec.in_channels, spec.input_blob, spec.output_blob, scale=spec.scale,
+                    out_channels=spec.out_channels, sides=probe_sides(spec.tile_pad, spec.size_multiple))
+    except GraphError as exc:
+        raise ModelLoadError(f"{param}: {exc}") from None
 
 
 class Session:
@@ -87,7 +79,6 @@ class Session:
         fp32: bool = False,
         threads: int | None = None,
         weights: bytes | None = None,
-        split: bool = True,
     ) -> None:
         import ncnn
 
@@ -101,13 +92,20 @@ class Session:
             data = weights if weights is not None else model.bin.read_bytes()
         except (OSError, UnicodeDecodeError) as exc:
             raise ModelLoadError(f"{model.param}: cannot read model files ({exc})") from None
-        split_blob = find_split_blob(param_text, self.spec.arch) if split else None
-        self.low_memory = split_blob is not None and not device.is_gpu
+        validate_graph(model.param, param_text, self.spec)  # first: nothing parses an unchecked graph
+        self.graph = validate_weights(model.param, param_text, data, self.spec.in_channels)
+        try:
+            self.segmenter: Segmenter | None = Segmenter(self.graph, self.spec.input_blob, self.spec.output_blob)
+        except (ValueError, KeyError):
+            self.segmenter = None  # a graph we cannot follow runs whole
+        # On the CPU, tiles run in parallel, one ncnn thread each: no OpenMP barrier per layer,
+        # which on a busy machine made a 64x64 block 7x slower with 2 threads than with 1.
+        cpus = max(1, threads or os.cpu_count() or 1)
+        self.workers = cpus if self.segmenter is not None and not device.is_gpu else 1
         net = ncnn.Net()
-        _configure(net.opt, device, fp32, threads, self.low_memory)
+        _configure(net.opt, device, fp32, 1 if self.workers > 1 else cpus)
         if device.is_gpu:
             net.set_vulkan_device(device.index)
-        validate_weights(model.param, param_text, data)
         with quiet_stderr():
             rc = net.load_param_mem(param_text)
         if rc != 0:
@@ -126,41 +124,40 @@ class Session:
                 f"are not in the .param (inputs {net.input_names()}, outputs {net.output_names()})"
             )
         self._net = net
-        self.split_blob = split_blob
 
-    def _extract(self, blob_in: str, data: np.ndarray, blob_out: str) -> np.ndarray:
+    def extract(self, feed: dict[str, np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:
+        """Feed any blobs (ncnn then computes only what lies downstream of them), extract `outputs`."""
         ncnn = self._ncnn
-        data = np.ascontiguousarray(data, dtype=np.float32)  # float64/strided input is silently wrong.
+        results = []
+        # Fresh pools per call: the net's shared pool keeps every freed block, and tiles of many
+        # shapes would pile up far beyond the memory budget.
+        pools = [] if self.device.is_gpu else [ncnn.UnlockedPoolAllocator(), ncnn.UnlockedPoolAllocator()]
         with self._net.create_extractor() as ex:
-            ex.input(blob_in, ncnn.Mat(data))  # `data` stays referenced until extract returns
-            rc, out = ex.extract(blob_out)
-            if rc != 0:
-                raise TileError(f"ncnn failed on a {data.shape[2]}x{data.shape[1]} tile (code {rc})")
-            return np.array(out, dtype=np.float32, copy=True)
-
-    def run_box(self, chw: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-        """Output of `box` = (top, left, height, width) of a padded tile: (C, height*s, width*s)."""
-        top, left, height, width = box
-        s = self.spec.scale
-        if self.split_blob is None or min(top, left, chw.shape[1] - top - height, chw.shape[2] - left - width) < HEAD_PAD:
-            return self.run(chw)[:, top * s : (top + height) * s, left * s : (left + width) * s]
-        feat = self._extract(self.spec.input_blob, chw, self.split_blob)
-        if feat.shape[1:] != chw.shape[1:]:  # not a trunk at input resolution: run it whole
-            return self.run(chw)[:, top * s : (top + height) * s, left * s : (left + width) * s]
-        out = np.empty((self.spec.out_channels, height * s, width * s), np.float32)
-        p = HEAD_PAD
-        for y in range(0, height, HEAD_TILE):
-            for x in range(0, width, HEAD_TILE):
-                th, tw = min(HEAD_TILE, height - y), min(HEAD_TILE, width - x)
-                y0, x0 = top + y - p, left + x - p
-                part = self._extract(self.split_blob, feat[:, y0 : y0 + th + 2 * p, x0 : x0 + tw + 2 * p],
-                                     self.spec.output_blob)
-                out[:, y * s : (y + th) * s, x * s : (x + tw) * s] = part[:, p * s : (p + th) * s, p * s : (p + tw) * s]
-        return out
+            if pools:
+                ex.set_blob_allocator(pools[0])
+                ex.set_workspace_allocator(pools[1])
+            for name, data in feed.items():
+                # Mat(ndarray) wraps without copying and without a reference count, and ncnn's
+                # in-place layers dereference that count (a fed blob consumed by PReLU crashes):
+                # clone into a Mat that ncnn owns.
+                array = np.ascontiguousarray(data, dtype=np.float32)  # alive until cloned
+                ex.input(name, ncnn.Mat(array).clone())
+                del array
+            for name in outputs:
+                rc, out = ex.extract(name)
+                if rc != 0:
+                    shape = next(iter(feed.values())).shape
+                    raise TileError(f"ncnn failed on a {shape[2]}x{shape[1]} tile (code {rc})")
+                results.append(np.array(out, dtype=np.float32, copy=True))
+                del out
+            ex.clear()
+        for pool in pools:
+            pool.clear()
+        return results
 
     def run(self, chw: np.ndarray) -> np.ndarray:
         """Run one tile. `chw`: (C,H,W) in the model's value range; returns (C,H*s,W*s) float32."""
-        result = self._extract(self.spec.input_blob, chw, self.spec.output_blob)
+        (result,) = self.extract({self.spec.input_blob: chw}, [self.spec.output_blob])
         expected = (self.spec.out_channels, chw.shape[1] * self.spec.scale, chw.shape[2] * self.spec.scale)
         if result.shape != expected:
             raise ModelLoadError(

@@ -1,11 +1,11 @@
-"""Seam-free tiled inference with bounded memory.
+"""Super-tiles: images whose features do not fit the memory budget, cut in large pieces.
 
-Tile arithmetic as in Real-ESRGAN: each tile is run with `pad` pixels of context on every side and
-only its unpadded centre is written out. Context outside the image is mirrored (the same mirrored
-pixels whether the image is one tile or many, so tiled == untiled at the borders too). Only one
-padded tile is converted to float at a time and the output is written straight into the final
-integer array, so memory is bounded by the tile, not by the image. A tile that fails (out of
-memory) is split into four and retried.
+Each tile is read with `pad` pixels of real context on every side where it has neighbours and
+only its centre is written out. Outside the image the context is a mirrored pre-pad of
+`pre_pad` pixels per side (default `pad`), the same whether the image is one tile or many, so the
+borders do not depend on the tiling. Only one padded tile is converted to float at a time and
+the output is written straight into the final integer array, so memory is bounded by the tile.
+A tile that fails (out of memory) is split into four and retried.
 """
 
 from __future__ import annotations
@@ -84,16 +84,22 @@ class TileJob:
     src_max: float  # 255, 65535 or 1.0 (float input already in [0,1])
     out_max: float
     value_range: tuple[float, float] = (0.0, 1.0)
+    pre_pad: tuple[int, int, int, int] | None = None  # mirrored top, bottom, left, right; None: `pad`
 
     def read(self, win: Window) -> tuple[np.ndarray, int, int]:
         """The padded (C,h,w) float tile for a window, plus its top/left padding."""
         h, w = self.src.shape[:2]
-        m = self.size_multiple
-        ph = _round_up(win.y1 - win.y0 + 2 * self.pad, m) - (win.y1 - win.y0)
-        pw = _round_up(win.x1 - win.x0 + 2 * self.pad, m) - (win.x1 - win.x0)
-        top, left = self.pad, self.pad
-        rows = reflect_indices(win.y0 - top, win.y1 + (ph - top), h)
-        cols = reflect_indices(win.x0 - left, win.x1 + (pw - left), w)
+        et, eb, el, er = (self.pad,) * 4 if self.pre_pad is None else self.pre_pad
+        # the padded image spans -et..h+eb, -el..w+er; a piece reaches `pad` into its neighbours
+        y0 = -et if win.y0 == 0 else max(win.y0 - self.pad, -et)
+        x0 = -el if win.x0 == 0 else max(win.x0 - self.pad, -el)
+        y1 = h + eb if win.y1 == h else min(win.y1 + self.pad, h + eb)
+        x1 = w + er if win.x1 == w else min(win.x1 + self.pad, w + er)
+        y1 = _round_up(y1 - y0, self.size_multiple) + y0
+        x1 = _round_up(x1 - x0, self.size_multiple) + x0
+        top, left = win.y0 - y0, win.x0 - x0
+        rows = reflect_indices(y0, y1, h)
+        cols = reflect_indices(x0, x1, w)
         patch = self.src[rows[:, None], cols[None, :]]
         chw = patch.transpose(2, 0, 1).astype(np.float32)
         lo, hi = self.value_range

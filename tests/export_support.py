@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ncnn
 import numpy as np
 import torch
 from torch import nn
 
 from realesr_portable.convert.detect import ArchInfo, build_model
 from realesr_portable.convert.direct_writer import NcnnModel
-from realesr_portable.convert.verify import ncnn_forward
 
 
 def rrdb_info(scale: int, blocks: int = 2, feat: int = 16, grow: int = 8, channels: int = 3) -> ArchInfo:
@@ -57,7 +57,21 @@ def load_files(param: Path, blobs: tuple[str, str] | None = None) -> NcnnModel:
 
 
 def ncnn_run(model: NcnnModel, chw: np.ndarray, exact: bool = True) -> np.ndarray:
-    return ncnn_forward(model, np.ascontiguousarray(chw, dtype=np.float32), exact=exact)
+    """ncnn called directly (an oracle independent of the runtime's Session), fp32 when `exact`."""
+    net = ncnn.Net()
+    net.opt.use_vulkan_compute = False
+    net.opt.num_threads = 1
+    if exact:
+        for flag in ("use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic", "use_bf16_storage", "use_bf16_packed"):
+            setattr(net.opt, flag, False)
+    assert net.load_param_mem(model.param_text) == 0
+    net.load_model_mem(model.bin_bytes)
+    data = np.ascontiguousarray(chw, dtype=np.float32)
+    with net.create_extractor() as ex:
+        ex.input(model.input_blob, ncnn.Mat(data))
+        rc, out = ex.extract(model.output_blob)
+        assert rc == 0
+        return np.array(out, dtype=np.float32, copy=True)
 
 
 def to_chw(hwc_uint8: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from realesr_portable.convert.detect import build_model, detect_architecture
-from realesr_portable.trainer.archs.discriminator import UNetDiscriminatorSN
+from realesr_portable.archs.unet_discriminator.module import UNetDiscriminatorSN
 
 
 def test_per_pixel_output_and_gradients() -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from realesr_portable.convert.detect import build_model, detect_architecture
-from realesr_portable.trainer.archs.rrdbnet import RRDBNet
+from realesr_portable.archs.rrdbnet.module import RRDBNet
 
 
 @pytest.mark.parametrize("scale", [1, 2, 4])

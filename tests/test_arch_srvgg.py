@@ -7,7 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from realesr_portable.convert.detect import build_model, detect_architecture
-from realesr_portable.trainer.archs.srvgg import SRVGGNetCompact
+from realesr_portable.archs.srvgg.module import SRVGGNetCompact
 
 
 @pytest.mark.parametrize("upscale", [1, 2, 3, 4])

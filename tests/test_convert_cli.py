@@ -16,7 +16,7 @@ from realesr_portable.convert.cli import main
 from realesr_portable.convert.detect import build_model
 from realesr_portable.convert.weights_io import save_state_dict
 from realesr_portable.models import OFFICIAL, official_model_dir
-from realesr_portable.trainer.archs.discriminator import UNetDiscriminatorSN
+from realesr_portable.archs.unet_discriminator.module import UNetDiscriminatorSN
 
 
 @pytest.fixture

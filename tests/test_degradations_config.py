@@ -26,15 +26,16 @@ def test_to_dict_roundtrip():
 @pytest.mark.parametrize(
     ("d", "names"),
     [
-        ({"frist": {}}, "degradations.frist"),
-        ({"second": {"nosie_range": [1, 2]}}, "degradations.second.nosie_range"),
-        ({"first": {"kernel": {"sigma": [1, 2], "betaq_range": [1, 2]}}},
-         "degradations.first.kernel.betaq_range, degradations.first.kernel.sigma"),
+        ({"frist": {}}, "'degradation.frist' (did you mean 'degradation.first'?)"),
+        ({"second": {"nosie_range": [1, 2]}}, "'degradation.second.nosie_range' (did you mean 'degradation.second.noise_range'?)"),
+        ({"first": {"kernel": {"sigma": [1, 2], "betaq_range": [1, 2]}}}, "'degradation.first.kernel.sigma'"),
     ],
 )
 def test_unknown_keys_are_named(d, names):
-    with pytest.raises(ConfigError, match=f"unknown degradation config key\\(s\\): {names}$"):
+    """The training config's own checker: the full key as written under `degradation`, and a hint."""
+    with pytest.raises(ConfigError) as info:
         DegradationConfig.from_dict(d)
+    assert str(info.value).startswith(f"unknown config key {names}")
 
 
 @pytest.mark.parametrize(
@@ -49,7 +50,7 @@ def test_unknown_keys_are_named(d, names):
         ({"first": {"jpeg_range": [30.2, 30.7]}}, "integer quality"),
         ({"first": {"noise_range": "1-30"}}, "first.noise_range"),
         ({"usm": {"radius": 0}}, "usm"),
-        ({"first": 3}, "degradations.first must be a mapping"),
+        ({"first": 3}, "'degradation.first' must be a mapping"),
     ],
 )
 def test_bad_values_raise_config_error_naming_the_field(d, fragment):

@@ -14,8 +14,8 @@ from realesr_portable.convert.detect import (
     detect_architecture,
     load_model,
 )
-from realesr_portable.trainer.archs.rrdbnet import RRDBNet
-from realesr_portable.trainer.archs.srvgg import SRVGGNetCompact
+from realesr_portable.archs.rrdbnet.module import RRDBNet
+from realesr_portable.archs.srvgg.module import SRVGGNetCompact
 
 
 def _small_rrdb() -> dict[str, torch.Tensor]:

@@ -47,7 +47,7 @@ def test_unreached_tolerance_reports_the_remaining_error() -> None:
 
 def test_srvgg_receptive_field_is_exact() -> None:
     info = srvgg_info(3, convs=4)
-    run = NcnnRunner(write_ncnn(info, small_model(info).state_dict(), fp16=False), exact=True)
+    run = NcnnRunner(write_ncnn(info, small_model(info).state_dict(), fp16=False), exact=True, scale=info.scale)
     errors = error_by_distance(run, scale=3, width=16)
     radius = receptive_radius(info)
     assert radius == 4 + 2

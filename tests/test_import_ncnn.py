@@ -1,6 +1,6 @@
 """Official ncnn weights imported into our PyTorch architectures reproduce ncnn's own output.
 
-Parity threshold (DESIGN.md): max abs < 1e-4 on [0, 1] outputs, ncnn fp32 on the CPU, inputs
+Parity threshold (docs/architecture.md): max abs < 1e-4 on [0, 1] outputs, ncnn fp32 on the CPU, inputs
 cut from real photos shipped with scikit-image.
 """
 
@@ -21,8 +21,8 @@ from realesr_portable.models import ModelFiles
 from realesr_portable.ncnn_weights import NcnnFormatError, NcnnParam, write_weights
 from realesr_portable.session import Session
 from realesr_portable.spec import ModelSpec
-from realesr_portable.trainer.archs.rrdbnet import RRDBNet
-from realesr_portable.trainer.archs.srvgg import SRVGGNetCompact
+from realesr_portable.archs.rrdbnet.module import RRDBNet
+from realesr_portable.archs.srvgg.module import SRVGGNetCompact
 
 PARITY = 1e-4
 
@@ -180,7 +180,7 @@ def test_unknown_graph_is_refused(tmp_path: Path) -> None:
     text = "7767517\n2 2\nInput data 0 1 data\nConvolution c 1 1 data output 0=3 1=3 4=1 5=0 6=81\n"
     (tmp_path / "c.param").write_text(text)
     (tmp_path / "c.bin").write_bytes(write_weights(NcnnParam.parse(text), {"c": [np.zeros(81, np.float32)]}, fp16=True))
-    assert "neither" in _one_line_error(UnsupportedModelError, tmp_path / "c.param", tmp_path / "c.bin")
+    assert "none of" in _one_line_error(UnsupportedModelError, tmp_path / "c.param", tmp_path / "c.bin")
 
 
 @pytest.mark.parametrize(

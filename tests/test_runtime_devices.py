@@ -101,14 +101,13 @@ def test_hardware_gpu_matches_cpu_when_present(photo_crop) -> None:
     assert np.abs(gpu - cpu).max() < 1e-3
 
 
-def test_rrdbnet_trunk_head_split_on_lavapipe_matches_cpu(photo_crop) -> None:
-    """The split RRDBNet path (trunk extract, head fed from an intermediate blob) on Vulkan."""
+def test_rrdbnet_segments_on_lavapipe_match_cpu(photo_crop) -> None:
+    """The segment engine (blobs fed and extracted in the middle of the net) on Vulkan."""
     files = resolve_model("realesrgan-x4plus-anime")
-    chw = photo_crop("chelsea.png", 120, 160, 20, 20).transpose(2, 0, 1).astype(np.float32) / 255.0
-    vk = Session(files, _software_vulkan(), fp32=True)
-    cpu = Session(files, dev.cpu_device(), fp32=True)
-    assert vk.split_blob is not None and not vk.low_memory and cpu.low_memory
-    box = (6, 5, 8, 9)
-    out = vk.run_box(chw, box)
-    assert out.shape == (3, 32, 36)
-    assert np.abs(out - cpu.run_box(chw, box)).max() < 1e-4
+    src = photo_crop("chelsea.png", 120, 160, 7, 9).astype(np.float32) / 255.0
+    vk = Engine([Session(files, _software_vulkan(), fp32=True)])
+    cpu = Engine([Session(files, dev.cpu_device(), fp32=True, threads=1)])
+    out = vk.run_model(src, Options(tile=16))
+    assert out.shape == (28, 36, 3)
+    assert len(vk.sessions[0].segmenter.schedule(27, 29, vk.budget / 2, 16)) > 1  # really in segments
+    assert np.abs(out - cpu.run_model(src, Options(tile=16))).max() < 1e-4

@@ -103,8 +103,14 @@ def test_degradation_and_tensorboard_keys_checked_at_start() -> None:
     from realesr_portable.trainer.loop import check_config
 
     preset = REPO / "trainer/presets/realesrgan_x4plus.yml"
-    check_config(c.load(preset, ["degradation.first.gaussian_noise_prob=0.3"]))
-    with pytest.raises(DegradationConfigError, match="degradations.first.gaussian_noise_probb"):
-        check_config(c.load(preset, ["degradation.first.gaussian_noise_probb=0.3"]))
+    cfg = c.load(preset, ["degradation.first.gaussian_noise_prob=0.3"])
+    check_config(cfg)
+    assert cfg.degradation.first.gaussian_noise_prob == 0.3 and cfg.degradation.second.blur_prob == 0.8  # x4plus kept
+    assert DegradationConfigError is c.ConfigError  # one config mechanism, one error
+    hint = r"'degradation.first.gaussian_noise_probb' \(did you mean 'degradation.first.gaussian_noise_prob'\?\)"
+    with pytest.raises(c.ConfigError, match=hint):
+        c.load(preset, ["degradation.first.gaussian_noise_probb=0.3"])
+    with pytest.raises(c.ConfigError, match=r"degradation.second.blur_prob must be a probability"):
+        c.load(preset, ["degradation.second.blur_prob=1.5"])
     with pytest.raises(c.ConfigError, match="'network_d.num_feats'"):
         check_config(c.load(preset, ["network_d.num_feats=32"]))

@@ -15,8 +15,7 @@ import torch
 from realesr_portable.trainer import checkpoint as ckpt
 from realesr_portable.trainer import config as c
 from realesr_portable.trainer import loop
-from realesr_portable.trainer.cli import run_cli
-from realesr_portable.trainer.train import parse_args
+from realesr_portable.trainer.cli import main as train_main
 from train_support import PYTHON, REPO, TRAIN_PY, make_folder, make_vgg_file, one_thread, photo, script_env, tiny_config, write_config
 
 _single_thread = pytest.fixture(autouse=True)(one_thread)
@@ -84,8 +83,8 @@ def test_ddp_two_processes_gloo(data_root: Path, tmp_path: Path) -> None:
                       data={"dataroot_gt": str(data_root / "hr"), "batch_size": 1, "pool_size": 2},
                       checkpoint={"save_every": 2})
     cfg_path = write_config(tmp_path / "ddp.yml", raw)
-    torchrun = Path(PYTHON).with_name("torchrun")
-    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", str(TRAIN_PY), "--config", str(cfg_path)],
+    # `python -m torch.distributed.run` is torchrun without relying on its console script's location.
+    proc = subprocess.run([PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(TRAIN_PY), "--config", str(cfg_path)],
                           env=script_env(), capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "exp" / "tiny"
@@ -134,13 +133,13 @@ def test_export_runs_in_the_runtime(data_root: Path, tmp_path: Path) -> None:
 
     # on demand: the newest checkpoint's EMA generator, named after its iteration
     cfg_path = write_config(tmp_path / "e.yml", raw)
-    assert run_cli(parse_args(["--config", str(cfg_path), "--export"]), "test") == 0
+    assert train_main(["--config", str(cfg_path), "--export"], "test") == 0
     again = resolve_model(str(run_dir / "export" / "tiny_x4_iter2.param"))
     assert again.spec.scale == 4 and again.bin.read_bytes() != b""
 
 
 def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = run_cli(parse_args(argv), "test")
+    code = train_main(argv, "test")
     return code, capsys.readouterr().err.strip()
 
 
@@ -169,7 +168,7 @@ def test_script_runs_from_a_plain_checkout_copy(data_root: Path, tmp_path: Path)
     import shutil
 
     copy = tmp_path / "checkout"
-    for folder in ("portable", "convert", "trainer"):
+    for folder in ("portable", "archs", "convert", "trainer"):
         shutil.copytree(REPO / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
     raw = tiny_config(tmp_path, data_root / "vgg.pth", data={"dataroot_gt": str(data_root / "hr")})
     cfg_path = write_config(tmp_path / "d.yml", raw)

@@ -131,7 +131,7 @@ def _to_old_esrgan_keys(key: str) -> str:
 
 def test_old_esrgan_layout_is_renamed(tmp_path: Path) -> None:
     from realesr_portable.convert.detect import detect_architecture
-    from realesr_portable.trainer.archs.rrdbnet import RRDBNet
+    from realesr_portable.archs.rrdbnet.module import RRDBNet
 
     ours = RRDBNet(num_feat=8, num_block=2, num_grow_ch=4).state_dict()
     path = tmp_path / "4x_old.pth"
@@ -143,7 +143,7 @@ def test_old_esrgan_layout_is_renamed(tmp_path: Path) -> None:
 
 
 def test_whole_pickled_module_is_refused_with_a_hint(tmp_path: Path) -> None:
-    from realesr_portable.trainer.archs.srvgg import SRVGGNetCompact
+    from realesr_portable.archs.srvgg.module import SRVGGNetCompact
 
     path = tmp_path / "whole_model.pth"
     torch.save(SRVGGNetCompact(num_feat=4, num_conv=1), path)

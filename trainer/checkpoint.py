@@ -8,17 +8,19 @@ file, never a torn one; a full disk leaves the previous checkpoint in place and 
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..errors import UserError
+from ..atomic import write_atomic
+
 _NAME = re.compile(r"^iter_(\d{8,})\.pth$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint cannot be written or read; the message names the file."""
 
 
@@ -39,34 +41,11 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to `path` via a temporary file in the same folder; on error nothing changes."""
+    """torch.save to `path` atomically, flushed to disk (a checkpoint lost to a power cut costs hours)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    write_atomic(path, lambda fh: torch.save(obj, fh), fsync=True)
 
 
 def save(run_dir: Path, iteration: int, state: dict[str, Any], keep_last: int) -> Path:

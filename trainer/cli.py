@@ -1,4 +1,4 @@
-"""What `trainer/train.py` does once the package is importable: load config, run, report errors.
+"""`realesr-portable train` and `python trainer/train.py`: load config, run, report errors.
 
 Expected failures (bad config, no data, unreadable images, diverged loss, a checkpoint that
 cannot be written or read) print one line `error: ...` and return a non-zero code; a
@@ -11,28 +11,20 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Annotated, Optional
 
+import typer
+
+from ..commands import run_command
+from ..errors import UserError
 from . import config as config_mod
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from ..convert.api import ConvertError
-    from ..convert.detect import UnsupportedModelError
-    from ..convert.pnnx_export import ExportError
-    from ..convert.verify import VerificationError
-    from ..convert.weights_io import WeightsError
-    from .checkpoint import CheckpointError
-    from .data import DataError
-    from .degradations.config import ConfigError as DegradationConfigError
-    from .loop import ExportFailed
-    from .models import InitError
+    """Bad input (`UserError`) and a diverged loss: one line, exit 1 (imported lazily: torch)."""
     from .stages import TrainingDiverged
-    from .vgg import VGGWeightsError
 
-    return (
-        CheckpointError, DataError, DegradationConfigError, ExportFailed, InitError, TrainingDiverged, VGGWeightsError,
-        WeightsError, UnsupportedModelError, ConvertError, ExportError, VerificationError,
-    )
+    return (UserError, TrainingDiverged)
 
 
 def _prefix() -> str:
@@ -116,3 +108,31 @@ def run_cli(args: argparse.Namespace, origin: str) -> int:
     if result.checkpoint is not None:
         print(f"done: iteration {result.iteration}, checkpoint {result.checkpoint}")
     return 0
+
+
+def make_app(origin: str) -> typer.Typer:
+    """The `train` command; `origin` says where the code was imported from (shown at start)."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+    @app.command(help="Train Real-ESRNet / Real-ESRGAN from a YAML config (see trainer/presets).")
+    def train(
+        config: Annotated[Path, typer.Option("--config", help="YAML config, e.g. trainer/presets/realesrgan_x4plus.yml")],
+        overrides: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE",
+                             help="override a config value, e.g. --set train.total_iter=1000 (repeatable)")] = None,
+        resume: Annotated[Optional[str], typer.Option("--resume", metavar="auto|CKPT",
+                          help="continue from the run's newest checkpoint (auto) or from a checkpoint file")] = None,
+        vgg_weights: Annotated[Optional[Path], typer.Option("--vgg-weights", metavar="PATH",
+                               help="local VGG19 weights (torchvision's vgg19-dcbb9e9d.pth) instead of downloading them")] = None,
+        export: Annotated[bool, typer.Option("--export", help="only export the EMA generator of the newest (or --resume) checkpoint")] = False,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="check config, data and networks, then exit")] = False,
+    ) -> None:
+        args = argparse.Namespace(config=config, overrides=list(overrides or []), resume=resume,
+                                  vgg_weights=vgg_weights, export=export, dry_run=dry_run)
+        raise typer.Exit(run_cli(args, origin))
+
+    return app
+
+
+def main(argv: list[str] | None = None, origin: str = "package", prog: str = "realesr-portable train") -> int:
+    """Parse `argv` (default: the process arguments) and train; returns the exit code."""
+    return run_command(make_app(origin), list(sys.argv[1:] if argv is None else argv), prog)

@@ -1,10 +1,10 @@
 """Typed training configuration: YAML file -> dataclasses, `--set a.b=c` overrides, no eval.
 
 Every YAML key maps onto one dataclass field, so a config file reads like the code and a
-mistyped key stops the run at start with its dotted name (and the closest valid one). Two
-sections are free-form on purpose and are validated by their consumers before training starts:
-`network_g`/`network_d` (checked against the architecture constructor's signature) and
-`degradation` (checked by `DegradationConfig.from_dict`).
+mistyped key stops the run at start with its dotted name (and the closest valid one), the
+`degradation` section (`DegradationConfig`, the x4plus recipe unless overridden) included.
+`network_g`/`network_d` are free-form on purpose (their keys depend on the architecture) and
+are checked against the architecture constructor's signature before training starts.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from . import typed_dict
+from .degradations.config import DegradationConfig
 from .typed_dict import ConfigError
 
 
@@ -189,7 +190,7 @@ class Config:
     device: str = "auto"
     network_g: dict[str, Any] = field(default_factory=lambda: {"type": "RRDBNet"})
     network_d: dict[str, Any] = field(default_factory=lambda: {"type": "UNetDiscriminatorSN"})
-    degradation: dict[str, Any] = field(default_factory=dict)
+    degradation: DegradationConfig = field(default_factory=DegradationConfig.x4plus)
     path: PathConfig = field(default_factory=PathConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..errors import UserError
+from .. import imageio
 
 #: File name endings read as images (case-insensitive).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -24,7 +26,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MAX_ATTEMPTS = 20
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The data folders or files cannot be used; the message names the folder or file."""
 
 
@@ -47,14 +49,17 @@ def list_images(root: str | Path, meta_file: str | Path | None = None) -> list[P
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Read an image as float32 RGB HWC in [0, 1] (8- and 16-bit, gray, palette, alpha dropped)."""
-    with Image.open(path) as img:
-        img.load()
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(img, dtype=np.float32) / 65535.0
-            return np.repeat(arr[..., None], 3, axis=2).clip(0, 1)
-        rgb = img.convert("RGB")
-    return np.asarray(rgb, dtype=np.float32) / 255.0
+    """Read an image as float32 RGB HWC in [0, 1] (8- and 16-bit, gray, palette, alpha dropped).
+
+    The runtime's reader, so training sees photos as users' upscales do: EXIF orientation
+    applied, 16-bit colour kept, CMYK converted.
+    """
+    try:
+        pic = imageio.read_image(path, max_pixels=0)
+    except imageio.ImageError as exc:
+        raise DataError(str(exc)) from None
+    rgb = pic.color.astype(np.float32) / pic.max_value
+    return np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
 
 
 def augment(imgs: list[np.ndarray], rng: np.random.Generator, hflip: bool, rot: bool) -> list[np.ndarray]:

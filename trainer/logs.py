@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,6 +26,8 @@ class RunLog:
         self._text: TextIO | None = None
         self._jsonl: TextIO | None = None
         self._tb: Any = None
+        #: Where `info` lines go instead of `stream` (a progress bar's console, while one is drawn).
+        self.printer: Callable[[str], None] | None = None
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -39,7 +42,10 @@ class RunLog:
         if not self.enabled:
             return
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
-        print(line, file=self.stream, flush=True)
+        if self.printer is not None:
+            self.printer(line)
+        else:
+            print(line, file=self.stream, flush=True)
         assert self._text is not None
         self._text.write(line + "\n")
         self._text.flush()

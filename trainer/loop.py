@@ -10,17 +10,20 @@ from __future__ import annotations
 import importlib.util
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
+from ..errors import UserError
+from ..progress import make_progress
 from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import Config, ConfigError
 from .data import HRFolderDataset, PairedDataset, UnreadableCounter, make_loader
-from .degradations import DegradationConfig, Degrader, TrainingPairPool, paired_random_crop, usm_sharp
+from .degradations import Degrader, TrainingPairPool, paired_random_crop, usm_sharp
 from .logs import RunLog
 from .models import build_discriminator, build_generator, generator_params, load_pretrained
 from .plot import plot_curves
@@ -44,7 +47,7 @@ class BatchMaker:
 
     def __init__(self, cfg: Config, device: torch.device, generator: torch.Generator) -> None:
         self.cfg, self.device, self.gen = cfg, device, generator
-        self.deg_cfg = DegradationConfig.from_dict(cfg.degradation)
+        self.deg_cfg = cfg.degradation
         self.degrader = Degrader(self.deg_cfg, scale=cfg.scale) if cfg.data.mode == "degrade" else None
         use_pool = cfg.data.pool_size > 0 and cfg.data.mode == "degrade"
         self.pool = TrainingPairPool(size=cfg.data.pool_size) if use_pool else None
@@ -117,7 +120,6 @@ def check_config(cfg: Config) -> None:
     if cfg.train.stage == "esrgan":
         with torch.device("meta"):
             build_discriminator(cfg.network_d)
-    DegradationConfig.from_dict(cfg.degradation)
 
 
 def _restore(stage: ESRNetStage, maker: BatchMaker, state: dict[str, Any], path: Path, rank: int, world: int) -> None:
@@ -210,6 +212,35 @@ def _run(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> R
         dataset, cfg.data.batch_size, cfg.seed, info.rank, info.world, start, cfg.data.num_workers,
         pin_memory=info.device.type == "cuda",
     )
+    bar = make_progress(log.stream) if info.is_main else None
+    if bar is not None:  # log lines go above the bar while it is drawn
+        bar.start()
+        task = bar.add_task("train", total=cfg.train.total_iter, completed=start)
+        log.printer = lambda line: bar.console.print(line, markup=False, highlight=False)
+
+    def tick() -> None:
+        if bar is not None:
+            bar.update(task, advance=1, refresh=True)
+
+    try:
+        last_path, losses = _iterate(cfg, stage, maker, info, log, loader, counter, validator, want_val, start, tick)
+    finally:
+        if bar is not None:
+            bar.stop()
+            log.printer = None
+    result = RunResult(iteration=max(start, cfg.train.total_iter), last_losses=losses, checkpoint=last_path)
+    if info.is_main and cfg.export.at_end and start < cfg.train.total_iter:
+        try:
+            result.export = export_generator(cfg, stage.ema.module, log)
+        except (RuntimeError, ValueError, OSError) as exc:  # convert's errors are of these kinds
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ExportFailed(f"training finished ({last_path}) but the export failed: {first}; retry with --export") from None
+    return result
+
+
+def _iterate(cfg: Config, stage: Any, maker: Any, info: Any, log: RunLog, loader: Any, counter: Any, validator: Any,
+             want_val: bool, start: int, tick_bar: Callable[[], object]) -> tuple[Path | None, dict[str, float]]:
+    """Iterations start+1..total: step, log, checkpoint, validate, plot; (last checkpoint, last losses)."""
     last_path, losses = None, {}
     sums: dict[str, float] = {}
     count, tick = 0, time.perf_counter()
@@ -245,17 +276,11 @@ def _run(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> R
             dist.barrier(info)
         if info.is_main and (it % cfg.logging.print_every == 0 or it == cfg.train.total_iter):
             plot_curves(log.jsonl_path, cfg.run_dir / "curves.png")
-    result = RunResult(iteration=max(start, cfg.train.total_iter), last_losses=losses, checkpoint=last_path)
-    if info.is_main and cfg.export.at_end and start < cfg.train.total_iter:
-        try:
-            result.export = export_generator(cfg, stage.ema.module, log)
-        except (RuntimeError, ValueError, OSError) as exc:  # convert's errors are of these kinds
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ExportFailed(f"training finished ({last_path}) but the export failed: {first}; retry with --export") from None
-    return result
+        tick_bar()
+    return last_path, losses
 
 
-class ExportFailed(RuntimeError):
+class ExportFailed(UserError, RuntimeError):
     """Training finished and was checkpointed, but converting the result to ncnn failed."""
 
 

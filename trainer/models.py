@@ -10,26 +10,24 @@ configured network exactly is refused with a message that says what differs.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .archs.discriminator import UNetDiscriminatorSN
-from .archs.rrdbnet import RRDBNet
-from .archs.srvgg import SRVGGNetCompact
+from ..errors import UserError
+from ..archs.families import FAMILIES, generators
+from ..archs.family import ArchFamily, UnsupportedModelError, describe_mismatch, names
+from ..convert import weights_io
+from ..convert.detect import detect_architecture
+from ..convert.importer import import_ncnn, import_official
+from ..ncnn_weights import NcnnFormatError
 from .config import ConfigError
 
-#: Generator architectures by config name, and the constructor argument that takes the scale.
-GENERATORS: dict[str, tuple[type[nn.Module], str]] = {
-    "RRDBNet": (RRDBNet, "scale"),
-    "SRVGGNetCompact": (SRVGGNetCompact, "upscale"),
-}
-DISCRIMINATORS: dict[str, type[nn.Module]] = {"UNetDiscriminatorSN": UNetDiscriminatorSN}
 
-
-class InitError(ValueError):
+class InitError(UserError, ValueError):
     """Pretrained weights are missing, unreadable or do not match the configured network."""
 
 
@@ -53,48 +51,47 @@ def _check_params(cls: type, params: dict[str, Any], section: str, reserved: tup
                 )
 
 
-def generator_params(net: dict[str, Any], scale: int) -> tuple[str, dict[str, Any]]:
-    """(arch name, complete constructor kwargs) of the configured generator."""
+def _family(net: dict[str, Any], section: str, choices: Sequence[ArchFamily]) -> ArchFamily:
     name = net.get("type")
-    if name not in GENERATORS:
-        raise ConfigError(f"config key 'network_g.type' must be one of {', '.join(GENERATORS)}, got {name!r}")
-    cls, scale_arg = GENERATORS[name]
+    for family in choices:
+        if family.name == name:
+            return family
+    raise ConfigError(f"config key '{section}.type' must be one of {names(choices)}, got {name!r}")
+
+
+def generator_params(net: dict[str, Any], scale: int,
+                     families: Sequence[ArchFamily] = FAMILIES) -> tuple[str, dict[str, Any]]:
+    """(arch name, complete constructor kwargs) of the configured generator."""
+    family = _family(net, "network_g", generators(families))
+    scale_arg = str(family.scale_arg)
     params = {k: v for k, v in net.items() if k != "type"}
-    _check_params(cls, params, "network_g", (scale_arg,))
-    full = {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self"}
+    _check_params(family.module, params, "network_g", (scale_arg,))
+    full = {n: p.default for n, p in inspect.signature(family.module).parameters.items()}
     full.update(params)
     full[scale_arg] = scale
-    return name, full
+    return family.name, full
 
 
-def build_generator(net: dict[str, Any], scale: int) -> nn.Module:
-    name, params = generator_params(net, scale)
-    return GENERATORS[name][0](**params)
+def build_generator(net: dict[str, Any], scale: int, families: Sequence[ArchFamily] = FAMILIES) -> nn.Module:
+    name, params = generator_params(net, scale, families)
+    return _family(net, "network_g", generators(families)).module(**params)
 
 
-def build_discriminator(net: dict[str, Any]) -> nn.Module:
-    name = net.get("type")
-    if name not in DISCRIMINATORS:
-        raise ConfigError(f"config key 'network_d.type' must be one of {', '.join(DISCRIMINATORS)}, got {name!r}")
+def build_discriminator(net: dict[str, Any], families: Sequence[ArchFamily] = FAMILIES) -> nn.Module:
+    family = _family(net, "network_d", [f for f in families if not f.is_generator])
     params = {k: v for k, v in net.items() if k != "type"}
-    _check_params(DISCRIMINATORS[name], params, "network_d", ())
-    return DISCRIMINATORS[name](**params)
+    _check_params(family.module, params, "network_d", ())
+    return family.module(**params)
 
 
 def _read_weights(source: str, part: str) -> dict[str, torch.Tensor]:
     """Bare state_dict from any supported source (see module docstring)."""
-    from ..convert import weights_io
-
     if source.startswith("official:"):
-        from ..convert.importer import import_official
-
         return _imported(lambda: import_official(source.split(":", 1)[1]), source)
     path = Path(source)
     if not path.is_file():
         raise InitError(f"pretrained {part} weights {path} do not exist")
     if path.suffix.lower() == ".param":
-        from ..convert.importer import import_ncnn
-
         return _imported(lambda: import_ncnn(path, path.with_suffix(".bin")), source)
     if part == "discriminator" and path.suffix.lower() in (".pth", ".pt"):
         try:
@@ -110,9 +107,6 @@ def _read_weights(source: str, part: str) -> dict[str, torch.Tensor]:
 
 
 def _imported(fn: Any, source: str) -> dict[str, torch.Tensor]:
-    from ..convert.detect import UnsupportedModelError
-    from ..ncnn_weights import NcnnFormatError
-
     try:
         info, sd = fn()
     except (UnsupportedModelError, NcnnFormatError, OSError) as exc:
@@ -123,8 +117,6 @@ def _imported(fn: Any, source: str) -> dict[str, torch.Tensor]:
 
 
 def _describe_mismatch(model: nn.Module, sd: dict[str, torch.Tensor]) -> str:
-    from ..convert.detect import describe_mismatch  # convert imports trainer: keep this lazy
-
     return describe_mismatch({k: v.shape for k, v in model.state_dict().items()}, sd)
 
 
@@ -136,12 +128,8 @@ def load_pretrained(model: nn.Module, source: str, part: str, strict: bool = Tru
         hint = ""
         if part == "generator":
             try:
-                from ..convert.detect import UnsupportedModelError, detect_architecture
-
-                info = detect_architecture(sd)
-                args = ", ".join(f"{k}={v}" for k, v in info.params.items())
-                hint = f"; the file holds {info.name}({args})"
-            except (UnsupportedModelError, ImportError):
+                hint = f"; the file holds {detect_architecture(sd).describe()}"
+            except UnsupportedModelError:
                 pass
         raise InitError(f"pretrained {part} {source} does not match the configured network: {problem}{hint}")
     own = model.state_dict()

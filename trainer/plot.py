@@ -1,7 +1,9 @@
-"""PNG plot of the training curves from the JSONL log, drawn with Pillow (no matplotlib needed).
+"""PNG plot of the training curves from the JSONL log, drawn with matplotlib.
 
-One panel per quantity (losses, PSNR, SSIM, learning rate), iteration on the x axis. Noisy
-training losses get a moving average line over the raw points so trends stay visible.
+Losses on the left, on a log scale (they fall over decades and a linear axis hides the late
+trend), each as faint raw points plus a moving average; validation PSNR-Y (dB), SSIM-Y and NIQE
+(lower is better) beside them, one small panel each, with the learning rate under them. Axes
+are labelled with the quantity and its unit, iterations on x.
 """
 
 from __future__ import annotations
@@ -9,13 +11,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageDraw
+from ..atomic import write_atomic
 
-from .validate import save_png
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-PANEL_W, PANEL_H, MARGIN = 360, 200, 44
 SKIP_KEYS = {"iter", "kind", "time", "epoch", "iters_per_s", "unreadable"}
+#: Validation metrics and their axis labels, in panel order.
+VALIDATION = {"psnr_y": "PSNR-Y (dB)", "ssim_y": "SSIM-Y", "niqe": "NIQE (lower is better)"}
 
 
 def read_series(log_path: Path) -> dict[str, list[tuple[int, float]]]:
@@ -48,46 +53,59 @@ def _smooth(values: list[float], n: int) -> list[float]:
     return out
 
 
-def _panel(draw: ImageDraw.ImageDraw, x0: int, y0: int, name: str, points: list[tuple[int, float]]) -> None:
-    draw.rectangle([x0, y0, x0 + PANEL_W - 1, y0 + PANEL_H - 1], outline=(200, 200, 200))
-    draw.text((x0 + 6, y0 + 4), name, fill=(0, 0, 0))
-    if not points:
-        return
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    lo, hi = min(ys), max(ys)
-    if hi == lo:
-        lo, hi = lo - 1e-9 - abs(lo) * 0.01, hi + 1e-9 + abs(hi) * 0.01
-    xmin, xmax = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    left, top, right, bottom = x0 + MARGIN, y0 + 20, x0 + PANEL_W - 10, y0 + PANEL_H - 22
+def _losses(ax, series: dict[str, list[tuple[int, float]]]) -> None:
+    names = sorted(k for k in series if k.startswith("l_"))
+    for index, name in enumerate(names):
+        xs, ys = zip(*series[name])
+        colour = f"C{index % 10}"
+        window = max(1, len(ys) // 20)
+        ax.plot(xs, ys, color=colour, alpha=0.25 if window > 1 else 1.0, linewidth=0.8,
+                marker="o" if len(ys) == 1 else None, label=None if window > 1 else name)
+        if window > 1:
+            ax.plot(xs, _smooth(list(ys), window), color=colour, linewidth=1.6, label=f"{name} (mean of {window})")
+    if any(y > 0 for name in names for _, y in series[name]):
+        ax.set_yscale("log")
+    ax.set_title("training losses")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss (log scale)")
+    if names:
+        ax.legend(fontsize="small")
+    ax.grid(True, which="both", alpha=0.3)
 
-    def pos(x: float, y: float) -> tuple[float, float]:
-        return (left + (x - xmin) / (xmax - xmin) * (right - left), bottom - (y - lo) / (hi - lo) * (bottom - top))
 
-    draw.text((x0 + 2, top - 4), f"{hi:.4g}", fill=(90, 90, 90))
-    draw.text((x0 + 2, bottom - 8), f"{lo:.4g}", fill=(90, 90, 90))
-    draw.text((left, bottom + 6), str(xmin), fill=(90, 90, 90))
-    draw.text((right - 8 * len(str(xmax)), bottom + 6), str(xmax), fill=(90, 90, 90))
-    raw = [pos(x, y) for x, y in points]
-    if len(raw) == 1:
-        draw.ellipse([raw[0][0] - 2, raw[0][1] - 2, raw[0][0] + 2, raw[0][1] + 2], fill=(30, 90, 200))
-        return
-    draw.line(raw, fill=(170, 190, 230), width=1)
-    window = max(1, len(points) // 20)
-    if window > 1:
-        draw.line([pos(x, y) for x, y in zip(xs, _smooth(ys, window))], fill=(30, 90, 200), width=2)
+def _metric(ax, points: list[tuple[int, float]], label: str) -> None:
+    xs, ys = zip(*points)
+    ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2)
+    ax.set_ylabel(label)
+    ax.set_xlabel("iteration")
+    ax.grid(True, alpha=0.3)
+
+
+def curves_figure(series: dict[str, list[tuple[int, float]]]) -> Figure:
+    """The figure for `series` (see the module docstring); no global pyplot state is touched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    side = [(VALIDATION[k], series[k]) for k in VALIDATION if k in series]
+    if "lr" in series:
+        side.append(("learning rate", series["lr"]))
+    rows = max(1, len(side))
+    fig = Figure(figsize=(11, max(4.0, 2.2 * rows)), layout="constrained")
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(rows, 2, width_ratios=(3, 2))
+    _losses(fig.add_subplot(grid[:, 0]), series)
+    for row, (label, points) in enumerate(side):
+        _metric(fig.add_subplot(grid[row, 1]), points, label)
+    return fig
 
 
 def plot_curves(log_path: Path, out_path: Path) -> bool:
-    """Draw every numeric series of `log_path` into `out_path`; False if there is nothing yet."""
+    """Draw the losses and validation metrics of `log_path` into `out_path`; False if nothing yet."""
     series = read_series(log_path)
     if not series:
         return False
-    names = sorted(series, key=lambda k: (not k.startswith("l_"), k))
-    cols = min(3, len(names))
-    rows = math.ceil(len(names) / cols)
-    img = Image.new("RGB", (cols * PANEL_W, rows * PANEL_H), (255, 255, 255))
-    draw = ImageDraw.Draw(img)
-    for i, name in enumerate(names):
-        _panel(draw, (i % cols) * PANEL_W, (i // cols) * PANEL_H, name, series[name])
-    save_png(img, out_path)
+    fig = curves_figure(series)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out_path, lambda fh: fig.savefig(fh, format="png", dpi=90))
     return True

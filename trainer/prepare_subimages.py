@@ -14,13 +14,25 @@ reported. Outputs are written to a temporary name and renamed.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Annotated, Optional
 
+import typer
 from PIL import Image
+
+if __name__ == "__main__" and not __package__:  # run as a script: import the package from this checkout
+    from train import bootstrap_checkout
+
+    bootstrap_checkout()
+    from realesr_portable.trainer.prepare_subimages import main as _main
+
+    sys.exit(_main(prog="prepare_subimages.py"))
+
+from ..atomic import write_atomic, write_bytes_atomic
+from ..commands import run_command
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -36,12 +48,7 @@ def window_starts(length: int, crop: int, step: int, thresh: int) -> list[int]:
 
 
 def _save_png(img: Image.Image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        img.save(tmp, format="PNG", compress_level=3)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, lambda fh: img.save(fh, format="PNG", compress_level=3))
 
 
 def cut_one(src: Path, rel: Path, out_dir: Path, crop: int, step: int, thresh: int, scales: tuple[float, ...]) -> tuple[list[str], str]:
@@ -72,38 +79,52 @@ def cut_one(src: Path, rel: Path, out_dir: Path, crop: int, step: int, thresh: i
     return written, ""
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Cut HR images into overlapping sub-images + a meta file.")
-    p.add_argument("input", type=Path, help="folder of HR images (searched recursively)")
-    p.add_argument("output", type=Path, help="folder for the sub-images")
-    p.add_argument("--crop-size", type=int, default=480)
-    p.add_argument("--step", type=int, default=240)
-    p.add_argument("--thresh-size", type=int, default=0)
-    p.add_argument("--scales", default="1", help="comma-separated downscale factors, e.g. 1,0.75,0.5,0.3333")
-    p.add_argument("--meta", type=Path, default=None, help="meta file (default OUTPUT/meta_info.txt)")
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
-    a = p.parse_args(argv)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+@app.command(help="Cut HR images into overlapping sub-images and write a meta file (as DF2K is prepared).")
+def prepare(
+    input: Annotated[Path, typer.Argument(help="folder of HR images (searched recursively)")],
+    output: Annotated[Path, typer.Argument(help="folder for the sub-images")],
+    crop_size: Annotated[int, typer.Option("--crop-size", min=1, metavar="PIXELS", help="side of each sub-image")] = 480,
+    step: Annotated[int, typer.Option("--step", min=1, metavar="PIXELS", help="distance between window starts")] = 240,
+    thresh_size: Annotated[int, typer.Option("--thresh-size", min=0, metavar="PIXELS",
+                           help="add a last window flush with the border when more than this is left over")] = 0,
+    scales: Annotated[str, typer.Option("--scales", help="comma-separated downscale factors in (0, 1], e.g. 1,0.75,0.5,0.3333")] = "1",
+    meta: Annotated[Optional[Path], typer.Option("--meta", help="meta file (default OUTPUT/meta_info.txt)")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="processes")] = min(4, os.cpu_count() or 1),
+) -> None:
+    raise typer.Exit(_prepare(input, output, crop_size, step, thresh_size, scales, meta, workers))
+
+
+def main(argv: list[str] | None = None, prog: str = "realesr-portable prepare") -> int:
+    """Parse `argv` (default: the process arguments) and cut; returns the exit code."""
+    return run_command(app, list(sys.argv[1:] if argv is None else argv), prog)
+
+
+def _prepare(input: Path, output: Path, crop_size: int, step: int, thresh: int, scales_text: str,
+             meta: Path | None, workers: int) -> int:
     try:
-        scales = tuple(float(s) for s in a.scales.split(","))
+        scales = tuple(float(s) for s in scales_text.split(","))
     except ValueError:
-        print(f"error: --scales must be numbers separated by commas, got {a.scales!r}", file=sys.stderr)
+        print(f"error: --scales must be numbers separated by commas, got {scales_text!r}", file=sys.stderr)
         return 2
-    if a.crop_size <= 0 or a.step <= 0 or a.thresh_size < 0 or any(not 0 < s <= 1 for s in scales):
-        print("error: need --crop-size > 0, --step > 0, --thresh-size >= 0 and scales in (0, 1]", file=sys.stderr)
+    if any(not 0 < s <= 1 for s in scales):
+        print("error: scales must be in (0, 1]", file=sys.stderr)
         return 2
-    if not a.input.is_dir():
-        print(f"error: input folder {a.input} does not exist", file=sys.stderr)
+    if not input.is_dir():
+        print(f"error: input folder {input} does not exist", file=sys.stderr)
         return 2
-    files = sorted(f for f in a.input.rglob("*") if f.suffix.lower() in SUFFIXES and f.is_file())
+    files = sorted(f for f in input.rglob("*") if f.suffix.lower() in SUFFIXES and f.is_file())
     if not files:
-        print(f"error: no images found under {a.input}", file=sys.stderr)
+        print(f"error: no images found under {input}", file=sys.stderr)
         return 1
-    a.output.mkdir(parents=True, exist_ok=True)
-    jobs = [(f, f.relative_to(a.input), a.output, a.crop_size, a.step, a.thresh_size, scales) for f in files]
+    output.mkdir(parents=True, exist_ok=True)
+    jobs = [(f, f.relative_to(input), output, crop_size, step, thresh, scales) for f in files]
     lines: list[str] = []
     errors: list[str] = []
-    if a.workers > 1:
-        with ProcessPoolExecutor(a.workers) as pool:
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
             results = list(pool.map(cut_one, *zip(*jobs)))
     else:
         results = [cut_one(*job) for job in jobs]
@@ -112,10 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         if err:
             errors.append(err)
             print(f"skipped unreadable {err}", file=sys.stderr)
-    meta = a.meta or a.output / "meta_info.txt"
-    tmp = meta.with_name(f".{meta.name}.tmp")
-    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, meta)
+    meta = meta or output / "meta_info.txt"
+    write_bytes_atomic(meta, "".join(f"{line}\n" for line in lines).encode("utf-8"))
     print(f"{len(lines)} sub-images from {len(files) - len(errors)} images ({len(errors)} unreadable); meta file {meta}")
     return 0 if len(errors) < len(files) else 1
 

@@ -7,13 +7,12 @@
 
 Works from a checkout without installing: when `realesr_portable` is not importable from this
 checkout, the folders beside this file are registered as the package (`portable/` as
-`realesr_portable`, `convert/` and `trainer/` as its subpackages). Errors print one line and
+`realesr_portable`, `archs/`, `convert/` and `trainer/` as its subpackages). Errors print one line and
 exit non-zero (2 for config errors, 1 otherwise).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
 from pathlib import Path
@@ -44,31 +43,17 @@ def bootstrap_checkout() -> str:
     for name in [m for m in sys.modules if m == "realesr_portable" or m.startswith("realesr_portable.")]:
         del sys.modules[name]
     _register("realesr_portable", root / "portable")
+    _register("realesr_portable.archs", root / "archs")
     _register("realesr_portable.convert", root / "convert")
     _register("realesr_portable.trainer", HERE)
     return f"checkout {root}"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="train.py", description="Train Real-ESRNet / Real-ESRGAN (see trainer/presets).")
-    p.add_argument("--config", required=True, help="YAML config, e.g. trainer/presets/realesrgan_x4plus.yml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.total_iter=1000 (repeatable)")
-    p.add_argument("--resume", default=None, metavar="auto|CKPT",
-                   help="continue from the newest checkpoint of the run (auto) or from a checkpoint file")
-    p.add_argument("--vgg-weights", default=None, metavar="PATH",
-                   help="local VGG19 weights (torchvision's vgg19-dcbb9e9d.pth) instead of downloading them")
-    p.add_argument("--export", action="store_true",
-                   help="only export the EMA generator of the newest (or --resume) checkpoint and exit")
-    p.add_argument("--dry-run", action="store_true", help="check config, data and networks, then exit")
-    return p.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
     origin = bootstrap_checkout() if __name__ == "__main__" else "package"
-    from realesr_portable.trainer.cli import run_cli
+    from realesr_portable.trainer.cli import main as train_main
 
-    return run_cli(parse_args(argv), origin)
+    return train_main(argv, origin, prog="train.py")
 
 
 if __name__ == "__main__":

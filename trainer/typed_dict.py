@@ -7,6 +7,7 @@ never evaluated: a string that is not a number stays an error, whatever it conta
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import types
 import typing
@@ -15,8 +16,10 @@ from typing import Any
 
 import yaml
 
+from ..errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config file or override is invalid; the message names the offending key."""
 
 
@@ -25,7 +28,7 @@ def to_plain(obj: Any) -> Any:
         return {f.name: to_plain(getattr(obj, f.name)) for f in fields(obj)}
     if isinstance(obj, dict):
         return {k: to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, list):
+    if isinstance(obj, (list, tuple)):
         return [to_plain(v) for v in obj]
     return obj
 
@@ -78,12 +81,38 @@ def check_value(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{where}' must be a mapping, got {value!r}")
         return {str(k): check_value(v, item_tp, f"{where}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{where}' must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(check_value(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"config key '{where}' must be a list of {len(args)} values, got {list(value)!r}")
+        return tuple(check_value(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, args)))
     if origin in (typing.Union, types.UnionType):
-        raise ConfigError(f"internal: unsupported union type at '{where}'")
+        options = [t for t in typing.get_args(tp) if t is not type(None)]
+        if len(options) != len(typing.get_args(tp)) - 1 or len(options) != 1:
+            raise ConfigError(f"internal: unsupported union type at '{where}'")
+        return None if value is None else check_value(value, options[0], where)
     raise ConfigError(f"internal: unsupported type {tp!r} at '{where}'")
 
 
-def build(cls: type, data: Any, prefix: str) -> Any:
+def _default(cls: type, name: str) -> Any:
+    """The field's default value (None when it has none)."""
+    f = next(f for f in fields(cls) if f.name == name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+
+
+def build(cls: type, data: Any, prefix: str, base: Any = None) -> Any:
+    """`cls` from the mapping `data`, every key and type checked; unset fields keep `base`'s values
+    (or the field defaults). A nested section starts from its field's default, so a section whose
+    default is a preset (the degradation recipe) is overridden key by key, not replaced.
+    Validation a dataclass does itself (`__post_init__` raising ConfigError with a field path
+    relative to the section) gets the section's `prefix`.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -96,10 +125,14 @@ def build(cls: type, data: Any, prefix: str) -> Any:
             raise unknown_key(str(key), names, prefix)
         tp = hints[key]
         if is_dataclass(tp):
-            kwargs[key] = build(tp, value, f"{prefix}{key}.")
+            start = getattr(base, key) if base is not None else _default(cls, key)
+            kwargs[key] = build(tp, value, f"{prefix}{key}.", start if isinstance(start, tp) else None)
         else:
             kwargs[key] = check_value(value, tp, f"{prefix}{key}")
-    return cls(**kwargs)
+    try:
+        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{prefix}{exc}") from None
 
 
 def apply_override(data: dict[str, Any], item: str, root: type) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import UserError
+
 #: torchvision's URL of the ImageNet VGG19 weights (the file name carries its sha256 prefix).
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 #: Channels per conv block of VGG19 ('M' = max-pool), torchvision's configuration "E".
@@ -24,7 +26,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class VGGWeightsError(ValueError):
+class VGGWeightsError(UserError, ValueError):
     """The VGG19 weight file is missing, unreadable, or not a VGG19 state_dict."""
 
 

@@ -1,1 +1,4 @@
-"""Generator and discriminator architectures with the official Real-ESRGAN state_dict keys."""
+"""Old import path of the architectures, kept so existing scripts keep working.
+
+The architectures live in `realesr_portable.archs`, one folder per family.
+"""

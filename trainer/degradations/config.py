@@ -4,16 +4,20 @@ One `StageConfig` describes one degradation stage (blur -> resize -> noise -> op
 the Real-ESRGAN recipe runs the same stage function twice with two parameter sets, then a
 `FinalConfig` step (resize back + sinc and JPEG, in random order). `DegradationConfig.x4plus()`
 is the Real-ESRGAN x4plus recipe; `from_dict`/`from_yaml` read overrides on top of that preset
-and reject unknown keys by name, so a typo never silently falls back to a default.
+through the training config's own checker (`trainer/typed_dict.py`): unknown keys are rejected by
+name with a did-you-mean hint, so a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..typed_dict import ConfigError, build, to_plain
+
+__all__ = ["ConfigError", "DegradationConfig", "FinalConfig", "KernelConfig", "StageConfig", "USMConfig"]
 
 KERNEL_TYPES = (
     "iso",
@@ -27,8 +31,6 @@ RESIZE_MODES = ("area", "bilinear", "bicubic")
 _MAX_KERNEL = 21
 
 
-class ConfigError(ValueError):
-    """A degradation config value or key is invalid; the message names it."""
 
 
 def _check_range(name: str, rng: tuple[float, float], lo: float, hi: float) -> None:
@@ -214,58 +216,24 @@ class DegradationConfig:
         return cls(first=StageConfig(), second=second, final=FinalConfig(), usm=USMConfig())
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DegradationConfig:
-        """Overrides on top of `x4plus()`; nested dicts per section; unknown keys raise."""
-        return _merge(cls.x4plus(), d, "degradations")
+    def from_dict(cls, d: dict[str, Any], prefix: str = "degradation") -> DegradationConfig:
+        """Overrides on top of `x4plus()`; nested dicts per section; unknown keys raise (with a
+        did-you-mean hint), named as in a training config (`degradation.first.noise_range`)."""
+        return build(cls, d, f"{prefix}.", base=cls.x4plus())
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> DegradationConfig:
-        """Read a YAML mapping (optionally under a top-level `degradations:` key)."""
+        """Read a YAML mapping (optionally under a top-level `degradation:` key)."""
         import yaml
 
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
-        if set(data) == {"degradations"}:
-            data = data["degradations"] or {}
+        if len(data) == 1 and set(data) <= {"degradation", "degradations"}:
+            data = next(iter(data.values())) or {}
         return cls.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists for tuples), the inverse of `from_dict`."""
-        return _to_plain(dataclasses.asdict(self))
-
-
-def _to_plain(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _to_plain(x) for k, x in v.items()}
-    if isinstance(v, (tuple, list)):
-        return [_to_plain(x) for x in v]
-    return v
-
-
-def _merge(base: Any, d: Any, where: str) -> Any:
-    """Return `base` (a dataclass) with the fields in mapping `d` replaced, recursively."""
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(d).__name__}")
-    names = {f.name: f for f in dataclasses.fields(base)}
-    unknown = sorted(set(d) - set(names))
-    if unknown:
-        raise ConfigError(
-            f"unknown degradation config key(s): {', '.join(f'{where}.{k}' for k in unknown)}"
-        )
-    changes: dict[str, Any] = {}
-    for key, value in d.items():
-        current = getattr(base, key)
-        if dataclasses.is_dataclass(current):
-            changes[key] = _merge(current, value, f"{where}.{key}")
-        elif isinstance(value, list):
-            changes[key] = tuple(value)
-        elif value is not None and isinstance(current, (int, float)) and not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}.{key} must be a number, got {value!r}")
-        else:
-            changes[key] = value
-    try:
-        return dataclasses.replace(base, **changes)
-    except TypeError as e:  # e.g. a wrong type that the checks could not compare
-        raise ConfigError(f"{where}: {e}") from None
+        return to_plain(self)

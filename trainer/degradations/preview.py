@@ -1,6 +1,6 @@
 """Write a PNG grid: GT crops, their degraded LQ (nearest x scale), and the kernels used.
 
-    python -m realesr_portable.trainer.degradations.preview -o grid.png [--seed 0] [--rows 6]
+    realesr-portable preview -o grid.png [--seed 0] [--rows 6]
         [--size 256] [--config deg.yml] [IMAGE ...]
 
 Without images it crops scikit-image's sample photos. One row per sample: GT | LQ | first
@@ -12,12 +12,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Annotated, Optional
 
 import numpy as np
 import torch
+import typer
 from PIL import Image, ImageDraw
 
 from ...atomic import write_atomic
+from ...commands import run_command
 from .config import RESIZE_MODES, ConfigError, DegradationConfig
 from .params import DOWN, UP, StageDraw
 from .pipeline import DegradationResult, Degrader
@@ -109,17 +112,30 @@ def _save_atomic(img: Image.Image, out: Path) -> None:
     write_atomic(out, lambda fh: img.save(fh, "PNG"))
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m realesr_portable.trainer.degradations.preview",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("images", nargs="*", type=Path, help="source images (default: scikit-image photos)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rows", type=int, default=6)
-    p.add_argument("--size", type=int, default=256, help="GT crop size (a multiple of --scale)")
-    p.add_argument("--scale", type=int, default=4)
-    p.add_argument("--config", type=Path, help="YAML overrides on the x4plus recipe")
-    args = p.parse_args(argv)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+@app.command(help="Write a PNG grid of GT crops, their degraded LQ and the kernels used.")
+def preview(
+    output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write")],
+    images: Annotated[Optional[list[Path]], typer.Argument(help="source images (default: scikit-image photos)", show_default=False)] = None,
+    seed: Annotated[int, typer.Option("--seed", help="random seed of the degradations")] = 0,
+    rows: Annotated[int, typer.Option("--rows", help="number of GT crops (grid rows)")] = 6,
+    size: Annotated[int, typer.Option("--size", metavar="PIXELS", help="GT crop side, a multiple of --scale")] = 256,
+    scale: Annotated[int, typer.Option("--scale", help="downscale factor GT -> LQ")] = 4,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML overrides on the x4plus recipe")] = None,
+) -> None:
+    args = argparse.Namespace(images=list(images or []), output=output, seed=seed, rows=rows, size=size,
+                              scale=scale, config=config)
+    raise typer.Exit(_run(args))
+
+
+def main(argv: list[str] | None = None, prog: str = "realesr-portable preview") -> int:
+    """Parse `argv` (default: the process arguments) and write the grid; returns the exit code."""
+    return run_command(app, list(sys.argv[1:] if argv is None else argv), prog)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.rows < 1 or args.size < 16 or args.size % args.scale:
             raise ValueError("need --rows >= 1 and --size >= 16, a multiple of --scale")

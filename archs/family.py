@@ -1,0 +1,158 @@
+"""What an architecture family must say about itself, and the `ArchInfo` naming one concrete network.
+
+Why one record per family: detection, the ncnn writer, the ncnn importer, the receptive field and
+the trainer's constructor all need to know the same architecture. Each family folder fills one
+`ArchFamily`; convert/ and trainer/ ask the list in `families.py` (or a list a caller passes,
+e.g. a test's toy architecture) instead of branching on names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..ncnn_weights import NcnnParam
+    from .ncnn_graph import NcnnGraph
+
+StateDict = Mapping[str, torch.Tensor]
+NcnnWeights = dict[str, list[np.ndarray]]
+
+
+class UnsupportedModelError(UserError, ValueError):
+    """The weights or graph match no supported architecture; the message says what was found."""
+
+
+@dataclass(frozen=True)
+class ArchFamily:
+    """One generator (or discriminator) family and everything the project knows about it.
+
+    Args:
+        name: the name in configs, sidecars (`arch`) and messages, e.g. `RRDBNet`.
+        module: the torch constructor; keyword arguments are the family's hyper-parameters.
+        detect: state_dict -> ArchInfo, or None when the keys are not this family's. May raise
+            UnsupportedModelError when the keys are its own but unusable.
+        scale_arg: the constructor argument holding the upscale factor; None for networks that
+            are not image-to-image generators (discriminators: never exported).
+        size_multiple: params -> the divisor input H and W need (pixel-unshuffle, strides).
+        receptive_radius: params -> input pixels per side that can reach an output pixel.
+        measure_pad: the radius is a loose bound; measure the seam-free tile padding instead.
+        write_ncnn: (graph, state_dict, params) -> output blob, building the graph layer by layer.
+        match_ncnn: (graph, weights) -> ArchInfo with a state_dict, or None when not this family.
+        ncnn_layers: layer types `write_ncnn` produces (and `match_ncnn` accepts).
+        rename_keys: state_dict -> state_dict with this family's key names (old layouts); applied
+            to every loaded checkpoint, so it must leave other families' keys alone.
+    """
+
+    name: str
+    module: Callable[..., nn.Module]
+    detect: Callable[[StateDict], ArchInfo | None]
+    scale_arg: str | None = None
+    size_multiple: Callable[[Mapping[str, Any]], int] = lambda params: 1
+    receptive_radius: Callable[[Mapping[str, Any]], int] | None = None
+    measure_pad: bool = False
+    write_ncnn: Callable[[NcnnGraph, StateDict, Mapping[str, Any]], str] | None = None
+    match_ncnn: Callable[[NcnnParam, NcnnWeights], tuple[ArchInfo, dict[str, torch.Tensor]] | None] | None = None
+    ncnn_layers: frozenset[str] = frozenset()
+    rename_keys: Callable[[StateDict], StateDict] | None = None
+
+    @property
+    def is_generator(self) -> bool:
+        return self.scale_arg is not None
+
+
+@dataclass(frozen=True)
+class ArchInfo:
+    """An architecture name plus its constructor arguments (`build_model` turns it into a module).
+
+    Args:
+        name: the family's name (`RRDBNet`, `SRVGGNetCompact`, `UNetDiscriminatorSN`, ...).
+        params: constructor keyword arguments, complete (defaults spelled out).
+        notes: hyper-parameters that the weights cannot reveal and were assumed.
+        output_resize: a bicubic resize the source graph applies after the network (the
+            official animevideov3 x2/x3 ncnn files are the x4 net then x0.5 / x0.75); 1.0 if none.
+        family: the family record; None looks `name` up among the built-in families.
+    """
+
+    name: str
+    params: dict[str, Any]
+    notes: tuple[str, ...] = field(default=())
+    output_resize: float = 1.0
+    family: ArchFamily | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def fam(self) -> ArchFamily:
+        """The family record (the one given, else the built-in family of that name)."""
+        if self.family is not None:
+            return self.family
+        from .families import family_named  # the list imports every family, which import this module
+
+        return family_named(self.name)
+
+    @property
+    def scale(self) -> int:
+        """The network's own upscale factor (before any `output_resize`); 1 for discriminators."""
+        arg = self.fam.scale_arg
+        return int(self.params.get(arg, 1)) if arg else 1
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.params.get("num_in_ch", 3))
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.params.get("num_out_ch", 3 if self.fam.is_generator else 1))
+
+    @property
+    def size_multiple(self) -> int:
+        """Input H and W must divide by this (e.g. pixel-unshuffle RRDBNets: x2 -> 2, x1 -> 4)."""
+        return int(self.fam.size_multiple(self.params))
+
+    def describe(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.name}({args})"
+
+
+def build_model(info: ArchInfo) -> nn.Module:
+    """A freshly initialised module for `info` (load the weights with `strict=True` afterwards)."""
+    return info.fam.module(**info.params)
+
+
+def shape_of(sd: StateDict, key: str) -> tuple[int, ...]:
+    return tuple(sd[key].shape)
+
+
+def describe_mismatch(expected: Mapping[str, torch.Size | tuple[int, ...]], sd: StateDict) -> str:
+    """One line naming missing keys, unexpected keys and shape mismatches; empty when they agree."""
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    wrong = [f"{k} {list(sd[k].shape)} (expected {list(s)})" for k, s in expected.items()
+             if k in sd and shape_of(sd, k) != tuple(s)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s) e.g. {', '.join(missing[:3])}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s) e.g. {', '.join(unexpected[:3])}")
+    if wrong:
+        problems.append(f"{len(wrong)} shape mismatch(es) e.g. {'; '.join(wrong[:2])}")
+    return "; ".join(problems)
+
+
+def check_state_dict(info: ArchInfo, sd: StateDict) -> None:
+    """Every key and shape must match a shape-only instance of `info`; else UnsupportedModelError."""
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in build_model(info).state_dict().items()}
+    problems = describe_mismatch(expected, sd)
+    if problems:
+        raise UnsupportedModelError(f"looks like {info.describe()} but: {problems}")
+
+
+def names(families: Sequence[ArchFamily]) -> str:
+    return ", ".join(f.name for f in families)

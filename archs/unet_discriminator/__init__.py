@@ -1,0 +1,1 @@
+"""One architecture family: its torch module (`module.py`) and what the project knows of it (`family.py`)."""

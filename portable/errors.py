@@ -1,0 +1,18 @@
+"""The one base class for "the user's input is wrong", so every command line reports it the same way.
+
+Why: the runtime, the converter and the trainer each raise their own precise errors (a bad model
+file, an unknown config key, a truncated image). A CLI catching `UserError` prints its one-line
+message and exits non-zero without a traceback; anything else is a bug and says so.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input from the user (files, options, configs); the message is one line meant for them."""
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (whitespace collapsed), or its class name when empty."""
+    text = " ".join(str(err).split())
+    return text or type(err).__name__

@@ -1,0 +1,108 @@
+"""The CLI's video route: which inputs are videos, where their outputs go, a frame progress line.
+
+Kept apart from `cli.py` so the command only needs a few lines to send videos here.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from ..batch import UsageError
+from .api import VideoReport, upscale_video
+from .probe import VIDEO_SUFFIXES, VideoError, is_video
+
+
+def split_videos(files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(videos, images) of an expanded input list, videos recognised by content where the name is unclear."""
+    videos = [f for f in files if is_video(f)]
+    return videos, [f for f in files if f not in videos]
+
+
+def is_video_output(output: Path | None) -> bool:
+    return output is not None and output.suffix.lower() in VIDEO_SUFFIXES and not output.is_dir()
+
+
+def plan_videos(videos: list[Path], images: list[Path], output: Path | None, suffix: str | None,
+                default_suffix: str) -> list[tuple[Path, Path]]:
+    """(input, output) per video: `-o` a video file for one video, else `FOLDER/NAME.ext` like images."""
+    if is_video_output(output):
+        if len(videos) != 1 or images:
+            raise UsageError(f"{output}: {len(videos) + len(images)} inputs cannot go into one video file; "
+                             "give one video or a directory")
+        return [(videos[0], output)]  # type: ignore[list-item]
+    jobs = []
+    for src in videos:
+        folder = output if output is not None else src.parent
+        tail = suffix if suffix is not None else ("" if output is not None and folder != src.parent else default_suffix)
+        jobs.append((src, folder / f"{src.stem}{tail}{src.suffix}"))
+    clash = next((s for s, d in jobs if d.resolve() == s.resolve()), None)
+    if clash is not None:
+        raise UsageError(f"{clash}: output would overwrite the input; use -o or --suffix")
+    return jobs
+
+
+class FrameProgress:
+    """`[clip.mp4] 120/480 frames  14.2 fps  ETA 0:25` redrawn on one terminal line; silent elsewhere."""
+
+    def __init__(self, name: str, stream: TextIO | None = None, enabled: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.name = name
+        self.start: tuple[float, int] | None = None
+        self.last_draw = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.start is None:
+            self.start = (now, done - 1)
+        if not self.enabled or (now - self.last_draw < 0.2 and done < total):
+            return
+        self.last_draw = now
+        elapsed, counted = now - self.start[0], done - self.start[1]
+        fps = counted / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / fps if fps > 0 else 0.0
+        self.stream.write(f"\r[{self.name}] {done}/{total} frames  {fps:.1f} fps  ETA {int(eta) // 60}:{int(eta) % 60:02d}\033[K")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.start is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run_videos(jobs: list[tuple[Path, Path]], upscaler, options: dict, quiet: bool, skip_existing: bool,
+               say: Callable[[str], None]) -> int:
+    """Upscale each video; print one line per failure (and notices unless quiet). Returns the failure count."""
+    failed = 0
+    for src, dst in jobs:
+        if skip_existing and dst.exists():
+            continue
+        progress = FrameProgress(src.name, enabled=False if quiet else None)
+        try:
+            report: VideoReport = upscale_video(src, dst, upscaler, progress=progress, **options)
+        except VideoError as exc:
+            progress.close()
+            say(f"error: {exc}")
+            failed += 1
+            continue
+        except KeyboardInterrupt:
+            progress.close()
+            raise
+        except Exception as exc:  # noqa: BLE001 - one line per failed video, never a traceback
+            progress.close()
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            say(f"error: {src}: {type(exc).__name__}{': ' + detail if detail else ''}")
+            failed += 1
+            continue
+        progress.close()
+        if not quiet:
+            for note in report.notices:
+                say(f"note: {note}")
+            extra = f", {report.duplicates} repeated frame(s) reused" if report.duplicates else ""
+            resumed = f", {report.segments_reused} segment(s) resumed" if report.segments_reused else ""
+            say(f"{dst}: {report.frames} frames{extra}{resumed}")
+    return failed

@@ -1,0 +1,122 @@
+"""Join the finished segments into the final file without re-encoding, plus the input's other streams.
+
+Video packets come from the segment files, audio/subtitle/data packets straight from the input,
+merged by decode time so the muxer never has to buffer a whole stream (memory stays flat). Both
+keep their original timestamps. Container metadata, chapters, stream metadata (language, title)
+and dispositions are copied where the output container can hold them.
+"""
+
+from __future__ import annotations
+
+import heapq
+from fractions import Fraction
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..atomic import write_atomic
+from .probe import VideoError, _reason, main_video, require_av
+from .segments import Segment, WorkFolder
+
+_COPY_TYPES = ("audio", "subtitle", "data")
+
+
+def _video_packets(av, paths: list[Path], out_stream) -> Iterator[tuple[float, int, object]]:
+    """Segment packets in decode order, dts made strictly increasing across segment boundaries.
+
+    Each segment's encoder starts its own reorder delay, and Matroska stores no dts at all, so a
+    joined stream can repeat or lack a dts; pts (what players show) is never changed.
+    """
+    last: Fraction | None = None
+    for path in paths:
+        with av.open(str(path)) as seg:
+            stream = seg.streams.video[0]
+            tick = Fraction(stream.time_base)
+            for packet in seg.demux(stream):
+                if packet.size == 0 or packet.pts is None:
+                    continue
+                if packet.dts is None or last is not None and packet.dts * tick <= last:
+                    wanted = packet.pts if last is None else int(last / tick) + 1
+                    packet.dts = min(wanted, packet.pts)
+                last = packet.dts * tick
+                packet.stream = out_stream
+                yield _key(packet, stream.time_base), 0, packet
+
+
+def _copied_packets(av, container, mapping: dict) -> Iterator[tuple[float, int, object]]:
+    if not mapping:
+        return
+    for packet in container.demux([container.streams[i] for i in mapping]):
+        if packet.size == 0 or packet.dts is None and packet.pts is None:
+            continue
+        source_tb = packet.stream.time_base
+        packet.stream = mapping[packet.stream.index]
+        yield _key(packet, source_tb), 1, packet
+
+
+def _key(packet, time_base) -> float:
+    stamp = packet.dts if packet.dts is not None else packet.pts
+    return float(stamp * time_base)
+
+
+def join(src: Path, dst: Path, fmt: str, work: WorkFolder, segments: list[Segment], notices: list[str]) -> None:
+    """Write `dst` atomically from the segment files and the input's non-video streams."""
+    av = require_av()
+    paths = [work.segment_path(s) for s in segments]
+
+    def writer(fh) -> None:
+        with av.open(str(src), metadata_errors="ignore") as source, av.open(fh, "w", format=fmt) as out:
+            with av.open(str(paths[0])) as first:
+                template = first.streams.video[0]
+                video = out.add_stream_from_template(template, opaque=True)
+            in_video = main_video(source)
+            _copy_tags(in_video, video)
+            mapping = {}
+            for stream in source.streams:
+                if stream.type not in _COPY_TYPES and not (stream.type == "video" and stream.index != in_video.index):
+                    continue
+                if stream.codec_context is None:  # e.g. mp4's chapter track: chapters are copied below
+                    if not source.chapters():
+                        notices.append(f"{dst.name}: {stream.type} stream #{stream.index} has no codec; not copied")
+                    continue
+                try:
+                    copied = out.add_stream_from_template(stream, opaque=True)
+                except (av.FFmpegError, ValueError) as exc:
+                    notices.append(f"{dst.name}: {stream.type} stream #{stream.index} not copied ({_reason(exc)})")
+                    continue
+                _copy_tags(stream, copied)
+                mapping[stream.index] = copied
+            _copy_container_tags(source, out, notices, dst)
+            merged = heapq.merge(_video_packets(av, paths, video), _copied_packets(av, source, mapping),
+                                 key=lambda entry: (entry[0], entry[1]))
+            for _, _, packet in merged:
+                out.mux(packet)
+
+    try:
+        write_atomic(dst, writer)
+    except av.FFmpegError as exc:
+        raise VideoError(f"{dst}: joining the segments failed ({_reason(exc)})") from None
+    except OSError as exc:
+        raise VideoError(f"{dst}: cannot write ({exc.strerror or exc})") from None
+
+
+def _copy_tags(source, target) -> None:
+    """Stream metadata (language, title, handler) and disposition (default, forced, ...)."""
+    for key, value in source.metadata.items():
+        if key.upper() not in ("DURATION", "ENCODER", "NUMBER_OF_FRAMES", "NUMBER_OF_BYTES"):
+            target.metadata[key] = value
+    try:
+        target.disposition = source.disposition
+    except (AttributeError, TypeError, ValueError):
+        pass
+
+
+def _copy_container_tags(source, out, notices: list[str], dst: Path) -> None:
+    for key, value in source.metadata.items():
+        if key.lower() not in ("encoder", "major_brand", "minor_version", "compatible_brands"):
+            out.metadata[key] = value
+    chapters = source.chapters()
+    if chapters:
+        try:
+            out.set_chapters(chapters)
+        except (ValueError, TypeError) as exc:
+            notices.append(f"{dst.name}: chapters not copied ({exc})")

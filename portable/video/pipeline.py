@@ -1,0 +1,243 @@
+"""Decode -> upscale -> encode, overlapping in threads joined by small bounded queues.
+
+Memory stays independent of the video's length: at most a few frames wait in each queue, and each
+segment is encoded straight into its own file. Frames keep their input pts, duration and time base,
+so variable frame rate survives unchanged. An error in any stage stops the others and surfaces in
+the caller as one VideoError; an unfinished segment is discarded by the atomic writer.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import write_atomic
+from .encoder import EncoderSettings, even_size, open_video_stream, pad_to
+from .probe import VideoError, VideoInfo, _reason, main_video, require_av
+from .segments import Segment, WorkFolder, segment_of
+
+_QUEUE = 4
+_END = None
+
+
+@dataclass
+class Item:
+    """One frame on its way through the pipeline."""
+
+    segment: Segment
+    pts: int
+    duration: int | None
+    image: np.ndarray
+
+
+@dataclass
+class Colour:
+    """The input's colour tags, carried to the output so players interpret the pixels the same way."""
+
+    tags: dict = field(default_factory=dict)
+
+
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def decode(path: Path, info: VideoInfo, todo: list[Segment], rgb_format: str, colour: Colour) -> Iterator[Item]:
+    """Frames of the `todo` segments in presentation order, starting with a seek to the first one."""
+    av = require_av()
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            stream = main_video(container)
+            stream.thread_type = "AUTO"
+            if todo[0].start_pts > info.frame_pts[0]:
+                container.seek(todo[0].start_pts, stream=stream)
+            last, current = todo[-1], None
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    raise VideoError(f"{path}: a frame has no timestamp; remux the file first")
+                if last.end_pts is not None and frame.pts >= last.end_pts:
+                    return
+                segment = current if current is not None and current.holds(frame.pts) else segment_of(todo, frame.pts)
+                current = segment
+                if segment is None:
+                    continue
+                if not colour.tags:
+                    colour.tags = {k: getattr(frame, k) for k in ("colorspace", "color_range", "color_primaries", "color_trc")}
+                yield Item(segment, frame.pts, frame.duration or None, frame.to_ndarray(format=rgb_format))
+    except av.FFmpegError as exc:
+        raise VideoError(f"{path}: decoding failed ({_reason(exc)})") from None
+
+
+def encode_segment(path: Path, fmt: str, items: "_Peek", settings: EncoderSettings, info: VideoInfo,
+                   rgb_format: str, colour: Colour, notices: list[str], on_frame: Callable[[], None]) -> None:
+    """Encode the frames of one segment into `path` (atomically: a temp file renamed when complete)."""
+    av = require_av()
+    segment = items.peek().segment
+    size = _frame_size(items.peek().image, settings.pix_fmt, notices)
+    count = 0
+
+    def writer(fh) -> None:
+        nonlocal count
+        with av.open(fh, "w", format=fmt) as out:
+            stream = open_video_stream(out, settings, size, info.time_base, info.rate, info.rotation)
+            _tag_colour(stream, colour)
+            while (item := items.peek()) is not _END and item.segment is segment:
+                next(items)
+                frame = av.VideoFrame.from_ndarray(pad_to(item.image, *size), format=rgb_format)
+                frame = frame.reformat(format=settings.pix_fmt, dst_colorspace=_space(colour))
+                frame.pts, frame.time_base = item.pts, info.time_base
+                if item.duration:
+                    frame.duration = item.duration
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+                count += 1
+                on_frame()
+            if count != segment.frames:  # raised inside the writer: the partial segment is discarded
+                raise VideoError(f"segment {segment.index}: decoded {count} of {segment.frames} frames "
+                                 "(truncated or damaged input?)")
+            for packet in stream.encode(None):
+                out.mux(packet)
+
+    try:
+        write_atomic(path, writer)
+    except av.FFmpegError as exc:
+        raise VideoError(f"{path.name}: encoding with {settings.codec} failed ({_reason(exc)})") from None
+    except OSError as exc:
+        raise VideoError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _frame_size(image: np.ndarray, pix_fmt: str, notices: list[str]) -> tuple[int, int]:
+    """The encoded size: the upscaled size, padded up when the pixel format needs even sides."""
+    height, width = image.shape[:2]
+    size = even_size(width, height, pix_fmt)
+    note = (f"{width}x{height} does not fit {pix_fmt}; padded to {size[0]}x{size[1]} "
+            "by repeating the last row/column")
+    if size != (width, height) and note not in notices:
+        notices.append(note)
+    return size
+
+
+_UNSPECIFIED = {"colorspace": 2, "color_primaries": 2, "color_trc": 2, "color_range": 0}  # FFmpeg's values
+
+
+def _space(colour: Colour):
+    """The input's YUV matrix for the RGB -> YUV conversion, or None (swscale's default)."""
+    space = colour.tags.get("colorspace")
+    return space if space is not None and int(space) != _UNSPECIFIED["colorspace"] else None
+
+
+def _tag_colour(stream, colour: Colour) -> None:
+    """Copy the input's colour tags that are set onto the encoder."""
+    ctx = stream.codec_context
+    for key, value in colour.tags.items():
+        if value is not None and int(value) != _UNSPECIFIED[key]:
+            try:
+                setattr(ctx, key, value)
+            except (AttributeError, TypeError, ValueError):
+                pass
+
+
+class _Peek:
+    """An iterator over a queue with one item of look-ahead; re-raises a stage's failure."""
+
+    def __init__(self, q: queue.Queue, stop: threading.Event) -> None:
+        self.q, self.stop = q, stop
+        self.head: object = ...
+
+    def peek(self):
+        while self.head is ...:
+            try:
+                self.head = self.q.get(timeout=0.2)
+            except queue.Empty:
+                if self.stop.is_set():
+                    raise VideoError("stopped") from None
+        if isinstance(self.head, _Failure):
+            raise self.head.exc
+        return self.head
+
+    def __next__(self):
+        item = self.peek()
+        self.head = ...
+        return item
+
+
+def _put(q: queue.Queue, item: object, stop: threading.Event) -> None:
+    while True:
+        try:
+            q.put(item, timeout=0.2)
+            return
+        except queue.Full:
+            if stop.is_set():
+                raise VideoError("stopped") from None
+
+
+def run(src: Path, info: VideoInfo, todo: list[Segment], work: WorkFolder, fmt: str, settings: EncoderSettings,
+        rgb_format: str, transform: Callable[[Item], np.ndarray], notices: list[str],
+        on_frame: Callable[[], None]) -> None:
+    """Decode and encode in two threads around `transform` (the upscaler) in the calling thread."""
+    decoded: queue.Queue = queue.Queue(maxsize=_QUEUE)
+    upscaled: queue.Queue = queue.Queue(maxsize=_QUEUE)
+    stop = threading.Event()
+    colour = Colour()
+    errors: list[BaseException] = []
+
+    def decoder() -> None:
+        try:
+            for item in decode(src, info, todo, rgb_format, colour):
+                _put(decoded, item, stop)
+            _put(decoded, _END, stop)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            if not stop.is_set():
+                _put_failure(decoded, exc)
+
+    def encoder() -> None:
+        items = _Peek(upscaled, stop)
+        try:
+            while items.peek() is not _END:
+                encode_segment(work.segment_path(items.peek().segment), fmt, items, settings, info,
+                               rgb_format, colour, notices, on_frame)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=decoder, daemon=True), threading.Thread(target=encoder, daemon=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        source = _Peek(decoded, stop)
+        while (item := next(source)) is not _END:
+            item.image = transform(item)
+            _put(upscaled, item, stop)
+        _put(upscaled, _END, stop)
+        threads[1].join()
+    except BaseException as exc:
+        stop.set()
+        if not errors:
+            _put_failure(upscaled, exc)
+        threads[1].join(timeout=30)
+        if errors and isinstance(exc, VideoError) and str(exc) == "stopped":
+            raise errors[0] from None
+        raise
+    finally:
+        stop.set()
+        threads[0].join(timeout=5)
+    if errors:
+        raise errors[0]
+
+
+def _put_failure(q: queue.Queue, exc: BaseException) -> None:
+    """Hand an exception downstream without blocking: drop queued frames to make room."""
+    while True:
+        try:
+            q.put_nowait(_Failure(exc))
+            return
+        except queue.Full:
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                pass

@@ -1,0 +1,111 @@
+"""Keyframe-aligned segments and the work folder that makes a killed job resumable.
+
+The work folder `.NAME.resume/` sits beside the output. Its manifest records the input's identity,
+the settings and the segment plan; each finished segment is a complete file written atomically,
+so after a crash (even SIGKILL) a segment file either exists whole or not at all. `--resume`
+re-uses the finished ones and encodes the rest; a folder made for another input or other settings
+is refused rather than silently mixed in.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..atomic import write_bytes_atomic
+from .probe import VideoError, VideoInfo
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Frames with start_pts <= pts < end_pts (end None: to the end); `frames` counts them."""
+
+    index: int
+    start_pts: int
+    end_pts: int | None
+    frames: int
+
+    def holds(self, pts: int) -> bool:
+        return pts >= self.start_pts and (self.end_pts is None or pts < self.end_pts)
+
+
+def plan_segments(info: VideoInfo, seconds: float) -> list[Segment]:
+    """Cut at input keyframes, each segment at least `seconds` long (the last may be shorter).
+
+    Starting at a keyframe lets a resumed run seek straight to the segment instead of decoding
+    everything before it.
+    """
+    first = info.frame_pts[0]
+    limit = seconds / float(info.time_base)
+    starts = [first]
+    for key in info.keyframe_pts:
+        if key > starts[-1] and key - starts[-1] >= limit:
+            starts.append(key)
+    segments = []
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else None
+        first = bisect.bisect_left(info.frame_pts, start)
+        stop = len(info.frame_pts) if end is None else bisect.bisect_left(info.frame_pts, end)
+        segments.append(Segment(i, start, end, stop - first))
+    return segments
+
+
+def segment_of(segments: list[Segment], pts: int) -> Segment | None:
+    """The segment holding `pts` among `segments` (sorted by start), or None."""
+    at = bisect.bisect_right([s.start_pts for s in segments], pts) - 1
+    return segments[at] if at >= 0 and segments[at].holds(pts) else None
+
+
+class WorkFolder:
+    """`.NAME.resume/` beside the output: manifest plus one file per finished segment."""
+
+    def __init__(self, dst: Path) -> None:
+        self.dst = dst
+        self.path = dst.parent / f".{dst.name}.resume"
+        self.manifest_path = self.path / "manifest.json"
+
+    def segment_path(self, segment: Segment) -> Path:
+        return self.path / f"segment_{segment.index:05d}{self.dst.suffix.lower()}"
+
+    def is_done(self, segment: Segment) -> bool:
+        return self.segment_path(segment).is_file()
+
+    def open(self, identity: dict, settings: dict, planned: list[Segment], resume: bool) -> list[Segment]:
+        """Create the folder, or (resume) check it belongs to this job; returns the segment plan to use."""
+        if self.path.exists():
+            if not resume:
+                raise VideoError(f"{self.dst}: an unfinished run left {self.path}; add --resume to continue it "
+                                 "or delete that folder")
+            return self._reuse(identity, settings)
+        try:
+            self.path.mkdir()
+            manifest = {"version": MANIFEST_VERSION, "input": identity, "settings": settings,
+                        "segments": [[s.start_pts, s.end_pts, s.frames] for s in planned]}
+            write_bytes_atomic(self.manifest_path, json.dumps(manifest, indent=1).encode())
+        except OSError as exc:
+            raise VideoError(f"{self.path}: cannot create the work folder ({exc.strerror or exc})") from None
+        return planned
+
+    def _reuse(self, identity: dict, settings: dict) -> list[Segment]:
+        try:
+            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            rows = manifest["segments"]
+            old_input, old_settings = manifest["input"], manifest["settings"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise VideoError(f"{self.path}: not a readable resume folder (no valid manifest.json); delete it") from None
+        if old_input != identity:
+            raise VideoError(f"{self.path}: made for a different input file (size, date or content differ); "
+                             "delete it to start again")
+        if old_settings != settings:
+            changed = sorted(k for k in set(old_settings) | set(settings) if old_settings.get(k) != settings.get(k))
+            raise VideoError(f"{self.path}: made with other settings ({', '.join(changed)}); "
+                             "use the same options or delete it")
+        return [Segment(i, int(a), None if b is None else int(b), int(n)) for i, (a, b, n) in enumerate(rows)]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

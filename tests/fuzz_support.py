@@ -1,0 +1,249 @@
+"""Mutations of official model files, and a fork-based runner that survives native crashes.
+
+Each case is a mutated `.param` text, a `.bin` mutation (described, applied in the child to the
+official bytes) and a mutated sidecar JSON. Children run batches of cases and report the case
+they start before running it, so a child killed by a signal names the mutation that killed it.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from realesr_portable.devices import cpu_device
+from realesr_portable.engine import Engine, Options
+from realesr_portable.errors import UserError
+from realesr_portable.models import ModelNotFoundError, resolve_model
+from realesr_portable.session import ModelLoadError, Session, TileError
+from realesr_portable.spec import ModelSpecError
+
+ALLOWED = (UserError, ModelLoadError, ModelSpecError, ModelNotFoundError, TileError)  # the project's one-line errors
+VALUES = ["0", "1", "-1", "2", "3", "4", "5", "7", "16", "63", "64", "65", "255", "4096", "2147483647",
+          "-2147483648", "-233", "-234", "1.0", "0.5", "2.000000e+00", "16.0", "1e400", "inf", "nan",
+          "-0.0", "x", "", "99999999999", "1,2.0", "0,", "3,1.0"]
+TYPES = ["Convolution", "ConvolutionDepthWise", "PReLU", "ReLU", "Split", "Concat", "Eltwise", "BinaryOp",
+         "Interp", "PixelShuffle", "Reorg", "Input", "Noop", "Clip", "BatchNorm", "MatMul", "Deconvolution",
+         "Crop", "Softmax", "InnerProduct", "Reshape", "Permute", "Slice", "Padding", "MemoryData", "Pooling"]
+JSON_VALUES: list[Any] = [None, True, False, -1, 0, 1, 2, 3, 4, 5, 16, 17, 2**40, 1.5, "x", "", [], [0],
+                          [0, 1], [1, 0], [None, 1], [0, 255], {}, "data", "output", "54", "106", 1e308]
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    param: str
+    bin_edit: tuple[str, int, int]  # (kind, position, value); kind "none" keeps the official bytes
+    sidecar: str
+    label: str  # what was mutated, for the failure message
+
+
+def _mutate_line(rng: random.Random, line: str, blobs: list[str]) -> tuple[str, str]:
+    tokens = line.split()
+    n_bottom, n_top = int(tokens[2]), int(tokens[3])
+    first_param = 4 + n_bottom + n_top
+    op = rng.choice(["value", "value", "value", "key", "add", "drop", "type", "blob", "count"])
+    if op == "value" and len(tokens) > first_param:
+        i = rng.randrange(first_param, len(tokens))
+        key = tokens[i].split("=", 1)[0]
+        tokens[i] = f"{key}={rng.choice(VALUES)}"
+    elif op == "key" and len(tokens) > first_param:
+        i = rng.randrange(first_param, len(tokens))
+        value = tokens[i].split("=", 1)[1] if "=" in tokens[i] else "1"
+        tokens[i] = f"{rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 14, 18, 19, 31, 32, 100, -23310, -23301, -23399])}={value}"
+    elif op == "add":
+        tokens.append(f"{rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 9, 11, 13, 15, 19, -23310])}={rng.choice(VALUES)}")
+    elif op == "drop" and len(tokens) > first_param:
+        del tokens[rng.randrange(first_param, len(tokens))]
+    elif op == "type":
+        tokens[0] = rng.choice(TYPES)
+    elif op == "blob" and first_param > 4:
+        tokens[rng.randrange(4, first_param)] = rng.choice(blobs + ["nowhere"])
+    elif op == "count":
+        tokens[rng.choice([2, 3])] = str(rng.choice([0, 1, 2, 3, 9]))
+    return " ".join(tokens), op
+
+
+def mutate_param(rng: random.Random, text: str) -> tuple[str, str]:
+    lines = text.strip().splitlines()
+    blobs = sorted({tok for line in lines[2:] for tok in line.split()[4 : 4 + sum(map(int, line.split()[2:4]))]})
+    done = []
+    for _ in range(rng.choice([1, 1, 1, 2, 3])):
+        where = rng.randrange(2, len(lines))
+        op = rng.choice(["line"] * 8 + ["header", "swap", "dup", "delete"])
+        if op == "line":
+            lines[where], what = _mutate_line(rng, lines[where], blobs)
+            op = f"line {where} {what}"
+        elif op == "header":
+            counts = lines[1].split()
+            counts[rng.randrange(2)] = rng.choice(["0", "1", "7", "41", "42", "1000", "2147483647", "-1"])
+            lines[1] = " ".join(counts)
+        elif op == "swap":
+            other = rng.randrange(2, len(lines))
+            lines[where], lines[other] = lines[other], lines[where]
+        elif op == "dup":
+            lines.insert(where, lines[where])
+        else:
+            del lines[where]
+        done.append(op)
+    return "\n".join(lines) + "\n", "; ".join(done)
+
+
+def mutate_sidecar(rng: random.Random, sidecar: dict[str, Any]) -> tuple[str, str]:
+    data = dict(sidecar)
+    key = rng.choice(sorted(data) + ["spec_version", "unknown_key"])
+    op = rng.choice(["set", "set", "set", "delete"])
+    if op == "delete":
+        data.pop(key, None)
+    else:
+        data[key] = rng.choice(JSON_VALUES)
+    return json.dumps(data), f"json {op} {key}"
+
+
+def bin_edit(rng: random.Random, size: int) -> tuple[str, int, int]:
+    kind = rng.choice(["truncate", "append", "byte", "byte", "tag"])
+    if kind == "truncate":
+        return kind, rng.choice([1, 2, 4, 100, size // 2, size]), 0
+    if kind == "append":
+        return kind, rng.choice([1, 4, 100]), 0
+    if kind == "tag":
+        return kind, 0, rng.choice([0, 1, 0x01306B47 + 1, 0xFFFFFFFF])
+    return kind, rng.randrange(size), rng.randrange(256)
+
+
+def make_cases(model: str, count: int, seed: int) -> list[Case]:
+    """`count` mutated variants of an official model: mostly the graph, some sidecar, few weights."""
+    files = resolve_model(model)
+    text, size = files.param.read_text(), files.bin.stat().st_size
+    sidecar = json.loads(files.spec.to_json())
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(count):
+        roll = rng.random()
+        param, json_text, edit, label = text, json.dumps(sidecar), ("none", 0, 0), ""
+        if roll < 0.7:
+            param, label = mutate_param(rng, text)
+        elif roll < 0.9:
+            json_text, label = mutate_sidecar(rng, sidecar)
+        else:
+            edit = bin_edit(rng, size)
+            label = f"bin {edit}"
+        cases.append(Case(model, param, edit, json_text, label))
+    return cases
+
+
+def _apply_bin(data: bytes, edit: tuple[str, int, int]) -> bytes:
+    kind, pos, value = edit
+    if kind == "truncate":
+        return data[: len(data) - pos]
+    if kind == "append":
+        return data + b"\x01" * pos
+    if kind == "tag":
+        return value.to_bytes(4, "little") + data[4:]
+    if kind == "byte":
+        return data[:pos] + bytes([value]) + data[pos + 1 :]
+    return data
+
+
+def run_case(case: Case, folder: Path, weights: dict[str, bytes]) -> str:
+    """"ran", "refused" or "ESCAPE ..." (anything but the project's one-line errors)."""
+    param = folder / "m.param"
+    param.write_text(case.param)
+    (folder / "m.json").write_text(case.sidecar)
+    binary = folder / "m.bin"
+    binary.unlink(missing_ok=True)
+    if case.bin_edit[0] == "none":
+        binary.symlink_to(resolve_model(case.model).bin)
+    else:
+        binary.write_bytes(_apply_bin(weights[case.model], case.bin_edit))
+    try:
+        files = resolve_model(str(param))
+        session = Session(files, cpu_device(), fp32=True, threads=1)
+        channels = files.spec.in_channels
+        session.run(np.random.default_rng(0).random((channels, 8, 8), dtype=np.float32))
+        image = np.random.default_rng(1).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+        Engine([session]).run_model(image, Options())  # the runtime's own path: padding, segments
+    except ALLOWED as exc:
+        text = str(exc)
+        return "refused" if text and "\n" not in text and len(text) < 600 else f"ESCAPE multi-line message: {text[:200]!r}"
+    except Exception as exc:  # noqa: BLE001 - this is what the fuzz looks for
+        return f"ESCAPE {type(exc).__name__}: {str(exc)[:200]}"
+    return "ran"
+
+
+def _worker(conn: Connection, cases: list[tuple[int, Case]]) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="fuzz_"))
+    weights = {model: resolve_model(model).bin.read_bytes() for model in {case.model for _, case in cases}}
+    faulthandler.disable()  # a crash is the expected report here, not a dump on pytest's terminal
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)  # ncnn prints its own complaints on C stderr; the outcome is what counts
+    try:
+        for index, case in cases:
+            conn.send(("start", index))
+            conn.send(("done", index, run_case(case, folder, weights)))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        conn.close()
+        os._exit(0)
+
+
+def run_all(cases: list[Case], workers: int, batch: int = 50, stall_s: float = 120.0) -> dict[int, str]:
+    """Outcome per case index; a child that dies reports "CRASH <how>" for the case it was on and
+    the rest of its batch goes to a new child. A child silent for `stall_s` is a "HANG"."""
+    ctx = multiprocessing.get_context("fork")
+    pending = [list(enumerate(cases))[i : i + batch] for i in range(0, len(cases), batch)]
+    outcomes: dict[int, str] = {}
+    running: dict[Connection, tuple[Any, list[tuple[int, Case]], list[int]]] = {}
+
+    def launch(todo: list[tuple[int, Case]]) -> None:
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_worker, args=(child, todo))
+        proc.start()
+        child.close()
+        running[parent] = (proc, todo, [])
+
+    while pending or running:
+        while pending and len(running) < workers:
+            launch(pending.pop())
+        ready = wait(list(running), timeout=stall_s)
+        if not ready:  # every running child is stuck
+            for conn, (proc, todo, started) in list(running.items()):
+                proc.kill()
+                proc.join()
+                stuck = started[-1] if started else todo[0][0]
+                outcomes[stuck] = "HANG"
+                rest = [item for item in todo if item[0] not in outcomes and item[0] != stuck]
+                if rest:
+                    pending.append(rest)
+                del running[conn]
+            continue
+        for conn in ready:
+            proc, todo, started = running[conn]
+            try:
+                message = conn.recv()
+            except EOFError:
+                proc.join()
+                del running[conn]
+                unfinished = [item for item in todo if item[0] not in outcomes]
+                if unfinished:  # a child that ends before its batch is done crashed on the case it was on
+                    victim = started[-1] if started and started[-1] not in outcomes else unfinished[0][0]
+                    outcomes[victim] = f"CRASH exit {proc.exitcode}"
+                    unfinished = [item for item in unfinished if item[0] != victim]
+                if unfinished:
+                    pending.append(unfinished)
+                continue
+            if message[0] == "start":
+                started.append(message[1])
+            else:
+                outcomes[message[1]] = message[2]
+    return outcomes

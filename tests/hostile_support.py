@@ -1,0 +1,77 @@
+"""Shared pieces of the hostile-input tests: official models copied with edits, and a forked
+child that reports a native crash (SIGSEGV, SIGFPE) as a result instead of taking pytest down."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from realesr_portable.models import resolve_model
+
+
+def official_sidecar(name: str) -> dict[str, Any]:
+    """The spec of an official model as the sidecar JSON `convert` would write for it."""
+    return json.loads(resolve_model(name).spec.to_json())
+
+
+def edited_model(tmp_path: Path, name: str, param_edit: Callable[[str], str] = lambda t: t,
+                 sidecar: dict[str, Any] | str | None = None, stem: str = "m") -> Path:
+    """`stem.param` (edited), `stem.bin` (a link to the official weights) and `stem.json`."""
+    files = resolve_model(name)
+    param, weights = files.param, files.bin
+    text = param.read_text()
+    edited = param_edit(text)
+    (tmp_path / f"{stem}.param").write_text(edited)
+    (tmp_path / f"{stem}.bin").symlink_to(weights)
+    data = official_sidecar(name) if sidecar is None else sidecar
+    (tmp_path / f"{stem}.json").write_text(data if isinstance(data, str) else json.dumps(data))
+    return tmp_path / f"{stem}.param"
+
+
+def replace_once(old: str, new: str) -> Callable[[str], str]:
+    """A `.param` edit that must change exactly one place (so a test cannot silently edit nothing)."""
+
+    def edit(text: str) -> str:
+        assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times"
+        return text.replace(old, new)
+
+    return edit
+
+
+def _child(conn: Any, func: Callable[[], Any]) -> None:
+    try:
+        conn.send(("ok", func()))
+    except BaseException as exc:  # noqa: BLE001 - report everything to the parent
+        conn.send(("raised", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+        os._exit(0)
+
+
+def in_child(func: Callable[[], Any], timeout: float = 120.0) -> tuple[str, Any]:
+    """Run `func` in a forked child: ("ok", value), ("raised", "Type: message") or ("signal", name)."""
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, func))
+    proc.start()
+    child.close()
+    result: tuple[str, Any] | None = None
+    if parent.poll(timeout):
+        try:
+            result = parent.recv()
+        except EOFError:
+            result = None
+    proc.join(timeout=10)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+        return ("hang", f"no answer in {timeout} s")
+    if result is None:
+        code = proc.exitcode or 0
+        return ("signal", signal.Signals(-code).name if code < 0 else f"exit {code}")
+    return result
