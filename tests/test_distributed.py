@@ -119,6 +119,8 @@ def test_list_file_of_paths_and_uris(ray_local, photos, reference, tmp_path):
     assert _outputs(out) == {n: reference[n] for n in expected}
     with pytest.raises(UsageError, match="URI inputs need -o"):
         upscale_many([good[0].as_uri()], None, progress=False, **MODEL)
+    with pytest.raises(ValueError, match="at least 64M"):
+        upscale_many([str(good[0])], out, max_memory="1k", progress=False, **MODEL)
     with pytest.raises(UsageError, match="alpha 'none'"):
         upscale_many([str(good[0])], out, alpha="none", progress=False, **MODEL)
 
@@ -178,7 +180,8 @@ def test_sigkilled_actor_is_restarted_and_every_output_written_once(ray_local, p
 
 def test_cli_ray_auto_in_process_and_address_in_a_subprocess(ray_local, photos, reference, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["-i", str(photos / "good"), "-i", str(photos / "broken.png"), "-o", str(out), *CLI_MODEL, "--ray", "auto"])
+    code = main(["-i", str(photos / "good"), "-i", str(photos / "broken.png"), "-o", str(out), *CLI_MODEL, "--ray", "auto",
+                 "--max-memory", "1G"])
     err = capsys.readouterr().err
     assert code == 1
     assert f"{len(reference)} done, 0 skipped, 1 failed" in err and "broken.png" in err and "Traceback" not in err

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..batch import UsageError
+from ..budget import parse_memory
 from ..engine import ALPHA_MODES
 from ..imageio import DEFAULT_MAX_PIXELS, FORMATS
 from ..models import DEFAULT_MODEL, resolve_model
@@ -162,6 +163,7 @@ def upscale_many(
     dn: float | None = None,
     dn_model: str | os.PathLike[str] | None = None,
     jobs: tuple[int, int, int] = (1, 1, 2),
+    max_memory: int | str | None = None,
     address: str | None = "auto",
     actors: int | None = None,
     num_cpus_per_actor: float | None = None,
@@ -176,7 +178,8 @@ def upscale_many(
     URIs that pyarrow's file systems read. Outputs go where `realesr-portable -i ... -o output`
     puts them, on a file system every worker can reach. Existing outputs are skipped (resume).
     Bad images are `Summary.failed` rows, never an exception; setup errors (unknown model, bad
-    option, no Ray) raise before any work starts. Model and output options are the CLI's.
+    option, no Ray) raise before any work starts. Model and output options are the CLI's;
+    `max_memory` is each actor's budget.
 
     Cluster options: `address` "auto" (a local Ray, or RAY_ADDRESS) or a cluster address;
     `actors` (default: one per GPU, else one per machine); `num_gpus_per_actor` (default 1 where
@@ -199,7 +202,7 @@ def upscale_many(
     remove_leftovers(todo)
     settings = Settings(_for_workers(model), gpu, tile, fp32, scale, tta, alpha, threads, dn,
                         None if dn_model is None else _for_workers(dn_model), max_pixels, quality, tuple(background),
-                        tuple(jobs))
+                        tuple(jobs), None if max_memory is None else parse_memory(max_memory))
     if todo:
         with ray_session(address, quiet=not progress) as ray, data_progress(progress):
             sizing = size_actors(ray.cluster_resources(), _cpu_nodes(ray), actors, num_cpus_per_actor, num_gpus_per_actor,
