@@ -124,7 +124,7 @@ def upscale(
             raise typer.Exit(run_ray(items, output, ray, quiet, model=_model_ref(model, name), scale=scale, tile=tile, gpu=gpu,
                                      fp32=fp32, fmt=fmt, tta=tta, alpha=alpha, background=stages_bg, suffix=suffix,
                                      quality=quality, max_pixels=max_pixels, threads=threads, dn=dn, dn_model=dn_model,
-                                     jobs=counts))
+                                     jobs=counts, max_memory=max_memory))
         files, missing = expand_inputs(items)
         videos, files = split_videos(files)
         model_ref = _model_ref(model, name)

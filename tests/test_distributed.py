@@ -84,6 +84,7 @@ def test_same_bytes_as_the_cli_bad_image_reported_existing_output_kept(ray_local
     out = tmp_path / "out"
     out.mkdir()
     (out / "p1.png").write_bytes(b"done by an earlier run")
+    (out / ".p2.png.k1ll3d.part").write_bytes(b"left by a worker killed mid-write")
     summary = upscale_many([str(photos / "good"), str(photos / "broken.png")], out, progress=False, batch_size=2, **MODEL)
 
     assert sorted(Path(s).name for s in summary.done) == sorted(n for n in reference if n != "p1.png")
@@ -94,7 +95,7 @@ def test_same_bytes_as_the_cli_bad_image_reported_existing_output_kept(ray_local
     assert summary.images_per_s > 0 and summary.actors == 1
     written = _outputs(out)
     assert written.pop("p1.png") == b"done by an earlier run"  # resume: existing outputs are never redone
-    assert written == {n: b for n, b in reference.items() if n != "p1.png"}
+    assert written == {n: b for n, b in reference.items() if n != "p1.png"}  # and the stale .part is gone
 
     again = upscale_many(str(photos / "good"), out, progress=False, **MODEL)  # a second run has nothing to do
     assert again.done == [] and len(again.skipped) == len(reference) and again.failed == []
@@ -102,17 +103,24 @@ def test_same_bytes_as_the_cli_bad_image_reported_existing_output_kept(ray_local
 
 def test_list_file_of_paths_and_uris(ray_local, photos, reference, tmp_path):
     good = sorted((photos / "good").iterdir())
+    folder = tmp_path / "by_uri"  # a folder URI: its images, listed through pyarrow's file system
+    folder.mkdir()
+    for name in ("p2.png", "p3.png"):
+        (folder / name).write_bytes((photos / "good" / name).read_bytes())
     listing = tmp_path / "inputs.txt"
-    listing.write_text(f"# a comment\n{good[0]}\n\n{good[1].as_uri()}\n{(photos / 'good').as_uri()}/p2.png\n"
+    listing.write_text(f"# a comment\n{good[0]}\n\n{good[1].as_uri()}\n{folder.as_uri()}\n"
                        f"{tmp_path / 'gone.png'}\n", encoding="utf-8")
     out = tmp_path / "out"
     summary = upscale_many(str(listing), out, progress=False, **MODEL)
 
-    assert sorted(Path(s).name for s in summary.done) == [good[0].name, good[1].name, "p2.png"]
+    expected = [good[0].name, good[1].name, "p2.png", "p3.png"]
+    assert sorted(Path(s).name for s in summary.done) == expected
     assert summary.failed == [(str(tmp_path / "gone.png"), "no such file or directory")]
-    assert _outputs(out) == {n: reference[n] for n in (good[0].name, good[1].name, "p2.png")}
+    assert _outputs(out) == {n: reference[n] for n in expected}
     with pytest.raises(UsageError, match="URI inputs need -o"):
         upscale_many([good[0].as_uri()], None, progress=False, **MODEL)
+    with pytest.raises(ValueError, match="at least 64M"):
+        upscale_many([str(good[0])], out, max_memory="1k", progress=False, **MODEL)
     with pytest.raises(UsageError, match="alpha 'none'"):
         upscale_many([str(good[0])], out, alpha="none", progress=False, **MODEL)
 
@@ -172,7 +180,8 @@ def test_sigkilled_actor_is_restarted_and_every_output_written_once(ray_local, p
 
 def test_cli_ray_auto_in_process_and_address_in_a_subprocess(ray_local, photos, reference, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["-i", str(photos / "good"), "-i", str(photos / "broken.png"), "-o", str(out), *CLI_MODEL, "--ray", "auto"])
+    code = main(["-i", str(photos / "good"), "-i", str(photos / "broken.png"), "-o", str(out), *CLI_MODEL, "--ray", "auto",
+                 "--max-memory", "1G"])
     err = capsys.readouterr().err
     assert code == 1
     assert f"{len(reference)} done, 0 skipped, 1 failed" in err and "broken.png" in err and "Traceback" not in err
@@ -216,3 +225,12 @@ def test_actor_sizing_leaves_cpu_for_ray_data_and_gives_each_actor_a_gpu():
     assert assigned_vulkan_device(["3"], [0, 1, 2, 3]) == 3  # Vulkan sees every GPU
     assert assigned_vulkan_device(["3"], [5]) == 5  # the driver filtered the list down to ours
     assert assigned_vulkan_device([], [0]) is None
+
+
+def test_model_paths_reach_workers_as_absolute_paths_names_stay_names(tmp_path, monkeypatch):
+    from realesr_portable.distributed.run import _for_workers
+
+    monkeypatch.chdir(tmp_path)
+    Path("mine.param").write_text("7767517\n")
+    assert _for_workers("mine.param") == str(tmp_path / "mine.param")  # a worker's cwd is not ours
+    assert _for_workers("realesr-animevideov3") == "realesr-animevideov3"

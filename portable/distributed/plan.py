@@ -48,7 +48,7 @@ def read_list_file(path: Path) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def expand_uri(uri: str) -> tuple[list[str], list[tuple[Path, str]]]:
+def expand_uri(uri: str) -> tuple[list[str], list[tuple[str, str]]]:
     """A file URI -> itself; a folder URI -> its images (sorted). Missing -> a failure row."""
     from pyarrow import fs
 
@@ -62,22 +62,22 @@ def expand_uri(uri: str) -> tuple[list[str], list[tuple[Path, str]]]:
             names = sorted(f.base_name for f in found if f.type == fs.FileType.File and Path(f.base_name).suffix.lower() in IMAGE_SUFFIXES)
             return [f"{uri.rstrip('/')}/{name}" for name in names], []
     except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid (a ValueError) for bad URIs
-        return [], [(Path(uri), f"{uri}: cannot open ({str(exc).splitlines()[0]})")]
-    return [], [(Path(uri), f"{uri}: no such file or directory")]
+        return [], [(uri, f"{uri}: cannot open ({str(exc).splitlines()[0]})")]
+    return [], [(uri, f"{uri}: no such file or directory")]
 
 
-def expand_sources(items: list[str]) -> tuple[list[str], list[tuple[Path, str]]]:
+def expand_sources(items: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """Folders, globs, files, list files and URIs -> (sources as strings, missing entries)."""
     local: list[str] = []
     uris: list[str] = []
-    missing: list[tuple[Path, str]] = []
+    missing: list[tuple[str, str]] = []
     for item in items:
         path = Path(item).expanduser()
         entries = read_list_file(path) if path.suffix.lower() in LIST_SUFFIXES and path.is_file() else [item]
         for entry in entries:
             (uris if is_uri(entry) else local).append(entry)
-    files, gone = expand_inputs(local)
-    missing.extend(gone)
+    files, gone_local = expand_inputs(local)
+    missing.extend((str(path), reason) for path, reason in gone_local)
     found_uris: list[str] = []
     for uri in uris:
         more, gone = expand_uri(uri)

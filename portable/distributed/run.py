@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..batch import UsageError
+from ..budget import parse_memory
 from ..engine import ALPHA_MODES
 from ..imageio import DEFAULT_MAX_PIXELS, FORMATS
 from ..models import DEFAULT_MODEL, resolve_model
@@ -26,6 +27,7 @@ from .plan import Row, expand_sources, plan_rows, remove_leftovers, split_existi
 from .worker import Settings, UpscaleWorker
 
 EXTRA_HINT = "pip install 'realesr-portable[distributed]'"
+MAX_BLOCKS = 10_000  # beyond this, per-block bookkeeping on the driver costs more than a retry saves
 RESERVED_CPUS = 0.5  # left free on CPU clusters for Ray Data's own tasks (an all-CPU pool can stall them)
 
 
@@ -161,6 +163,7 @@ def upscale_many(
     dn: float | None = None,
     dn_model: str | os.PathLike[str] | None = None,
     jobs: tuple[int, int, int] = (1, 1, 2),
+    max_memory: int | str | None = None,
     address: str | None = "auto",
     actors: int | None = None,
     num_cpus_per_actor: float | None = None,
@@ -175,7 +178,8 @@ def upscale_many(
     URIs that pyarrow's file systems read. Outputs go where `realesr-portable -i ... -o output`
     puts them, on a file system every worker can reach. Existing outputs are skipped (resume).
     Bad images are `Summary.failed` rows, never an exception; setup errors (unknown model, bad
-    option, no Ray) raise before any work starts. Model and output options are the CLI's.
+    option, no Ray) raise before any work starts. Model and output options are the CLI's;
+    `max_memory` is each actor's budget.
 
     Cluster options: `address` "auto" (a local Ray, or RAY_ADDRESS) or a cluster address;
     `actors` (default: one per GPU, else one per machine); `num_gpus_per_actor` (default 1 where
@@ -192,12 +196,13 @@ def upscale_many(
     sources, missing = expand_sources([str(i) for i in items])
     rows = plan_rows(sources, out, fmt, suffix, f"_x{out_scale:g}")
     todo, existing = split_existing(rows) if skip_existing else (rows, [])
-    summary = Summary(skipped=[r.name for r in existing], failed=[(str(p), reason) for p, reason in missing])
+    summary = Summary(skipped=[r.name for r in existing], failed=list(missing))
     if out is not None and not out.suffix and not out.exists():
         out.mkdir(parents=True, exist_ok=True)
     remove_leftovers(todo)
-    settings = Settings(str(model), gpu, tile, fp32, scale, tta, alpha, threads, dn,
-                        None if dn_model is None else str(dn_model), max_pixels, quality, tuple(background), tuple(jobs))
+    settings = Settings(_for_workers(model), gpu, tile, fp32, scale, tta, alpha, threads, dn,
+                        None if dn_model is None else _for_workers(dn_model), max_pixels, quality, tuple(background),
+                        tuple(jobs), None if max_memory is None else parse_memory(max_memory))
     if todo:
         with ray_session(address, quiet=not progress) as ray, data_progress(progress):
             sizing = size_actors(ray.cluster_resources(), _cpu_nodes(ray), actors, num_cpus_per_actor, num_gpus_per_actor,
@@ -210,6 +215,12 @@ def upscale_many(
                 remove_leftovers(todo)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _for_workers(model: str | os.PathLike[str]) -> str:
+    """A model path made absolute (workers have another cwd); a model name stays a name."""
+    path = Path(model).expanduser()
+    return str(path.absolute()) if path.is_file() else str(model)
 
 
 def _cpu_nodes(ray) -> int:
@@ -229,7 +240,7 @@ def _check_options(fmt: str | None, alpha: str, dn: float | None, dn_model: obje
 def _run(ray, rows: list[Row], settings: Settings, sizing: Sizing, batch_size: int, summary: Summary) -> None:
     """One Ray Dataset of job rows -> actor pool -> result rows streamed back into `summary`."""
     batch_size = max(1, batch_size)
-    blocks = max(1, math.ceil(len(rows) / batch_size))
+    blocks = min(MAX_BLOCKS, max(1, math.ceil(len(rows) / batch_size)))  # a block is what a retry redoes
     # Fault tolerance comes from Ray Data's actor defaults (max_restarts=-1, max_task_retries=-1
     # since Ray 2.4): a killed actor is started again and its batch retried. Passing them by hand
     # is deprecated in Ray 2.60; tests/test_distributed.py kills an actor to hold Ray to it.

@@ -41,6 +41,7 @@ class Settings:
     quality: int = 95
     background: tuple[int, int, int] = (255, 255, 255)
     jobs: tuple[int, int, int] = (1, 1, 2)
+    max_memory: int | None = None  # bytes per actor for features and tiles (None: the device's share)
     assigned_gpu: bool = False  # True when Ray gives each actor a GPU: use that one
 
 
@@ -83,7 +84,7 @@ class UpscaleWorker:
             index = assigned_vulkan_device(ray.get_gpu_ids(), hardware)
             gpu = gpu if index is None else index
         return Upscaler(s.model, gpu=gpu, tile=s.tile, fp32=s.fp32, outscale=s.outscale, tta=s.tta, alpha=s.alpha,
-                        threads=s.threads, dn=s.dn, dn_model=s.dn_model)
+                        threads=s.threads, dn=s.dn, dn_model=s.dn_model, max_memory=s.max_memory)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = [Row(str(s), str(d), str(f)) for s, d, f in zip(batch["src"], batch["dst"], batch["fmt"])]
