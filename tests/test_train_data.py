@@ -124,3 +124,25 @@ def test_prepare_subimages(tmp_path: Path) -> None:
         assert np.array_equal(np.asarray(im), photo("astronaut.png")[:96, :96])
     ds = HRFolderDataset(out, 64, meta_file=out / "meta_info.txt")
     assert len(ds) == len(meta)
+
+
+def test_training_reads_images_like_the_runtime(tmp_path: Path) -> None:
+    """EXIF orientation applied and 16 bits kept, in the loader and in the sub-image cutter."""
+    from realesr_portable.trainer.data import read_image
+
+    src = tmp_path / "src"
+    src.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(photo("astronaut.png")[:40, :60]).save(src / "turned.jpg", exif=exif.tobytes(), quality=95)
+    deep = (np.arange(30 * 20, dtype=np.uint16).reshape(30, 20) * 97)
+    Image.fromarray(deep).save(src / "deep.png")
+    assert read_image(src / "turned.jpg").shape == (60, 40, 3)
+    gray16 = read_image(src / "deep.png")
+    assert gray16.shape == (30, 20, 3) and np.allclose(gray16[..., 0], deep / 65535.0, atol=1e-7)
+    out = tmp_path / "out"
+    assert prepare_subimages.main([str(src), str(out), "--crop-size", "100", "--workers", "1"]) == 0
+    with Image.open(out / "turned_s001.png") as im:
+        assert im.size == (40, 60)
+    with Image.open(out / "deep_s001.png") as im:
+        assert np.array_equal(np.asarray(im), deep)  # still 16-bit

@@ -49,3 +49,24 @@ def test_tensorboard_events_when_asked(tmp_path: Path) -> None:
     events.Reload()
     assert [s.value for s in events.Scalars("train/l_pix")] == pytest.approx([1.0, 0.5, 1.0 / 3.0])
     assert events.Scalars("val/psnr_y")[0].step == 3
+
+
+def test_log_lines_go_above_a_progress_bar(tmp_path: Path) -> None:
+    """While the training bar is drawn, `info` lines go through its console, not around it."""
+    import re
+
+    from realesr_portable.progress import make_progress
+
+    screen = io.StringIO()
+    bar = make_progress(screen, enabled=True)
+    assert bar is not None and make_progress(io.StringIO(), enabled=False) is None
+    log = RunLog(tmp_path, stream=io.StringIO())
+    bar.start()
+    task = bar.add_task("train", total=4)
+    log.printer = lambda line: bar.console.print(line, markup=False, highlight=False)
+    log.info("iter 1: l_pix [0.5]")
+    bar.update(task, advance=1, refresh=True)
+    bar.stop()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert "iter 1: l_pix [0.5]" in text and re.search(r"train .* 1/4 ", text) and "eta" in text
+    assert log.stream.getvalue() == "" and "iter 1" in (tmp_path / "train.log").read_text()

@@ -20,8 +20,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
-from PIL import Image
 
 if __name__ == "__main__" and not __package__:  # run as a script: import the package from this checkout
     from train import bootstrap_checkout
@@ -31,8 +31,10 @@ if __name__ == "__main__" and not __package__:  # run as a script: import the pa
 
     sys.exit(_main(prog="prepare_subimages.py"))
 
-from ..atomic import write_atomic, write_bytes_atomic
+from ..atomic import write_bytes_atomic
 from ..commands import run_command
+from ..imageio import ImageError, Picture, read_image, save_image
+from ..scale import resize, target_size
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -47,34 +49,31 @@ def window_starts(length: int, crop: int, step: int, thresh: int) -> list[int]:
     return starts
 
 
-def _save_png(img: Image.Image, path: Path) -> None:
-    write_atomic(path, lambda fh: img.save(fh, format="PNG", compress_level=3))
-
-
 def cut_one(src: Path, rel: Path, out_dir: Path, crop: int, step: int, thresh: int, scales: tuple[float, ...]) -> tuple[list[str], str]:
-    """Cut one image at every scale; returns (relative output paths, error message or '')."""
+    """Cut one image at every scale; returns (relative output paths, error message or '').
+
+    Read with the runtime's reader (EXIF orientation applied, 16-bit kept, alpha dropped), so the
+    sub-images are what training would have read from the original.
+    """
     try:
-        with Image.open(src) as im:
-            im.load()
-            base = im.convert("RGB") if im.mode not in ("RGB", "L", "I;16") else im.copy()
-    except (OSError, ValueError, SyntaxError) as exc:
-        return [], f"{src}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        base = read_image(src, max_pixels=0).color
+    except ImageError as exc:
+        return [], str(exc)
     written: list[str] = []
     for scale in scales:
         img = base
         tag = ""
         if scale != 1:
-            size = (max(1, round(base.width * scale)), max(1, round(base.height * scale)))
-            img = base.resize(size, Image.Resampling.LANCZOS)
+            img = resize(base, target_size(base.shape[1], base.shape[0], scale))
             tag = f"_T{scale:g}".replace(".", "")
         index = 0
-        for top in window_starts(img.height, crop, step, thresh):
-            for left in window_starts(img.width, crop, step, thresh):
+        for top in window_starts(img.shape[0], crop, step, thresh):
+            for left in window_starts(img.shape[1], crop, step, thresh):
                 index += 1
-                sub = img.crop((left, top, min(left + crop, img.width), min(top + crop, img.height)))
+                sub = np.ascontiguousarray(img[top : top + crop, left : left + crop])
                 name = rel.parent / f"{rel.stem}{tag}_s{index:03d}.png"
                 (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
-                _save_png(sub, out_dir / name)
+                save_image(out_dir / name, Picture(sub), "PNG")
                 written.append(name.as_posix())
     return written, ""
 
