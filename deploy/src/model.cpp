@@ -51,13 +51,15 @@ struct Levels {
     }
 };
 
-// The padded input tile of a window: mirrored context, gray <-> RGB adapted to the model.
-ncnn::Mat read_tile(const Image& src, const Window& win, int pad, int rows, int cols, int channels, const Levels& lv) {
+// The input tile spanning rows `ys` and columns `xs` of the pre-padded image (mirrored beyond the
+// image), gray <-> RGB adapted to the model.
+ncnn::Mat read_tile(const Image& src, Span ys, Span xs, int channels, const Levels& lv) {
+    const int rows = ys.stop - ys.start, cols = xs.stop - xs.start;
     ncnn::Mat tile(cols, rows, channels);
     for (int y = 0; y < rows; ++y) {
-        const int sy = reflect_index(win.y0 - pad + y, src.height);
+        const int sy = reflect_index(ys.start + y, src.height);
         for (int x = 0; x < cols; ++x) {
-            const int sx = reflect_index(win.x0 - pad + x, src.width);
+            const int sx = reflect_index(xs.start + x, src.width);
             const std::uint8_t* px = &src.pixels[(static_cast<size_t>(sy) * src.width + sx) * src.channels];
             float v[3];
             for (int c = 0; c < src.channels; ++c) v[c] = lv.in(px[c]);
@@ -69,13 +71,13 @@ ncnn::Mat read_tile(const Image& src, const Window& win, int pad, int rows, int 
     return tile;
 }
 
-// Store the centre of a net output (the window's own pixels) into the output image.
-void write_tile(Image& dst, const ncnn::Mat& out, const Window& win, int pad, int scale, const Levels& lv) {
+// Store the window's own pixels of a net output (its tile started `top`/`left` pixels earlier).
+void write_tile(Image& dst, const ncnn::Mat& out, const Window& win, int top, int left, int scale, const Levels& lv) {
     const int rows = (win.y1 - win.y0) * scale, cols = (win.x1 - win.x0) * scale;
     for (int y = 0; y < rows; ++y) {
         std::uint8_t* row = &dst.pixels[(static_cast<size_t>(win.y0 * scale + y) * dst.width + win.x0 * scale) * dst.channels];
         for (int x = 0; x < cols; ++x) {
-            const int oy = pad * scale + y, ox = pad * scale + x;
+            const int oy = top * scale + y, ox = left * scale + x;
             float v[3];
             for (int c = 0; c < out.c; ++c) v[c] = out.channel(c).row(oy)[ox];
             if (dst.channels == 1 && out.c == 3) v[0] = (v[0] + v[1] + v[2]) / 3.0f;
@@ -123,21 +125,22 @@ Image Model::upscale(const Image& src, int tile) const {
     if (src.channels != 1 && src.channels != 3) throw Error("only gray or RGB images can be upscaled");
     if (src.width < 1 || src.height < 1 || src.pixels.size() != static_cast<size_t>(src.width) * src.height * static_cast<size_t>(src.channels))
         throw Error("image size does not match its pixel buffer");
-    const int s = spec.scale, pad = spec.tile_pad;
+    const int s = spec.scale, context = spec.tile_pad;
     Image dst{src.width * s, src.height * s, src.channels, {}};
     dst.pixels.resize(static_cast<size_t>(dst.width) * dst.height * dst.channels);
     const Levels levels(spec);
     for (const Window& win : tile_windows(src.height, src.width, tile)) {
-        const int rows = padded_extent(win.y1 - win.y0, pad, spec.size_multiple);
-        const int cols = padded_extent(win.x1 - win.x0, pad, spec.size_multiple);
-        ncnn::Mat in = read_tile(src, win, pad, rows, cols, spec.in_channels, levels);
+        const Span ys = tile_span(win.y0, win.y1, src.height, context, spec.size_multiple);
+        const Span xs = tile_span(win.x0, win.x1, src.width, context, spec.size_multiple);
+        const int rows = ys.stop - ys.start, cols = xs.stop - xs.start;
+        ncnn::Mat in = read_tile(src, ys, xs, spec.in_channels, levels);
         ncnn::Mat out;
         ncnn::Extractor ex = impl_->net.create_extractor();
         if (ex.input(spec.input_blob.c_str(), in) != 0 || ex.extract(spec.output_blob.c_str(), out) != 0)
             throw Error("ncnn failed on a " + std::to_string(cols) + "x" + std::to_string(rows) + " tile");
         if (out.dims != 3 || out.c != spec.out_channels || out.h != rows * s || out.w != cols * s)
             throw Error("model output does not match the sidecar's scale x" + std::to_string(s) + " and channels");
-        write_tile(dst, out, win, pad, s, levels);
+        write_tile(dst, out, win, win.y0 - ys.start, win.x0 - xs.start, s, levels);
     }
     return dst;
 }
