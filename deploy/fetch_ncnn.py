@@ -12,10 +12,13 @@ Usage: fetch_ncnn.py VERSION SHA256 DEST_DIR   (prints the unpacked source folde
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
+import re
 import sys
 import tarfile
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -23,15 +26,24 @@ INDEX = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
 
 
 def sdist_url(version: str) -> tuple[str, str]:
-    """The sdist's URL and sha256 as the index lists them."""
-    req = urllib.request.Request(f"{INDEX}/ncnn/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        files = json.load(resp)["files"]
+    """The sdist's URL and sha256 as the index lists them (JSON page, or the HTML one of PEP 503)."""
+    page = f"{INDEX}/ncnn/"
+    accept = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
+    with urllib.request.urlopen(urllib.request.Request(page, headers={"Accept": accept}), timeout=60) as resp:
+        body = resp.read().decode("utf-8")
+        is_json = "json" in resp.headers.get("Content-Type", "")
     name = f"ncnn-{version}.tar.gz"
-    for entry in files:
-        if entry["filename"] == name:
-            return entry["url"], entry["hashes"]["sha256"]
-    raise SystemExit(f"error: {name} is not on {INDEX}/ncnn/")
+    if is_json:
+        links = [(e["url"], e["filename"], e["hashes"].get("sha256", "")) for e in json.loads(body)["files"]]
+    else:
+        links = []
+        for href in re.findall(r'href="([^"]+)"', body):
+            url, _, fragment = html.unescape(href).partition("#")
+            links.append((url, url.rsplit("/", 1)[-1], fragment.removeprefix("sha256=")))
+    for url, filename, sha256 in links:
+        if filename == name:
+            return urllib.parse.urljoin(page, url), sha256
+    raise SystemExit(f"error: {name} is not on {page}")
 
 
 def fetch(version: str, pinned: str, dest: Path) -> Path:

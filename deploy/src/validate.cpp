@@ -1,6 +1,7 @@
 // Structural checks of .param/.bin before ncnn sees them (the rules of portable/ncnn_weights.py).
 #include <layer.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <sstream>
