@@ -82,12 +82,13 @@ class Session:
             self.segmenter: Segmenter | None = Segmenter(self.graph, self.spec.input_blob, self.spec.output_blob)
         except (ValueError, KeyError):
             self.segmenter = None  # a graph we cannot follow runs whole
-        # On the CPU, tiles run in parallel, one ncnn thread each: no OpenMP barrier per layer,
-        # which on a busy machine made a 64x64 block 7x slower with 2 threads than with 1.
+        # ncnn's own threads run each tile. Tiles in parallel from Python threads (one ncnn
+        # thread each) would avoid per-layer barriers, but ncnn's Python `extract` holds the GIL:
+        # measured, two threads took as long as one. `workers` stays the hook for that.
         cpus = max(1, threads or os.cpu_count() or 1)
-        self.workers = cpus if self.segmenter is not None and not device.is_gpu else 1
+        self.workers = 1
         net = ncnn.Net()
-        _configure(net.opt, device, fp32, 1 if self.workers > 1 else cpus)
+        _configure(net.opt, device, fp32, cpus)
         if device.is_gpu:
             net.set_vulkan_device(device.index)
         with quiet_stderr():
