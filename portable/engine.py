@@ -133,7 +133,11 @@ class Engine:
         job = TileJob(src, out, s, pad if pieces else 0, self.spec.size_multiple, maximum, maximum,
                       self.spec.value_range, pre_pad=PRE_PAD)
         run = _adapt(self._runner(options.tile), c, self.spec.in_channels, self.spec.out_channels)
-        upscale_tiled(job, [run], pieces, progress)
+        try:
+            upscale_tiled(job, [run], pieces, progress)
+        finally:
+            for session in self.sessions:
+                session.release()
         return out
 
     def upscale_array(self, src: np.ndarray, options: Options, progress: Progress | None = None) -> np.ndarray:

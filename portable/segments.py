@@ -130,12 +130,10 @@ def _work_bytes(graph: Graph, live: list[list[str]]) -> list[float]:
 
 
 def pixel_speed(side: int) -> float:
-    """Relative cost per pixel of a tile of `side` px: small tiles stay in cache. Measured
-    0.72x for 64 vs 256 px on one x86 CPU, but whole-run CPU time on another (bench/README.md)
-    showed less: the model takes a mild 0.9x."""
-    if side <= 64:
-        return 0.9
-    return 0.9 + 0.1 * min(1.0, math.log2(side / 64) / 2)
+    """Relative cost per pixel of a tile of `side` px. Small tiles can be faster per pixel
+    (cache: 0.72x for 64 vs 256 px measured on one x86 CPU), but whole runs on the bench
+    machine showed no gain once ncnn's threads had less work per call: taken as flat."""
+    return 1.0
 
 
 def _windows_cost(segment: Segment, region: tuple[int, int, int, int], tile: int) -> float:

@@ -98,12 +98,13 @@ class Session:
             self.segmenter: Segmenter | None = Segmenter(self.graph, self.spec.input_blob, self.spec.output_blob)
         except (ValueError, KeyError):
             self.segmenter = None  # a graph we cannot follow runs whole
-        # On the CPU, tiles run in parallel, one ncnn thread each: no OpenMP barrier per layer,
-        # which on a busy machine made a 64x64 block 7x slower with 2 threads than with 1.
+        # ncnn's own threads run each tile. Tiles in parallel from Python threads (one ncnn
+        # thread each) would avoid per-layer barriers, but ncnn's Python `extract` holds the GIL:
+        # measured, two threads took as long as one. `workers` stays the hook for that.
         cpus = max(1, threads or os.cpu_count() or 1)
-        self.workers = cpus if self.segmenter is not None and not device.is_gpu else 1
+        self.workers = 1
         net = ncnn.Net()
-        _configure(net.opt, device, fp32, 1 if self.workers > 1 else cpus)
+        _configure(net.opt, device, fp32, cpus)
         if device.is_gpu:
             net.set_vulkan_device(device.index)
         with quiet_stderr():
@@ -124,14 +125,22 @@ class Session:
                 f"are not in the .param (inputs {net.input_names()}, outputs {net.output_names()})"
             )
         self._net = net
+        # Our own (thread-safe) pools, warm across calls but emptied by `release()` after each
+        # image: the net's internal pool keeps every freed block for good, and tiles of many
+        # shapes would pile up beyond the memory budget. Fresh pools per call cost ~15%.
+        self._pools = [] if device.is_gpu else [ncnn.PoolAllocator(), ncnn.PoolAllocator()]
+
+    def release(self) -> None:
+        """Return the memory pooled by finished calls; ncnn's pool frees only unused blocks, so
+        calls running in other threads keep theirs."""
+        for pool in self._pools:
+            pool.clear()
 
     def extract(self, feed: dict[str, np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:
         """Feed any blobs (ncnn then computes only what lies downstream of them), extract `outputs`."""
         ncnn = self._ncnn
         results = []
-        # Fresh pools per call: the net's shared pool keeps every freed block, and tiles of many
-        # shapes would pile up far beyond the memory budget.
-        pools = [] if self.device.is_gpu else [ncnn.UnlockedPoolAllocator(), ncnn.UnlockedPoolAllocator()]
+        pools = self._pools
         with self._net.create_extractor() as ex:
             if pools:
                 ex.set_blob_allocator(pools[0])
@@ -151,8 +160,6 @@ class Session:
                 results.append(np.array(out, dtype=np.float32, copy=True))
                 del out
             ex.clear()
-        for pool in pools:
-            pool.clear()
         return results
 
     def run(self, chw: np.ndarray) -> np.ndarray:
