@@ -1,7 +1,8 @@
 """Speed against the two yardsticks, one run side by side, same thread count, each case in its
 own process (whole-process peak RSS): the runtime (default options) vs PyTorch (the project's
 torch architecture with the same weights, fp32, untiled, RealESRGANer's 10 px pre-pad) vs
-ncnn's own untiled run of the whole net.
+ncnn's own untiled run of the whole net, without and with the same pre-pad (so a gap to the
+ceiling splits into what the borders cost and what the engine costs).
 
 Run: `python -m pytest bench/bench_runtime_speed.py -s` (x4plus 256x256: minutes); the 1024x1024
 x4plus case is marked slow (`-m slow`). Results go to `extra_info` and are printed as a table.
@@ -37,14 +38,16 @@ def _table(rows: list[dict]) -> str:
 
 
 def _record(benchmark, rows: list[dict], base: dict) -> None:
-    ratios = {f"{r['kind']}_over_ours": r["compute_s"] / base["compute_s"] for r in rows if r is not base}
+    ratios = {f"{r['kind']}{'_prepad' if r['options'].get('pad') else ''}_over_ours": r["compute_s"] / base["compute_s"]
+              for r in rows if r is not base}
     benchmark.extra_info.update(rows=rows, ratios=ratios)
     print("\n" + _table(rows) + "\n" + json.dumps(ratios))
 
 
 @pytest.mark.parametrize("model,size", [("realesrgan-x4plus", 256), ("realesr-animevideov3-x4", 512)])
 def test_speed_against_pytorch_and_ncnn(benchmark, model: str, size: int) -> None:
-    rows = benchmark.pedantic(lambda: [measure(k, model, size) for k in ("ours", "ncnn", "torch")], rounds=1, iterations=1)
+    cases = [("ours", {}), ("ncnn", {}), ("ncnn", {"pad": "1"}), ("torch", {})]
+    rows = benchmark.pedantic(lambda: [measure(k, model, size, **o) for k, o in cases], rounds=1, iterations=1)
     _record(benchmark, rows, rows[0])
     assert all(r["compute_s"] > 0 for r in rows)
 

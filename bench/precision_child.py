@@ -20,11 +20,12 @@ MODELS = ("realesr-animevideov3-x2", "realesr-animevideov3-x3", "realesr-animevi
 PHOTOS = (("rocket.jpg", 200, 200), ("coffee.png", 150, 250), ("chelsea.png", 100, 150))
 
 
-def crops(size: int) -> list[np.ndarray]:
+def crops(size: int, photos: tuple[tuple[str, int, int], ...] = PHOTOS) -> list[np.ndarray]:
+    """(C,H,W) float crops in [0, 1] of scikit-image's photos: (file, top, left) each."""
     import skimage
 
     out = []
-    for name, top, left in PHOTOS:
+    for name, top, left in photos:
         with Image.open(Path(skimage.__file__).parent / "data" / name) as im:
             rgb = np.asarray(im.convert("RGB"))[top : top + size, left : left + size]
         out.append(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / 255.0)

@@ -54,10 +54,12 @@ def run(kind: str, model: str, size: int, threads: int, options: dict[str, str])
         net.load_model(str(files.bin))
         loaded = _loaded()
         chw = np.ascontiguousarray(src.transpose(2, 0, 1), dtype=np.float32) / 255.0
+        if options.get("pad") == "1":  # RealESRGANer's pre-pad, to tell the border's share of a gap
+            chw = np.ascontiguousarray(np.pad(chw, ((0, 0), (0, 10), (0, 10)), mode="reflect"))
         with net.create_extractor() as ex:
             ex.input(files.spec.input_blob, ncnn.Mat(chw))
             rc, out = ex.extract(files.spec.output_blob)
-            assert rc == 0 and np.array(out).shape[1] == size * files.spec.scale
+            assert rc == 0 and np.array(out).shape[1] == chw.shape[1] * files.spec.scale
     else:
         import torch
 

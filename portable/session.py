@@ -129,6 +129,11 @@ class Session:
         # image: the net's internal pool keeps every freed block for good, and tiles of many
         # shapes would pile up beyond the memory budget. Fresh pools per call cost ~15%.
         self._pools = [] if device.is_gpu else [ncnn.PoolAllocator(), ncnn.PoolAllocator()]
+        for pool in self._pools:
+            # Reuse a free block for any request of at least half its size (ncnn's default: 3/4):
+            # the trunk's blobs come in many sizes; measured on x4plus at 256x256, peak RSS
+            # 1653 -> 1519 MiB at the same speed.
+            pool.set_size_compare_ratio(0.5)
 
     def release(self) -> None:
         """Return the memory pooled by finished calls; ncnn's pool frees only unused blocks, so
