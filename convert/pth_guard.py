@@ -119,15 +119,20 @@ class _DryRun(pickle.Unpickler):
         return _Storage(kind, numel)
 
 
+def _walk_opcodes(stream: io.BytesIO, count: int = 0) -> int:
+    """Walk one pickle's opcodes without running them; return the running count, refuse more
+    than MAX_OPCODES in all. Broken pickles raise whatever pickletools raises."""
+    for _ in pickletools.genops(stream):
+        count += 1
+        if count > MAX_OPCODES:
+            raise UnsafeWeightsError(f"the pickle has more than {MAX_OPCODES} opcodes (a pickle bomb?)")
+    return count
+
+
 def _count_opcodes(data: bytes) -> None:
     """Walk the opcodes without running them; refuse more than MAX_OPCODES (and broken pickles)."""
-    stream = io.BytesIO(data)
-    count = 0
     try:
-        for _ in pickletools.genops(stream):
-            count += 1
-            if count > MAX_OPCODES:
-                raise UnsafeWeightsError(f"the pickle has more than {MAX_OPCODES} opcodes (a pickle bomb?)")
+        _walk_opcodes(io.BytesIO(data))
     except UnsafeWeightsError:
         raise
     except Exception as exc:  # noqa: BLE001 - genops raises ValueError and others on garbage
@@ -181,10 +186,7 @@ def check_legacy_pickle(path: Path) -> None:
     count = 0
     try:
         for _ in range(4):  # magic number, protocol version, system info, the object itself
-            for _ in pickletools.genops(stream):
-                count += 1
-                if count > MAX_OPCODES:
-                    raise UnsafeWeightsError(f"the pickle has more than {MAX_OPCODES} opcodes (a pickle bomb?)")
+            count = _walk_opcodes(stream, count)
     except UnsafeWeightsError:
         raise
     except Exception:  # noqa: BLE001, S110 - not a pickle (a truncated zip, say): torch's reader says which
