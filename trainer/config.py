@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -124,8 +124,8 @@ class TrainConfig:
     grad_clip: float = 0.0
 
 
-#: Values of the on/off speed options; `auto` means on for CUDA, off elsewhere.
-SWITCH = ("auto", "on", "off")
+#: An on/off speed option; `auto` means on for CUDA, off elsewhere (YAML's bare on/off work too).
+Switch = Literal["auto", "on", "off"]
 
 
 @dataclass
@@ -146,16 +146,19 @@ class SpeedConfig:
             on the device when a loss is non-finite, so the loop needs no host sync per step.
         fused_dense: dense blocks without the copy of their input and with in-place LeakyReLU
             (bitwise the same results).
+        batched_degradations: the degradations' GPU path: one size group and whole-batch noise
+            (same parameter draws; other noise streams, see degradations/pipeline.py).
         check_every: host-side check for non-finite losses every this many iterations (0 =
             at print and checkpoint intervals only); with fused Adam the skipped step keeps the
             weights good until the check, without it every iteration is checked.
     """
 
-    cudnn_benchmark: str = "auto"
-    channels_last: str = "off"
-    compile: str = "off"
-    fused_adam: str = "auto"
-    fused_dense: str = "auto"
+    cudnn_benchmark: Switch = "auto"
+    channels_last: Switch = "off"
+    compile: Switch = "off"
+    fused_adam: Switch = "auto"
+    fused_dense: Switch = "auto"
+    batched_degradations: Switch = "auto"
     check_every: int = 0
 
     def enabled(self, key: str, device: Any) -> bool:
@@ -290,8 +293,6 @@ def validate(cfg: Config) -> None:
         "train.stage": (cfg.train.stage, ("esrnet", "esrgan")),
         "val.lq_mode": (cfg.val.lq_mode, ("degrade", "bicubic")),
         "train.amp_dtype": (cfg.train.amp_dtype, ("bfloat16", "float16")),
-        **{f"speed.{k}": (getattr(cfg.speed, k), SWITCH)
-           for k in ("cudnn_benchmark", "channels_last", "compile", "fused_adam", "fused_dense")},
         "device": (cfg.device, None),
     }
     for key, (value, allowed) in choices.items():

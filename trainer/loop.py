@@ -55,7 +55,8 @@ class BatchMaker:
     def __init__(self, cfg: Config, device: torch.device, generator: torch.Generator) -> None:
         self.cfg, self.device, self.gen = cfg, device, generator
         self.deg_cfg = cfg.degradation
-        self.degrader = Degrader(self.deg_cfg, scale=cfg.scale) if cfg.data.mode == "degrade" else None
+        batched = cfg.speed.enabled("batched_degradations", device)
+        self.degrader = Degrader(self.deg_cfg, scale=cfg.scale, batched=batched) if cfg.data.mode == "degrade" else None
         use_pool = cfg.data.pool_size > 0 and cfg.data.mode == "degrade"
         self.pool = TrainingPairPool(size=cfg.data.pool_size) if use_pool else None
         self._usm = usm_sharp
@@ -294,6 +295,7 @@ def _iterate(cfg: Config, stage: Any, maker: Any, info: Any, log: RunLog, loader
                 + f", data wait {100 * times['data_share']:.0f}%"
             )
             sums, count = {}, 0
+        t_book = time.perf_counter()
         if saving:
             last_path = _save(cfg, stage, maker, info, it) or last_path
         if want_val and (it % cfg.val.every == 0 or it == cfg.train.total_iter):
@@ -302,6 +304,7 @@ def _iterate(cfg: Config, stage: Any, maker: Any, info: Any, log: RunLog, loader
             dist.barrier(info)
         if info.is_main and printing:
             plot_curves(log.jsonl_path, cfg.run_dir / "curves.png")
+        timer.leave_out(time.perf_counter() - t_book)
         tick_bar()
     return last_path, {k: float(v) for k, v in losses.items()}
 

@@ -6,8 +6,8 @@ host clock measures launch time unless every phase ends with `torch.cuda.synchro
 would itself stall the pipeline being measured. Device phases therefore record CUDA events
 (queued like kernels, read once at the end of the interval); on the CPU, where work is
 synchronous, the host clock is exact. The data wait (the host blocked in the loader) is always a
-host time. `other` is the interval's wall time minus the timed phases: the pool, EMA, logging,
-per-step Python work and any idle device time.
+host time. `other` is the interval's wall time minus the timed phases: the pool, EMA, per-step
+Python work and any idle device time (checkpoints, validation and plots are left out).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class PhaseTimer:
         self._host: dict[str, float] = {}
         self._events: list[tuple[str, torch.cuda.Event, torch.cuda.Event]] = []
         self._start = time.perf_counter()
+        self._left_out = 0.0
         self._iters = 0
 
     @contextlib.contextmanager
@@ -52,6 +53,11 @@ class PhaseTimer:
         yield
         self._host[name] = self._host.get(name, 0.0) + time.perf_counter() - t0
 
+    def leave_out(self, seconds: float) -> None:
+        """Take `seconds` of wall time out of the interval: checkpoints, validation and plots
+        (they have log lines of their own) would otherwise count as `other`."""
+        self._left_out += seconds
+
     def step_done(self) -> None:
         """Count one iteration of the interval."""
         self._iters += 1
@@ -61,7 +67,7 @@ class PhaseTimer:
         wall time) and `iters_per_s`; then start a new interval. Waits for the device once."""
         if self._events:
             self._events[-1][2].synchronize()
-        wall = time.perf_counter() - self._start
+        wall = time.perf_counter() - self._start - self._left_out
         total = dict.fromkeys(PHASES, 0.0)
         for name, seconds in self._host.items():
             total[name] += seconds
@@ -72,7 +78,7 @@ class PhaseTimer:
         out["ms_other"] = max(0.0, 1000.0 * (wall - sum(total.values())) / n)
         out["data_share"] = total["data"] / wall if wall > 0 else 0.0
         out["iters_per_s"] = self._iters / wall if wall > 0 else 0.0
-        self._host, self._events, self._iters = {}, [], 0
+        self._host, self._events, self._iters, self._left_out = {}, [], 0, 0.0
         self._start = time.perf_counter()
         return out
 

@@ -175,6 +175,16 @@ class Degrader(torch.nn.Module):
     @torch.no_grad()
     def run(self, gt: Tensor, generator: torch.Generator) -> DegradationResult:
         """Like calling the module, but also returns every drawn parameter and kernel."""
+        # Canvas sizes change with every batch: cuDNN autotuning (the trainer's cudnn_benchmark)
+        # would time its algorithms anew for nearly every blur, so it is off in here.
+        saved = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = False
+        try:
+            return self._run(gt, generator)
+        finally:
+            torch.backends.cudnn.benchmark = saved
+
+    def _run(self, gt: Tensor, generator: torch.Generator) -> DegradationResult:
         _check_input(gt, self.scale)
         cfg = self.config
         b, _, h, w = gt.shape
