@@ -18,7 +18,7 @@ from realesr_portable.trainer.speedups import fuse_dense_blocks
 from realesr_portable.trainer.stages import ESRGANStage, ESRNetStage, TrainingDiverged
 from realesr_portable.trainer.timing import PhaseTimer
 from realesr_portable.trainer.vgg import random_vgg19_state
-from train_support import make_folder, make_vgg_file, one_thread, photo, tiny_config
+from train_support import fixed_batch, make_folder, make_vgg_file, one_thread, tiny_config
 
 INFO = setup("cpu")
 _single_thread = pytest.fixture(autouse=True)(one_thread)
@@ -30,13 +30,6 @@ def _cfg(tmp_path: Path, stage: str = "esrgan", **speed: object) -> c.Config:
     return c.from_dict(raw)
 
 
-def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    gt = torch.from_numpy(photo("chelsea.png")[100:132, 200:264].copy()).permute(2, 0, 1).float().div(255)
-    gt = torch.stack([gt[:, :, :32], gt[:, :, 32:]])
-    lq = torch.nn.functional.interpolate(gt, scale_factor=0.25, mode="area")
-    return lq, gt, (gt * 1.2 - 0.1).clamp(0, 1)
-
-
 def _esrgan(cfg: c.Config) -> ESRGANStage:
     torch.manual_seed(0)
     g, d = build_generator(cfg.network_g, cfg.scale), build_discriminator(cfg.network_d)
@@ -46,7 +39,7 @@ def _esrgan(cfg: c.Config) -> ESRGANStage:
 
 def _losses(cfg: c.Config, steps: int = 4) -> list[dict[str, float]]:
     stage = _esrgan(cfg)
-    lq, gt, gt_usm = _batch()
+    lq, gt, gt_usm = fixed_batch()
     return [{k: float(v) for k, v in stage.step(lq, gt, gt_usm, it).items()} for it in range(1, steps + 1)]
 
 
@@ -90,7 +83,7 @@ def test_fused_adam_skips_a_non_finite_step_and_reports_it_later(tmp_path: Path)
     torch.manual_seed(0)
     g = build_generator(cfg.network_g, cfg.scale)
     stage = ESRNetStage(cfg, g, INFO)
-    lq, gt, gt_usm = _batch()
+    lq, gt, gt_usm = fixed_batch()
     stage.step(lq, gt, gt_usm, 6)
     stage.check_finite()  # nothing to report yet
     before = {k: v.clone() for k, v in g.state_dict().items()}
@@ -117,7 +110,7 @@ def test_fused_step_reads_no_tensor_back(tmp_path: Path, monkeypatch: pytest.Mon
             return _o(self, *a)
 
         monkeypatch.setattr(torch.Tensor, name, spy)
-    lq, gt, gt_usm = _batch()
+    lq, gt, gt_usm = fixed_batch()
     for fused, expect_reads in (("on", False), ("off", True)):
         stage = _esrgan(_cfg(tmp_path, fused_adam=fused))
         stage.step(lq, gt, gt_usm, 1)  # first step: optimiser state is created
