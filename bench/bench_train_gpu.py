@@ -33,15 +33,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-if __name__ == "__main__":  # a plain script: use the installed package, else this checkout
+if __name__ == "__main__":  # a plain script measures this checkout, as trainer/train.py runs it
     import importlib.util
 
-    if importlib.util.find_spec("realesr_portable") is None:
-        _spec = importlib.util.spec_from_file_location("_train_script", Path(__file__).resolve().parents[1] / "trainer" / "train.py")
-        assert _spec is not None and _spec.loader is not None
-        _script = importlib.util.module_from_spec(_spec)
-        _spec.loader.exec_module(_script)
-        _script.bootstrap_checkout()
+    _spec = importlib.util.spec_from_file_location("_train_script", Path(__file__).resolve().parents[1] / "trainer" / "train.py")
+    assert _spec is not None and _spec.loader is not None
+    _script = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_script)
+    _script.bootstrap_checkout()
 
 import numpy as np
 import torch
@@ -187,7 +186,7 @@ def loop_rate(stage: str, extra: list[str], root: Path, index: int, iters: int, 
     cfg = c.load(PRESETS[stage], [
         f"data.dataroot_gt={root / 'photos'}", f"path.vgg_weights={root / 'vgg19.pth'}", "path.pretrain_g=",
         f"path.experiments_root={root / 'exp'}", f"name={run}", f"train.total_iter={iters}",
-        f"logging.print_every={every}", "checkpoint.save_every=1000000000", "val.every=0", "export.at_end=false",
+        f"logging.print_every={every}", "logging.plot=false", "checkpoint.save_every=1000000000", "val.every=0", "export.at_end=false",
         "data.num_workers=4", f"device={device}", *extra,
     ])
     loop.run(cfg, log_stream=io.StringIO())
@@ -209,10 +208,11 @@ def loop_plan(with_compile: bool) -> list[tuple[str, str, list[str]]]:
         ("stage 2, every speed option off", "esrgan", ALL_OFF),
         ("stage 2, train.amp=true (bf16)", "esrgan", ["train.amp=true"]),
     ]
+    plan.append(("stage 2, speed.batched_degradations=off", "esrgan", ["speed.batched_degradations=off"]))
     if with_compile:
         plan.append(("stage 2, speed.compile=on", "esrgan", ["speed.compile=on"]))
     plan += [(f"stage 2, speed.{k}=off", "esrgan", [f"speed.{k}=off"])
-             for k in ("batched_degradations", "fused_adam", "fused_dense", "cudnn_benchmark")]
+             for k in ("fused_adam", "fused_dense", "cudnn_benchmark")]
     plan += [("stage 2, speed.channels_last=on", "esrgan", ["speed.channels_last=on"]),
              ("stage 1, every speed option off", "esrnet", ALL_OFF),
              ("stage 1, train.amp=true (bf16)", "esrnet", ["train.amp=true"])]
@@ -308,6 +308,21 @@ def print_table(result: dict[str, Any]) -> None:
             continue
         split = " / ".join(f"{r[k]:.0f}" for k in ("ms_data", "ms_degrade", "ms_g", "ms_d", "ms_other"))
         print(f"| {r['label']} | {r['it_s']:.2f} | {split} | {100 * r['data_share']:.0f}% |")
+    parity = loss_parity(result["loops"])
+    if parity is not None:
+        print(f"\nloss parity, mean losses of the last print interval, same seed and degradation path: "
+              f"defaults (per-sample degradations) vs every option off: max relative difference {parity:.2e}")
+
+
+def loss_parity(loops: list[dict[str, Any]]) -> float | None:
+    """Max relative difference of the logged losses between the defaults with the per-sample
+    degradations (the only default that changes random streams) and every option off."""
+    by = {r["label"]: r for r in loops if "it_s" in r}
+    a, b = by.get("stage 2, speed.batched_degradations=off"), by.get("stage 2, every speed option off")
+    if a is None or b is None:
+        return None
+    keys = [k for k in a if k.startswith("l_") and k in b]
+    return max((abs(a[k] - b[k]) / max(abs(b[k]), 1e-12) for k in keys), default=None)
 
 
 # pytest-benchmark cases (same parts; `python -m pytest bench/bench_train_gpu.py`); the script

@@ -155,7 +155,7 @@ def test_phase_timer_reports_ms_per_iteration() -> None:
 def test_run_logs_the_time_split_per_print_interval(tmp_path: Path) -> None:
     make_folder(tmp_path / "hr", 56)
     make_vgg_file(tmp_path / "vgg.pth")
-    raw = tiny_config(tmp_path, tmp_path / "vgg.pth", train={"total_iter": 4}, logging={"print_every": 2},
+    raw = tiny_config(tmp_path, tmp_path / "vgg.pth", train={"total_iter": 4}, logging={"print_every": 2, "plot": False},
                       checkpoint={"save_every": 100}, speed={"fused_adam": "on", "check_every": 1})
     import io
 
@@ -170,6 +170,7 @@ def test_run_logs_the_time_split_per_print_interval(tmp_path: Path) -> None:
         total = sum(r[k] for k in ("ms_data", "ms_degrade", "ms_g", "ms_d", "ms_other"))
         assert total == pytest.approx(1000 / r["iters_per_s"], rel=0.05)
     assert "ms/it data" in stream.getvalue() and "data wait" in stream.getvalue()
+    assert not (tmp_path / "exp" / "tiny" / "curves.png").exists()  # logging.plot=false: no matplotlib needed
     assert set(result.last_losses) >= {"l_pix", "l_d_real"} and all(isinstance(v, float) for v in result.last_losses.values())
 
 

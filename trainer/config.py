@@ -201,10 +201,12 @@ class ValConfig:
 
 @dataclass
 class LogConfig:
-    """Args: print_every: iterations between log lines; tensorboard: also write TensorBoard events."""
+    """Args: print_every: iterations between log lines; tensorboard: also write TensorBoard events;
+    plot: redraw `curves.png` at each log line (needs matplotlib)."""
 
     print_every: int = 100
     tensorboard: bool = False
+    plot: bool = True
 
 
 @dataclass

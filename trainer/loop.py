@@ -302,7 +302,7 @@ def _iterate(cfg: Config, stage: Any, maker: Any, info: Any, log: RunLog, loader
             if validator is not None:
                 _validate(cfg, validator, stage, info, log, it)
             dist.barrier(info)
-        if info.is_main and printing:
+        if info.is_main and printing and cfg.logging.plot:
             plot_curves(log.jsonl_path, cfg.run_dir / "curves.png")
         timer.leave_out(time.perf_counter() - t_book)
         tick_bar()
