@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..atomic import remove_stale
+from ..atomic import remove_stale, same_file
 from . import pipeline
 from .encoder import EncoderSettings, check_settings, container_format, deep_format
 from .join import join
@@ -37,16 +37,16 @@ class VideoReport:
     notices: list[str] = field(default_factory=list)
 
 
-def upscaler_identity(upscaler: object) -> dict:
-    """The settings of an Upscaler that change its output pixels (model, scale, TTA), for the resume check."""
-    spec = getattr(upscaler, "spec", None)
-    options = getattr(upscaler, "options", None)
-    return {
-        "model": getattr(spec, "name", type(upscaler).__name__),
-        "model_scale": getattr(spec, "scale", None),
-        "outscale": getattr(options, "outscale", None),
-        "tta": getattr(options, "tta", None),
-    }
+def job_settings(upscaler: object, settings: EncoderSettings, skip_duplicates: bool, threshold: int) -> dict:
+    """Every setting that changes the output's pixels, keyed by option name, for the resume check.
+
+    An upscaler other than `Upscaler` is identified by its type only: its own settings are unknown.
+    """
+    describe = getattr(upscaler, "pixel_settings", None)
+    pixels = describe() if callable(describe) else {"upscaler": type(upscaler).__name__}
+    return {**pixels, "--codec": settings.codec, "--crf": settings.crf, "--preset": settings.preset,
+            "--pix-fmt": settings.pix_fmt, "--skip-duplicates": skip_duplicates,
+            "duplicate threshold": threshold if skip_duplicates else None}
 
 
 def upscale_video(
@@ -80,7 +80,7 @@ def upscale_video(
     settings = EncoderSettings(codec, crf, preset, pix_fmt)
     fmt = container_format(dst)
     check_settings(settings, fmt)
-    if dst.resolve() == src.resolve():
+    if same_file(src, dst):
         raise VideoError(f"{dst}: output would overwrite the input")
     info = probe(src)
     try:
@@ -94,8 +94,7 @@ def upscale_video(
     report = VideoReport(frames=info.frames)
     work = WorkFolder(dst)
     identity = {**input_identity(src), "name": src.name}
-    job = {"encoder": settings.to_dict(), "upscaler": upscaler_identity(upscaler),
-           "skip_duplicates": skip_duplicates, "duplicate_threshold": duplicate_threshold if skip_duplicates else None}
+    job = job_settings(upscaler, settings, skip_duplicates, duplicate_threshold)
     segments = work.open(identity, job, plan_segments(info, segment_seconds), resume)
     todo = [s for s in segments if not work.is_done(s)]
     report.segments_reused = len(segments) - len(todo)

@@ -22,6 +22,7 @@ from .encoder import EncoderSettings, even_size, open_video_stream, pad_to
 from .probe import VideoError, VideoInfo, _reason, main_video, require_av
 from .join import fix_dts
 from .segments import Segment, WorkFolder, segment_of
+from .sink import Sink
 
 _QUEUE = 4
 _END = None
@@ -86,7 +87,8 @@ def encode_segment(path: Path, fmt: str, items: "_Peek", settings: EncoderSettin
     def writer(fh) -> None:
         nonlocal count
         last = None
-        with av.open(fh, "w", format=fmt) as out:
+        sink = Sink(fh)
+        with av.open(sink, "w", format=fmt) as out:
             stream = open_video_stream(out, settings, size, info.time_base, info.rate, info.rotation)
             _tag_colour(stream, colour)
             while (item := items.peek()) is not _END and item.segment is segment:
@@ -98,6 +100,7 @@ def encode_segment(path: Path, fmt: str, items: "_Peek", settings: EncoderSettin
                     frame.duration = item.duration
                 for packet in stream.encode(frame):
                     last = _mux(out, packet, last, info.time_base)
+                sink.check()
                 count += 1
                 on_frame()
             if count != segment.frames:  # raised inside the writer: the partial segment is discarded
@@ -105,6 +108,7 @@ def encode_segment(path: Path, fmt: str, items: "_Peek", settings: EncoderSettin
                                  "(truncated or damaged input?)")
             for packet in stream.encode(None):
                 last = _mux(out, packet, last, info.time_base)
+        sink.check()
 
     try:
         write_atomic(path, writer)
