@@ -89,7 +89,7 @@ def test_unreadable_videos(tmp_path: Path, kind: str, message: str) -> None:
     (["--codec", "nosuchcodec"], "no such encoder"),
     (["--codec", "aac"], "not a video one"),
     (["--codec", "libx264", "--pix-fmt", "rgb24"], "--pix-fmt 'rgb24'"),
-    (["--codec", "libx264", "--preset", "warp9"], "rejects --crf/--preset"),
+    (["--codec", "libx264", "--preset", "warp9"], "rejects --pix-fmt yuv420p, --preset warp9"),
 ])
 def test_bad_encoder_settings(tmp_path: Path, options: list[str], message: str) -> None:
     inputs = tmp_path / "in"

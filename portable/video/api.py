@@ -14,7 +14,7 @@ from ..atomic import remove_stale, same_file
 from . import pipeline
 from .encoder import EncoderSettings, check_settings, container_format, deep_format
 from .join import join
-from .probe import VideoError, input_identity, probe
+from .probe import VideoError, check_frame_size, input_identity, probe
 from .segments import Segment, WorkFolder, plan_segments
 
 ProgressCallback = Callable[[int, int], None]
@@ -62,6 +62,7 @@ def upscale_video(
     skip_duplicates: bool = False,
     duplicate_threshold: int = 2,
     segment_seconds: float = 10.0,
+    max_pixels: int = 0,
     progress: ProgressCallback | None = None,
 ) -> VideoReport:
     """Upscale every frame of `src` into `dst`, keeping timestamps and copying the other streams.
@@ -72,6 +73,8 @@ def upscale_video(
         skip_duplicates: reuse the previous output when a frame differs from the previous input frame
             by at most `duplicate_threshold` (of 255) in every pixel.
         segment_seconds: minimum segment length; a killed run loses at most about this much work.
+        max_pixels: refuse frames larger than this many pixels, checked on the stream's size before any
+            work and on every decoded frame (0: no limit; the CLI's --max-pixels, default 100 MP).
         progress: called as progress(frames_done, frames_total) after each frame.
     Raises VideoError (one line) for unreadable input, bad settings, unwritable output or a resume
     folder from another job; `dst` then does not exist (or is left as it was).
@@ -83,6 +86,7 @@ def upscale_video(
     if same_file(src, dst):
         raise VideoError(f"{dst}: output would overwrite the input")
     info = probe(src)
+    check_frame_size(src, info.width, info.height, max_pixels)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(dst.parent)  # a killed join's temporary file
@@ -91,7 +95,7 @@ def upscale_video(
         raise VideoError(f"{dst.parent}: cannot create the output folder ({exc.strerror or exc})") from None
     if not os.access(dst.parent, os.W_OK):
         raise VideoError(f"{dst}: the output folder is not writable")
-    report = VideoReport(frames=info.frames)
+    report = VideoReport(frames=info.frames, notices=list(info.notes))
     work = WorkFolder(dst)
     identity = {**input_identity(src), "name": src.name}
     job = job_settings(upscaler, settings, skip_duplicates, duplicate_threshold)
@@ -109,7 +113,8 @@ def upscale_video(
                 progress(done, info.frames)
 
         try:
-            pipeline.run(src, info, todo, work, fmt, settings, rgb_format, state.transform, report.notices, on_frame)
+            pipeline.run(src, info, todo, work, fmt, settings, rgb_format, state.transform, report.notices, on_frame,
+                         max_pixels)
         except BaseException:
             if not any(work.is_done(s) for s in segments):
                 work.remove()  # nothing to resume: do not make the next run ask for --resume

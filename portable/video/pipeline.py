@@ -19,7 +19,7 @@ import numpy as np
 
 from ..atomic import write_atomic
 from .encoder import EncoderSettings, even_size, open_video_stream, pad_to
-from .probe import VideoError, VideoInfo, _reason, main_video, require_av
+from .probe import VideoError, VideoInfo, _reason, check_frame_size, main_video, require_av
 from .join import fix_dts
 from .segments import Segment, WorkFolder, segment_of
 from .sink import Sink
@@ -50,7 +50,8 @@ class _Failure:
         self.exc = exc
 
 
-def decode(path: Path, info: VideoInfo, todo: list[Segment], rgb_format: str, colour: Colour) -> Iterator[Item]:
+def decode(path: Path, info: VideoInfo, todo: list[Segment], rgb_format: str, colour: Colour,
+           max_pixels: int = 0) -> Iterator[Item]:
     """Frames of the `todo` segments in presentation order, starting with a seek to the first one."""
     av = require_av()
     try:
@@ -69,6 +70,7 @@ def decode(path: Path, info: VideoInfo, todo: list[Segment], rgb_format: str, co
                 current = segment
                 if segment is None:
                     continue
+                check_frame_size(path, frame.width, frame.height, max_pixels)
                 if not colour.tags:
                     colour.tags = {k: getattr(frame, k) for k in ("colorspace", "color_range", "color_primaries", "color_trc")}
                 yield Item(segment, frame.pts, frame.duration or None, frame.to_ndarray(format=rgb_format))
@@ -193,7 +195,7 @@ def _put(q: queue.Queue, item: object, stop: threading.Event) -> None:
 
 def run(src: Path, info: VideoInfo, todo: list[Segment], work: WorkFolder, fmt: str, settings: EncoderSettings,
         rgb_format: str, transform: Callable[[Item], np.ndarray], notices: list[str],
-        on_frame: Callable[[], None]) -> None:
+        on_frame: Callable[[], None], max_pixels: int = 0) -> None:
     """Decode and encode in two threads around `transform` (the upscaler) in the calling thread."""
     decoded: queue.Queue = queue.Queue(maxsize=_QUEUE)
     upscaled: queue.Queue = queue.Queue(maxsize=_QUEUE)
@@ -203,7 +205,7 @@ def run(src: Path, info: VideoInfo, todo: list[Segment], work: WorkFolder, fmt: 
 
     def decoder() -> None:
         try:
-            for item in decode(src, info, todo, rgb_format, colour):
+            for item in decode(src, info, todo, rgb_format, colour, max_pixels):
                 _put(decoded, item, stop)
             _put(decoded, _END, stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there

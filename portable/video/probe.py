@@ -138,6 +138,13 @@ def probe(path: Path) -> VideoInfo:
                      tuple(sorted(keys)) or (pts[0],), rotation, by_order, notes)
 
 
+def check_frame_size(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """The image path's decompression-bomb limit (--max-pixels), applied to a video's frames."""
+    if max_pixels and width * height > max_pixels:
+        raise VideoError(f"{path}: {width}x{height} = {width * height} pixels per frame exceeds the limit of "
+                         f"{max_pixels} (raise it with --max-pixels)")
+
+
 def _require_regular(path: Path) -> None:
     """Refuse a FIFO, socket or device before FFmpeg opens it: a FIFO with no writer blocks for good,
     and segments and --resume need a file that can be read twice and seeked."""
