@@ -16,6 +16,7 @@ from .encoder import EncoderSettings, check_settings, container_format, deep_for
 from .join import join
 from .probe import VideoError, check_frame_size, input_identity, probe
 from .segments import Segment, WorkFolder, plan_segments
+from .timing import output_timing
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -87,6 +88,7 @@ def upscale_video(
         raise VideoError(f"{dst}: output would overwrite the input")
     info = probe(src)
     check_frame_size(src, info.width, info.height, max_pixels)
+    timing = output_timing(src, info, fmt)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(dst.parent)  # a killed join's temporary file
@@ -113,7 +115,7 @@ def upscale_video(
                 progress(done, info.frames)
 
         try:
-            pipeline.run(src, info, todo, work, fmt, settings, rgb_format, state.transform, report.notices, on_frame,
+            pipeline.run(src, info, todo, work, fmt, settings, timing, rgb_format, state.transform, report.notices, on_frame,
                          max_pixels)
         except BaseException:
             if not any(work.is_done(s) for s in segments):

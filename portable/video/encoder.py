@@ -150,7 +150,10 @@ def open_video_stream(out, settings: EncoderSettings, size: tuple[int, int], tim
     """Add the encoded video stream; its time base is the input's, so every pts is kept exactly."""
     if settings.codec == "libsvtav1":
         os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration unless told errors only
-    stream = out.add_stream(settings.codec, rate=rate, options=settings.options())
+    options = settings.options()
+    if out.format.name == "avi":
+        options["bf"] = "0"  # AVI stores frames in decode order only: no reordering, no shifted frames
+    stream = out.add_stream(settings.codec, rate=rate, options=options)
     stream.width, stream.height = size
     stream.pix_fmt = settings.pix_fmt
     stream.time_base = time_base
