@@ -9,6 +9,7 @@ import os
 import resource
 import shutil
 import signal
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -44,16 +45,20 @@ class Nearest:
 
 
 class FailAfter:
-    """Breaks after `n` frames, leaving a work folder with finished segments."""
+    """Breaks after `n` frames (once `wait_for` exists: the encoder thread finished that segment),
+    leaving a work folder with finished segments."""
 
-    def __init__(self, inner, n: int) -> None:
-        self.inner, self.left = inner, n
+    def __init__(self, inner, n: int, wait_for: Path | None = None) -> None:
+        self.inner, self.left, self.wait_for = inner, n, wait_for
         if hasattr(inner, "pixel_settings"):
             self.pixel_settings = inner.pixel_settings
 
     def upscale(self, image: np.ndarray) -> np.ndarray:
         self.left -= 1
         if self.left < 0:
+            deadline = time.monotonic() + 60
+            while self.wait_for is not None and not self.wait_for.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
             raise RuntimeError("simulated crash")
         return self.inner.upscale(image)
 
@@ -147,9 +152,10 @@ def test_resume_with_a_changed_pixel_setting_is_refused(tmp_path: Path, change: 
     twin = _model_copy(tmp_path / "models", "twin")
     first = {"dn": 0.5, "dn_model": twin} if change == "--dn" else {}
     inner = Upscaler(model, gpu=-1, outscale=2.0, threads=1, **first)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        upscale_video(src, dst, FailAfter(inner, 6), codec="ffv1", pix_fmt="bgr0", segment_seconds=0.1)
     work = tmp_path / ".out.mkv.resume"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        upscale_video(src, dst, FailAfter(inner, 6, wait_for=work / "segment_00000.mkv"), codec="ffv1",
+                      pix_fmt="bgr0", segment_seconds=0.1)
     kept = sorted(work.glob("segment_*"))
     assert kept
     before = {p.name: p.read_bytes() for p in kept}
@@ -292,10 +298,13 @@ def test_x264_avi_with_b_frames_resumes_like_an_uninterrupted_run(tmp_path: Path
     _x264_avi_with_b_frames(src)
     reference, dst = tmp_path / "reference.mkv", tmp_path / "out.mkv"
     upscale_video(src, reference, Nearest(), codec="ffv1", pix_fmt="bgr0", segment_seconds=0.1)
+    first = tmp_path / ".out.mkv.resume" / "segment_00000.mkv"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        upscale_video(src, dst, FailAfter(Nearest(), 6), codec="ffv1", pix_fmt="bgr0", segment_seconds=0.1)
+        upscale_video(src, dst, FailAfter(Nearest(), 6, wait_for=first), codec="ffv1", pix_fmt="bgr0",
+                      segment_seconds=0.1)
+    kept = len(list(first.parent.glob("segment_*")))
     report = upscale_video(src, dst, Nearest(), codec="ffv1", pix_fmt="bgr0", segment_seconds=0.1, resume=True)
-    assert report.segments_reused >= 1
+    assert kept >= 1 and report.segments_reused == kept
     assert frame_times(dst) == frame_times(reference)
     assert all(np.array_equal(a, b) for a, b in zip(decode_rgb(dst), decode_rgb(reference), strict=True))
 
