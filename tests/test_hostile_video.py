@@ -377,3 +377,15 @@ def test_max_pixels_is_checked_on_every_frame(tmp_path: Path) -> None:
     with pytest.raises(VideoError, match="exceeds the limit of 700"):
         upscale_video(src, tmp_path / "out.mkv", Nearest(), max_pixels=700)
     assert upscale_video(src, tmp_path / "ok.mkv", Nearest(), max_pixels=768).frames == 4
+
+
+def test_svt_av1_prints_nothing(tmp_path: Path, capfd) -> None:
+    """SVT-AV1's banner went to stdout from the up-front encoder check, before SVT_LOG was set."""
+    src = tmp_path / "clip.mp4"
+    make_clip(src, 4)
+    result = runner.invoke(app, ["-i", str(src), "-o", str(tmp_path / "out.mkv"), *MODEL, "--codec", "libsvtav1",
+                                 "--preset", "12", "--crf", "40"])
+    assert result.exit_code == 0, result.output
+    captured = capfd.readouterr()
+    assert "Svt[" not in captured.out + captured.err and result.output == ""
+    assert frame_times(tmp_path / "out.mkv") == frame_times(src)

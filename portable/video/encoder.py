@@ -112,6 +112,7 @@ def _check_open(av, settings: EncoderSettings, formats: list[str]) -> None:
 
 def _open_fails(av, settings: EncoderSettings) -> str | None:
     """Why the encoder refuses to open with `settings` on a 64x64 stream, or None when it opens."""
+    _quiet_library_logs(settings)
     try:
         with quiet_stderr(), av.open(io.BytesIO(), "w", format="nut") as out:
             stream = out.add_stream(settings.codec, rate=25, options=settings.options())
@@ -120,6 +121,12 @@ def _open_fails(av, settings: EncoderSettings) -> str | None:
     except (av.FFmpegError, ValueError) as exc:
         return _reason(exc)
     return None
+
+
+def _quiet_library_logs(settings: EncoderSettings) -> None:
+    """SVT-AV1 prints its configuration to stdout unless told errors only (read once per process)."""
+    if settings.codec == "libsvtav1":
+        os.environ.setdefault("SVT_LOG", "1")
 
 
 def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
@@ -148,8 +155,7 @@ def pad_to(image: np.ndarray, width: int, height: int) -> np.ndarray:
 def open_video_stream(out, settings: EncoderSettings, size: tuple[int, int], time_base: Fraction,
                       rate: Fraction | None, rotation: int):
     """Add the encoded video stream; its time base is the input's, so every pts is kept exactly."""
-    if settings.codec == "libsvtav1":
-        os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration unless told errors only
+    _quiet_library_logs(settings)
     options = settings.options()
     if out.format.name == "avi":
         options["bf"] = "0"  # AVI stores frames in decode order only: no reordering, no shifted frames
