@@ -211,6 +211,8 @@ def loop_plan(with_compile: bool) -> list[tuple[str, str, list[str]]]:
     plan.append(("stage 2, speed.batched_degradations=off", "esrgan", ["speed.batched_degradations=off"]))
     if with_compile:
         plan.append(("stage 2, speed.compile=on", "esrgan", ["speed.compile=on"]))
+        plan.append(("stage 2, speed.compile=on, compile_mode=reduce-overhead (CUDA graphs)", "esrgan",
+                     ["speed.compile=on", "speed.compile_mode=reduce-overhead"]))
     plan += [(f"stage 2, speed.{k}=off", "esrgan", [f"speed.{k}=off"])
              for k in ("fused_adam", "fused_dense", "cudnn_benchmark")]
     plan += [("stage 2, speed.channels_last=on", "esrgan", ["speed.channels_last=on"]),

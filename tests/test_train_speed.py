@@ -52,9 +52,10 @@ def test_speed_keys_typed_with_auto_defaults(tmp_path: Path) -> None:
     assert not s.enabled("compile", "cuda")
     assert c.with_overrides(cfg, ["speed.fused_adam=off"]).speed.fused_adam == "off"  # YAML 1.1 bool
     on = c.with_overrides(cfg, ["speed.compile=on", "speed.check_every=50", "train.amp_dtype=float16"])
-    assert on.speed.enabled("compile", "cpu") and on.speed.check_every == 50
+    assert on.speed.enabled("compile", "cpu") and on.speed.check_every == 50 and on.speed.compile_mode == "default"
+    assert c.with_overrides(cfg, ["speed.compile_mode=reduce-overhead"]).speed.compile_mode == "reduce-overhead"
     for bad, name in (("speed.compile=fast", "speed.compile"), ("speed.check_every=-1", "speed.check_every"),
-                      ("train.amp_dtype=fp8", "train.amp_dtype"), ("speed.cuda_graphs=on", "speed.cuda_graphs")):
+                      ("train.amp_dtype=fp8", "train.amp_dtype"), ("speed.compile_mode=fast", "speed.compile_mode"), ("speed.cuda_graphs=on", "speed.cuda_graphs")):
         with pytest.raises(c.ConfigError, match=name):
             c.with_overrides(cfg, [bad])
 

@@ -142,6 +142,8 @@ class SpeedConfig:
         cudnn_benchmark: let cuDNN time its convolution algorithms once per shape.
         channels_last: NHWC memory format for G, D, VGG and their inputs.
         compile: `torch.compile` G, D and VGG (inductor fuses LeakyReLU, concat and residuals).
+        compile_mode: torch.compile's mode: `default`, `reduce-overhead` (CUDA graphs: one
+            launch per graph instead of one per kernel) or `max-autotune`.
         fused_adam: Adam's fused kernel (one launch for all parameters); it also skips a step
             on the device when a loss is non-finite, so the loop needs no host sync per step.
         fused_dense: dense blocks without the copy of their input and with in-place LeakyReLU
@@ -156,6 +158,7 @@ class SpeedConfig:
     cudnn_benchmark: Switch = "auto"
     channels_last: Switch = "off"
     compile: Switch = "off"
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     fused_adam: Switch = "auto"
     fused_dense: Switch = "auto"
     batched_degradations: Switch = "auto"

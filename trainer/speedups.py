@@ -28,10 +28,10 @@ def to_format(module: nn.Module, channels_last: bool) -> nn.Module:
     return module.to(memory_format=torch.channels_last) if channels_last else module
 
 
-def compiled(module: nn.Module, on: bool) -> Callable[..., Any]:
-    """What to call instead of `module`: its `torch.compile` wrapper when on. The module itself
-    stays what state dicts, EMA and DDP see, so checkpoint keys do not change."""
-    return torch.compile(module) if on else module
+def compiled(module: nn.Module, on: bool, mode: str = "default") -> Callable[..., Any]:
+    """What to call instead of `module`: its `torch.compile` wrapper (in `mode`) when on. The
+    module itself stays what state dicts, EMA and DDP see, so checkpoint keys do not change."""
+    return torch.compile(module, mode=mode) if on else module
 
 
 def fuse_dense_blocks(net: nn.Module, on: bool) -> int:

@@ -91,7 +91,8 @@ class ESRNetStage:
         self.channels_last = speed.enabled("channels_last", dev)
         self.fused = speed.enabled("fused_adam", dev)
         self.net_g = wrap(to_format(net_g, self.channels_last), info)
-        self.g_call = compiled(self.net_g, speed.enabled("compile", dev))
+        self.compile = speed.enabled("compile", dev)
+        self.g_call = compiled(self.net_g, self.compile, speed.compile_mode)
         self.ema = ModelEMA(net_g, cfg.train.ema_decay)
         self.opt_g = _adam([p for p in net_g.parameters() if p.requires_grad], cfg.train.lr_g, cfg, self.fused)
         self.sched_g = _sched(self.opt_g, cfg)
@@ -201,11 +202,11 @@ class ESRGANStage(ESRNetStage):
         vgg_state: dict[str, torch.Tensor] | None,
     ) -> None:
         super().__init__(cfg, net_g, info)
-        use_compile = cfg.speed.enabled("compile", info.device)
+        mode = cfg.speed.compile_mode
         self.net_d = wrap(to_format(net_d, self.channels_last), info)
-        self.d_call = compiled(self.net_d, use_compile)
+        self.d_call = compiled(self.net_d, self.compile, mode)
         # D's parameters are frozen in G's step; calling the unwrapped D keeps DDP's reducer out.
-        self.d_frozen_call = compiled(unwrap(self.net_d), use_compile)
+        self.d_frozen_call = compiled(unwrap(self.net_d), self.compile, mode)
         self.opt_d = _adam(net_d.parameters(), cfg.train.lr_d, cfg, self.fused)
         self.sched_d = _sched(self.opt_d, cfg)
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=self.scaler_g.is_enabled())
@@ -215,7 +216,7 @@ class ESRGANStage(ESRNetStage):
             if vgg_state is None:
                 raise ValueError("the perceptual loss needs VGG19 weights")
             self.percep = PerceptualLoss(cfg.train.layer_weights, vgg_state, cfg.train.perceptual_weight).to(info.device)
-            self.percep_call = compiled(to_format(self.percep, self.channels_last), use_compile)
+            self.percep_call = compiled(to_format(self.percep, self.channels_last), self.compile, mode)
         self.gan = GANLoss("vanilla", loss_weight=cfg.train.gan_weight)
 
     def _g_losses(self, out: torch.Tensor, gt: torch.Tensor, gt_usm: torch.Tensor) -> dict[str, torch.Tensor]:
