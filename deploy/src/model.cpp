@@ -92,7 +92,7 @@ void write_tile(Image& dst, const ncnn::Mat& out, const Window& win, int top, in
 Model::Model(const std::string& param_text, std::vector<unsigned char> bin, const ModelSpec& spec,
              const RunOptions& options)
     : impl_(new Impl) {
-    validate_model(param_text, bin);
+    validate_model(param_text, bin, spec);
     impl_->spec = spec;
     impl_->bin = std::move(bin);
     ncnn::Net& net = impl_->net;

@@ -1,0 +1,77 @@
+"""The C++ runner's model checks under the in-CI fuzz, and side by side with the Python validator.
+
+`realesr-portable-check` (deploy/tools) runs the library's checks on thousands of models in a few
+processes: the fuzz loads and runs every model it accepts, so a native crash inside ncnn shows as
+CRASH for the mutation that caused it. The differential test feeds the same mutated models to the
+Python validator and to the C++ one: both must accept and refuse alike (issue 21: one table of
+rules, checked from both sides).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from deploy_support import build_runner
+from fuzz_support import CPP_ONLY_REFUSALS, cpp_verdicts, make_cases, python_verdict, rule_cases
+from realesr_portable.models import resolve_model
+
+V3_CASES = 1800
+ANIME_CASES = 250
+
+
+@pytest.fixture(scope="module")
+def checker() -> Path:
+    program = build_runner("x86_64").parent / "realesr-portable-check"
+    assert program.is_file(), program
+    return program
+
+
+def _cases() -> list:
+    return (rule_cases() + make_cases("realesr-animevideov3-x2", V3_CASES, seed=18)
+            + make_cases("realesrgan-x4plus-anime", ANIME_CASES, seed=19))
+
+
+def test_cpp_checks_never_crash_on_mutated_models(checker: Path) -> None:
+    cases = _cases()
+    assert len(cases) >= 2000
+    verdicts = cpp_verdicts(checker, cases, run=True)
+    assert len(verdicts) == len(cases)
+    bad = [f"{case.model} [{case.label}]: {v}" for case, v in zip(cases, verdicts)
+           if v != "ran" and not (v.startswith("refused: ") and "\n" not in v and len(v) < 600)]
+    assert not bad, f"{len(bad)} of {len(cases)} mutated models crashed, hung or escaped:\n" + "\n".join(bad[:15])
+    tally = Counter(v.split(":")[0] for v in verdicts)
+    print(f"C++ fuzz outcomes: {dict(tally)}")
+    assert tally["ran"] >= len(cases) // 40 and tally["refused"] >= len(cases) // 5, tally
+
+
+def test_cpp_and_python_validators_agree(checker: Path) -> None:
+    cases = _cases()
+    weights = {model: resolve_model(model).bin.read_bytes() for model in {case.model for case in cases}}
+    python = [python_verdict(case, weights[case.model]) for case in cases]
+    cpp = cpp_verdicts(checker, cases, run=False)
+    differ = [f"[{case.label}] python: {p[:120]} | C++: {c[:120]}" for case, p, c in zip(cases, python, cpp)
+              if (p == "ok") != (c == "ok") and not (p == "ok" and any(r in c for r in CPP_ONLY_REFUSALS))]
+    assert not differ, f"{len(differ)} of {len(cases)} verdicts differ:\n" + "\n".join(differ[:15])
+    accepted = sum(v == "ok" for v in python)
+    assert accepted >= len(cases) // 40 and len(cases) - accepted >= len(cases) // 5, accepted
+    # The rule classes of issue 17 items 12-14, one by one: the same verdict, and refusals that
+    # name the same layer or field.
+    rules = rule_cases()
+    for case, p, c in zip(rules, python[: len(rules)], cpp[: len(rules)]):
+        assert (p == "ok") == (c == "ok"), (case.label, p, c)
+        if p != "ok":
+            assert p.split(":")[1] == c.split(":")[1], (case.label, p, c)
+    assert sum(v != "ok" for v in python[: len(rules)]) >= 30
+
+
+def test_a_crash_is_named_and_the_rest_still_run(tmp_path: Path) -> None:
+    """A checker that dies on its second model: that case is CRASH, the others get verdicts."""
+    fake = tmp_path / "check"
+    fake.write_text("#!/bin/sh\nread a; echo ok; read b; kill -SEGV $$\n")
+    fake.chmod(0o755)
+    cases = rule_cases()[:3]
+    verdicts = cpp_verdicts(fake, cases, run=False)
+    assert verdicts == ["ok", "CRASH exit -11", "ok"], verdicts
