@@ -197,12 +197,20 @@ int run(const Args& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc == 2 && (std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help")) {
+        std::cout << kUsage;
+        return 0;
+    }
+    if (argc == 1) {
+        std::cerr << kUsage;
+        return 2;
+    }
     Args args;
     try {
         args = parse_args(argc, argv);
         refuse_output_onto_input(args);
     } catch (const std::invalid_argument& e) {
-        std::cerr << "error: " << e.what() << "\n" << kUsage;
+        std::cerr << "error: " << e.what() << " (see --help)\n";
         return 2;
     }
     try {
