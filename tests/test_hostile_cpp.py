@@ -52,9 +52,10 @@ def _nothing_written(folder: Path) -> None:
 
 def test_output_onto_the_input_is_refused(runner: Path, photo: Path, tmp_path: Path) -> None:
     before = photo.read_bytes()
-    link = tmp_path / "hardlink.png"
+    link, symlink = tmp_path / "hardlink.png", tmp_path / "symlink.png"
     os.link(photo, link)
-    for target in (photo, link, tmp_path / "." / "in.png"):
+    symlink.symlink_to(photo)
+    for target in (photo, link, symlink, tmp_path / "." / "in.png"):
         proc = run_cli(runner, ["-i", photo, "-o", target, "-m", _model(tmp_path)])
         _refused(proc, 2, "output would overwrite the input")
         assert photo.read_bytes() == before
