@@ -308,9 +308,11 @@ def python_verdict(case: Case, weights: bytes) -> str:
 CPP_ONLY_REFUSALS = ("is not built into this ncnn", "4-channel (RGBA) models run in the Python runtime only")
 
 
-def cpp_verdicts(program: Path, cases: list[Case], run: bool, batch: int = 250, timeout: float = 600.0) -> list[str]:
+def cpp_verdicts(program: Path, cases: list[Case], run: bool, batch: int = 250, timeout: float = 600.0,
+                 stderr: list[str] | None = None) -> list[str]:
     """`realesr-portable-check` on every case ("ok"/"ran"/"refused: ..."); a case it dies on is
-    "CRASH <signal or exit code>" (the rest of its batch goes to a fresh process), a stall "HANG"."""
+    "CRASH <signal or exit code>" (the rest of its batch goes to a fresh process), a stall "HANG".
+    What the processes print on stderr (ncnn's own complaints) is appended to `stderr`."""
     weights = {model: resolve_model(model).bin.read_bytes() for model in {case.model for case in cases}}
     verdicts: list[str] = []
     with tempfile.TemporaryDirectory(prefix="cppfuzz_") as tmp:
@@ -333,9 +335,11 @@ def cpp_verdicts(program: Path, cases: list[Case], run: bool, batch: int = 250, 
             try:
                 proc = subprocess.run([str(program), *(["--run"] if run else [])], input="".join(lines),
                                       capture_output=True, text=True, timeout=timeout)
-                out, rc = proc.stdout.splitlines(), proc.returncode
+                out, rc, err = proc.stdout.splitlines(), proc.returncode, proc.stderr
             except subprocess.TimeoutExpired as exc:
-                out, rc = (exc.stdout or b"").decode().splitlines(), None
+                out, rc, err = (exc.stdout or b"").decode().splitlines(), None, ""
+            if stderr is not None and err:
+                stderr.append(err)
             for line in out[: len(chunk)]:
                 verdicts.append(line.replace("\t", ": ", 1))
             done = len(out)

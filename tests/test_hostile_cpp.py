@@ -158,3 +158,10 @@ def test_a_failed_write_leaves_no_partial_file(runner: Path, photo: Path, tmp_pa
     proc = run_cli(runner, ["-i", photo, "-o", tmp_path / "out.png", "-m", _model(tmp_path)])
     _refused(proc, 1, "cannot write")
     assert (tmp_path / "out.png").is_dir() and not list(tmp_path.glob("out.png.*"))
+
+
+def test_help_and_no_arguments(runner: Path) -> None:
+    helped = run_cli(runner, ["--help"])
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: ") and helped.stderr == ""
+    bare = run_cli(runner, [])
+    assert bare.returncode == 2 and bare.stderr.startswith("usage: ")
