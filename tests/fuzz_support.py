@@ -283,13 +283,33 @@ def rule_cases(model: str = "realesr-animevideov3-x2") -> list[Case]:
     return cases
 
 
+def python_validator() -> Any:
+    """The Python runtime's graph validator (module): imported here only, so a move is one line."""
+    from realesr_portable import graph_check
+
+    return graph_check
+
+
+def python_layer_rules() -> str:
+    """The Python validator's layer table in the text of `realesr-portable-check --rules`."""
+    lines = []
+    for name, kind in sorted(python_validator().LAYER_KINDS.items()):
+        parts = [name, f"bottoms={kind.bottoms[0]}..{kind.bottoms[1]}", f"tops={kind.tops[0]}..{kind.tops[1]}"]
+        parts += [f"int:{key}={lo}..{hi}" for key, (lo, hi) in sorted(kind.ints.items())]
+        parts += [f"float:{key}={'%.17g' % lo}..{'%.17g' % hi}" for key, (lo, hi) in sorted(kind.floats.items())]
+        parts += [f"array:{key}={longest}" for key, longest in sorted(kind.arrays.items())]
+        lines.append(" ".join(parts) + "\n")
+    return "".join(lines)
+
+
 def python_verdict(case: Case, weights: bytes) -> str:
     """The Python runtime's checks on a case, in its order: sidecar, graph, weights ("ok" or the
-    one-line refusal). The validator is imported here only, so a move of the module is one line."""
-    from realesr_portable.graph_check import GraphError, check_graph, probe_sides  # the Python validator
+    one-line refusal)."""
     from realesr_portable.ncnn_weights import NcnnFormatError, NcnnParam, read_weights
     from realesr_portable.spec import ModelSpec
 
+    validator = python_validator()
+    GraphError, check_graph, probe_sides = validator.GraphError, validator.check_graph, validator.probe_sides
     try:
         data = json.loads(case.sidecar)
         if not isinstance(data, dict):

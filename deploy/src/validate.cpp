@@ -10,6 +10,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <cstring>
 #include <functional>
@@ -469,6 +470,26 @@ std::vector<std::pair<long long, bool>> array_layout(const Line& layer, const Pa
 }
 
 }  // namespace
+
+std::string describe_layer_rules() {
+    auto number = [](double v) {
+        char text[40];
+        std::snprintf(text, sizeof text, "%.17g", v);
+        return std::string(text);
+    };
+    std::string out;
+    for (const auto& [type, kind] : layer_kinds()) {
+        out += type + " bottoms=" + std::to_string(kind.bottoms.first) + ".." + std::to_string(kind.bottoms.second) +
+               " tops=" + std::to_string(kind.tops.first) + ".." + std::to_string(kind.tops.second);
+        for (const auto& [key, range] : kind.ints)
+            out += " int:" + std::to_string(key) + "=" + std::to_string(range.first) + ".." + std::to_string(range.second);
+        for (const auto& [key, range] : kind.floats)
+            out += " float:" + std::to_string(key) + "=" + number(range.first) + ".." + number(range.second);
+        for (const auto& [key, longest] : kind.arrays) out += " array:" + std::to_string(key) + "=" + std::to_string(longest);
+        out += "\n";
+    }
+    return out;
+}
 
 bool ncnn_has_layer(const std::string& type) {
     ncnn::Layer* probe = ncnn::create_layer(type.c_str());  // null if not compiled in

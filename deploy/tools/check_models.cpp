@@ -2,6 +2,7 @@
 // the differential test against the Python validator run thousands through it).
 //
 //   realesr-portable-check [--run] < LIST
+//   realesr-portable-check --rules        (the layer table the checks use, one line per type)
 //
 // LIST has one model per line, "NAME.param<TAB>NAME.bin<TAB>NAME.json". For each the program
 // prints one line: "ok" (accepted), "ran" (with --run: accepted, loaded into ncnn and run on an
@@ -46,6 +47,10 @@ std::string check(const std::string& param, const std::string& bin, const std::s
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc > 1 && std::string(argv[1]) == "--rules") {
+        std::cout << realesr::describe_layer_rules();
+        return 0;
+    }
     const bool run = argc > 1 && std::string(argv[1]) == "--run";
     for (std::string line; std::getline(std::cin, line);) {
         std::istringstream fields(line);

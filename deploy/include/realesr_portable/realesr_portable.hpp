@@ -44,6 +44,10 @@ ModelSpec parse_spec(const std::string& json_text);
 // reads, crashes, garbage images).
 void validate_model(const std::string& param_text, const std::vector<unsigned char>& bin, const ModelSpec& spec);
 
+// The layer rules validate_model applies, one line per layer type ("Type bottoms=1..1 tops=1..1
+// int:ID=LO..HI float:ID=LO..HI array:ID=LONGEST"): tests compare it with the Python runtime's table.
+std::string describe_layer_rules();
+
 // Whether this ncnn build has a layer type compiled in (the build switches most of them off).
 bool ncnn_has_layer(const std::string& type);
 
