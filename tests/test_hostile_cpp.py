@@ -86,7 +86,7 @@ GRAPHS = {
     "dilation 1000": (replace_once(CONV2, _conv2("2=1000")), "layer Conv_2: param 2=1000 is outside 1..16"),
     "pad 100000": (replace_once(CONV2, _conv2("4=100000")), "layer Conv_2: param 4=100000 is outside -234..256"),
     "weights for 32 channels": (replace_once(CONV2, _conv2("6=18432")), "weight count 18432 does not fit 64 input channels"),
-    "interp scale 100000": (replace_once(RESIZE, RESIZE.replace("1=4.000000e+00", "1=1.000000e+05")),
+    "interp scale 100000": (replace_once(RESIZE, RESIZE.replace("1=4.000000e+00 2=4.000000e+00", "1=1.000000e+05 2=1.000000e+05")),
                             "layer Resize_37: param 1=1.000000e+05 is outside 0.0625..16"),
 }
 
@@ -165,3 +165,19 @@ def test_help_and_no_arguments(runner: Path) -> None:
     assert helped.returncode == 0 and helped.stdout.startswith("usage: ") and helped.stderr == ""
     bare = run_cli(runner, [])
     assert bare.returncode == 2 and bare.stderr.startswith("usage: ")
+
+
+def test_a_tile_out_of_memory_is_one_line(runner: Path, tmp_path: Path) -> None:
+    """A tile ncnn cannot allocate (here: a 400 MB address-space limit) made it print "FATAL ERROR!
+    pool allocator destroyed too early" before the runner's own line (issue 17 item 16)."""
+    import resource
+    import subprocess
+
+    src = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (700, 700, 3), dtype=np.uint8)).save(src)
+    limit = 400 << 20
+    proc = subprocess.run([str(runner), "-i", str(src), "-o", str(tmp_path / "out.png"), "-m", str(_model(tmp_path)),
+                           "--threads", "1", "--fp32"], capture_output=True, text=True, timeout=300,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    _refused(proc, 1, "ncnn failed on a 710x710 tile")
+    _nothing_written(tmp_path)

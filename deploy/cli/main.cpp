@@ -183,9 +183,12 @@ int run(const Args& args) {
     options.threads = args.threads;
     options.fp32 = args.fp32;
     const realesr::Image src = load_image(args.input);
+    // From here on the program's own messages travel as exceptions, printed by main() after
+    // this scope: ncnn's stderr lines (a failed tile's "FATAL ERROR! pool allocator destroyed
+    // too early" while the model is torn down) are not shown.
+    QuietStderr quiet;
     std::unique_ptr<realesr::Model> model;
     try {
-        QuietStderr quiet;
         model.reset(new realesr::Model(param_text, std::move(bin), spec, options));
     } catch (const realesr::Error& e) {
         throw realesr::Error(args.param + ": " + e.what());
