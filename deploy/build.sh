@@ -55,8 +55,10 @@ fi
 # Debian's glslang (glslang-dev; glslang-tools because its CMake files name glslangValidator)
 # saves a third of the cold x86_64 build; without it ncnn's bundled copy is compiled instead.
 system_glslang=OFF
-if command -v glslangValidator >/dev/null 2>&1 && compgen -G "/usr/lib/*/cmake/glslang/glslang-config.cmake" >/dev/null; then
-    system_glslang=ON
+if command -v glslangValidator >/dev/null 2>&1; then
+    for pattern in /usr/lib/*/cmake/glslang /usr/lib/cmake/glslang /usr/lib64/cmake/glslang; do
+        if compgen -G "$pattern/glslang-config.cmake" >/dev/null; then system_glslang=ON; fi
+    done
 fi
 
 jobs="$(nproc)"
