@@ -103,7 +103,8 @@ SIDECARS = {
     "size_multiple 100000": ({"size_multiple": 100000}, "size_multiple 100000 is not in 1..64"),
     "in_channels 1 for an RGB graph": ({"in_channels": 1}, "weight count 1728 does not fit 1 input channels"),
     "tile_pad 5000": ({"tile_pad": 5000}, "tile_pad 5000 is not in 0..1024"),
-    "scale 2**40": ({"scale": 2**40}, "is not in 1..16"),
+    "scale 2**40": ({"scale": 2**40}, "scale 1099511627776 is not in 1..16"),
+    "scale 2**63 (beyond int64)": ({"scale": 2**63}, "is not in 1..16"),
 }
 
 

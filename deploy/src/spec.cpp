@@ -17,14 +17,20 @@ const std::size_t kMaxSidecarBytes = 1 << 20;  // a real sidecar is ~1 KB
 const int kMaxTilePad = 1024;
 const int kMaxSizeMultiple = 64;
 
-// An integer field; values beyond int saturate to INT_MIN/INT_MAX, which every range check refuses.
-int get_int(const json& data, const char* key, int fallback) {
+// An integer field (JSON integers beyond 64 bits saturate; every range check below refuses them).
+long long get_int(const json& data, const char* key, long long fallback) {
     if (!data.contains(key)) return fallback;
     const json& v = data.at(key);
     if (!v.is_number_integer()) throw Error(std::string("sidecar field '") + key + "' must be an integer");
-    if (v.is_number_unsigned()) return v.get<std::uint64_t>() > INT_MAX ? INT_MAX : static_cast<int>(v.get<std::uint64_t>());
-    const std::int64_t n = v.get<std::int64_t>();
-    return n > INT_MAX ? INT_MAX : n < INT_MIN ? INT_MIN : static_cast<int>(n);
+    if (v.is_number_unsigned()) return v.get<std::uint64_t>() > LLONG_MAX ? LLONG_MAX : static_cast<long long>(v.get<std::uint64_t>());
+    return v.get<std::int64_t>();
+}
+
+// `value` if it is in lo..hi, else the sidecar is refused naming the field and its value.
+int in_range(const std::string& model, const char* field, long long value, int lo, int hi) {
+    if (value < lo || value > hi)
+        throw Error(model + field + " " + std::to_string(value) + " is not in " + std::to_string(lo) + ".." + std::to_string(hi));
+    return static_cast<int>(value);
 }
 
 std::string get_string(const json& data, const char* key, const std::string& fallback) {
@@ -54,7 +60,7 @@ ModelSpec parse_spec(const std::string& json_text) {
     for (const auto& item : data.items())
         if (!known.count(item.key())) unknown += (unknown.empty() ? "" : ", ") + item.key();
     if (!unknown.empty()) throw Error("unknown sidecar keys: " + unknown);
-    const int version = get_int(data, "spec_version", kSpecVersion);
+    const long long version = get_int(data, "spec_version", kSpecVersion);
     if (version < 1) throw Error("sidecar spec_version must be a positive integer");
     if (version > kSpecVersion) throw Error("sidecar spec_version is newer than this runtime");
     if (!data.contains("name") || !data.contains("scale")) throw Error("sidecar lacks 'name' or 'scale'");
@@ -66,13 +72,13 @@ ModelSpec parse_spec(const std::string& json_text) {
 
     ModelSpec spec;
     spec.name = get_string(data, "name", "");
-    spec.scale = get_int(data, "scale", 0);
-    spec.in_channels = get_int(data, "in_channels", spec.in_channels);
-    spec.out_channels = get_int(data, "out_channels", spec.out_channels);
+    const long long scale = get_int(data, "scale", 0);
+    const long long in_channels = get_int(data, "in_channels", spec.in_channels);
+    const long long out_channels = get_int(data, "out_channels", spec.out_channels);
     spec.input_blob = get_string(data, "input_blob", spec.input_blob);
     spec.output_blob = get_string(data, "output_blob", spec.output_blob);
-    spec.size_multiple = get_int(data, "size_multiple", spec.size_multiple);
-    spec.tile_pad = get_int(data, "tile_pad", spec.tile_pad);
+    const long long size_multiple = get_int(data, "size_multiple", spec.size_multiple);
+    const long long tile_pad = get_int(data, "tile_pad", spec.tile_pad);
     if (data.contains("value_range")) {
         const json& range = data.at("value_range");
         if (!range.is_array() || range.size() != 2 || !range[0].is_number() || !range[1].is_number())
@@ -85,15 +91,15 @@ ModelSpec parse_spec(const std::string& json_text) {
         if (blob->empty() || blob->size() > 256 || blob->find_first_of(" \t\n\r\f\v") != std::string::npos)
             throw Error("sidecar fields 'input_blob'/'output_blob' must be blob names without spaces");
     const std::string model = "model '" + spec.name + "': ";
-    if (spec.scale < 1 || spec.scale > 16) throw Error(model + "scale " + std::to_string(spec.scale) + " is not in 1..16");
-    if (spec.size_multiple < 1 || spec.size_multiple > kMaxSizeMultiple)
-        throw Error(model + "size_multiple " + std::to_string(spec.size_multiple) + " is not in 1..64");
-    if (spec.tile_pad < 0 || spec.tile_pad > kMaxTilePad)
-        throw Error(model + "tile_pad " + std::to_string(spec.tile_pad) + " is not in 0..1024");
-    for (int c : {spec.in_channels, spec.out_channels}) {
+    spec.scale = in_range(model, "scale", scale, 1, 16);
+    spec.size_multiple = in_range(model, "size_multiple", size_multiple, 1, kMaxSizeMultiple);
+    spec.tile_pad = in_range(model, "tile_pad", tile_pad, 0, kMaxTilePad);
+    for (long long c : {in_channels, out_channels}) {
         if (c == 4) throw Error(model + "4-channel (RGBA) models run in the Python runtime only");
         if (c != 1 && c != 3) throw Error(model + "unsupported channel count " + std::to_string(c));
     }
+    spec.in_channels = static_cast<int>(in_channels);
+    spec.out_channels = static_cast<int>(out_channels);
     return spec;
 }
 
