@@ -5,9 +5,10 @@
 //   realesr-portable-check --rules        (the layer table the checks use, one line per type)
 //
 // LIST has one model per line, "NAME.param<TAB>NAME.bin<TAB>NAME.json". For each the program
-// prints one line: "ok" (accepted), "ran" (with --run: accepted, loaded into ncnn and run on an
-// 8x8 image whole and in 4-pixel tiles) or "refused<TAB>MESSAGE" (the one-line error the runner
-// would print). Lines are flushed one by one, so a crash names the model it happened on.
+// prints one line: "refused<TAB>MESSAGE" (the checks' one-line error, as the runner prints it),
+// else "ok" (accepted), or with --run: "ran" (accepted, loaded into ncnn and run on an 8x8 image
+// whole and in 4-pixel tiles) or "failed<TAB>MESSAGE" (accepted, then refused by the load or
+// the run). Lines are flushed one by one, so a crash names the model it happened on.
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -29,18 +30,20 @@ std::string check(const std::string& param, const std::string& bin, const std::s
     const std::string text = slurp(param);
     const std::string weights = slurp(bin);
     std::vector<unsigned char> bytes(weights.begin(), weights.end());
-    if (!run) {
-        realesr::validate_model(text, bytes, spec);
-        return "ok";
+    realesr::validate_model(text, bytes, spec);
+    if (!run) return "ok";
+    try {
+        realesr::RunOptions options;
+        options.threads = 1;
+        options.fp32 = true;
+        realesr::Model model(text, std::move(bytes), spec, options);
+        realesr::Image image{8, 8, 3, std::vector<std::uint8_t>(8 * 8 * 3)};
+        for (std::size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = static_cast<std::uint8_t>(i * 37 % 256);
+        model.upscale(image, 0);
+        model.upscale(image, 4);
+    } catch (const std::exception& e) {
+        return std::string("failed\t") + e.what();
     }
-    realesr::RunOptions options;
-    options.threads = 1;
-    options.fp32 = true;
-    realesr::Model model(text, std::move(bytes), spec, options);
-    realesr::Image image{8, 8, 3, std::vector<std::uint8_t>(8 * 8 * 3)};
-    for (std::size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = static_cast<std::uint8_t>(i * 37 % 256);
-    model.upscale(image, 0);
-    model.upscale(image, 4);
     return "ran";
 }
 
