@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -283,17 +284,18 @@ def rule_cases(model: str = "realesr-animevideov3-x2") -> list[Case]:
     return cases
 
 
-def python_validator() -> Any:
-    """The Python runtime's graph validator (module): imported here only, so a move is one line."""
-    from realesr_portable import graph_check
+def python_validator() -> SimpleNamespace:
+    """The Python runtime's validators (graph, weights, sidecar), imported in this one place so a
+    move of their modules changes one line here."""
+    from realesr_portable import graph_check, ncnn_weights, spec
 
-    return graph_check
+    return SimpleNamespace(graph=graph_check, weights=ncnn_weights, spec=spec)
 
 
 def python_layer_rules() -> str:
     """The Python validator's layer table in the text of `realesr-portable-check --rules`."""
     lines = []
-    for name, kind in sorted(python_validator().LAYER_KINDS.items()):
+    for name, kind in sorted(python_validator().graph.LAYER_KINDS.items()):
         parts = [name, f"bottoms={kind.bottoms[0]}..{kind.bottoms[1]}", f"tops={kind.tops[0]}..{kind.tops[1]}"]
         parts += [f"int:{key}={lo}..{hi}" for key, (lo, hi) in sorted(kind.ints.items())]
         parts += [f"float:{key}={'%.17g' % lo}..{'%.17g' % hi}" for key, (lo, hi) in sorted(kind.floats.items())]
@@ -305,20 +307,16 @@ def python_layer_rules() -> str:
 def python_verdict(case: Case, weights: bytes) -> str:
     """The Python runtime's checks on a case, in its order: sidecar, graph, weights ("ok" or the
     one-line refusal)."""
-    from realesr_portable.ncnn_weights import NcnnFormatError, NcnnParam, read_weights
-    from realesr_portable.spec import ModelSpec
-
-    validator = python_validator()
-    GraphError, check_graph, probe_sides = validator.GraphError, validator.check_graph, validator.probe_sides
+    v = python_validator()
     try:
         data = json.loads(case.sidecar)
         if not isinstance(data, dict):
             return "refused: model sidecar is not a JSON object"
-        spec = ModelSpec.from_dict(data)
-        check_graph(case.param, spec.in_channels, spec.input_blob, spec.output_blob, scale=spec.scale,
-                    out_channels=spec.out_channels, sides=probe_sides(spec.tile_pad, spec.size_multiple))
-        read_weights(NcnnParam.parse(case.param), _apply_bin(weights, case.bin_edit))
-    except (ModelSpecError, GraphError, NcnnFormatError) as exc:
+        spec = v.spec.ModelSpec.from_dict(data)
+        v.graph.check_graph(case.param, spec.in_channels, spec.input_blob, spec.output_blob, scale=spec.scale,
+                            out_channels=spec.out_channels, sides=v.graph.probe_sides(spec.tile_pad, spec.size_multiple))
+        v.weights.read_weights(v.weights.NcnnParam.parse(case.param), _apply_bin(weights, case.bin_edit))
+    except (v.spec.ModelSpecError, v.graph.GraphError, v.weights.NcnnFormatError) as exc:
         return f"refused: {exc}"
     return "ok"
 
