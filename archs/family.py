@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import UserError
 
 if TYPE_CHECKING:
-    from ..ncnn_weights import NcnnParam
+    from ..graph.ncnn_files import NcnnParam
     from .ncnn_graph import NcnnGraph
 
 StateDict = Mapping[str, torch.Tensor]

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from ..ncnn_weights import NcnnLayer, NcnnParam
+from ..graph.ncnn_files import NcnnLayer, NcnnParam
 from .family import UnsupportedModelError
 
 INPUT_BLOB = "in0"

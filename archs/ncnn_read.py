@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..ncnn_weights import NcnnFormatError, NcnnLayer, NcnnParam
+from ..graph.ncnn_files import NcnnFormatError, NcnnLayer, NcnnParam
 from .family import UnsupportedModelError
 
 

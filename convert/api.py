@@ -22,10 +22,10 @@ from ..errors import UserError
 from ..archs.families import FAMILIES
 from ..archs.family import ArchFamily
 from ..atomic import write_files_atomic
-from ..graph_check import GraphError, check_graph
-from ..models import official_model_dir
-from ..ncnn_weights import NcnnParam
-from ..spec import ModelSpec
+from ..graph.check import GraphError, check_graph
+from ..model.catalog import official_model_dir
+from ..graph.ncnn_files import NcnnParam
+from ..model.spec import ModelSpec
 from .detect import ArchInfo, UnsupportedModelError, build_model, detect_architecture
 from .direct_writer import NcnnModel, torch_post, write_ncnn
 from .dn import blend_state_dicts

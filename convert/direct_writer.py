@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from ..archs.family import ArchInfo, UnsupportedModelError
 from ..archs.ncnn_graph import INPUT_BLOB, OUTPUT_BLOB, NcnnGraph
-from ..ncnn_weights import write_weights
+from ..graph.ncnn_files import write_weights
 
 StateDict = Mapping[str, torch.Tensor]
 

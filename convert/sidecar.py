@@ -16,7 +16,7 @@ from math import ceil
 
 import numpy as np
 
-from ..spec import ModelSpec
+from ..model.spec import ModelSpec
 from .detect import ArchInfo, UnsupportedModelError
 from .direct_writer import NcnnModel
 from .verify import NcnnRunner, probe_image

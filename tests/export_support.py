@@ -49,7 +49,7 @@ def torch_run(model: nn.Module, chw: np.ndarray) -> np.ndarray:
 def load_files(param: Path, blobs: tuple[str, str] | None = None) -> NcnnModel:
     """An ncnn model from disk; blob names from its sidecar unless given."""
     if blobs is None:
-        from realesr_portable.spec import ModelSpec
+        from realesr_portable.model.spec import ModelSpec
 
         spec = ModelSpec.load(param.with_suffix(".json"))
         blobs = (spec.input_blob, spec.output_blob)

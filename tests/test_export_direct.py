@@ -11,7 +11,7 @@ from export_support import ncnn_run, rrdb_info, small_model, srvgg_info, to_chw,
 from realesr_portable.convert.detect import ArchInfo, UnsupportedModelError
 from realesr_portable.convert.direct_writer import NcnnModel, write_ncnn
 from realesr_portable.convert.verify import FP16_MIN_PSNR, FP32_MAX_ABS, VerificationError, check_parity, psnr
-from realesr_portable.ncnn_weights import FP16_TAG, NcnnParam, read_weights
+from realesr_portable.graph.ncnn_files import FP16_TAG, NcnnParam, read_weights
 
 CASES = [
     pytest.param(rrdb_info(1), id="rrdbnet-x1"),

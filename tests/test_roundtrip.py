@@ -13,7 +13,7 @@ from export_support import load_files, ncnn_run, to_chw, to_uint8
 from realesr_portable.api import Upscaler
 from realesr_portable.convert.api import ConvertResult, convert_file
 from realesr_portable.convert.detect import ArchInfo, build_model
-from realesr_portable.models import OFFICIAL, official_model_dir
+from realesr_portable.model.catalog import OFFICIAL, official_model_dir
 
 SLOW = pytest.mark.slow
 CASES = [

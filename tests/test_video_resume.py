@@ -120,7 +120,7 @@ def test_segments_start_at_keyframes_and_cover_every_frame() -> None:
     from fractions import Fraction
 
     from realesr_portable.video.probe import VideoInfo
-    from realesr_portable.video.segments import plan_segments, segment_of
+    from realesr_portable.video.chunks import plan_segments, segment_of
 
     pts = tuple(range(0, 640, 40))  # 16 frames, 40 ms, a keyframe every 4
     info = VideoInfo(32, 24, Fraction(1, 1000), Fraction(25), pts, pts[::4], 0)

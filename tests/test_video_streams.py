@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from realesr_portable.api import Upscaler
 from realesr_portable.cli import app
 from realesr_portable.video import is_video, upscale_video
-from realesr_portable.video.command import FrameProgress
+from realesr_portable.cli.video import FrameProgress
 from video_support import decode_rgb, frame_image, frame_times, make_clip, packets
 
 runner = CliRunner()

@@ -13,7 +13,7 @@ import glob
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..batch import IMAGE_SUFFIXES, UsageError, expand_inputs, plan_jobs
+from ..batch.pipeline import IMAGE_SUFFIXES, UsageError, expand_inputs, plan_jobs
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 

@@ -15,7 +15,7 @@ from . import pipeline
 from .encoder import EncoderSettings, check_settings, container_format, deep_format
 from .join import join
 from .probe import VideoError, input_identity, probe
-from .segments import Segment, WorkFolder, plan_segments
+from .chunks import Segment, WorkFolder, plan_segments
 
 ProgressCallback = Callable[[int, int], None]
 

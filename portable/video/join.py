@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..atomic import write_atomic
 from .probe import VideoError, _reason, main_video, require_av
-from .segments import Segment, WorkFolder
+from .chunks import Segment, WorkFolder
 
 _COPY_TYPES = ("audio", "subtitle", "data")
 

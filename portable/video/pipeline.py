@@ -21,7 +21,7 @@ from ..atomic import write_atomic
 from .encoder import EncoderSettings, even_size, open_video_stream, pad_to
 from .probe import VideoError, VideoInfo, _reason, main_video, require_av
 from .join import fix_dts
-from .segments import Segment, WorkFolder, segment_of
+from .chunks import Segment, WorkFolder, segment_of
 
 _QUEUE = 4
 _END = None

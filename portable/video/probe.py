@@ -43,7 +43,7 @@ def is_video(path: Path) -> bool:
     suffix = path.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
         return True
-    from ..batch import IMAGE_SUFFIXES
+    from ..batch.pipeline import IMAGE_SUFFIXES
 
     if suffix in IMAGE_SUFFIXES:
         return False

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from ..batch import UsageError
-from .api import VideoReport, upscale_video
-from .probe import VIDEO_SUFFIXES, VideoError, is_video
+from ..batch.pipeline import UsageError
+from ..video.api import VideoReport, upscale_video
+from ..video.probe import VIDEO_SUFFIXES, VideoError, is_video
 
 
 def split_videos(files: list[Path]) -> tuple[list[Path], list[Path]]:
