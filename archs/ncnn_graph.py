@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..graph.ncnn_files import NcnnLayer, NcnnParam
-from .family import UnsupportedModelError
+from .errors import UnsupportedModelError
 
 INPUT_BLOB = "in0"
 OUTPUT_BLOB = "out0"

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..graph.ncnn_files import NcnnFormatError, NcnnLayer, NcnnParam
-from .family import UnsupportedModelError
+from .errors import UnsupportedModelError
 
 
 def layers_of(param: NcnnParam, kind: str) -> list[NcnnLayer]:

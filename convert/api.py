@@ -100,7 +100,7 @@ def _check_name(name: str) -> str:
 def _export(info: ArchInfo, module: nn.Module, state_dict: Mapping[str, torch.Tensor], fp16: bool, route: str) -> tuple[NcnnModel, str]:
     if route not in ROUTES:
         raise ConvertError(f"route must be one of {', '.join(ROUTES)}, got {route!r}")
-    if route in ("auto", "direct") and info.fam.write_ncnn is not None:
+    if route in ("auto", "direct") and info.family.write_ncnn is not None:
         return write_ncnn(info, state_dict, fp16), "direct"
     if route == "direct":
         raise ConvertError(f"no direct writer for {info.name}; use --route pnnx")
@@ -119,7 +119,7 @@ def _write_files(out_dir: Path, name: str, model: NcnnModel, spec: ModelSpec) ->
 
 
 def _exportable(info: ArchInfo) -> None:
-    if not info.fam.is_generator:
+    if not info.family.is_generator:
         raise UnsupportedModelError(f"{info.name} is not an image-to-image generator; nothing to export")
 
 

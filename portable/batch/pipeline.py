@@ -17,9 +17,8 @@ from pathlib import Path
 from ..atomic import remove_stale
 from ..errors import UserError
 from ..image.io import FORMATS, ImageError, Picture, flatten, format_for, read_image, save_image
-from ..video.probe import VIDEO_SUFFIXES
+from ..suffixes import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 _GLOB_CHARS = set("*?[")
 
 

@@ -43,7 +43,7 @@ class EncoderSettings:
         if self.preset is not None:
             opts["preset"] = self.preset
         if self.codec == "libx265":
-            opts["x265-params"] = "log-level=error"  # x265 prints a banner per encoder, one per segment
+            opts["x265-params"] = "log-level=error"  # x265 prints a banner per encoder, one per chunk
         return opts
 
 
@@ -77,7 +77,7 @@ def check_settings(settings: EncoderSettings, fmt: str) -> None:
 
 
 def _check_options(av, settings: EncoderSettings) -> None:
-    """Open the encoder once on a tiny frame so a bad --preset/--crf fails now, not after the first segment."""
+    """Open the encoder once on a tiny frame so a bad --preset/--crf fails now, not after the first chunk."""
     buffer = io.BytesIO()
     try:
         with av.open(buffer, "w", format="nut") as out:
