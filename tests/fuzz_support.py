@@ -287,9 +287,10 @@ def rule_cases(model: str = "realesr-animevideov3-x2") -> list[Case]:
 def python_validator() -> SimpleNamespace:
     """The Python runtime's validators (graph, weights, sidecar), imported in this one place so a
     move of their modules changes one line here."""
-    from realesr_portable import graph_check, ncnn_weights, spec
+    from realesr_portable.graph import check, ncnn_files
+    from realesr_portable.model import spec
 
-    return SimpleNamespace(graph=graph_check, weights=ncnn_weights, spec=spec)
+    return SimpleNamespace(graph=check, weights=ncnn_files, spec=spec)
 
 
 def python_layer_rules() -> str:

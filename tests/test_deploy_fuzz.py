@@ -17,7 +17,7 @@ import pytest
 
 from deploy_support import build_runner
 from fuzz_support import CPP_ONLY_REFUSALS, Case, cpp_verdicts, make_cases, python_layer_rules, python_verdict, rule_cases
-from realesr_portable.models import resolve_model
+from realesr_portable.model.catalog import resolve_model
 
 V3_CASES = 1800
 ANIME_CASES = 250

@@ -1,5 +1,5 @@
 // The layer table of the checks: per ncnn layer type its parameter ids, types and ranges, blob
-// counts and shape rule, as portable/graph_check.py's LAYER_KINDS (tests/test_deploy_fuzz.py
+// counts and shape rule, as portable/graph/check.py's LAYER_KINDS (tests/test_deploy_fuzz.py
 // compares the two entry for entry). Adding a layer type is one entry here and one there.
 #include "layers.hpp"
 
@@ -19,7 +19,7 @@ std::string shape_text(const Shape& s) {
     return "(" + std::to_string(s.c) + ", " + std::to_string(s.h) + ", " + std::to_string(s.w) + ")";
 }
 
-// A decimal integer of at most `digits` digits, optional sign: graph_check's `_INT` for parameter
+// A decimal integer of at most `digits` digits, optional sign: graph/check.py's `_INT` for parameter
 // values (10 digits), and Python's int() for the .param's counts and ids (18: no overflow here).
 bool parse_int(const std::string& s, long long& out, std::size_t digits) {
     std::size_t i = (!s.empty() && (s[0] == '+' || s[0] == '-')) ? 1 : 0;
@@ -266,7 +266,7 @@ const std::map<std::string, LayerKind>& layer_kinds() {
     return kinds;
 }
 
-// graph_check._typed + parse_params: the checks that do not depend on shapes.
+// graph/check.py _typed + parse_params: the checks that do not depend on shapes.
 Params typed_params(const Line& layer) {
     const auto& kinds = layer_kinds();
     auto found = kinds.find(layer.type);

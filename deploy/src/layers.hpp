@@ -18,7 +18,7 @@ struct Line {
     std::map<int, std::string> raw;  // parameter id (arrays negative) -> its text
 };
 
-// One layer's parameters as ncnn will read them (graph_check.Params).
+// One layer's parameters as ncnn will read them (graph/check.py Params).
 struct Params {
     std::map<int, long long> ints;
     std::map<int, double> floats;
@@ -41,7 +41,7 @@ struct Shape {
 
 using ShapeRule = std::function<std::vector<Shape>(const Params&, const std::vector<Shape>&, const std::string&)>;
 
-// What ncnn accepts for one layer type: the table of portable/graph_check.py LAYER_KINDS.
+// What ncnn accepts for one layer type: the table of portable/graph/check.py LAYER_KINDS.
 struct LayerKind {
     ShapeRule shape;
     std::map<int, std::pair<long long, long long>> ints;

@@ -1,4 +1,4 @@
-// Loading a model into ncnn and running it tile by tile, as portable/session.py + tiler.py do.
+// Loading a model into ncnn and running it tile by tile, as portable/run/session.py + tiler.py do.
 #include <cpu.h>
 #include <gpu.h>
 #include <net.h>

@@ -1,4 +1,4 @@
-// The NAME.json sidecar: the same fields and checks as portable/spec.py (tests/test_deploy_fuzz.py
+// The NAME.json sidecar: the same fields and checks as portable/model/spec.py (tests/test_deploy_fuzz.py
 // compares the verdicts of both on mutated sidecars).
 #include <nlohmann/json.hpp>
 

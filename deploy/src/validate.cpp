@@ -1,6 +1,6 @@
-// Checks of .param/.bin before ncnn sees them: the rules of portable/graph_check.py (the layer
+// Checks of .param/.bin before ncnn sees them: the rules of portable/graph/check.py (the layer
 // table in layers.cpp, blob flow, shapes carried from the input on probe sizes) and
-// portable/ncnn_weights.py (the .bin holds exactly the described weights). ncnn trusts its
+// portable/graph/ncnn_files.py (the .bin holds exactly the described weights). ncnn trusts its
 // .param: a dilation of 1000, a pad of 100000 or a weight count that does not fit the input
 // channels makes it read out of bounds (SIGSEGV, or a garbage image). tests/test_deploy_fuzz.py
 // feeds the same mutated models to both validators and requires the same verdicts.
@@ -30,7 +30,7 @@ std::vector<std::string> split_ws(const std::string& line) {
     return tokens;
 }
 
-// The .param's lines (portable/ncnn_weights.py NcnnParam.parse) and the header's blob count.
+// The .param's lines (portable/graph/ncnn_files.py NcnnParam.parse) and the header's blob count.
 std::vector<Line> parse_param(const std::string& text, long long& declared_blobs) {
     std::vector<std::vector<std::string>> lines;
     std::istringstream in(text);
@@ -70,7 +70,7 @@ std::vector<Line> parse_param(const std::string& text, long long& declared_blobs
     return layers;
 }
 
-// How much a layer divides its input size by (graph_check._divisor); garbage counts as 1.
+// How much a layer divides its input size by (graph/check.py _divisor); garbage counts as 1.
 long long divisor(const Line& layer) {
     int key = layer.type == "Reorg" ? 0 : (layer.type == "Convolution" || layer.type == "ConvolutionDepthWise") ? 3 : -1;
     if (key < 0 || !layer.raw.count(key)) return 1;
@@ -154,7 +154,7 @@ void validate_model(const std::string& param_text, const std::vector<unsigned ch
     for (const Line& layer : lines) multiple = std::lcm(multiple, divisor(layer));
     std::vector<std::pair<Line, Params>> typed_layers;
     for (const Line& layer : lines) typed_layers.emplace_back(layer, typed_params(layer));
-    // Probe sides (graph_check.probe_sides): the smallest padded tile and a larger one.
+    // Probe sides (graph/check.py probe_sides): the smallest padded tile and a larger one.
     const long long m = spec.size_multiple, smallest = (1 + 2LL * spec.tile_pad + m - 1) / m * m;
     for (long long side : {smallest, smallest + 3 * m})
         check_at(typed_layers, declared, (side + multiple - 1) / multiple * multiple, spec);
