@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..batch import Job, Report, Stages, run_pipeline
-from ..imageio import DEFAULT_MAX_PIXELS, Picture
-from ..models import DEFAULT_MODEL
+from ..batch.pipeline import Job, Report, Stages, run_pipeline
+from ..image.io import DEFAULT_MAX_PIXELS, Picture
+from ..model.catalog import DEFAULT_MODEL
 from .plan import Row, is_uri
 
 RESULT_COLUMNS = ("src", "dst", "status", "reason", "notes")
@@ -73,7 +73,7 @@ class UpscaleWorker:
 
     def _build(self):
         from ..api import Upscaler
-        from ..devices import vulkan_devices
+        from ..device.select import vulkan_devices
 
         s = self.settings
         gpu = s.gpu

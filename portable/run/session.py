@@ -13,15 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-from .devices import Device
-from .graph import Graph
-from .graph_check import GraphError, check_graph, probe_sides
-from .models import ModelFiles
-from .ncnn_weights import NcnnFormatError, NcnnParam, read_weights
-from .quiet import quiet_stderr
-from .segments import Segmenter
-from .spec import ModelSpec
+from ..errors import UserError
+from ..device.select import Device
+from ..graph.analysis import Graph
+from ..graph.check import GraphError, check_graph, probe_sides
+from ..model.catalog import ModelFiles
+from ..graph.ncnn_files import NcnnFormatError, NcnnParam, read_weights
+from ..device.quiet import quiet_stderr
+from ..plan.segments import Segmenter
+from ..model.spec import ModelSpec
 
 
 class ModelLoadError(UserError, ValueError):
