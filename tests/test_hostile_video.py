@@ -24,7 +24,7 @@ from realesr_portable.cli import app
 from realesr_portable.model.catalog import resolve_model
 from realesr_portable.video import VideoError, upscale_video
 from realesr_portable.video.probe import probe
-from video_support import decode_rgb, frame_image, frame_times, make_clip
+from video_support import FailAfter, decode_rgb, frame_image, frame_times, make_clip
 
 runner = CliRunner()
 MODEL = ["-n", "realesr-animevideov3", "-s", "2", "-g", "-1", "--threads", "1", "-q"]
@@ -42,25 +42,6 @@ class Nearest:
 
     def pixel_settings(self) -> dict:
         return {"upscaler": f"nearest x{self.factor}"}
-
-
-class FailAfter:
-    """Breaks after `n` frames (once `wait_for` exists: the encoder thread finished that segment),
-    leaving a work folder with finished segments."""
-
-    def __init__(self, inner, n: int, wait_for: Path | None = None) -> None:
-        self.inner, self.left, self.wait_for = inner, n, wait_for
-        if hasattr(inner, "pixel_settings"):
-            self.pixel_settings = inner.pixel_settings
-
-    def upscale(self, image: np.ndarray) -> np.ndarray:
-        self.left -= 1
-        if self.left < 0:
-            deadline = time.monotonic() + 60
-            while self.wait_for is not None and not self.wait_for.exists() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            raise RuntimeError("simulated crash")
-        return self.inner.upscale(image)
 
 
 def _digest(path: Path) -> str:

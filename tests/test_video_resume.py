@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from realesr_portable.api import Upscaler
 from realesr_portable.cli import app
 from realesr_portable.video import upscale_video
-from video_support import decode_rgb, frame_times, make_clip
+from video_support import FailAfter, decode_rgb, frame_times, make_clip
 
 runner = CliRunner()
 LOSSLESS = ["-n", "realesr-animevideov3", "-s", "2", "-g", "-1", "--threads", "1", "--codec", "ffv1", "--pix-fmt", "bgr0"]
@@ -40,20 +40,6 @@ class Slow:
 up = Slow(Upscaler("realesr-animevideov3", gpu=-1, outscale=2.0, threads=1))
 upscale_video(sys.argv[1], sys.argv[2], up, codec="ffv1", pix_fmt="bgr0", chunk_seconds=0.1)
 """
-
-
-class FailAfter:
-    """An upscaler that breaks after `n` frames, leaving a work folder with finished chunks."""
-
-    def __init__(self, inner: Upscaler, n: int) -> None:
-        self.inner, self.spec, self.options, self.left = inner, inner.spec, inner.options, n
-        self.pixel_settings = inner.pixel_settings
-
-    def upscale(self, image: np.ndarray) -> np.ndarray:
-        self.left -= 1
-        if self.left < 0:
-            raise RuntimeError("simulated crash")
-        return self.inner.upscale(image)
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +84,10 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path: Path, upscaler: 
 def test_work_folder_from_another_job_is_refused(tmp_path: Path, upscaler: Upscaler) -> None:
     src, dst = tmp_path / "in.mkv", tmp_path / "out.mkv"
     make_clip(src, 12, codec="ffv1", pix_fmt="bgr0", gop=4)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        upscale_video(src, dst, FailAfter(upscaler, 6), codec="ffv1", pix_fmt="bgr0", chunk_seconds=0.1)
     work = tmp_path / ".out.mkv.resume"
     kept = work / "segment_00000.mkv"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        upscale_video(src, dst, FailAfter(upscaler, 6, wait_for=kept), codec="ffv1", pix_fmt="bgr0", chunk_seconds=0.1)
     assert kept.is_file() and not dst.exists()
     before = kept.read_bytes()
 

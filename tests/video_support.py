@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -93,3 +94,25 @@ def packets(path: Path, kind: str) -> list[tuple[Fraction, bytes]]:
     with av.open(str(path)) as c:
         s = getattr(c.streams, kind)[0]
         return [(p.pts * s.time_base, bytes(p)) for p in c.demux(s) if p.size and p.pts is not None]
+
+
+class FailAfter:
+    """An upscaler that breaks after `n` frames, leaving a work folder with finished chunks.
+
+    `wait_for`: a chunk file to wait for before breaking (the encoder thread finishes a chunk
+    after the frames have left the upscaler, so without it the crash may come first)."""
+
+    def __init__(self, inner, n: int, wait_for: Path | None = None) -> None:
+        self.inner, self.left, self.wait_for = inner, n, wait_for
+        for name in ("spec", "options", "pixel_settings"):
+            if hasattr(inner, name):
+                setattr(self, name, getattr(inner, name))
+
+    def upscale(self, image: np.ndarray) -> np.ndarray:
+        self.left -= 1
+        if self.left < 0:
+            deadline = time.monotonic() + 60
+            while self.wait_for is not None and not self.wait_for.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            raise RuntimeError("simulated crash")
+        return self.inner.upscale(image)
