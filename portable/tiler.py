@@ -86,8 +86,9 @@ class TileJob:
     value_range: tuple[float, float] = (0.0, 1.0)
     pre_pad: tuple[int, int, int, int] | None = None  # mirrored top, bottom, left, right; None: `pad`
 
-    def read(self, win: Window) -> tuple[np.ndarray, int, int]:
-        """The padded (C,h,w) float tile for a window, plus its top/left padding."""
+    def patch(self, win: Window) -> tuple[np.ndarray, int, int]:
+        """The padded (h,w,C) source pixels of a window, still in the source dtype, plus its
+        top/left padding (a device engine converts them where it runs the net)."""
         h, w = self.src.shape[:2]
         et, eb, el, er = (self.pad,) * 4 if self.pre_pad is None else self.pre_pad
         # the padded image spans -et..h+eb, -el..w+er; a piece reaches `pad` into its neighbours
@@ -100,7 +101,11 @@ class TileJob:
         top, left = win.y0 - y0, win.x0 - x0
         rows = reflect_indices(y0, y1, h)
         cols = reflect_indices(x0, x1, w)
-        patch = self.src[rows[:, None], cols[None, :]]
+        return self.src[rows[:, None], cols[None, :]], top, left
+
+    def read(self, win: Window) -> tuple[np.ndarray, int, int]:
+        """The padded (C,h,w) float tile for a window, plus its top/left padding."""
+        patch, top, left = self.patch(win)
         chw = patch.transpose(2, 0, 1).astype(np.float32)
         lo, hi = self.value_range
         chw *= (hi - lo) / self.src_max
@@ -108,13 +113,18 @@ class TileJob:
             chw += lo
         return chw, top, left
 
+    def check(self, win: Window, shape: tuple[int, ...]) -> None:
+        """A runner's output for `win` must be (C, h*s, w*s); TileError otherwise."""
+        s = self.scale
+        expected = (self.out.shape[2], (win.y1 - win.y0) * s, (win.x1 - win.x0) * s)
+        if shape != expected:
+            raise TileError(f"runner returned {shape}, expected {expected}")
+
     def write(self, win: Window, crop: np.ndarray) -> None:
         """Store a window's output (C, h*s, w*s), clipped and rounded, in the output array."""
+        self.check(win, tuple(crop.shape))
         s = self.scale
         lo, hi = self.value_range
-        expected = (self.out.shape[2], (win.y1 - win.y0) * s, (win.x1 - win.x0) * s)
-        if crop.shape != expected:
-            raise TileError(f"runner returned {crop.shape}, expected {expected}")
         if lo:
             crop = crop - lo
         crop = crop.transpose(1, 2, 0) * (self.out_max / (hi - lo))
