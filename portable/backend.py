@@ -79,7 +79,7 @@ def torch_gpu_possible() -> bool:
 def choose_backend(backend: str, gpu: str | int | None) -> str:
     """`ncnn` or `torch` for a `--backend` value; `auto` picks torch only where a GPU run is possible."""
     if backend not in BACKENDS:
-        raise BackendError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+        raise ValueError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if backend != "auto":
         return backend
     if str(gpu).strip() == "-1":

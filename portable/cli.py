@@ -97,9 +97,11 @@ def upscale(
     skip_duplicates: Annotated[bool, typer.Option("--skip-duplicates", help="Video: reuse the previous output for a repeated frame.")] = False,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: auto (a local Ray) or a cluster ADDRESS; existing outputs are skipped. Needs the distributed extra.")] = None,
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget, e.g. 512M or 2G (default: a share of the device's free memory).")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="auto (PyTorch where it sees a CUDA/ROCm GPU, else ncnn), ncnn, or torch (-g is then a CUDA index).")] = "auto",
 ) -> None:
     """Upscale images with a Real-ESRGAN model."""
     from .api import Upscaler  # loads ncnn, numpy, Pillow: `--help` stays fast without them
+    from .backend import BackendError
     from .batch import Stages, UsageError, expand_inputs, parse_threads, plan_jobs, run_pipeline
     from .engine import ALPHA_MODES
     from .imageio import FORMATS
@@ -124,26 +126,29 @@ def upscale(
             raise typer.Exit(run_ray(items, output, ray, quiet, model=_model_ref(model, name), scale=scale, tile=tile, gpu=gpu,
                                      fp32=fp32, fmt=fmt, tta=tta, alpha=alpha, background=stages_bg, suffix=suffix,
                                      quality=quality, max_pixels=max_pixels, threads=threads, dn=dn, dn_model=dn_model,
-                                     jobs=counts, max_memory=max_memory))
+                                     jobs=counts, max_memory=max_memory, backend=backend))
         files, missing = expand_inputs(items)
         videos, files = split_videos(files)
         model_ref = _model_ref(model, name)
         upscaler = Upscaler(model_ref, gpu=gpu, tile=tile, fp32=fp32, outscale=scale, tta=tta, alpha=alpha,
-                            threads=threads, dn=dn, dn_model=dn_model, max_memory=max_memory)
+                            threads=threads, dn=dn, dn_model=dn_model, max_memory=max_memory, backend=backend)
         out_scale = scale if scale is not None else upscaler.spec.scale
         default_suffix = f"_x{out_scale:g}"
         video_jobs = plan_videos(videos, files, output, suffix, default_suffix)
         plan = plan_jobs(files, None if is_video_output(output) else output, fmt, suffix, default_suffix)
         if output is not None and not output.suffix and not output.exists():
             output.mkdir(parents=True, exist_ok=True)
+    except BackendError as exc:  # the torch backend asked for and unavailable: a failure, not bad usage
+        raise _fail(str(exc), 1) from None
     except SETUP_ERRORS as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"{exc.filename or output}: {exc.strerror or exc}") from None
     if not quiet:
-        device_text = " + ".join(d.describe() for d in upscaler.devices)
+        for note in upscaler.notes:
+            typer.echo(f"{PROG}: note: {note}", err=True)
         tile_text = upscaler.engine.tile_size(upscaler.options)
-        typer.echo(f"{PROG}: {upscaler.spec.name} x{upscaler.spec.scale} on {device_text}, tile {tile_text}"
+        typer.echo(f"{PROG}: {upscaler.spec.name} x{upscaler.spec.scale} on {upscaler.description}, tile {tile_text}"
                    f"{' (auto)' if tile == 0 else ''}", err=True)
     progress = ProgressLine(len(plan), enabled=False if quiet or not plan else None)
 
