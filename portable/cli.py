@@ -31,6 +31,7 @@ SETUP_ERRORS = (UserError, ValueError)
 #: `--max-pixels` default: 100 MP (checked against imageio.DEFAULT_MAX_PIXELS in the tests; not
 #: imported from there because imageio pulls numpy and Pillow, which `--help` does not need).
 DEFAULT_MAX_PIXELS = 100_000_000
+DEFAULT_JOBS = "1:1:2"
 #: Commands beside upscaling: module with `main(argv) -> int`, imported only when the command
 #: runs, and the extra whose packages it needs.
 SUBCOMMANDS = {
@@ -82,7 +83,7 @@ def upscale(
     background: Annotated[str, typer.Option("--background", help="Colour to flatten alpha on for jpg.")] = "white",
     suffix: Annotated[Optional[str], typer.Option("--suffix", help="Appended to output names (default _x{scale} beside the input, none in -o folder).")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists.")] = False,
-    jobs: Annotated[str, typer.Option("-j", "--jobs", help="Threads load:proc:save.")] = "1:1:2",
+    jobs: Annotated[str, typer.Option("-j", "--jobs", help="Threads load:proc:save (proc 2 on a torch GPU).")] = DEFAULT_JOBS,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for ncnn (default: all).")] = None,
     quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="jpg/webp quality.")] = 95,
     max_pixels: Annotated[int, typer.Option("--max-pixels", min=0, help="Refuse inputs larger than this many pixels (0: no limit).")] = DEFAULT_MAX_PIXELS,
@@ -132,6 +133,8 @@ def upscale(
         model_ref = _model_ref(model, name)
         upscaler = Upscaler(model_ref, gpu=gpu, tile=tile, fp32=fp32, outscale=scale, tta=tta, alpha=alpha,
                             threads=threads, dn=dn, dn_model=dn_model, max_memory=max_memory, backend=backend)
+        if jobs == DEFAULT_JOBS and upscaler.backend == "torch" and upscaler.devices[0].is_gpu:
+            counts = (counts[0], 2, counts[2])  # two images in flight: one's transfers overlap the other's compute
         out_scale = scale if scale is not None else upscaler.spec.scale
         default_suffix = f"_x{out_scale:g}"
         video_jobs = plan_videos(videos, files, output, suffix, default_suffix)

@@ -276,3 +276,26 @@ def test_engine_options_reach_the_torch_engine(photo_crop) -> None:
     up = Upscaler("realesr-animevideov3-x2", gpu=-1, backend="torch")
     assert up.engine.sessions[0].segmenter is None and up.engine.tile_size(Options(tile=32)) == 32
     assert up.engine.sessions[0].net_bytes_px > 0
+
+
+def test_video_and_a_batch_through_the_torch_backend(tmp_path: Path, photo_crop) -> None:
+    """`-i clip.mkv` and a folder of images run the torch engine and match ncnn's frames."""
+    from PIL import Image
+
+    from video_support import decode_rgb, make_clip
+
+    images = [photo_crop("astronaut.png", 30 * i, 40 * i, 24, 32) for i in range(3)]
+    make_clip(tmp_path / "clip.mkv", 3, codec="ffv1", pix_fmt="bgr0", images=images)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"im{i}.png")
+    outs = {}
+    for name in ("ncnn", "torch"):
+        args = ["-n", "realesr-animevideov3-x2", "-g", "-1", "--backend", name, "--codec", "ffv1", "--pix-fmt", "bgr0"]
+        result = runner.invoke(app, ["-i", str(tmp_path / "clip.mkv"), "-o", str(tmp_path / f"{name}.mkv"), *args])
+        assert result.exit_code == 0 and f"backend {name}" in result.output, result.output
+        result = runner.invoke(app, ["-i", *(str(tmp_path / f"im{i}.png") for i in range(3)), "-o", str(tmp_path / name), *args])
+        assert result.exit_code == 0, result.output
+        outs[name] = decode_rgb(tmp_path / f"{name}.mkv"), [np.asarray(Image.open(tmp_path / name / f"im{i}.png")) for i in range(3)]
+    for ncnn_frames, torch_frames in zip(*outs.values()):
+        assert len(ncnn_frames) == len(torch_frames) == 3
+        assert all(_diff(a, b) <= 1 for a, b in zip(ncnn_frames, torch_frames))

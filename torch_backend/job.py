@@ -1,5 +1,6 @@
-"""A `TileJob` whose pixel conversion runs on the torch device: the padded source patch goes up
-in its own integer type, the clipped, rounded output comes back in the output's type.
+"""A `TileJob` whose pixel conversion runs on the torch device: the source goes up once in its
+own integer type, each tile's mirrored padding is gathered there, and the clipped, rounded output
+comes back in the output's type.
 
 The arithmetic is the host job's (tiler.py) in the same float32 steps, so the pixels are the same;
 only where it runs differs.
@@ -7,7 +8,7 @@ only where it runs differs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,12 +25,18 @@ class DeviceJob(TileJob):
     """`read` returns a (C,h,w) float32 tensor on the session's device; `write` takes one."""
 
     session: Any = None  # TorchSession (Any: a dataclass field after TileJob's defaults)
+    uploaded: dict = field(default_factory=dict, compare=False, repr=False)  # the source, once on the device
 
     def read(self, win: Window) -> tuple[torch.Tensor, int, int]:  # type: ignore[override]
-        patch, top, left = self.patch(win)
+        rows, cols, top, left = self.indices(win)
         session: TorchSession = self.session
         with session.stream():
-            chw = session.upload(patch).permute(2, 0, 1).to(torch.float32)
+            if "src" not in self.uploaded:
+                self.uploaded["src"] = session.upload(self.src)
+            src = self.uploaded["src"]
+            index = [torch.from_numpy(i).to(src.device, non_blocking=True) for i in (rows, cols)]
+            patch = src.index_select(0, index[0]).index_select(1, index[1])
+            chw = patch.permute(2, 0, 1).to(torch.float32)
             lo, hi = self.value_range
             chw = chw * ((hi - lo) / self.src_max)
             if lo:

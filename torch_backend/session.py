@@ -155,21 +155,21 @@ class TorchSession:
         """An (h,w,C) uint8/uint16/float32 array on the device, through this thread's pinned buffer."""
         if array.dtype == np.uint16:  # torch's uint16 has few kernels: widen on the host
             array = array.astype(np.int32)
-        host = torch.from_numpy(np.ascontiguousarray(array))
-        if not self.is_cuda:
-            return host
+        if not self.is_cuda:  # a private copy: torch tensors must not wrap read-only arrays
+            return torch.from_numpy(np.array(array, copy=True, order="C"))
         pinned = getattr(self._local, "pinned", None)
-        if pinned is None or pinned.numel() < host.nbytes:
-            pinned = self._local.pinned = torch.empty(host.nbytes, dtype=torch.uint8, pin_memory=True)
-        staged = pinned[: host.nbytes].view(host.dtype).view(host.shape)
-        staged.copy_(host)  # the stream's last download finished, so the buffer is free
+        if pinned is None or pinned.numel() < array.nbytes:
+            pinned = self._local.pinned = torch.empty(array.nbytes, dtype=torch.uint8, pin_memory=True)
+        dtype = torch.from_numpy(np.empty(0, array.dtype)).dtype
+        staged = pinned[: array.nbytes].view(dtype).view(array.shape)
+        staged.numpy()[...] = array  # the stream's last download finished, so the buffer is free
         return staged.to(self.torch_device, non_blocking=True)
 
     def run_tensor(self, chw: torch.Tensor) -> torch.Tensor:
         """(C,H,W) float on the device -> (C,H*s,W*s) float32 on the device; TileError when out of memory."""
-        x = chw.to(self.dtype)[None].contiguous(memory_format=self.memory_format)
         try:
-            with self.stream(), torch.inference_mode():
+            with self.stream(), torch.inference_mode():  # the stream that uploaded `chw`
+                x = chw.to(self.dtype)[None].contiguous(memory_format=self.memory_format)
                 y = self._graphs.run(x) if self._graphs is not None else self._call(x)
                 return y[0].float()
         except (RuntimeError, MemoryError) as exc:
