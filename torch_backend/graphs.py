@@ -31,7 +31,8 @@ class GraphCache:
                 self._call(static_in)
         torch.cuda.current_stream(x.device).wait_stream(warm)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: other threads' uploads and downloads may run during the capture
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             static_out = self._call(static_in)
         return static_in, static_out, graph
 

@@ -76,11 +76,13 @@ class TorchSession:
             net.to(memory_format=torch.channels_last)
         if self.is_cuda and options.cudnn_benchmark:
             torch.backends.cudnn.benchmark = True  # torch's process-wide switch
+        if self.is_cuda and precision == "fp32":
+            torch.backends.cudnn.allow_tf32 = False  # fp32 means fp32 (TF32 keeps 10 mantissa bits); process-wide
         call = torch.compile(forward, mode=options.compile, dynamic=False) if options.compile else forward
         self._call = call
         self._graphs = GraphCache(call) if options.cuda_graphs and self.is_cuda else None
         self._local = threading.local()
-        self.net_bytes_px = self._measure_bytes_px(net)
+        self.net_bytes_px = self._measure_bytes_px(net, forward)
         self.device = self._describe_device()
 
     @classmethod
@@ -111,9 +113,9 @@ class TorchSession:
                                           (f"compile={self.options.compile}", bool(self.options.compile))) if on]
         return f"{where}, backend torch {torch.__version__}, {self.precision}" + "".join(f", {s}" for s in switches)
 
-    def _measure_bytes_px(self, net: torch.nn.Module) -> float:
-        """Memory per input pixel of one forward pass: measured on a GPU, estimated on the CPU
-        (three times the largest activation: a layer's input, output and one kept skip)."""
+    def _measure_bytes_px(self, net: torch.nn.Module, forward: Forward) -> float:
+        """Memory per input pixel of one eager forward pass: measured on a GPU, estimated on the
+        CPU (three times the largest activation: a layer's input, output and one kept skip)."""
         probe = torch.zeros(1, self.spec.in_channels, _PROBE, _PROBE, device=self.torch_device, dtype=self.dtype)
         probe = probe.contiguous(memory_format=self.memory_format)
         if self.is_cuda:
@@ -121,7 +123,7 @@ class TorchSession:
             base = torch.cuda.memory_allocated(self.torch_device)
             torch.cuda.reset_peak_memory_stats(self.torch_device)
             with torch.inference_mode():
-                self._call(probe)
+                forward(probe)
             torch.cuda.synchronize(self.torch_device)
             return 1.25 * (torch.cuda.max_memory_allocated(self.torch_device) - base) / _PROBE**2
         largest = [0]
@@ -133,7 +135,7 @@ class TorchSession:
         handles = [m.register_forward_hook(hook) for m in net.modules()]
         try:
             with torch.inference_mode():
-                self._call(probe)
+                forward(probe)
         finally:
             for handle in handles:
                 handle.remove()
