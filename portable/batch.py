@@ -7,14 +7,13 @@ end, and every good file is still written (atomically, via `imageio.save_image`)
 from __future__ import annotations
 
 import glob
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import remove_stale
+from .atomic import remove_stale, same_file
 from .errors import UserError
 from .imageio import FORMATS, ImageError, Picture, flatten, format_for, read_image, save_image
 from .video.probe import VIDEO_SUFFIXES
@@ -76,7 +75,7 @@ def plan_jobs(
     if output is not None and output.suffix.lower().lstrip(".") in FORMATS and not output.is_dir():
         if len(files) > 1:
             raise UsageError(f"{output}: {len(files)} inputs cannot go into one output file; give a directory")
-        if files and _same_file(files[0], output):
+        if files and same_file(files[0], output):
             raise UsageError(f"{output}: output would overwrite the input; choose another output file")
         return [Job(files[0], output, format_for(output, fmt))] if files else []
     jobs = []
@@ -92,20 +91,10 @@ def plan_jobs(
     if len(set(targets)) != len(targets):
         dup = next(t for t in targets if targets.count(t) > 1)
         raise UsageError(f"{dup}: several inputs would write this output; use --suffix or separate folders")
-    clash = next((job for job in jobs if _same_file(job.src, job.dst)), None)
+    clash = next((job for job in jobs if same_file(job.src, job.dst)), None)
     if clash is not None:
         raise UsageError(f"{clash.src}: output would overwrite the input; use -o or --suffix")
     return jobs
-
-
-def _same_file(src: Path, dst: Path) -> bool:
-    """Whether writing `dst` would replace `src`: same path after resolving, or a hard link to it."""
-    if src.resolve() == dst.resolve():
-        return True
-    try:
-        return os.path.samefile(src, dst)
-    except OSError:  # dst does not exist (yet): it cannot be the input
-        return False
 
 
 def parse_threads(text: str) -> tuple[int, int, int]:

@@ -9,12 +9,15 @@ file, never a torn one; a full disk leaves the previous checkpoint in place and 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from ..errors import UserError
+from ..archs.family import describe_mismatch
+from ..errors import UserError, one_line
 from ..atomic import write_atomic
 
 _NAME = re.compile(r"^iter_(\d{8,})\.pth$")
@@ -67,27 +70,53 @@ def save(run_dir: Path, iteration: int, state: dict[str, Any], keep_last: int) -
 def load(path: Path) -> dict[str, Any]:
     """Read a checkpoint (safe unpickling only)."""
     try:
+        if Path(path).stat().st_size == 0:  # a full disk or a copy cut short; torch says only "EOFError"
+            raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes)")
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except Exception as exc:  # torch raises several types for truncated/corrupt files
-        raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+    except CheckpointError:
+        raise
+    except Exception as exc:  # torch raises several types (some without a message) for corrupt files
+        raise CheckpointError(f"cannot read checkpoint {path}: {one_line(exc)}") from None
     if not isinstance(state, dict) or "iteration" not in state:
         raise CheckpointError(f"{path} is not a trainer checkpoint (no 'iteration')")
     return state
 
 
-def load_latest(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest readable checkpoint of a run (an unreadable newest one falls back to older)."""
+def load_latest(run_dir: Path, skipped: Callable[[str], object] = lambda _: None) -> tuple[Path, dict[str, Any]] | None:
+    """The newest readable checkpoint of a run (an unreadable newest one falls back to older).
+
+    `skipped` gets one line per unreadable checkpoint passed over, for the user to see: resuming
+    from an older checkpoint repeats iterations, which they should not learn from the log alone.
+    """
     errors = []
     for _, path in reversed(list_checkpoints(run_dir)):
         try:
-            return path, load(path)
+            found = path, load(path)
         except CheckpointError as exc:
             errors.append(str(exc))
+            continue
+        for error in errors:
+            skipped(f"skipped: {error}; using {path}")
+        return found
     if errors:
         raise CheckpointError(f"no readable checkpoint in {checkpoint_dir(run_dir)}: {errors[0]}")
     return None
+
+
+def check_network(path: Path, key: str, module: nn.Module, state: dict[str, Any]) -> None:
+    """Refuse `state[key]` unless it fits `module`, naming the first differing keys and both shapes.
+
+    Why before `load_state_dict`: torch's error starts with "Error(s) in loading state_dict", a
+    first line that says nothing about which layer of the changed network differs.
+    """
+    saved = state.get(key)
+    if not isinstance(saved, dict) or not all(isinstance(v, torch.Tensor) for v in saved.values()):
+        raise CheckpointError(f"checkpoint {path} has no '{key}' weights")
+    problem = describe_mismatch({k: v.shape for k, v in module.state_dict().items()}, saved)
+    if problem:
+        raise CheckpointError(f"checkpoint {path} does not match the configured network ('{key}'): {problem}")
 
 
 def rng_state(generator: torch.Generator | None) -> dict[str, Any]:

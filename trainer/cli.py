@@ -38,17 +38,18 @@ def _export_only(cfg: config_mod.Config, resume: str | None) -> int:
     from .loop import export_generator
     from .models import build_generator
 
-    found = ckpt.load_latest(cfg.run_dir) if resume in (None, "auto") else (Path(resume), ckpt.load(Path(resume)))
+    skipped: list[str] = []
+    found = ckpt.load_latest(cfg.run_dir, skipped.append) if resume in (None, "auto") else (Path(resume), ckpt.load(Path(resume)))
     if found is None:
         raise ckpt.CheckpointError(f"no checkpoint in {ckpt.checkpoint_dir(cfg.run_dir)} to export")
     path, state = found
-    model = build_generator(cfg.network_g, cfg.scale)
-    try:
-        model.load_state_dict(state["params_ema"])
-    except (RuntimeError, KeyError) as exc:
-        raise ckpt.CheckpointError(f"checkpoint {path} does not match network_g: {str(exc).splitlines()[0]}") from None
     log = RunLog(cfg.run_dir)
     try:
+        for line in skipped:
+            log.note(line)
+        model = build_generator(cfg.network_g, cfg.scale)
+        ckpt.check_network(path, "params_ema", model, state)
+        model.load_state_dict(state["params_ema"])
         export_generator(cfg, model, log, name=f"{cfg.export.name or cfg.name}_iter{int(state['iteration'])}")
     finally:
         log.close()

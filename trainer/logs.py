@@ -46,6 +46,17 @@ class RunLog:
             self.printer(line)
         else:
             print(line, file=self.stream, flush=True)
+        self._keep(line)
+
+    def note(self, msg: str) -> None:
+        """`note: msg` on stderr and in train.log: something the user must see even when stdout
+        goes to a file (an unreadable checkpoint skipped on resume)."""
+        if not self.enabled:
+            return
+        print(f"note: {msg}", file=sys.stderr, flush=True)
+        self._keep(f"{time.strftime('%Y-%m-%d %H:%M:%S')} note: {msg}")
+
+    def _keep(self, line: str) -> None:
         assert self._text is not None
         self._text.write(line + "\n")
         self._text.flush()

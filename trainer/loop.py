@@ -96,14 +96,14 @@ def _build_stage(cfg: Config, info: dist.DistInfo, log: RunLog, init: bool) -> E
     return make_stage(cfg, net_g, info, net_d, lambda: load_vgg19_state(cfg.path.vgg_weights or None))
 
 
-def _resume_state(cfg: Config, resume: str | None, info: dist.DistInfo) -> tuple[Path, dict[str, Any]] | None:
+def _resume_state(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> tuple[Path, dict[str, Any]] | None:
     """The checkpoint to continue from; only rank 0 reads it (other nodes need no shared disk)."""
     if not resume:
         return None
     found: tuple[Path, dict[str, Any]] | None | BaseException = None
     if info.is_main:
         try:
-            found = ckpt.load_latest(cfg.run_dir) if resume == "auto" else (Path(resume), ckpt.load(Path(resume)))
+            found = ckpt.load_latest(cfg.run_dir, log.note) if resume == "auto" else (Path(resume), ckpt.load(Path(resume)))
         except ckpt.CheckpointError as exc:
             found = exc
     found = dist.broadcast_object(found, info)
@@ -130,6 +130,11 @@ def _restore(stage: ESRNetStage, maker: BatchMaker, state: dict[str, Any], path:
             f"{'esrgan' if isinstance(stage, ESRGANStage) else 'esrnet'}; to start a new stage from it "
             f"set path.pretrain_g={path} and do not resume"
         )
+    nets = {"params": stage.generator(), "params_ema": stage.ema.module}
+    if isinstance(stage, ESRGANStage):
+        nets["net_d"] = stage.discriminator()
+    for key, net in nets.items():
+        ckpt.check_network(path, key, net, state)
     try:
         stage.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as exc:
@@ -179,7 +184,7 @@ def _run(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> R
     check_config(cfg)
     dataset = _build_dataset(cfg)
     counter = UnreadableCounter(len(dataset), cfg.data.max_unreadable)
-    resumed = _resume_state(cfg, resume, info)
+    resumed = _resume_state(cfg, resume, info, log)
     stage = _build_stage(cfg, info, log, init=resumed is None)
     gen = torch.Generator(device=info.device).manual_seed(cfg.seed + info.rank)
     maker = BatchMaker(cfg, info.device, gen)
