@@ -149,25 +149,28 @@ def test_cli_torch_without_torch_is_one_line_and_exit_1(tmp_path: Path, photo_cr
     assert not (tmp_path / "b.png").exists()
 
 
+def _unmappable_model(folder: Path) -> Path:
+    """animevideov3-x2 with a Clip appended: ncnn runs it, no family writes it."""
+    from realesr_portable.models import resolve_model
+
+    files = resolve_model("realesr-animevideov3-x2")
+    (folder / "odd.bin").write_bytes(files.bin.read_bytes())
+    magic, counts, *layers = files.param.read_text().strip().splitlines()
+    layer_count, blob_count = map(int, counts.split())
+    layers[-1] = layers[-1].replace(" output ", " pre ")
+    layers.append("Clip clip_out 1 1 pre output 0=0.0 1=1.0")
+    (folder / "odd.param").write_text("\n".join([magic, f"{layer_count + 1} {blob_count + 1}", *layers]) + "\n")
+    (folder / "odd.json").write_text(files.spec.__class__(**{**files.spec.__dict__, "name": "odd"}).to_json())
+    return folder / "odd.param"
+
+
 def test_a_model_the_importer_cannot_map(tmp_path: Path, photo_crop, monkeypatch) -> None:
     """`torch`: one line, exit 1; `auto` (where torch sees a GPU): a note, then ncnn's pixels."""
     from PIL import Image
 
-    from realesr_portable.models import resolve_model
-
-    files = resolve_model("realesr-animevideov3-x2")
-    for suffix in (".param", ".bin"):
-        (tmp_path / f"odd{suffix}").write_bytes(files.param.with_suffix(suffix).read_bytes())
-    # the same graph with a Clip appended: ncnn runs it, no family writes it
-    magic, counts, *layers = (tmp_path / "odd.param").read_text().strip().splitlines()
-    layer_count, blob_count = map(int, counts.split())
-    layers[-1] = layers[-1].replace(" output ", " pre ")
-    layers.append("Clip clip_out 1 1 pre output 0=0.0 1=1.0")
-    (tmp_path / "odd.param").write_text("\n".join([magic, f"{layer_count + 1} {blob_count + 1}", *layers]) + "\n")
-    (tmp_path / "odd.json").write_text(files.spec.__class__(**{**files.spec.__dict__, "name": "odd"}).to_json())
     src = tmp_path / "a.png"
     Image.fromarray(photo_crop("coffee.png", 100, 200, 12, 12)).save(src)
-    args = ["-i", str(src), "-m", str(tmp_path / "odd.param"), "-g", "-1"]
+    args = ["-i", str(src), "-m", str(_unmappable_model(tmp_path)), "-g", "-1"]
     result = runner.invoke(app, [*args, "-o", str(tmp_path / "t.png"), "--backend", "torch"])
     assert result.exit_code == 1 and not (tmp_path / "t.png").exists()
     assert [row for row in result.output.splitlines() if row.strip()] == [result.output.strip()]
@@ -300,3 +303,32 @@ def test_video_and_a_batch_through_the_torch_backend(tmp_path: Path, photo_crop)
     for ncnn_frames, torch_frames in zip(*outs.values()):
         assert len(ncnn_frames) == len(torch_frames) == 3
         assert all(_diff(a, b) <= 1 for a, b in zip(ncnn_frames, torch_frames))
+
+
+def test_ray_actors_run_the_torch_backend(tmp_path: Path, photo_crop) -> None:
+    """`upscale_many(backend="torch")` on a local Ray: the bytes the torch CLI writes."""
+    import ray
+    from PIL import Image
+
+    from realesr_portable.cli import main
+    from realesr_portable.distributed import upscale_many
+
+    good = tmp_path / "good"
+    good.mkdir()
+    for i in range(2):
+        Image.fromarray(photo_crop("chelsea.png", 60 + 30 * i, 120, 20, 24)).save(good / f"p{i}.png")
+    options = ["-n", "realesr-animevideov3-x2", "-g", "-1", "-q", "--backend", "torch"]
+    assert main(["-i", str(good), "-o", str(tmp_path / "cli"), *options]) == 0
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, address="local")
+    try:
+        summary = upscale_many(str(good), tmp_path / "ray", model="realesr-animevideov3-x2", gpu=-1, backend="torch",
+                               progress=False)
+        odd = upscale_many(str(good), tmp_path / "odd", model=str(_unmappable_model(tmp_path)), gpu=-1,
+                           backend="torch", progress=False)
+    finally:
+        ray.shutdown()
+    assert len(summary.done) == 2 and summary.failed == []
+    # the actors got the backend: the torch engine's own refusal, on every row
+    assert len(odd.failed) == 2 and all("cannot map" in reason for _, reason in odd.failed)
+    for name in ("p0.png", "p1.png"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
