@@ -45,7 +45,8 @@ def bootstrap_checkout() -> str:
     _register("realesr_portable", root / "portable")
     _register("realesr_portable.archs", root / "archs")
     _register("realesr_portable.convert", root / "convert")
-    _register("realesr_portable.torch_backend", root / "torch_backend")
+    if (root / "torch_backend").is_dir():  # the torch backend's folder (bench/torch_speed.py needs it)
+        _register("realesr_portable.torch_backend", root / "torch_backend")
     _register("realesr_portable.trainer", HERE)
     return f"checkout {root}"
 
