@@ -1,6 +1,7 @@
 """CUDA graphs: the forward pass captured once per input shape and replayed, so a small tile or
-frame costs no per-layer launch time. Replays share one captured graph per shape, so they are
-serialised by a lock; uploads and downloads (other streams) still overlap them."""
+frame costs no per-layer launch time. Replays share one captured graph per shape (its input and
+output buffers too), so they are serialised: by a lock on the host and by an event on the GPU,
+as threads replay on their own streams. Uploads and downloads (those streams) still overlap."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class GraphCache:
         self._max = max_shapes
         self._graphs: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, torch.cuda.CUDAGraph]] = OrderedDict()
         self._lock = threading.Lock()
+        self._done: torch.cuda.Event | None = None  # the last replay's output copied out
 
     def _capture(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.cuda.CUDAGraph]:
         static_in = x.clone(memory_format=torch.preserve_format)
@@ -46,6 +48,12 @@ class GraphCache:
                     self._graphs.popitem(last=False)
             self._graphs[key] = entry
             static_in, static_out, graph = entry
+            stream = torch.cuda.current_stream(x.device)
+            if self._done is not None:  # another thread's stream may still be copying the shared output
+                stream.wait_event(self._done)
             static_in.copy_(x)
             graph.replay()
-            return static_out.clone()
+            out = static_out.clone()
+            self._done = torch.cuda.Event()
+            self._done.record(stream)
+            return out
