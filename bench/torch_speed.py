@@ -144,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
 
     name = "CPU" if args.cpu else torch.cuda.get_device_name(0)
     print(f"{name}, torch {torch.__version__}", flush=True)
+    try:  # what `--backend auto` picks on this machine
+        print(f"auto: {Upscaler('realesr-animevideov3-x4').description}", flush=True)
+    except Exception as exc:  # noqa: BLE001 - e.g. ncnn missing where auto falls back to it
+        print(f"auto: failed: {str(exc).splitlines()[0]}", flush=True)
     variants = [("ours", TorchOptions()), ("ours +cl", TorchOptions(channels_last=True))]
     if not args.cpu:
         variants += [("ours +graphs", TorchOptions(cuda_graphs=True)),
