@@ -38,7 +38,7 @@ class BackendError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class TorchOptions:
-    """Speed switches of the torch engine, each measured on its own by bench/bench_gpu.py.
+    """Speed switches of the torch engine, each measured on its own by bench/torch_speed.py.
 
     Args:
         precision: None (fp16 on a GPU, fp32 on the CPU; `fp32=True` forces fp32), or one of
