@@ -99,7 +99,6 @@ def write_bytes_atomic(path: Path, data: bytes, fsync: bool = False) -> None:
     write_files_atomic({Path(path): data}, fsync)
 
 
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

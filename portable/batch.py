@@ -87,14 +87,22 @@ def plan_jobs(
         tail = suffix if suffix is not None else ("" if output is not None and folder != src.parent else default_suffix)
         dst = folder / f"{src.stem}{tail}.{ext}"
         jobs.append(Job(src, dst, FORMATS[ext]))
-    targets = [job.dst for job in jobs]
-    if len(set(targets)) != len(targets):
-        dup = next(t for t in targets if targets.count(t) > 1)
-        raise UsageError(f"{dup}: several inputs would write this output; use --suffix or separate folders")
-    clash = next((job for job in jobs if same_file(job.src, job.dst)), None)
-    if clash is not None:
-        raise UsageError(f"{clash.src}: output would overwrite the input; use -o or --suffix")
+    refuse_clashes([(job.src, job.dst) for job in jobs])
     return jobs
+
+
+def refuse_clashes(pairs: list[tuple[Path, Path]]) -> None:
+    """UsageError when two inputs would write one output or an output would replace its input.
+
+    The one check for images and videos alike (a video's output is planned apart, in video/command.py).
+    """
+    targets = [dst.resolve() for _, dst in pairs]
+    if len(set(targets)) != len(targets):
+        dup = next(dst for (_, dst), t in zip(pairs, targets) if targets.count(t) > 1)
+        raise UsageError(f"{dup}: several inputs would write this output; use --suffix or separate folders")
+    clash = next((src for src, dst in pairs if same_file(src, dst)), None)
+    if clash is not None:
+        raise UsageError(f"{clash}: output would overwrite the input; use -o or --suffix")
 
 
 def parse_threads(text: str) -> tuple[int, int, int]:

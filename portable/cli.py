@@ -167,7 +167,7 @@ def upscale(
         raise _fail(f"{how}; finished files are complete, no partial output was left", code) from None
     progress.close()
     video_options = {"codec": codec, "crf": crf, "preset": preset, "pix_fmt": pix_fmt, "resume": resume,
-                     "skip_duplicates": skip_duplicates}
+                     "skip_duplicates": skip_duplicates, "max_pixels": max_pixels}
     try:
         video_failed = run_videos(video_jobs, upscaler, video_options, quiet, skip_existing, lambda t: typer.echo(f"{PROG}: {t}", err=True))
     except (KeyboardInterrupt, Terminated) as exc:

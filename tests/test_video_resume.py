@@ -32,6 +32,7 @@ from realesr_portable.video import upscale_video
 class Slow:
     def __init__(self, inner):
         self.inner, self.spec, self.options = inner, inner.spec, inner.options
+        self.pixel_settings = inner.pixel_settings
     def upscale(self, image):
         time.sleep(0.25)
         return self.inner.upscale(image)
@@ -46,6 +47,7 @@ class FailAfter:
 
     def __init__(self, inner: Upscaler, n: int) -> None:
         self.inner, self.spec, self.options, self.left = inner, inner.spec, inner.options, n
+        self.pixel_settings = inner.pixel_settings
 
     def upscale(self, image: np.ndarray) -> np.ndarray:
         self.left -= 1
@@ -106,7 +108,7 @@ def test_work_folder_from_another_job_is_refused(tmp_path: Path, upscaler: Upsca
     no_resume = runner.invoke(app, ["-i", str(src), "-o", str(dst), *LOSSLESS, "-q"])
     assert no_resume.exit_code == 1 and "add --resume" in no_resume.output
     other_settings = runner.invoke(app, ["-i", str(src), "-o", str(dst), *LOSSLESS, "-q", "--resume", "--skip-duplicates"])
-    assert other_settings.exit_code == 1 and "other settings (duplicate_threshold, skip_duplicates)" in other_settings.output
+    assert other_settings.exit_code == 1 and "other settings (--skip-duplicates False -> True; duplicate threshold None -> 2)" in other_settings.output
     make_clip(src, 12, codec="ffv1", pix_fmt="bgr0", gop=4, size=(34, 24))
     other_input = runner.invoke(app, ["-i", str(src), "-o", str(dst), *LOSSLESS, "-q", "--resume"])
     assert other_input.exit_code == 1 and "different input" in other_input.output

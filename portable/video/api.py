@@ -10,12 +10,13 @@ from typing import Protocol
 
 import numpy as np
 
-from ..atomic import remove_stale
+from ..atomic import remove_stale, same_file
 from . import pipeline
 from .encoder import EncoderSettings, check_settings, container_format, deep_format
 from .join import join
-from .probe import VideoError, input_identity, probe
+from .probe import VideoError, check_frame_size, input_identity, probe
 from .segments import Segment, WorkFolder, plan_segments
+from .timing import output_timing
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -37,16 +38,16 @@ class VideoReport:
     notices: list[str] = field(default_factory=list)
 
 
-def upscaler_identity(upscaler: object) -> dict:
-    """The settings of an Upscaler that change its output pixels (model, scale, TTA), for the resume check."""
-    spec = getattr(upscaler, "spec", None)
-    options = getattr(upscaler, "options", None)
-    return {
-        "model": getattr(spec, "name", type(upscaler).__name__),
-        "model_scale": getattr(spec, "scale", None),
-        "outscale": getattr(options, "outscale", None),
-        "tta": getattr(options, "tta", None),
-    }
+def job_settings(upscaler: object, settings: EncoderSettings, skip_duplicates: bool, threshold: int) -> dict:
+    """Every setting that changes the output's pixels, keyed by option name, for the resume check.
+
+    An upscaler other than `Upscaler` is identified by its type only: its own settings are unknown.
+    """
+    describe = getattr(upscaler, "pixel_settings", None)
+    pixels = describe() if callable(describe) else {"upscaler": type(upscaler).__name__}
+    return {**pixels, "--codec": settings.codec, "--crf": settings.crf, "--preset": settings.preset,
+            "--pix-fmt": settings.pix_fmt, "--skip-duplicates": skip_duplicates,
+            "duplicate threshold": threshold if skip_duplicates else None}
 
 
 def upscale_video(
@@ -62,6 +63,7 @@ def upscale_video(
     skip_duplicates: bool = False,
     duplicate_threshold: int = 2,
     segment_seconds: float = 10.0,
+    max_pixels: int = 0,
     progress: ProgressCallback | None = None,
 ) -> VideoReport:
     """Upscale every frame of `src` into `dst`, keeping timestamps and copying the other streams.
@@ -72,6 +74,8 @@ def upscale_video(
         skip_duplicates: reuse the previous output when a frame differs from the previous input frame
             by at most `duplicate_threshold` (of 255) in every pixel.
         segment_seconds: minimum segment length; a killed run loses at most about this much work.
+        max_pixels: refuse frames larger than this many pixels, checked on the stream's size before any
+            work and on every decoded frame (0: no limit; the CLI's --max-pixels, default 100 MP).
         progress: called as progress(frames_done, frames_total) after each frame.
     Raises VideoError (one line) for unreadable input, bad settings, unwritable output or a resume
     folder from another job; `dst` then does not exist (or is left as it was).
@@ -80,9 +84,11 @@ def upscale_video(
     settings = EncoderSettings(codec, crf, preset, pix_fmt)
     fmt = container_format(dst)
     check_settings(settings, fmt)
-    if dst.resolve() == src.resolve():
+    if same_file(src, dst):
         raise VideoError(f"{dst}: output would overwrite the input")
     info = probe(src)
+    check_frame_size(src, info.width, info.height, max_pixels)
+    timing = output_timing(src, info, fmt)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(dst.parent)  # a killed join's temporary file
@@ -91,11 +97,10 @@ def upscale_video(
         raise VideoError(f"{dst.parent}: cannot create the output folder ({exc.strerror or exc})") from None
     if not os.access(dst.parent, os.W_OK):
         raise VideoError(f"{dst}: the output folder is not writable")
-    report = VideoReport(frames=info.frames)
+    report = VideoReport(frames=info.frames, notices=list(info.notes))
     work = WorkFolder(dst)
     identity = {**input_identity(src), "name": src.name}
-    job = {"encoder": settings.to_dict(), "upscaler": upscaler_identity(upscaler),
-           "skip_duplicates": skip_duplicates, "duplicate_threshold": duplicate_threshold if skip_duplicates else None}
+    job = job_settings(upscaler, settings, skip_duplicates, duplicate_threshold)
     segments = work.open(identity, job, plan_segments(info, segment_seconds), resume)
     todo = [s for s in segments if not work.is_done(s)]
     report.segments_reused = len(segments) - len(todo)
@@ -110,7 +115,8 @@ def upscale_video(
                 progress(done, info.frames)
 
         try:
-            pipeline.run(src, info, todo, work, fmt, settings, rgb_format, state.transform, report.notices, on_frame)
+            pipeline.run(src, info, todo, work, fmt, settings, timing, rgb_format, state.transform, report.notices, on_frame,
+                         max_pixels)
         except BaseException:
             if not any(work.is_done(s) for s in segments):
                 work.remove()  # nothing to resume: do not make the next run ask for --resume

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from ..batch import UsageError
+from ..atomic import same_file
+from ..batch import UsageError, refuse_clashes
 from .api import VideoReport, upscale_video
 from .probe import VIDEO_SUFFIXES, VideoError, is_video
 
@@ -33,15 +34,15 @@ def plan_videos(videos: list[Path], images: list[Path], output: Path | None, suf
         if len(videos) != 1 or images:
             raise UsageError(f"{output}: {len(videos) + len(images)} inputs cannot go into one video file; "
                              "give one video or a directory")
+        if same_file(videos[0], output):  # type: ignore[arg-type]
+            raise UsageError(f"{output}: output would overwrite the input; choose another output file")
         return [(videos[0], output)]  # type: ignore[list-item]
     jobs = []
     for src in videos:
         folder = output if output is not None else src.parent
         tail = suffix if suffix is not None else ("" if output is not None and folder != src.parent else default_suffix)
         jobs.append((src, folder / f"{src.stem}{tail}{src.suffix}"))
-    clash = next((s for s, d in jobs if d.resolve() == s.resolve()), None)
-    if clash is not None:
-        raise UsageError(f"{clash}: output would overwrite the input; use -o or --suffix")
+    refuse_clashes(jobs)
     return jobs
 
 

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from .probe import VideoError, require_av
+from ..quiet import quiet_stderr
+from .probe import VideoError, _reason, require_av
 
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".nut": "nut",
               ".avi": "avi"}
+
+#: Highest --crf an encoder really takes where its option says "any float" (x264/x265 clamp to 51).
+CRF_MAX = {"libx264": 51.0, "libx265": 51.0}
 
 
 @dataclass(frozen=True)
@@ -72,20 +76,57 @@ def check_settings(settings: EncoderSettings, fmt: str) -> None:
     with av.open(io.BytesIO(), "w", format=fmt) as probe:
         if codec.canonical_name not in probe.supported_codecs:
             raise VideoError(f"--codec {settings.codec}: the {fmt} container cannot hold {codec.canonical_name}")
-    if settings.preset is not None or settings.crf is not None:
-        _check_options(av, settings)
+    _check_quality_options(av, settings)
+    _check_open(av, settings, formats)
 
 
-def _check_options(av, settings: EncoderSettings) -> None:
-    """Open the encoder once on a tiny frame so a bad --preset/--crf fails now, not after the first segment."""
-    buffer = io.BytesIO()
+def _check_quality_options(av, settings: EncoderSettings) -> None:
+    """Refuse --crf/--preset where the encoder has no such option (FFmpeg would ignore it silently)
+    or --crf outside its range (x264/x265 clamp anything above 51 without a word)."""
+    private = {o.name: o for o in av.codec.CodecContext.create(settings.codec, "w").supported_options.private}
+    if settings.crf is not None:
+        option = private.get("crf")
+        if option is None:
+            raise VideoError(f"--crf: {settings.codec} has no constant-quality (crf) setting; leave --crf out")
+        low, high = max(0.0, option.min), min(option.max, CRF_MAX.get(settings.codec, option.max))
+        if not low <= settings.crf <= high:
+            raise VideoError(f"--crf {settings.crf:g}: {settings.codec} takes {low:g} to {high:g}")
+    if settings.preset is not None and "preset" not in private:
+        raise VideoError(f"--preset: {settings.codec} has no presets; leave --preset out")
+
+
+def _check_open(av, settings: EncoderSettings, formats: list[str]) -> None:
+    """Open the encoder once on a tiny frame, so a setting it refuses (a bad --preset, mjpeg's
+    limited-range yuv420p) fails now, not after the first segment. The encoder's own complaint
+    (x264/x265 print "[error]" lines themselves) is silenced: our one line says it."""
+    given = [f"--pix-fmt {settings.pix_fmt}"] + [f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
+                                                for flag, value in (("--crf", settings.crf), ("--preset", settings.preset))
+                                                if value is not None]
+    failure = _open_fails(av, settings)
+    if failure is not None:
+        full_range = settings.pix_fmt.replace("yuv", "yuvj", 1)
+        usable = full_range in formats and _open_fails(av, replace(settings, pix_fmt=full_range)) is None
+        hint = f"; try --pix-fmt {full_range}" if usable else ""
+        raise VideoError(f"--codec {settings.codec} rejects {', '.join(given)} ({failure}){hint}")
+
+
+def _open_fails(av, settings: EncoderSettings) -> str | None:
+    """Why the encoder refuses to open with `settings` on a 64x64 stream, or None when it opens."""
+    _quiet_library_logs(settings)
     try:
-        with av.open(buffer, "w", format="nut") as out:
+        with quiet_stderr(), av.open(io.BytesIO(), "w", format="nut") as out:
             stream = out.add_stream(settings.codec, rate=25, options=settings.options())
             stream.width, stream.height, stream.pix_fmt = 64, 64, settings.pix_fmt
             stream.codec_context.open()
     except (av.FFmpegError, ValueError) as exc:
-        raise VideoError(f"--codec {settings.codec} rejects --crf/--preset ({str(exc).splitlines()[0]})") from None
+        return _reason(exc)
+    return None
+
+
+def _quiet_library_logs(settings: EncoderSettings) -> None:
+    """SVT-AV1 prints its configuration to stdout unless told errors only (read once per process)."""
+    if settings.codec == "libsvtav1":
+        os.environ.setdefault("SVT_LOG", "1")
 
 
 def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
@@ -114,9 +155,11 @@ def pad_to(image: np.ndarray, width: int, height: int) -> np.ndarray:
 def open_video_stream(out, settings: EncoderSettings, size: tuple[int, int], time_base: Fraction,
                       rate: Fraction | None, rotation: int):
     """Add the encoded video stream; its time base is the input's, so every pts is kept exactly."""
-    if settings.codec == "libsvtav1":
-        os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration unless told errors only
-    stream = out.add_stream(settings.codec, rate=rate, options=settings.options())
+    _quiet_library_logs(settings)
+    options = settings.options()
+    if out.format.name == "avi":
+        options["bf"] = "0"  # AVI stores frames in decode order only: no reordering, no shifted frames
+    stream = out.add_stream(settings.codec, rate=rate, options=options)
     stream.width, stream.height = size
     stream.pix_fmt = settings.pix_fmt
     stream.time_base = time_base

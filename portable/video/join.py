@@ -16,6 +16,7 @@ from pathlib import Path
 from ..atomic import write_atomic
 from .probe import VideoError, _reason, main_video, require_av
 from .segments import Segment, WorkFolder
+from .sink import Sink
 
 _COPY_TYPES = ("audio", "subtitle", "data")
 
@@ -73,7 +74,8 @@ def join(src: Path, dst: Path, fmt: str, work: WorkFolder, segments: list[Segmen
     paths = [work.segment_path(s) for s in segments]
 
     def writer(fh) -> None:
-        with av.open(str(src), metadata_errors="ignore") as source, av.open(fh, "w", format=fmt) as out:
+        sink = Sink(fh)
+        with av.open(str(src), metadata_errors="ignore") as source, av.open(sink, "w", format=fmt) as out:
             with av.open(str(paths[0])) as first:
                 template = first.streams.video[0]
                 video = out.add_stream_from_template(template, opaque=True)
@@ -99,6 +101,8 @@ def join(src: Path, dst: Path, fmt: str, work: WorkFolder, segments: list[Segmen
                                  key=lambda entry: (entry[0], entry[1]))
             for _, _, packet in merged:
                 out.mux(packet)
+                sink.check()
+        sink.check()
 
     try:
         write_atomic(dst, writer)

@@ -8,6 +8,7 @@ the caller as one VideoError; an unfinished segment is discarded by the atomic w
 
 from __future__ import annotations
 
+import bisect
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -19,9 +20,11 @@ import numpy as np
 
 from ..atomic import write_atomic
 from .encoder import EncoderSettings, even_size, open_video_stream, pad_to
-from .probe import VideoError, VideoInfo, _reason, main_video, require_av
+from .probe import VideoError, VideoInfo, _reason, check_frame_size, main_video, require_av
 from .join import fix_dts
 from .segments import Segment, WorkFolder, segment_of
+from .sink import Sink
+from .timing import Timing
 
 _QUEUE = 4
 _END = None
@@ -49,34 +52,49 @@ class _Failure:
         self.exc = exc
 
 
-def decode(path: Path, info: VideoInfo, todo: list[Segment], rgb_format: str, colour: Colour) -> Iterator[Item]:
-    """Frames of the `todo` segments in presentation order, starting with a seek to the first one."""
+def decode(path: Path, info: VideoInfo, todo: list[Segment], rgb_format: str, colour: Colour,
+           max_pixels: int = 0) -> Iterator[Item]:
+    """Frames of the `todo` segments in presentation order, starting with a seek to the first one.
+
+    Where the container has no presentation times (AVI, `info.by_order`), the decoder's output
+    order is the presentation order and the n-th frame from a keyframe gets the n-th stamp of the
+    probe from there: FFmpeg's guessed pts would run one frame late and, with B-frames, backwards.
+    """
     av = require_av()
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             stream = main_video(container)
             stream.thread_type = "AUTO"
+            index = 0  # by_order: the probe's stamp for the next decoded frame
             if todo[0].start_pts > info.frame_pts[0]:
                 container.seek(todo[0].start_pts, stream=stream)
+                index = bisect.bisect_left(info.frame_pts, todo[0].start_pts)
             last, current = todo[-1], None
             for frame in container.decode(stream):
-                if frame.pts is None:
+                pts = frame.pts
+                if info.by_order:
+                    if index >= len(info.frame_pts):
+                        return
+                    pts, index = info.frame_pts[index], index + 1
+                elif pts is None:
                     raise VideoError(f"{path}: a frame has no timestamp; remux the file first")
-                if last.end_pts is not None and frame.pts >= last.end_pts:
+                if last.end_pts is not None and pts >= last.end_pts:
                     return
-                segment = current if current is not None and current.holds(frame.pts) else segment_of(todo, frame.pts)
+                segment = current if current is not None and current.holds(pts) else segment_of(todo, pts)
                 current = segment
                 if segment is None:
                     continue
+                check_frame_size(path, frame.width, frame.height, max_pixels)
                 if not colour.tags:
                     colour.tags = {k: getattr(frame, k) for k in ("colorspace", "color_range", "color_primaries", "color_trc")}
-                yield Item(segment, frame.pts, frame.duration or None, frame.to_ndarray(format=rgb_format))
+                yield Item(segment, pts, frame.duration or None, frame.to_ndarray(format=rgb_format))
     except av.FFmpegError as exc:
         raise VideoError(f"{path}: decoding failed ({_reason(exc)})") from None
 
 
-def encode_segment(path: Path, fmt: str, items: "_Peek", settings: EncoderSettings, info: VideoInfo,
-                   rgb_format: str, colour: Colour, notices: list[str], on_frame: Callable[[], None]) -> None:
+def encode_segment(path: Path, fmt: str, items: "_Peek", settings: EncoderSettings, timing: Timing,
+                   rotation: int, rgb_format: str, colour: Colour, notices: list[str],
+                   on_frame: Callable[[], None]) -> None:
     """Encode the frames of one segment into `path` (atomically: a temp file renamed when complete)."""
     av = require_av()
     segment = items.peek().segment
@@ -86,25 +104,29 @@ def encode_segment(path: Path, fmt: str, items: "_Peek", settings: EncoderSettin
     def writer(fh) -> None:
         nonlocal count
         last = None
-        with av.open(fh, "w", format=fmt) as out:
-            stream = open_video_stream(out, settings, size, info.time_base, info.rate, info.rotation)
+        sink = Sink(fh)
+        with av.open(sink, "w", format=fmt) as out:
+            stream = open_video_stream(out, settings, size, timing.time_base, timing.rate, rotation)
             _tag_colour(stream, colour)
             while (item := items.peek()) is not _END and item.segment is segment:
                 next(items)
                 frame = av.VideoFrame.from_ndarray(pad_to(item.image, *size), format=rgb_format)
                 frame = frame.reformat(format=settings.pix_fmt, dst_colorspace=_space(colour))
-                frame.pts, frame.time_base = item.pts, info.time_base
-                if item.duration:
-                    frame.duration = item.duration
+                frame.pts, frame.time_base = timing.pts(item.pts), timing.time_base
+                duration = timing.duration(item.duration)
+                if duration:
+                    frame.duration = duration
                 for packet in stream.encode(frame):
-                    last = _mux(out, packet, last, info.time_base)
+                    last = _mux(out, packet, last, timing.time_base)
+                sink.check()
                 count += 1
                 on_frame()
             if count != segment.frames:  # raised inside the writer: the partial segment is discarded
                 raise VideoError(f"segment {segment.index}: decoded {count} of {segment.frames} frames "
                                  "(truncated or damaged input?)")
             for packet in stream.encode(None):
-                last = _mux(out, packet, last, info.time_base)
+                last = _mux(out, packet, last, timing.time_base)
+        sink.check()
 
     try:
         write_atomic(path, writer)
@@ -188,8 +210,8 @@ def _put(q: queue.Queue, item: object, stop: threading.Event) -> None:
 
 
 def run(src: Path, info: VideoInfo, todo: list[Segment], work: WorkFolder, fmt: str, settings: EncoderSettings,
-        rgb_format: str, transform: Callable[[Item], np.ndarray], notices: list[str],
-        on_frame: Callable[[], None]) -> None:
+        timing: Timing, rgb_format: str, transform: Callable[[Item], np.ndarray], notices: list[str],
+        on_frame: Callable[[], None], max_pixels: int = 0) -> None:
     """Decode and encode in two threads around `transform` (the upscaler) in the calling thread."""
     decoded: queue.Queue = queue.Queue(maxsize=_QUEUE)
     upscaled: queue.Queue = queue.Queue(maxsize=_QUEUE)
@@ -199,7 +221,7 @@ def run(src: Path, info: VideoInfo, todo: list[Segment], work: WorkFolder, fmt: 
 
     def decoder() -> None:
         try:
-            for item in decode(src, info, todo, rgb_format, colour):
+            for item in decode(src, info, todo, rgb_format, colour, max_pixels):
                 _put(decoded, item, stop)
             _put(decoded, _END, stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
@@ -210,8 +232,8 @@ def run(src: Path, info: VideoInfo, todo: list[Segment], work: WorkFolder, fmt: 
         items = _Peek(upscaled, stop)
         try:
             while items.peek() is not _END:
-                encode_segment(work.segment_path(items.peek().segment), fmt, items, settings, info,
-                               rgb_format, colour, notices, on_frame)
+                encode_segment(work.segment_path(items.peek().segment), fmt, items, settings, timing,
+                               info.rotation, rgb_format, colour, notices, on_frame)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
             stop.set()

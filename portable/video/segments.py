@@ -18,7 +18,7 @@ from pathlib import Path
 from ..atomic import write_bytes_atomic
 from .probe import VideoError, VideoInfo
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: settings keyed by option name, with model hashes, --dn, --fp32, device
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,13 @@ def segment_of(segments: list[Segment], pts: int) -> Segment | None:
     return segments[at] if at >= 0 and segments[at].holds(pts) else None
 
 
+def _change(key: str, old: object, new: object) -> str:
+    """`--dn 0.5 -> 0.8`; a hash only as `model files differ`."""
+    if isinstance(old, str) and isinstance(new, str) and max(len(old), len(new)) >= 32:
+        return f"{key} differ"
+    return f"{key} {old} -> {new}"
+
+
 class WorkFolder:
     """`.NAME.resume/` beside the output: manifest plus one file per finished segment."""
 
@@ -96,14 +103,18 @@ class WorkFolder:
             manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
             rows = manifest["segments"]
             old_input, old_settings = manifest["input"], manifest["settings"]
+            version = manifest["version"]
         except (OSError, ValueError, KeyError, TypeError):
             raise VideoError(f"{self.path}: not a readable resume folder (no valid manifest.json); delete it") from None
+        if version != MANIFEST_VERSION:
+            raise VideoError(f"{self.path}: made by another version of realesr-portable; delete it to start again")
         if old_input != identity:
             raise VideoError(f"{self.path}: made for a different input file (size, date or content differ); "
                              "delete it to start again")
         if old_settings != settings:
-            changed = sorted(k for k in set(old_settings) | set(settings) if old_settings.get(k) != settings.get(k))
-            raise VideoError(f"{self.path}: made with other settings ({', '.join(changed)}); "
+            changed = [_change(k, old_settings.get(k), settings.get(k))
+                       for k in sorted(set(old_settings) | set(settings)) if old_settings.get(k) != settings.get(k)]
+            raise VideoError(f"{self.path}: made with other settings ({'; '.join(changed)}); "
                              "use the same options or delete it")
         return [Segment(i, int(a), None if b is None else int(b), int(n)) for i, (a, b, n) in enumerate(rows)]
 
