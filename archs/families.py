@@ -8,10 +8,12 @@ not overlap). A caller with its own architecture passes its own list, e.g.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
-from .family import ArchFamily, UnsupportedModelError, names
+from .errors import UnsupportedModelError
+from .family import ArchFamily, ArchInfo, names
 from .rrdbnet.family import FAMILY as RRDBNET
 from .srvgg.family import FAMILY as SRVGG
 from .unet_discriminator.family import FAMILY as UNET_DISCRIMINATOR
@@ -30,6 +32,11 @@ def family_named(name: str, families: Sequence[ArchFamily] = FAMILIES) -> ArchFa
         if family.name == name:
             return family
     raise UnsupportedModelError(f"unknown architecture name {name!r} (known: {names(families)})")
+
+
+def arch_info(name: str, params: dict[str, Any], families: Sequence[ArchFamily] = FAMILIES) -> ArchInfo:
+    """`name` with its constructor arguments, as the family called `name` describes it."""
+    return ArchInfo(name, params, family=family_named(name, families))
 
 
 def rename_keys(state_dict: Mapping[str, torch.Tensor], families: Sequence[ArchFamily] = FAMILIES) -> dict[str, torch.Tensor]:

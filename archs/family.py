@@ -16,18 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UserError
+from .errors import UnsupportedModelError
 
 if TYPE_CHECKING:
-    from ..ncnn_weights import NcnnParam
+    from ..graph.ncnn_files import NcnnParam
     from .ncnn_graph import NcnnGraph
 
 StateDict = Mapping[str, torch.Tensor]
 NcnnWeights = dict[str, list[np.ndarray]]
-
-
-class UnsupportedModelError(UserError, ValueError):
-    """The weights or graph match no supported architecture; the message says what was found."""
 
 
 @dataclass(frozen=True)
@@ -78,28 +74,19 @@ class ArchInfo:
         notes: hyper-parameters that the weights cannot reveal and were assumed.
         output_resize: a bicubic resize the source graph applies after the network (the
             official animevideov3 x2/x3 ncnn files are the x4 net then x0.5 / x0.75); 1.0 if none.
-        family: the family record; None looks `name` up among the built-in families.
+        family: the family record (`families.arch_info` finds a built-in one by name).
     """
 
     name: str
     params: dict[str, Any]
     notes: tuple[str, ...] = field(default=())
     output_resize: float = 1.0
-    family: ArchFamily | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def fam(self) -> ArchFamily:
-        """The family record (the one given, else the built-in family of that name)."""
-        if self.family is not None:
-            return self.family
-        from .families import family_named  # the list imports every family, which import this module
-
-        return family_named(self.name)
+    family: ArchFamily = field(kw_only=True, compare=False, repr=False)
 
     @property
     def scale(self) -> int:
         """The network's own upscale factor (before any `output_resize`); 1 for discriminators."""
-        arg = self.fam.scale_arg
+        arg = self.family.scale_arg
         return int(self.params.get(arg, 1)) if arg else 1
 
     @property
@@ -108,12 +95,12 @@ class ArchInfo:
 
     @property
     def out_channels(self) -> int:
-        return int(self.params.get("num_out_ch", 3 if self.fam.is_generator else 1))
+        return int(self.params.get("num_out_ch", 3 if self.family.is_generator else 1))
 
     @property
     def size_multiple(self) -> int:
         """Input H and W must divide by this (e.g. pixel-unshuffle RRDBNets: x2 -> 2, x1 -> 4)."""
-        return int(self.fam.size_multiple(self.params))
+        return int(self.family.size_multiple(self.params))
 
     def describe(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.params.items())
@@ -122,7 +109,7 @@ class ArchInfo:
 
 def build_model(info: ArchInfo) -> nn.Module:
     """A freshly initialised module for `info` (load the weights with `strict=True` afterwards)."""
-    return info.fam.module(**info.params)
+    return info.family.module(**info.params)
 
 
 def shape_of(sd: StateDict, key: str) -> tuple[int, ...]:

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from ..ncnn_weights import NcnnLayer, NcnnParam
-from .family import UnsupportedModelError
+from ..graph.ncnn_files import NcnnLayer, NcnnParam
+from .errors import UnsupportedModelError
 
 INPUT_BLOB = "in0"
 OUTPUT_BLOB = "out0"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..ncnn_weights import NcnnFormatError, NcnnLayer, NcnnParam
-from .family import UnsupportedModelError
+from ..graph.ncnn_files import NcnnFormatError, NcnnLayer, NcnnParam
+from .errors import UnsupportedModelError
 
 
 def layers_of(param: NcnnParam, kind: str) -> list[NcnnLayer]:

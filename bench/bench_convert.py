@@ -29,7 +29,7 @@ start = time.perf_counter()
 mode, out = sys.argv[1], Path(sys.argv[2])
 import torch
 from realesr_portable.convert.api import convert_file
-from realesr_portable.models import OFFICIAL, official_model_dir
+from realesr_portable.model.catalog import OFFICIAL, official_model_dir
 if mode == "ncnn":
     src = official_model_dir() / (OFFICIAL["realesrgan-x4plus"][0] + ".param")
 elif mode == "pth":

@@ -18,7 +18,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import _photo_crop  # noqa: E402
 from deploy_support import QEMU, build_runner, model_dir  # noqa: E402
-from realesr_portable.models import resolve_model  # noqa: E402
+from realesr_portable.model.catalog import resolve_model  # noqa: E402
 
 MODEL = "realesr-animevideov3-x4"
 TILE = 64

@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from realesr_portable.models import resolve_model
-from realesr_portable.session import validate_graph
+from realesr_portable.model.catalog import resolve_model
+from realesr_portable.run.session import validate_graph
 
 MODELS = ["realesr-animevideov3-x2", "realesrgan-x4plus-anime", "realesrgan-x4plus"]
 

@@ -15,9 +15,9 @@ from PIL import Image
 
 from realesr_portable.convert.detect import load_model
 from realesr_portable.convert.importer import import_official, source_forward
-from realesr_portable.devices import cpu_device
-from realesr_portable.models import resolve_model
-from realesr_portable.session import Session
+from realesr_portable.device.select import cpu_device
+from realesr_portable.model.catalog import resolve_model
+from realesr_portable.run.session import Session
 
 OFFICIAL = ["realesrgan-x4plus", "realesrgan-x4plus-anime", "realesr-animevideov3-x2",
             "realesr-animevideov3-x3", "realesr-animevideov3-x4"]

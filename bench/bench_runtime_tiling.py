@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from realesr_portable.devices import cpu_device
-from realesr_portable.engine import Engine, Options
-from realesr_portable.models import resolve_model
-from realesr_portable.session import Session
+from realesr_portable.device.select import cpu_device
+from realesr_portable.run.engine import Engine, Options
+from realesr_portable.model.catalog import resolve_model
+from realesr_portable.run.session import Session
 UNTILED = 1 << 20  # larger than any image: one tile per segment
 
 

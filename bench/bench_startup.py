@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 RUNS = 15
-_OLD_IMPORTS = "import typer, realesr_portable.batch, realesr_portable.imageio, realesr_portable.engine"
+_OLD_IMPORTS = "import typer, realesr_portable.batch.pipeline, realesr_portable.image.io, realesr_portable.run.engine"
 
 
 def _script() -> list[str]:

@@ -31,7 +31,7 @@ CALIBRATION = (("astronaut.png", 30, 180), ("motorcycle_left.png", 120, 300), ("
 
 def conv_inputs(param_text: str) -> dict[str, str]:
     """Convolution layer name -> the blob it reads."""
-    from realesr_portable.ncnn_weights import NcnnParam
+    from realesr_portable.graph.ncnn_files import NcnnParam
 
     return {layer.name: layer.bottoms[0] for layer in NcnnParam.parse(param_text).layers if layer.type == "Convolution"}
 
@@ -60,7 +60,7 @@ def blob_ranges(files, blobs: set[str], images: list[np.ndarray], method: str) -
 
 def int8_model(files, ranges: dict[str, float], folder: Path) -> tuple[Path, Path]:
     """Write the int8 `.param`/`.bin` pair for `files` with the calibrated input ranges."""
-    from realesr_portable.ncnn_weights import NcnnParam, _array_layout, read_weights
+    from realesr_portable.graph.ncnn_files import NcnnParam, _array_layout, read_weights
 
     text = files.param.read_text()
     param = NcnnParam.parse(text)
@@ -102,7 +102,7 @@ def load(param: Path, binary: Path, threads: int, int8: bool):
 
 
 def main(size: int, threads: int) -> None:
-    from realesr_portable.models import resolve_model
+    from realesr_portable.model.catalog import resolve_model
 
     held_out = crops(size)
     calibration = crops(64, CALIBRATION)

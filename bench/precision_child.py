@@ -62,7 +62,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main(size: int) -> None:
-    from realesr_portable.models import resolve_model
+    from realesr_portable.model.catalog import resolve_model
 
     images = crops(size)
     for model in MODELS:

@@ -43,7 +43,7 @@ def run(kind: str, model: str, size: int, threads: int, options: dict[str, str])
     elif kind == "ncnn":
         import ncnn
 
-        from realesr_portable.models import resolve_model
+        from realesr_portable.model.catalog import resolve_model
 
         files = resolve_model(model)
         net = ncnn.Net()
@@ -65,7 +65,7 @@ def run(kind: str, model: str, size: int, threads: int, options: dict[str, str])
 
         from realesr_portable.convert.detect import build_model
         from realesr_portable.convert.importer import import_ncnn
-        from realesr_portable.models import resolve_model
+        from realesr_portable.model.catalog import resolve_model
 
         torch.set_num_threads(threads)
         files = resolve_model(model)

@@ -90,7 +90,7 @@ def raw_torch(model: str, device: str, dtype):
     import torch
     from torch.nn import functional as F
 
-    from realesr_portable.models import resolve_model
+    from realesr_portable.model.catalog import resolve_model
     from realesr_portable.torch_backend.net import load_net
 
     net, forward = load_net(resolve_model(model))
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from realesr_portable.api import Upscaler
-    from realesr_portable.backend import TorchOptions
+    from realesr_portable.run.backend import TorchOptions
 
     if not args.cpu and not torch.cuda.is_available():
         print("no CUDA/ROCm device: nothing to measure (--cpu checks the script)", file=sys.stderr)

@@ -22,10 +22,10 @@ from ..errors import UserError
 from ..archs.families import FAMILIES
 from ..archs.family import ArchFamily
 from ..atomic import same_file, write_files_atomic
-from ..graph_check import GraphError, check_graph
-from ..models import official_model_dir
-from ..ncnn_weights import NcnnParam
-from ..spec import ModelSpec
+from ..graph.check import GraphError, check_graph
+from ..model.catalog import official_model_dir
+from ..graph.ncnn_files import NcnnParam
+from ..model.spec import ModelSpec
 from .detect import ArchInfo, UnsupportedModelError, build_model, detect_architecture
 from .direct_writer import NcnnModel, torch_post, write_ncnn
 from .dn import blend_state_dicts
@@ -107,7 +107,7 @@ def _check_name(name: str) -> str:
 def _export(info: ArchInfo, module: nn.Module, state_dict: Mapping[str, torch.Tensor], fp16: bool, route: str) -> tuple[NcnnModel, str]:
     if route not in ROUTES:
         raise ConvertError(f"route must be one of {', '.join(ROUTES)}, got {route!r}")
-    if route in ("auto", "direct") and info.fam.write_ncnn is not None:
+    if route in ("auto", "direct") and info.family.write_ncnn is not None:
         return write_ncnn(info, state_dict, fp16), "direct"
     if route == "direct":
         raise ConvertError(f"no direct writer for {info.name}; use --route pnnx")
@@ -146,7 +146,7 @@ def check_weight_values(state_dict: Mapping[str, torch.Tensor], fp16: bool) -> N
 
 
 def _exportable(info: ArchInfo) -> None:
-    if not info.fam.is_generator:
+    if not info.family.is_generator:
         raise UnsupportedModelError(f"{info.name} is not an image-to-image generator; nothing to export")
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..commands import run_command
+from ..cli.commands import run_command
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help=__doc__.splitlines()[0])
@@ -40,7 +40,7 @@ def convert(
     tile_pad: Annotated[Optional[int], typer.Option("--tile-pad", min=0, metavar="PIXELS", help="declare this padding (input pixels per tile side) instead of measuring it")] = None,
 ) -> None:
     """Convert weights to NAME.param + NAME.bin + NAME.json, verified against PyTorch."""
-    from ..progress import make_progress
+    from ..cli.progress import make_progress
     from .api import STEPS, OutputIsInputError, convert_file
 
     bar = make_progress()

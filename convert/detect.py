@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ..archs.families import FAMILIES
+from ..archs.families import FAMILIES, arch_info
 from ..archs.family import (ArchFamily, ArchInfo, StateDict, UnsupportedModelError, build_model,
                             check_state_dict, describe_mismatch, names)
 
-__all__ = ["ArchInfo", "UnsupportedModelError", "build_model", "check_state_dict", "describe_mismatch",
+__all__ = ["ArchInfo", "UnsupportedModelError", "arch_info", "build_model", "check_state_dict", "describe_mismatch",
            "detect_architecture", "load_model"]
 
 

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from ..archs.family import ArchInfo, UnsupportedModelError
 from ..archs.ncnn_graph import INPUT_BLOB, OUTPUT_BLOB, NcnnGraph
-from ..ncnn_weights import write_weights
+from ..graph.ncnn_files import write_weights
 
 StateDict = Mapping[str, torch.Tensor]
 
@@ -38,7 +38,7 @@ def write_ncnn(info: ArchInfo, state_dict: StateDict, fp16: bool = True) -> Ncnn
 
     Raises UnsupportedModelError for families without a direct writer (use pnnx for those).
     """
-    writer = info.fam.write_ncnn
+    writer = info.family.write_ncnn
     if writer is None:
         raise UnsupportedModelError(f"no direct ncnn writer for {info.name}; export it through pnnx")
     graph = NcnnGraph()

@@ -19,8 +19,8 @@ from torch.nn import functional as F
 
 from ..archs.families import FAMILIES
 from ..archs.family import ArchFamily, ArchInfo, UnsupportedModelError, check_state_dict, names
-from ..models import OFFICIAL, official_model_dir
-from ..ncnn_weights import NcnnFormatError, NcnnParam, read_weights
+from ..model.catalog import OFFICIAL, official_model_dir
+from ..graph.ncnn_files import NcnnFormatError, NcnnParam, read_weights
 from .weights_io import save_state_dict
 
 #: Layers any graph may hold besides its family's own (ncnn bookkeeping).

@@ -19,7 +19,7 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import UserError
-from ..ncnn_weights import NcnnFormatError, NcnnParam
+from ..graph.ncnn_files import NcnnFormatError, NcnnParam
 from .direct_writer import NcnnModel
 
 

@@ -16,7 +16,7 @@ from math import ceil
 
 import numpy as np
 
-from ..spec import ModelSpec
+from ..model.spec import ModelSpec
 from .detect import ArchInfo, UnsupportedModelError
 from .direct_writer import NcnnModel
 from .verify import NcnnRunner, probe_image
@@ -40,7 +40,7 @@ def effective_scale(info: ArchInfo) -> int:
 
 def receptive_radius(info: ArchInfo) -> int:
     """Input pixels on each side that can influence an output pixel (an upper bound, whole pixels)."""
-    radius = info.fam.receptive_radius
+    radius = info.family.receptive_radius
     if radius is None:
         raise UnsupportedModelError(f"no receptive field known for {info.name}")
     return int(radius(info.params)) + (0 if info.output_resize == 1.0 else 1)
@@ -102,7 +102,7 @@ def tile_pad_for(info: ArchInfo, model: NcnnModel | Runner) -> PadChoice:
     """
     multiple = info.size_multiple
     radius = receptive_radius(info)
-    if not info.fam.measure_pad:
+    if not info.family.measure_pad:
         return PadChoice(_round_up(radius, multiple), 0.0)
     channels = (info.in_channels, info.out_channels)
     run = NcnnRunner(model, exact=True, scale=effective_scale(info), channels=channels) if isinstance(model, NcnnModel) else model

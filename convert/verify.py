@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..devices import cpu_device
-from ..models import ModelFiles
-from ..ncnn_weights import NcnnParam, read_weights
-from ..session import ModelLoadError, Session, TileError
-from ..spec import ModelSpec
+from ..device.select import cpu_device
+from ..model.catalog import ModelFiles
+from ..graph.ncnn_files import NcnnParam, read_weights
+from ..run.session import ModelLoadError, Session, TileError
+from ..model.spec import ModelSpec
 from .direct_writer import NcnnModel
 
 FP32_MAX_ABS = 1e-4

@@ -12,20 +12,20 @@ import os
 import numpy as np
 from PIL import Image
 
-from .backend import BackendError, TorchOptions, choose_backend, describe_sessions, load_torch_sessions
-from .budget import parse_memory
-from .devices import Device, select_devices
-from .engine import Engine, Options
-from .imageio import Picture, split_modes
-from .models import DEFAULT_MODEL, ModelFiles, resolve_model
-from .session import ModelLoadError, Session
-from .spec import ModelSpec
+from .plan.budget import parse_memory
+from .device.select import Device, select_devices
+from .run.engine import Engine, Options
+from .image.io import Picture, split_modes
+from .model.catalog import DEFAULT_MODEL, ModelFiles, resolve_model
+from .run.session import ModelLoadError, Session
+from .model.spec import ModelSpec
+from .run.backend import BackendError, TorchOptions, choose_backend, describe_sessions, load_torch_sessions
 from .video import upscale_video  # noqa: F401 - the video API beside Upscaler; PyAV loads only when called
 
 
 def blended_weights(model: ModelFiles, twin: str | os.PathLike[str], dn: float) -> bytes:
     """Denoise-strength weights: w = dn*model + (1-dn)*twin, both `.bin` files of one graph."""
-    from .ncnn_weights import NcnnFormatError, blend_bins
+    from .graph.ncnn_files import NcnnFormatError, blend_bins
 
     twin_files = resolve_model(twin)
     try:

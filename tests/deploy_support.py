@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from realesr_portable.devices import cpu_device
-from realesr_portable.engine import Engine, Options
-from realesr_portable.models import ModelFiles
-from realesr_portable.session import Session
+from realesr_portable.device.select import cpu_device
+from realesr_portable.run.engine import Engine, Options
+from realesr_portable.model.catalog import ModelFiles
+from realesr_portable.run.session import Session
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO / "deploy" / "build.sh"

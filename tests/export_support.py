@@ -9,18 +9,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from realesr_portable.convert.detect import ArchInfo, build_model
+from realesr_portable.convert.detect import ArchInfo, arch_info, build_model
 from realesr_portable.convert.direct_writer import NcnnModel
 
 
 def rrdb_info(scale: int, blocks: int = 2, feat: int = 16, grow: int = 8, channels: int = 3) -> ArchInfo:
     params = {"num_in_ch": channels, "num_out_ch": channels, "scale": scale, "num_feat": feat, "num_block": blocks, "num_grow_ch": grow}
-    return ArchInfo("RRDBNet", params)
+    return arch_info("RRDBNet", params)
 
 
 def srvgg_info(upscale: int, act: str = "prelu", feat: int = 16, convs: int = 3, channels: int = 3) -> ArchInfo:
     params = {"num_in_ch": channels, "num_out_ch": channels, "num_feat": feat, "num_conv": convs, "upscale": upscale, "act_type": act}
-    return ArchInfo("SRVGGNetCompact", params)
+    return arch_info("SRVGGNetCompact", params)
 
 
 #: Conv weights are scaled up from PyTorch's default init: with it, an RRDBNet's body moves the
@@ -49,7 +49,7 @@ def torch_run(model: nn.Module, chw: np.ndarray) -> np.ndarray:
 def load_files(param: Path, blobs: tuple[str, str] | None = None) -> NcnnModel:
     """An ncnn model from disk; blob names from its sidecar unless given."""
     if blobs is None:
-        from realesr_portable.spec import ModelSpec
+        from realesr_portable.model.spec import ModelSpec
 
         spec = ModelSpec.load(param.with_suffix(".json"))
         blobs = (spec.input_blob, spec.output_blob)

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from realesr_portable.devices import cpu_device
-from realesr_portable.engine import Engine, Options
+from realesr_portable.device.select import cpu_device
+from realesr_portable.run.engine import Engine, Options
 from realesr_portable.errors import UserError
-from realesr_portable.models import ModelNotFoundError, resolve_model
-from realesr_portable.session import ModelLoadError, Session, TileError
-from realesr_portable.spec import ModelSpecError
+from realesr_portable.model.catalog import ModelNotFoundError, resolve_model
+from realesr_portable.run.session import ModelLoadError, Session, TileError
+from realesr_portable.model.spec import ModelSpecError
 
 ALLOWED = (UserError, ModelLoadError, ModelSpecError, ModelNotFoundError, TileError)  # the project's one-line errors
 VALUES = ["0", "1", "-1", "2", "3", "4", "5", "7", "16", "63", "64", "65", "255", "4096", "2147483647",

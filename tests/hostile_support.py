@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from realesr_portable.models import resolve_model
+from realesr_portable.model.catalog import resolve_model
 
 
 def official_sidecar(name: str) -> dict[str, Any]:

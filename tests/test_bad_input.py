@@ -13,8 +13,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from realesr_portable.cli import app
-from realesr_portable.imageio import ImageError, read_image, write_atomic
-from realesr_portable.models import resolve_model
+from realesr_portable.image.io import ImageError, read_image, write_atomic
+from realesr_portable.model.catalog import resolve_model
 
 runner = CliRunner()
 FAST = ["-n", "realesr-animevideov3-x2", "-g", "-1", "-q"]

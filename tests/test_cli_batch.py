@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from realesr_portable.batch import UsageError, expand_inputs, parse_threads, plan_jobs
+from realesr_portable.batch.pipeline import UsageError, expand_inputs, parse_threads, plan_jobs
 from realesr_portable.cli import app
 
 runner = CliRunner()
@@ -89,7 +89,7 @@ def test_parse_threads(text: str, ok: bool) -> None:
 def test_progress_line_shows_files_and_tiles() -> None:
     import io
 
-    from realesr_portable.progress import ProgressLine
+    from realesr_portable.cli.progress import ProgressLine
 
     import re
 

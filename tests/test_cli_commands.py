@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from realesr_portable import cli, imageio
+from realesr_portable import cli
+from realesr_portable.image import io as imageio
 
 
 def test_top_level_help_imports_nothing_heavy() -> None:

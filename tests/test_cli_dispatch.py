@@ -46,3 +46,13 @@ def test_runtime_import_pulls_no_torch_or_converter() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_python_m_runs_the_same_command() -> None:
+    script = [sys.executable, "-c", "import sys; from realesr_portable.cli import main; sys.exit(main())"]
+    module = [sys.executable, "-m", "realesr_portable"]
+    for args in (["models"], ["--no-such-option"]):
+        expected = subprocess.run(script + args, capture_output=True, text=True, timeout=120)
+        got = subprocess.run(module + args, capture_output=True, text=True, timeout=120)
+        assert (got.returncode, got.stdout, got.stderr) == (expected.returncode, expected.stdout, expected.stderr)
+    assert got.returncode == 2 and "--no-such-option" in got.stderr

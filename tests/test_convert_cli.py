@@ -15,7 +15,7 @@ from realesr_portable.api import Upscaler
 from realesr_portable.convert.cli import main
 from realesr_portable.convert.detect import build_model
 from realesr_portable.convert.weights_io import save_state_dict
-from realesr_portable.models import OFFICIAL, official_model_dir
+from realesr_portable.model.catalog import OFFICIAL, official_model_dir
 from realesr_portable.archs.unet_discriminator.module import UNetDiscriminatorSN
 
 

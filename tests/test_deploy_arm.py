@@ -10,7 +10,7 @@ from deploy_support import build_runner, cpp_upscale, level_diff, model_dir, wit
 from export_support import srvgg_info, small_model
 from realesr_portable.convert.cli import main as convert_main
 from realesr_portable.convert.weights_io import save_state_dict
-from realesr_portable.models import resolve_model
+from realesr_portable.model.catalog import resolve_model
 
 
 @pytest.fixture(scope="module")

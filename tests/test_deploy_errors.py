@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from deploy_support import build_runner, model_dir, run_cli
-from realesr_portable.models import resolve_model
+from realesr_portable.model.catalog import resolve_model
 
 
 @pytest.fixture(scope="module")

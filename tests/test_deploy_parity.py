@@ -14,7 +14,7 @@ from deploy_support import build_runner, cpp_upscale, level_diff, model_dir, pyt
 from export_support import rrdb_info, small_model
 from realesr_portable.convert.cli import main as convert_main
 from realesr_portable.convert.weights_io import save_state_dict
-from realesr_portable.models import ModelFiles, resolve_model
+from realesr_portable.model.catalog import ModelFiles, resolve_model
 
 
 @pytest.fixture(scope="module")

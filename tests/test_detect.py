@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from realesr_portable.convert.detect import (
-    ArchInfo,
     UnsupportedModelError,
+    arch_info,
     build_model,
     check_state_dict,
     describe_mismatch,
@@ -84,14 +84,14 @@ def test_load_model_returns_loaded_eval_module() -> None:
 
 def test_check_state_dict_against_explicit_info() -> None:
     sd = _small_rrdb()
-    check_state_dict(ArchInfo("RRDBNet", {"num_feat": 8, "num_block": 2, "num_grow_ch": 4}), sd)
+    check_state_dict(arch_info("RRDBNet", {"num_feat": 8, "num_block": 2, "num_grow_ch": 4}), sd)
     with pytest.raises(UnsupportedModelError, match="missing"):
-        check_state_dict(ArchInfo("RRDBNet", {"num_feat": 8, "num_block": 3, "num_grow_ch": 4}), sd)
+        check_state_dict(arch_info("RRDBNet", {"num_feat": 8, "num_block": 3, "num_grow_ch": 4}), sd)
 
 
 def test_build_model_rejects_unknown_name() -> None:
     with pytest.raises(UnsupportedModelError, match="EDSR"):
-        build_model(ArchInfo("EDSR", {}))
+        build_model(arch_info("EDSR", {}))
 
 
 def test_describe_mismatch_is_empty_when_shapes_agree() -> None:

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 import ray
-from realesr_portable.batch import UsageError
+from realesr_portable.batch.pipeline import UsageError
 from realesr_portable.cli import main
 from realesr_portable.distributed import upscale_many
 from realesr_portable.distributed.run import size_actors

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from export_support import ncnn_run, rrdb_info, small_model, srvgg_info, to_chw, torch_run
-from realesr_portable.convert.detect import ArchInfo, UnsupportedModelError
+from realesr_portable.convert.detect import ArchInfo, UnsupportedModelError, arch_info
 from realesr_portable.convert.direct_writer import NcnnModel, write_ncnn
 from realesr_portable.convert.verify import FP16_MIN_PSNR, FP32_MAX_ABS, VerificationError, check_parity, psnr
-from realesr_portable.ncnn_weights import FP16_TAG, NcnnParam, read_weights
+from realesr_portable.graph.ncnn_files import FP16_TAG, NcnnParam, read_weights
 
 CASES = [
     pytest.param(rrdb_info(1), id="rrdbnet-x1"),
@@ -99,7 +99,7 @@ def test_verification_catches_a_wrong_graph() -> None:
 
 def test_architectures_without_a_writer_are_refused() -> None:
     with pytest.raises(UnsupportedModelError, match="pnnx"):
-        write_ncnn(ArchInfo("UNetDiscriminatorSN", {"num_in_ch": 3, "num_feat": 8}), {}, fp16=True)
+        write_ncnn(arch_info("UNetDiscriminatorSN", {"num_in_ch": 3, "num_feat": 8}), {}, fp16=True)
     info = srvgg_info(2)
     partial = dict(small_model(info).state_dict())
     del partial["body.4.weight"]

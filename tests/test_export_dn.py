@@ -11,7 +11,7 @@ from export_support import rrdb_info, small_model, srvgg_info
 from realesr_portable.convert.api import convert_file
 from realesr_portable.convert.dn import BlendError, blend_state_dicts
 from realesr_portable.convert.weights_io import save_state_dict
-from realesr_portable.ncnn_weights import blend_bins
+from realesr_portable.graph.ncnn_files import blend_bins
 
 
 def test_blend_is_the_weighted_sum_with_exact_end_points() -> None:

@@ -17,7 +17,7 @@ from realesr_portable.convert.detect import ArchInfo
 from realesr_portable.convert.direct_writer import write_ncnn
 from realesr_portable.convert.pnnx_export import ExportError, export_with_pnnx
 from realesr_portable.convert.verify import check_parity
-from realesr_portable.ncnn_weights import NcnnParam, read_weights
+from realesr_portable.graph.ncnn_files import NcnnParam, read_weights
 
 
 @pytest.mark.parametrize("info", [rrdb_info(1), srvgg_info(3)], ids=["rrdbnet-x1", "srvgg-x3"])
@@ -79,7 +79,7 @@ def test_pnnx_without_files_is_reported() -> None:
 def test_pnnx_route_keeps_the_official_x2_resize(tmp_path: Path, photo_crop) -> None:
     """animevideov3 x2 is the x4 net then a bicubic x0.5: traced through pnnx it stays one graph."""
     from realesr_portable.convert.api import convert_file
-    from realesr_portable.models import OFFICIAL, official_model_dir
+    from realesr_portable.model.catalog import OFFICIAL, official_model_dir
 
     param = official_model_dir() / f"{OFFICIAL['realesr-animevideov3-x2'][0]}.param"
     result = convert_file(param, tmp_path, name="x2", route="pnnx")

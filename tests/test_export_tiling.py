@@ -68,7 +68,7 @@ def test_runtime_tiles_seam_free_with_the_declared_pad(info: ArchInfo, tmp_path:
 def test_measured_pad_is_seam_free_for_official_anime_weights(tmp_path: Path, photo_crop) -> None:
     """Real weights on a photo other than the probe: tiles at the measured pad stay within one level."""
     from realesr_portable.convert.api import convert_file
-    from realesr_portable.models import OFFICIAL, official_model_dir
+    from realesr_portable.model.catalog import OFFICIAL, official_model_dir
 
     param = official_model_dir() / f"{OFFICIAL['realesrgan-x4plus-anime'][0]}.param"
     result = convert_file(param, tmp_path, name="anime", verify=False)

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realesr_portable.devices import cpu_device
-from realesr_portable.graph import Graph
-from realesr_portable.models import ModelFiles
-from realesr_portable.ncnn_weights import NcnnParam, write_weights
-from realesr_portable.segments import Segmenter
-from realesr_portable.segrun import run_segments
-from realesr_portable.session import Session
-from realesr_portable.spec import ModelSpec
+from realesr_portable.device.select import cpu_device
+from realesr_portable.graph.analysis import Graph
+from realesr_portable.model.catalog import ModelFiles
+from realesr_portable.graph.ncnn_files import NcnnParam, write_weights
+from realesr_portable.plan.segments import Segmenter
+from realesr_portable.run.segrun import run_segments
+from realesr_portable.run.session import Session
+from realesr_portable.model.spec import ModelSpec
 
 
 def conv(name: str, src: str, dst: str, cin: int, cout: int, k: int = 3, d: int = 1, act: bool = True) -> str:

@@ -33,9 +33,9 @@ def test_the_runner_catches_a_native_crash_and_names_the_case(monkeypatch) -> No
     """Without the graph check, a known crasher must come back as CRASH for its own case only."""
     import json
 
-    import realesr_portable.session as session
+    import realesr_portable.run.session as session
     from fuzz_support import Case
-    from realesr_portable.models import resolve_model
+    from realesr_portable.model.catalog import resolve_model
 
     monkeypatch.setattr(session, "validate_graph", lambda *args, **kwargs: None)  # inherited by the fork
     files = resolve_model("realesr-animevideov3-x2")

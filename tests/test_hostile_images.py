@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from realesr_portable.batch import Job, Stages, run_pipeline
+from realesr_portable.batch.pipeline import Job, Stages, run_pipeline
 from realesr_portable.cli import app
-from realesr_portable.imageio import Picture, read_image
+from realesr_portable.image.io import Picture, read_image
 
 runner = CliRunner()
 FAST = ["-n", "realesr-animevideov3-x2", "-g", "-1", "-q"]
@@ -95,7 +95,7 @@ def test_webp_too_wide_fails_alone_and_batch_does_not_hang(tmp_path: Path) -> No
 def test_unexpected_exception_in_any_stage_is_that_files_failure(tmp_path: Path, stage: str,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Any exception type, in any worker, on every file: the pipeline finishes and lists each one."""
-    import realesr_portable.batch as batch
+    import realesr_portable.batch.pipeline as batch
 
     srcs = []
     for i in range(5):
@@ -117,7 +117,7 @@ def test_unexpected_exception_in_any_stage_is_that_files_failure(tmp_path: Path,
 
 
 def test_every_save_thread_failing_does_not_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import realesr_portable.batch as batch
+    import realesr_portable.batch.pipeline as batch
 
     calls = {"n": 0}
     real_save = batch.save_image

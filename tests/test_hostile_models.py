@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from hostile_support import edited_model, in_child, official_sidecar, replace_once
 from realesr_portable.cli import app
-from realesr_portable.graph_check import LAYER_KINDS, GraphError, check_graph
-from realesr_portable.models import resolve_model
-from realesr_portable.ncnn_weights import NcnnFormatError, NcnnParam, read_weights
-from realesr_portable.spec import ModelSpec, ModelSpecError
+from realesr_portable.graph.check import LAYER_KINDS, GraphError, check_graph
+from realesr_portable.model.catalog import resolve_model
+from realesr_portable.graph.ncnn_files import NcnnFormatError, NcnnParam, read_weights
+from realesr_portable.model.spec import ModelSpec, ModelSpecError
 
 runner = CliRunner()
 V3 = "realesr-animevideov3-x2"
@@ -141,7 +141,7 @@ def test_official_graphs_pass_the_check_and_keep_their_scale() -> None:
 
 def test_layer_table_gives_each_layer_its_context() -> None:
     """The per-type table a halo computation can share: a 3x3 conv reads 1 px, dilation 2 reads 2."""
-    from realesr_portable.graph_check import Params
+    from realesr_portable.graph.check import Params
 
     conv = LAYER_KINDS["Convolution"]
     assert conv.context(Params(ints={1: 3})) == 1

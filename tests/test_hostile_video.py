@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from hostile_support import in_child
 from realesr_portable.api import Upscaler
 from realesr_portable.cli import app
-from realesr_portable.models import resolve_model
+from realesr_portable.model.catalog import resolve_model
 from realesr_portable.video import VideoError, upscale_video
 from realesr_portable.video.probe import probe
 from video_support import decode_rgb, frame_image, frame_times, make_clip
@@ -155,7 +155,7 @@ def test_resume_with_a_changed_pixel_setting_is_refused(tmp_path: Path, change: 
     work = tmp_path / ".out.mkv.resume"
     with pytest.raises(RuntimeError, match="simulated crash"):
         upscale_video(src, dst, FailAfter(inner, 6, wait_for=work / "segment_00000.mkv"), codec="ffv1",
-                      pix_fmt="bgr0", segment_seconds=0.1)
+                      pix_fmt="bgr0", chunk_seconds=0.1)
     kept = sorted(work.glob("segment_*"))
     assert kept
     before = {p.name: p.read_bytes() for p in kept}
@@ -297,14 +297,14 @@ def test_x264_avi_with_b_frames_resumes_like_an_uninterrupted_run(tmp_path: Path
     src = tmp_path / "b.avi"
     _x264_avi_with_b_frames(src)
     reference, dst = tmp_path / "reference.mkv", tmp_path / "out.mkv"
-    upscale_video(src, reference, Nearest(), codec="ffv1", pix_fmt="bgr0", segment_seconds=0.1)
+    upscale_video(src, reference, Nearest(), codec="ffv1", pix_fmt="bgr0", chunk_seconds=0.1)
     first = tmp_path / ".out.mkv.resume" / "segment_00000.mkv"
     with pytest.raises(RuntimeError, match="simulated crash"):
         upscale_video(src, dst, FailAfter(Nearest(), 6, wait_for=first), codec="ffv1", pix_fmt="bgr0",
-                      segment_seconds=0.1)
+                      chunk_seconds=0.1)
     kept = len(list(first.parent.glob("segment_*")))
-    report = upscale_video(src, dst, Nearest(), codec="ffv1", pix_fmt="bgr0", segment_seconds=0.1, resume=True)
-    assert kept >= 1 and report.segments_reused == kept
+    report = upscale_video(src, dst, Nearest(), codec="ffv1", pix_fmt="bgr0", chunk_seconds=0.1, resume=True)
+    assert kept >= 1 and report.chunks_reused == kept
     assert frame_times(dst) == frame_times(reference)
     assert all(np.array_equal(a, b) for a, b in zip(decode_rgb(dst), decode_rgb(reference), strict=True))
 
@@ -324,7 +324,7 @@ def test_full_disk_is_one_line(tmp_path: Path, capfd, where: str, limit: int) ->
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
         try:
-            upscale_video(src, dst, Nearest(4), codec="ffv1", pix_fmt="bgr0", segment_seconds=0.1)
+            upscale_video(src, dst, Nearest(4), codec="ffv1", pix_fmt="bgr0", chunk_seconds=0.1)
         except VideoError as exc:
             return str(exc)
         return "no error"
@@ -339,8 +339,8 @@ def test_full_disk_is_one_line(tmp_path: Path, capfd, where: str, limit: int) ->
     if where == "join":  # the finished segments stay for --resume once there is space again
         kept = len(list((tmp_path / ".out.mkv.resume").glob("segment_*")))
         assert kept >= 4
-        report = upscale_video(src, dst, Nearest(4), codec="ffv1", pix_fmt="bgr0", segment_seconds=0.1, resume=True)
-        assert report.segments_reused == kept and report.frames == 24
+        report = upscale_video(src, dst, Nearest(4), codec="ffv1", pix_fmt="bgr0", chunk_seconds=0.1, resume=True)
+        assert report.chunks_reused == kept and report.frames == 24
     else:
         assert not (tmp_path / ".out.mkv.resume").exists()  # nothing finished: nothing to resume
 

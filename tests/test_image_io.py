@@ -9,9 +9,9 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 from typer.testing import CliRunner
 
-from realesr_portable import png16
+from realesr_portable.image import png16
 from realesr_portable.cli import app
-from realesr_portable.imageio import Picture, read_image, save_image
+from realesr_portable.image.io import Picture, read_image, save_image
 
 runner = CliRunner()
 FAST = ["-n", "realesr-animevideov3-x2", "-g", "-1", "-q"]

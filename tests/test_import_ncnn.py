@@ -16,11 +16,11 @@ import torch
 from realesr_portable.convert.detect import UnsupportedModelError, build_model, detect_architecture
 from realesr_portable.convert.importer import import_ncnn, import_official, import_to_pth, official_files, source_forward
 from realesr_portable.convert.weights_io import load_state_dict
-from realesr_portable.devices import cpu_device
-from realesr_portable.models import ModelFiles
-from realesr_portable.ncnn_weights import NcnnFormatError, NcnnParam, write_weights
-from realesr_portable.session import Session
-from realesr_portable.spec import ModelSpec
+from realesr_portable.device.select import cpu_device
+from realesr_portable.model.catalog import ModelFiles
+from realesr_portable.graph.ncnn_files import NcnnFormatError, NcnnParam, write_weights
+from realesr_portable.run.session import Session
+from realesr_portable.model.spec import ModelSpec
 from realesr_portable.archs.rrdbnet.module import RRDBNet
 from realesr_portable.archs.srvgg.module import SRVGGNetCompact
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from realesr_portable.budget import parse_memory, super_tile
+from realesr_portable.plan.budget import parse_memory, super_tile
 from realesr_portable.cli import main
 
 _CHILD = """

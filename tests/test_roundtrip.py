@@ -12,8 +12,8 @@ import torch
 from export_support import load_files, ncnn_run, to_chw, to_uint8
 from realesr_portable.api import Upscaler
 from realesr_portable.convert.api import ConvertResult, convert_file
-from realesr_portable.convert.detect import ArchInfo, build_model
-from realesr_portable.models import OFFICIAL, official_model_dir
+from realesr_portable.convert.detect import arch_info, build_model
+from realesr_portable.model.catalog import OFFICIAL, official_model_dir
 
 SLOW = pytest.mark.slow
 CASES = [
@@ -53,7 +53,7 @@ def test_round_trip_gives_official_8bit_output(name: str, size: int, converted, 
     checkpoint = torch.load(result.pth, map_location="cpu", weights_only=True)
     assert list(checkpoint) == ["params_ema"]  # the official release layout, ready to fine-tune
     params = {k: v for k, v in result.spec.arch_params.items() if k != "output_resize"}
-    build_model(ArchInfo(result.spec.arch, params)).load_state_dict(checkpoint["params_ema"], strict=True)
+    build_model(arch_info(result.spec.arch, params)).load_state_dict(checkpoint["params_ema"], strict=True)
     image = photo_crop("chelsea.png", 60, 120, size, size)
     # Both through the runtime, by name and by path, one tile each (tile >= image).
     official = Upscaler(name, gpu=-1, tile=size, threads=1).upscale(image)

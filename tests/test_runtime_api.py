@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from realesr_portable.api import Upscaler
 from realesr_portable.cli import app
-from realesr_portable.models import resolve_model
-from realesr_portable.ncnn_weights import NcnnParam, read_weights, write_weights
-from realesr_portable.scale import resize
+from realesr_portable.model.catalog import resolve_model
+from realesr_portable.graph.ncnn_files import NcnnParam, read_weights, write_weights
+from realesr_portable.image.scale import resize
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realesr_portable import devices as dev
-from realesr_portable.devices import Device, DeviceError, parse_gpu_option, select_devices
-from realesr_portable.engine import Engine, Options
-from realesr_portable.models import resolve_model
-from realesr_portable.session import Session
+from realesr_portable.device import select as dev
+from realesr_portable.device.select import Device, DeviceError, parse_gpu_option, select_devices
+from realesr_portable.run.engine import Engine, Options
+from realesr_portable.model.catalog import resolve_model
+from realesr_portable.run.session import Session
 
 LAVAPIPE = Device(0, "llvmpipe (LLVM 15.0.6, 256 bits)", "software", 1024)
 DISCRETE = Device(1, "Some GPU", "discrete", 8000)

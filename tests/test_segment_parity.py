@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realesr_portable.devices import cpu_device
-from realesr_portable.engine import PRE_PAD, Engine, Options
-from realesr_portable.models import resolve_model
-from realesr_portable.segrun import run_segments
-from realesr_portable.session import Session
-from realesr_portable.tiler import reflect_indices
+from realesr_portable.device.select import cpu_device
+from realesr_portable.run.engine import PRE_PAD, Engine, Options
+from realesr_portable.model.catalog import resolve_model
+from realesr_portable.run.segrun import run_segments
+from realesr_portable.run.session import Session
+from realesr_portable.run.tiler import reflect_indices
 
 LEVEL = 1.0 / 255.0
 

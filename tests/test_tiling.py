@@ -11,8 +11,8 @@ import threading
 import numpy as np
 import pytest
 
-from realesr_portable.session import TileError
-from realesr_portable.tiler import TileJob, crop_runner, reflect_indices, upscale_tiled, windows
+from realesr_portable.run.session import TileError
+from realesr_portable.run.tiler import TileJob, crop_runner, reflect_indices, upscale_tiled, windows
 
 
 def nearest_x(scale: int):

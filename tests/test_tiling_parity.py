@@ -8,11 +8,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from realesr_portable import engine as engine_module
-from realesr_portable.devices import cpu_device
-from realesr_portable.engine import Engine, Options
-from realesr_portable.models import ModelFiles, resolve_model
-from realesr_portable.session import Session
+from realesr_portable.run import engine as engine_module
+from realesr_portable.device.select import cpu_device
+from realesr_portable.run.engine import Engine, Options
+from realesr_portable.model.catalog import ModelFiles, resolve_model
+from realesr_portable.run.session import Session
 
 LEVEL = 1.0 / 255.0
 

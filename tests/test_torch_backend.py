@@ -17,14 +17,14 @@ import torch
 from typer.testing import CliRunner
 
 from export_support import rrdb_info, small_model
-from realesr_portable import backend as backend_mod
+from realesr_portable.run import backend as backend_mod
 from realesr_portable.api import Upscaler
-from realesr_portable.backend import BackendError, TorchOptions, torch_gpu_possible
+from realesr_portable.run.backend import BackendError, TorchOptions, torch_gpu_possible
 from realesr_portable.cli import app
 from realesr_portable.convert.api import convert_file
 from realesr_portable.convert.weights_io import save_state_dict
 from realesr_portable.distributed.worker import assigned_cuda_device
-from realesr_portable.engine import Options
+from realesr_portable.run.engine import Options
 
 runner = CliRunner()
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA/ROCm GPU (the same path runs on the CPU above)")
@@ -151,7 +151,7 @@ def test_cli_torch_without_torch_is_one_line_and_exit_1(tmp_path: Path, photo_cr
 
 def _unmappable_model(folder: Path) -> Path:
     """animevideov3-x2 with a Clip appended: ncnn runs it, no family writes it."""
-    from realesr_portable.models import resolve_model
+    from realesr_portable.model.catalog import resolve_model
 
     files = resolve_model("realesr-animevideov3-x2")
     (folder / "odd.bin").write_bytes(files.bin.read_bytes())
@@ -186,7 +186,7 @@ def test_a_model_the_importer_cannot_map(tmp_path: Path, photo_crop, monkeypatch
 def test_auto_without_a_gpu_picks_ncnn_and_no_torch() -> None:
     """`auto` on a machine where torch cannot reach a GPU never imports torch."""
     code = ("import sys\n"
-            "from realesr_portable.backend import torch_gpu_possible\n"
+            "from realesr_portable.run.backend import torch_gpu_possible\n"
             "from realesr_portable.api import Upscaler\n"
             "up = Upscaler('realesr-animevideov3-x2')\n"
             "assert torch_gpu_possible() or up.backend == 'ncnn', up.backend\n"

@@ -55,7 +55,7 @@ def test_log_lines_go_above_a_progress_bar(tmp_path: Path) -> None:
     """While the training bar is drawn, `info` lines go through its console, not around it."""
     import re
 
-    from realesr_portable.progress import make_progress
+    from realesr_portable.cli.progress import make_progress
 
     screen = io.StringIO()
     bar = make_progress(screen, enabled=True)

@@ -121,9 +121,9 @@ def test_export_runs_in_the_runtime(data_root: Path, tmp_path: Path) -> None:
         ref = g(torch.from_numpy(img).permute(2, 0, 1)[None]).clamp(0, 1)[0].permute(1, 2, 0).numpy()
     assert up.shape == (64, 80, 3)
     # the runtime mirrors the borders before tiling, so compare the network itself through a Session
-    from realesr_portable.devices import select_devices
-    from realesr_portable.models import resolve_model
-    from realesr_portable.session import Session
+    from realesr_portable.device.select import select_devices
+    from realesr_portable.model.catalog import resolve_model
+    from realesr_portable.run.session import Session
 
     session = Session(resolve_model(str(result.export.param)), select_devices(-1)[0], fp32=True)
     out = session.run(np.ascontiguousarray(img.transpose(2, 0, 1))).clip(0, 1).transpose(1, 2, 0)

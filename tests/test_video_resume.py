@@ -1,4 +1,4 @@
-"""A killed video job resumes from its finished segments and ends equal to an uninterrupted run;
+"""A killed video job resumes from its finished chunks and ends equal to an uninterrupted run;
 a work folder from another input or other settings is refused, never mixed in."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ runner = CliRunner()
 LOSSLESS = ["-n", "realesr-animevideov3", "-s", "2", "-g", "-1", "--threads", "1", "--codec", "ffv1", "--pix-fmt", "bgr0"]
 
 # The killed run: the same model and settings as LOSSLESS, one frame every 0.25 s so the test can
-# kill it between segments, and short segments (one per keyframe, every 4 frames).
+# kill it between chunks, and short chunks (one per keyframe, every 4 frames).
 SLOW_JOB = """
 import sys, time
 from realesr_portable.api import Upscaler
@@ -38,12 +38,12 @@ class Slow:
         return self.inner.upscale(image)
 
 up = Slow(Upscaler("realesr-animevideov3", gpu=-1, outscale=2.0, threads=1))
-upscale_video(sys.argv[1], sys.argv[2], up, codec="ffv1", pix_fmt="bgr0", segment_seconds=0.1)
+upscale_video(sys.argv[1], sys.argv[2], up, codec="ffv1", pix_fmt="bgr0", chunk_seconds=0.1)
 """
 
 
 class FailAfter:
-    """An upscaler that breaks after `n` frames, leaving a work folder with finished segments."""
+    """An upscaler that breaks after `n` frames, leaving a work folder with finished chunks."""
 
     def __init__(self, inner: Upscaler, n: int) -> None:
         self.inner, self.spec, self.options, self.left = inner, inner.spec, inner.options, n
@@ -88,7 +88,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path: Path, upscaler: 
     assert f"{len(finished)} segment(s) resumed" in result.output
     assert not work.exists()
     reference = tmp_path / "reference.mkv"
-    upscale_video(src, reference, upscaler, codec="ffv1", pix_fmt="bgr0", segment_seconds=0.1)
+    upscale_video(src, reference, upscaler, codec="ffv1", pix_fmt="bgr0", chunk_seconds=0.1)
     assert frame_times(dst) == frame_times(reference) == frame_times(src)
     got, want = decode_rgb(dst), decode_rgb(reference)
     assert len(got) == len(want) == 16
@@ -99,7 +99,7 @@ def test_work_folder_from_another_job_is_refused(tmp_path: Path, upscaler: Upsca
     src, dst = tmp_path / "in.mkv", tmp_path / "out.mkv"
     make_clip(src, 12, codec="ffv1", pix_fmt="bgr0", gop=4)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        upscale_video(src, dst, FailAfter(upscaler, 6), codec="ffv1", pix_fmt="bgr0", segment_seconds=0.1)
+        upscale_video(src, dst, FailAfter(upscaler, 6), codec="ffv1", pix_fmt="bgr0", chunk_seconds=0.1)
     work = tmp_path / ".out.mkv.resume"
     kept = work / "segment_00000.mkv"
     assert kept.is_file() and not dst.exists()
@@ -118,17 +118,17 @@ def test_work_folder_from_another_job_is_refused(tmp_path: Path, upscaler: Upsca
     assert sorted(os.listdir(tmp_path)) == [".out.mkv.resume", "in.mkv"]
 
 
-def test_segments_start_at_keyframes_and_cover_every_frame() -> None:
+def test_chunks_start_at_keyframes_and_cover_every_frame() -> None:
     from fractions import Fraction
 
     from realesr_portable.video.probe import VideoInfo
-    from realesr_portable.video.segments import plan_segments, segment_of
+    from realesr_portable.video.chunks import plan_chunks, chunk_of
 
     pts = tuple(range(0, 640, 40))  # 16 frames, 40 ms, a keyframe every 4
     info = VideoInfo(32, 24, Fraction(1, 1000), Fraction(25), pts, pts[::4], 0)
-    short = plan_segments(info, 0.1)
+    short = plan_chunks(info, 0.1)
     assert [(s.start_pts, s.end_pts, s.frames) for s in short] == [(0, 160, 4), (160, 320, 4), (320, 480, 4), (480, None, 4)]
-    longer = plan_segments(info, 0.3)
+    longer = plan_chunks(info, 0.3)
     assert [(s.start_pts, s.end_pts, s.frames) for s in longer] == [(0, 320, 8), (320, None, 8)]
-    assert [segment_of(longer, p).index for p in pts] == [0] * 8 + [1] * 8
-    assert sum(s.frames for s in plan_segments(info, 10.0)) == 16
+    assert [chunk_of(longer, p).index for p in pts] == [0] * 8 + [1] * 8
+    assert sum(s.frames for s in plan_chunks(info, 10.0)) == 16

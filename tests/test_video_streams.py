@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from realesr_portable.api import Upscaler
 from realesr_portable.cli import app
 from realesr_portable.video import is_video, upscale_video
-from realesr_portable.video.command import FrameProgress
+from realesr_portable.cli.video import FrameProgress
 from video_support import decode_rgb, frame_image, frame_times, make_clip, packets
 
 runner = CliRunner()
@@ -173,12 +173,12 @@ def test_other_codecs_containers_and_10_bit(tmp_path: Path, ext: str, codec: str
 
 
 @pytest.mark.parametrize("ext, codec", [("mp4", "libx264"), ("mkv", "libx265")])
-def test_many_segments_with_b_frames_join_on_time(tmp_path: Path, upscaler: Upscaler, ext: str, codec: str) -> None:
-    """Each segment's encoder has its own reorder delay (and Matroska keeps no dts): the join must
+def test_many_chunks_with_b_frames_join_on_time(tmp_path: Path, upscaler: Upscaler, ext: str, codec: str) -> None:
+    """Each chunk's encoder has its own reorder delay (and Matroska keeps no dts): the join must
     still give every frame its pts, in a stream that decodes whole."""
     src, dst = tmp_path / f"in.{ext}", tmp_path / f"out.{ext}"
     make_clip(src, 24, durations_ms=[40, 80, 20, 60] * 6, gop=5, audio="aac")
-    upscale_video(src, dst, upscaler, codec=codec, segment_seconds=0.15)
+    upscale_video(src, dst, upscaler, codec=codec, chunk_seconds=0.15)
     assert frame_times(dst) == frame_times(src)
     assert len(decode_rgb(dst)) == 24
     assert packets(dst, "audio") == packets(src, "audio")

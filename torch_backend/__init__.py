@@ -2,5 +2,5 @@
 torch architectures (weights imported from the ncnn `.param/.bin`), on CUDA/ROCm or the CPU.
 
 Imports torch, `archs/` and `convert/`; the runtime reaches it only through importlib
-(`realesr_portable.backend`), so `--help` and ncnn runs never import torch.
+(`realesr_portable.run.backend`), so `--help` and ncnn runs never import torch.
 """

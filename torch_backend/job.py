@@ -2,7 +2,7 @@
 own integer type, each tile's mirrored padding is gathered there, and the clipped, rounded output
 comes back in the output's type.
 
-The arithmetic is the host job's (tiler.py) in the same float32 steps, so the pixels are the same;
+The arithmetic is the host job's (run/tiler.py) in the same float32 steps, so the pixels are the same;
 only where it runs differs.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..tiler import TileJob, Window
+from ..run.tiler import TileJob, Window
 
 if TYPE_CHECKING:
     from .session import TorchSession

@@ -8,11 +8,12 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..archs.family import UnsupportedModelError, build_model
-from ..backend import BackendError
+from ..archs.errors import UnsupportedModelError
+from ..archs.family import build_model
 from ..convert.importer import import_ncnn_data, source_forward
-from ..models import ModelFiles
-from ..ncnn_weights import NcnnFormatError
+from ..graph.ncnn_files import NcnnFormatError
+from ..model.catalog import ModelFiles
+from ..run.backend import BackendError
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 

@@ -18,11 +18,11 @@ from dataclasses import fields
 import numpy as np
 import torch
 
-from ..backend import BackendError, TorchOptions
-from ..devices import CPU_INDEX, Device, available_ram_mb, parse_gpu_option
-from ..models import ModelFiles
-from ..session import TileError
-from ..tiler import Runner, TileJob, crop_runner
+from ..device.select import CPU_INDEX, Device, available_ram_mb, parse_gpu_option
+from ..model.catalog import ModelFiles
+from ..run.backend import BackendError, TorchOptions
+from ..run.session import TileError
+from ..run.tiler import Runner, TileJob, crop_runner
 from .graphs import GraphCache
 from .job import DeviceJob
 from .net import Forward, load_net

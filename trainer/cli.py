@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..commands import run_command
+from ..cli.commands import run_command
 from ..errors import UserError
 from . import config as config_mod
 

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from ..errors import UserError
-from ..progress import make_progress
+from ..cli.progress import make_progress
 from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import Config, ConfigError

@@ -23,7 +23,7 @@ from ..archs.family import ArchFamily, UnsupportedModelError, describe_mismatch,
 from ..convert import weights_io
 from ..convert.detect import detect_architecture
 from ..convert.importer import import_ncnn, import_official
-from ..ncnn_weights import NcnnFormatError
+from ..graph.ncnn_files import NcnnFormatError
 from .config import ConfigError
 
 

@@ -32,9 +32,9 @@ if __name__ == "__main__" and not __package__:  # run as a script: import the pa
     sys.exit(_main(prog="prepare_subimages.py"))
 
 from ..atomic import write_bytes_atomic
-from ..commands import run_command
-from ..imageio import ImageError, Picture, read_image, save_image
-from ..scale import resize, target_size
+from ..cli.commands import run_command
+from ..image.io import ImageError, Picture, read_image, save_image
+from ..image.scale import resize, target_size
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 

@@ -13,7 +13,8 @@ import glob
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..batch import IMAGE_SUFFIXES, UsageError, expand_inputs, plan_jobs
+from ..batch.pipeline import UsageError, expand_inputs, plan_jobs
+from ..suffixes import IMAGE_SUFFIXES
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 

@@ -18,12 +18,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..backend import choose_backend
-from ..batch import UsageError
-from ..budget import parse_memory
-from ..engine import ALPHA_MODES
-from ..imageio import DEFAULT_MAX_PIXELS, FORMATS
-from ..models import DEFAULT_MODEL, resolve_model
+from ..batch.pipeline import UsageError
+from ..plan.budget import parse_memory
+from ..run.engine import ALPHA_MODES
+from ..image.io import DEFAULT_MAX_PIXELS, FORMATS
+from ..model.catalog import DEFAULT_MODEL, resolve_model
+from ..run.backend import choose_backend
 from .plan import Row, expand_sources, plan_rows, remove_leftovers, split_existing
 from .worker import Settings, UpscaleWorker
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..batch import Job, Report, Stages, run_pipeline
-from ..imageio import DEFAULT_MAX_PIXELS, Picture
-from ..models import DEFAULT_MODEL
+from ..batch.pipeline import Job, Report, Stages, run_pipeline
+from ..image.io import DEFAULT_MAX_PIXELS, Picture
+from ..model.catalog import DEFAULT_MODEL
 from .plan import Row, is_uri
 
 RESULT_COLUMNS = ("src", "dst", "status", "reason", "notes")
@@ -44,7 +44,7 @@ class Settings:
     jobs: tuple[int, int, int] = (1, 1, 2)
     max_memory: int | None = None  # bytes per actor for features and tiles (None: the device's share)
     assigned_gpu: bool = False  # True when Ray gives each actor a GPU: use that one
-    backend: str = "auto"  # auto, ncnn or torch (backend.py)
+    backend: str = "auto"  # auto, ncnn or torch (run/backend.py)
 
 
 def assigned_vulkan_device(gpu_ids: list, hardware_indexes: list[int]) -> int | None:
@@ -90,8 +90,8 @@ class UpscaleWorker:
 
     def _build(self):
         from ..api import Upscaler
-        from ..backend import choose_backend
-        from ..devices import vulkan_devices
+        from ..device.select import vulkan_devices
+        from ..run.backend import choose_backend
 
         s = self.settings
         gpu = s.gpu

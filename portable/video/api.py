@@ -15,7 +15,7 @@ from . import pipeline
 from .encoder import EncoderSettings, check_settings, container_format, deep_format
 from .join import join
 from .probe import VideoError, check_frame_size, input_identity, probe
-from .segments import Segment, WorkFolder, plan_segments
+from .chunks import Chunk, WorkFolder, plan_chunks
 from .timing import output_timing
 
 ProgressCallback = Callable[[int, int], None]
@@ -29,12 +29,12 @@ class ImageUpscaler(Protocol):
 
 @dataclass
 class VideoReport:
-    """What a run did: frames in the output, frames upscaled now, reused duplicates, resumed segments."""
+    """What a run did: frames in the output, frames upscaled now, reused duplicates, resumed chunks."""
 
     frames: int = 0
     upscaled: int = 0
     duplicates: int = 0
-    segments_reused: int = 0
+    chunks_reused: int = 0
     notices: list[str] = field(default_factory=list)
 
 
@@ -62,7 +62,7 @@ def upscale_video(
     resume: bool = False,
     skip_duplicates: bool = False,
     duplicate_threshold: int = 2,
-    segment_seconds: float = 10.0,
+    chunk_seconds: float = 10.0,
     max_pixels: int = 0,
     progress: ProgressCallback | None = None,
 ) -> VideoReport:
@@ -70,10 +70,10 @@ def upscale_video(
 
     Args:
         codec, crf, preset, pix_fmt: the output video encoder (crf/preset None: the encoder's default).
-        resume: continue from the finished segments of a killed run (its `.NAME.resume/` folder).
+        resume: continue from the finished chunks of a killed run (its `.NAME.resume/` folder).
         skip_duplicates: reuse the previous output when a frame differs from the previous input frame
             by at most `duplicate_threshold` (of 255) in every pixel.
-        segment_seconds: minimum segment length; a killed run loses at most about this much work.
+        chunk_seconds: minimum chunk length; a killed run loses at most about this much work.
         max_pixels: refuse frames larger than this many pixels, checked on the stream's size before any
             work and on every decoded frame (0: no limit; the CLI's --max-pixels, default 100 MP).
         progress: called as progress(frames_done, frames_total) after each frame.
@@ -92,7 +92,7 @@ def upscale_video(
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(dst.parent)  # a killed join's temporary file
-        remove_stale(WorkFolder(dst).path)  # a killed segment's temporary file
+        remove_stale(WorkFolder(dst).path)  # a killed chunk's temporary file
     except OSError as exc:
         raise VideoError(f"{dst.parent}: cannot create the output folder ({exc.strerror or exc})") from None
     if not os.access(dst.parent, os.W_OK):
@@ -101,10 +101,10 @@ def upscale_video(
     work = WorkFolder(dst)
     identity = {**input_identity(src), "name": src.name}
     job = job_settings(upscaler, settings, skip_duplicates, duplicate_threshold)
-    segments = work.open(identity, job, plan_segments(info, segment_seconds), resume)
-    todo = [s for s in segments if not work.is_done(s)]
-    report.segments_reused = len(segments) - len(todo)
-    done = sum(s.frames for s in segments if s not in todo)
+    chunks = work.open(identity, job, plan_chunks(info, chunk_seconds), resume)
+    todo = [s for s in chunks if not work.is_done(s)]
+    report.chunks_reused = len(chunks) - len(todo)
+    done = sum(s.frames for s in chunks if s not in todo)
     rgb_format = "rgb48le" if deep_format(pix_fmt) else "rgb24"
     state = _Frames(upscaler, skip_duplicates, duplicate_threshold, report)
     if todo:
@@ -118,27 +118,27 @@ def upscale_video(
             pipeline.run(src, info, todo, work, fmt, settings, timing, rgb_format, state.transform, report.notices, on_frame,
                          max_pixels)
         except BaseException:
-            if not any(work.is_done(s) for s in segments):
+            if not any(work.is_done(s) for s in chunks):
                 work.remove()  # nothing to resume: do not make the next run ask for --resume
             raise
     elif progress is not None:
         progress(done, info.frames)
-    join(src, dst, fmt, work, segments, report.notices)
+    join(src, dst, fmt, work, chunks, report.notices)
     work.remove()
     return report
 
 
 class _Frames:
-    """Upscale one frame, or reuse the previous output for a repeated input frame (same segment only,
+    """Upscale one frame, or reuse the previous output for a repeated input frame (same chunk only,
     so a resumed run makes exactly the frames an uninterrupted one would)."""
 
     def __init__(self, upscaler: ImageUpscaler, skip: bool, threshold: int, report: VideoReport) -> None:
         self.upscaler, self.skip, self.threshold, self.report = upscaler, skip, threshold, report
-        self.previous: tuple[Segment, np.ndarray, np.ndarray] | None = None
+        self.previous: tuple[Chunk, np.ndarray, np.ndarray] | None = None
 
     def transform(self, item: pipeline.Item) -> np.ndarray:
         image = item.image
-        if self.skip and self.previous is not None and self.previous[0] is item.segment:
+        if self.skip and self.previous is not None and self.previous[0] is item.chunk:
             before = self.previous[1]
             limit = self.threshold * (257 if image.dtype == np.uint16 else 1)
             if np.abs(image.astype(np.int32) - before).max() <= limit:
@@ -147,5 +147,5 @@ class _Frames:
         out = self.upscaler.upscale(image)
         self.report.upscaled += 1
         if self.skip:
-            self.previous = (item.segment, image, out)
+            self.previous = (item.chunk, image, out)
         return out

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..quiet import quiet_stderr
+from ..device.quiet import quiet_stderr
 from .probe import VideoError, _reason, require_av
 
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".nut": "nut",
@@ -47,7 +47,7 @@ class EncoderSettings:
         if self.preset is not None:
             opts["preset"] = self.preset
         if self.codec == "libx265":
-            opts["x265-params"] = "log-level=error"  # x265 prints a banner per encoder, one per segment
+            opts["x265-params"] = "log-level=error"  # x265 prints a banner per encoder, one per chunk
         return opts
 
 
@@ -97,7 +97,7 @@ def _check_quality_options(av, settings: EncoderSettings) -> None:
 
 def _check_open(av, settings: EncoderSettings, formats: list[str]) -> None:
     """Open the encoder once on a tiny frame, so a setting it refuses (a bad --preset, mjpeg's
-    limited-range yuv420p) fails now, not after the first segment. The encoder's own complaint
+    limited-range yuv420p) fails now, not after the first chunk. The encoder's own complaint
     (x264/x265 print "[error]" lines themselves) is silenced: our one line says it."""
     given = [f"--pix-fmt {settings.pix_fmt}"] + [f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
                                                 for flag, value in (("--crf", settings.crf), ("--preset", settings.preset))

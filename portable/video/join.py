@@ -1,6 +1,6 @@
-"""Join the finished segments into the final file without re-encoding, plus the input's other streams.
+"""Join the finished chunks into the final file without re-encoding, plus the input's other streams.
 
-Video packets come from the segment files, audio/subtitle/data packets straight from the input,
+Video packets come from the chunk files, audio/subtitle/data packets straight from the input,
 merged by decode time so the muxer never has to buffer a whole stream (memory stays flat). Both
 keep their original timestamps. Container metadata, chapters, stream metadata (language, title)
 and dispositions are copied where the output container can hold them.
@@ -15,16 +15,16 @@ from pathlib import Path
 
 from ..atomic import write_atomic
 from .probe import VideoError, _reason, main_video, require_av
-from .segments import Segment, WorkFolder
+from .chunks import Chunk, WorkFolder
 from .sink import Sink
 
 _COPY_TYPES = ("audio", "subtitle", "data")
 
 
 def _video_packets(av, paths: list[Path], out_stream) -> Iterator[tuple[float, int, object]]:
-    """Segment packets in decode order, dts made strictly increasing across segment boundaries.
+    """Chunk packets in decode order, dts made strictly increasing across chunk boundaries.
 
-    Each segment's encoder starts its own reorder delay, and Matroska stores no dts at all, so a
+    Each chunk's encoder starts its own reorder delay, and Matroska stores no dts at all, so a
     joined stream can repeat or lack a dts; pts (what players show) is never changed.
     """
     last: Fraction | None = None
@@ -43,8 +43,8 @@ def _video_packets(av, paths: list[Path], out_stream) -> Iterator[tuple[float, i
 def fix_dts(packet, last: Fraction | None, tick: Fraction) -> Fraction:
     """Give `packet` a dts after `last` and not after its pts (pts untouched); returns its dts in seconds.
 
-    Needed where encoders restart (each segment) and where they guess a dts for the last frames of
-    a tiny variable-rate segment that the muxer would refuse.
+    Needed where encoders restart (each chunk) and where they guess a dts for the last frames of
+    a tiny variable-rate chunk that the muxer would refuse.
     """
     if packet.dts is None or packet.dts > packet.pts or last is not None and packet.dts * tick <= last:
         wanted = packet.pts if last is None else min(packet.pts, max(packet.dts or 0, int(last / tick) + 1))
@@ -68,10 +68,10 @@ def _key(packet, time_base) -> float:
     return float(stamp * time_base)
 
 
-def join(src: Path, dst: Path, fmt: str, work: WorkFolder, segments: list[Segment], notices: list[str]) -> None:
-    """Write `dst` atomically from the segment files and the input's non-video streams."""
+def join(src: Path, dst: Path, fmt: str, work: WorkFolder, chunks: list[Chunk], notices: list[str]) -> None:
+    """Write `dst` atomically from the chunk files and the input's non-video streams."""
     av = require_av()
-    paths = [work.segment_path(s) for s in segments]
+    paths = [work.chunk_path(s) for s in chunks]
 
     def writer(fh) -> None:
         sink = Sink(fh)
@@ -107,7 +107,7 @@ def join(src: Path, dst: Path, fmt: str, work: WorkFolder, segments: list[Segmen
     try:
         write_atomic(dst, writer)
     except av.FFmpegError as exc:
-        raise VideoError(f"{dst}: joining the segments failed ({_reason(exc)})") from None
+        raise VideoError(f"{dst}: joining the chunks failed ({_reason(exc)})") from None
     except OSError as exc:
         raise VideoError(f"{dst}: cannot write ({exc.strerror or exc})") from None
 

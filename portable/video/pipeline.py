@@ -1,9 +1,9 @@
 """Decode -> upscale -> encode, overlapping in threads joined by small bounded queues.
 
 Memory stays independent of the video's length: at most a few frames wait in each queue, and each
-segment is encoded straight into its own file. Frames keep their input pts, duration and time base,
+chunk is encoded straight into its own file. Frames keep their input pts, duration and time base,
 so variable frame rate survives unchanged. An error in any stage stops the others and surfaces in
-the caller as one VideoError; an unfinished segment is discarded by the atomic writer.
+the caller as one VideoError; an unfinished chunk is discarded by the atomic writer.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..atomic import write_atomic
 from .encoder import EncoderSettings, even_size, open_video_stream, pad_to
 from .probe import VideoError, VideoInfo, _reason, check_frame_size, main_video, require_av
 from .join import fix_dts
-from .segments import Segment, WorkFolder, segment_of
+from .chunks import Chunk, WorkFolder, chunk_of
 from .sink import Sink
 from .timing import Timing
 
@@ -34,7 +34,7 @@ _END = None
 class Item:
     """One frame on its way through the pipeline."""
 
-    segment: Segment
+    chunk: Chunk
     pts: int
     duration: int | None
     image: np.ndarray
@@ -52,9 +52,9 @@ class _Failure:
         self.exc = exc
 
 
-def decode(path: Path, info: VideoInfo, todo: list[Segment], rgb_format: str, colour: Colour,
+def decode(path: Path, info: VideoInfo, todo: list[Chunk], rgb_format: str, colour: Colour,
            max_pixels: int = 0) -> Iterator[Item]:
-    """Frames of the `todo` segments in presentation order, starting with a seek to the first one.
+    """Frames of the `todo` chunks in presentation order, starting with a seek to the first one.
 
     Where the container has no presentation times (AVI, `info.by_order`), the decoder's output
     order is the presentation order and the n-th frame from a keyframe gets the n-th stamp of the
@@ -80,24 +80,24 @@ def decode(path: Path, info: VideoInfo, todo: list[Segment], rgb_format: str, co
                     raise VideoError(f"{path}: a frame has no timestamp; remux the file first")
                 if last.end_pts is not None and pts >= last.end_pts:
                     return
-                segment = current if current is not None and current.holds(pts) else segment_of(todo, pts)
-                current = segment
-                if segment is None:
+                chunk = current if current is not None and current.holds(pts) else chunk_of(todo, pts)
+                current = chunk
+                if chunk is None:
                     continue
                 check_frame_size(path, frame.width, frame.height, max_pixels)
                 if not colour.tags:
                     colour.tags = {k: getattr(frame, k) for k in ("colorspace", "color_range", "color_primaries", "color_trc")}
-                yield Item(segment, pts, frame.duration or None, frame.to_ndarray(format=rgb_format))
+                yield Item(chunk, pts, frame.duration or None, frame.to_ndarray(format=rgb_format))
     except av.FFmpegError as exc:
         raise VideoError(f"{path}: decoding failed ({_reason(exc)})") from None
 
 
-def encode_segment(path: Path, fmt: str, items: "_Peek", settings: EncoderSettings, timing: Timing,
+def encode_chunk(path: Path, fmt: str, items: "_Peek", settings: EncoderSettings, timing: Timing,
                    rotation: int, rgb_format: str, colour: Colour, notices: list[str],
                    on_frame: Callable[[], None]) -> None:
-    """Encode the frames of one segment into `path` (atomically: a temp file renamed when complete)."""
+    """Encode the frames of one chunk into `path` (atomically: a temp file renamed when complete)."""
     av = require_av()
-    segment = items.peek().segment
+    chunk = items.peek().chunk
     size = _frame_size(items.peek().image, settings.pix_fmt, notices)
     count = 0
 
@@ -108,7 +108,7 @@ def encode_segment(path: Path, fmt: str, items: "_Peek", settings: EncoderSettin
         with av.open(sink, "w", format=fmt) as out:
             stream = open_video_stream(out, settings, size, timing.time_base, timing.rate, rotation)
             _tag_colour(stream, colour)
-            while (item := items.peek()) is not _END and item.segment is segment:
+            while (item := items.peek()) is not _END and item.chunk is chunk:
                 next(items)
                 frame = av.VideoFrame.from_ndarray(pad_to(item.image, *size), format=rgb_format)
                 frame = frame.reformat(format=settings.pix_fmt, dst_colorspace=_space(colour))
@@ -121,8 +121,8 @@ def encode_segment(path: Path, fmt: str, items: "_Peek", settings: EncoderSettin
                 sink.check()
                 count += 1
                 on_frame()
-            if count != segment.frames:  # raised inside the writer: the partial segment is discarded
-                raise VideoError(f"segment {segment.index}: decoded {count} of {segment.frames} frames "
+            if count != chunk.frames:  # raised inside the writer: the partial chunk is discarded
+                raise VideoError(f"segment {chunk.index}: decoded {count} of {chunk.frames} frames "
                                  "(truncated or damaged input?)")
             for packet in stream.encode(None):
                 last = _mux(out, packet, last, timing.time_base)
@@ -209,7 +209,7 @@ def _put(q: queue.Queue, item: object, stop: threading.Event) -> None:
                 raise VideoError("stopped") from None
 
 
-def run(src: Path, info: VideoInfo, todo: list[Segment], work: WorkFolder, fmt: str, settings: EncoderSettings,
+def run(src: Path, info: VideoInfo, todo: list[Chunk], work: WorkFolder, fmt: str, settings: EncoderSettings,
         timing: Timing, rgb_format: str, transform: Callable[[Item], np.ndarray], notices: list[str],
         on_frame: Callable[[], None], max_pixels: int = 0) -> None:
     """Decode and encode in two threads around `transform` (the upscaler) in the calling thread."""
@@ -232,7 +232,7 @@ def run(src: Path, info: VideoInfo, todo: list[Segment], work: WorkFolder, fmt: 
         items = _Peek(upscaled, stop)
         try:
             while items.peek() is not _END:
-                encode_segment(work.segment_path(items.peek().segment), fmt, items, settings, timing,
+                encode_chunk(work.chunk_path(items.peek().chunk), fmt, items, settings, timing,
                                info.rotation, rgb_format, colour, notices, on_frame)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)

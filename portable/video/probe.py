@@ -15,9 +15,8 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import UserError
+from ..suffixes import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".flv", ".wmv",
-                  ".mpg", ".mpeg", ".nut", ".ogv", ".3gp")
 _IMAGE_DEMUXERS = ("image2", "gif", "apng", "webp_pipe", "tiff_pipe", "bmp_pipe")
 _HEAD_BYTES = 4 << 20
 
@@ -44,8 +43,6 @@ def is_video(path: Path) -> bool:
     suffix = path.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
         return True
-    from ..batch import IMAGE_SUFFIXES
-
     if suffix in IMAGE_SUFFIXES:
         return False
     try:

@@ -20,7 +20,7 @@ import typer
 from PIL import Image, ImageDraw
 
 from ...atomic import write_atomic
-from ...commands import run_command
+from ...cli.commands import run_command
 from .config import RESIZE_MODES, ConfigError, DegradationConfig
 from .params import DOWN, UP, StageDraw
 from .pipeline import DegradationResult, Degrader

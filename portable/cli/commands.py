@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from .errors import UserError, one_line
+from ..errors import UserError, one_line
 from .signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_as_exception
 
 EXIT_FAILED = 1

@@ -1,8 +1,8 @@
-"""Keyframe-aligned segments and the work folder that makes a killed job resumable.
+"""Keyframe-aligned chunks and the work folder that makes a killed job resumable.
 
 The work folder `.NAME.resume/` sits beside the output. Its manifest records the input's identity,
-the settings and the segment plan; each finished segment is a complete file written atomically,
-so after a crash (even SIGKILL) a segment file either exists whole or not at all. `--resume`
+the settings and the chunk plan; each finished chunk is a complete file written atomically,
+so after a crash (even SIGKILL) a chunk file either exists whole or not at all. `--resume`
 re-uses the finished ones and encodes the rest; a folder made for another input or other settings
 is refused rather than silently mixed in.
 """
@@ -22,7 +22,7 @@ MANIFEST_VERSION = 2  # 2: settings keyed by option name, with model hashes, --d
 
 
 @dataclass(frozen=True)
-class Segment:
+class Chunk:
     """Frames with start_pts <= pts < end_pts (end None: to the end); `frames` counts them."""
 
     index: int
@@ -34,10 +34,10 @@ class Segment:
         return pts >= self.start_pts and (self.end_pts is None or pts < self.end_pts)
 
 
-def plan_segments(info: VideoInfo, seconds: float) -> list[Segment]:
-    """Cut at input keyframes, each segment at least `seconds` long (the last may be shorter).
+def plan_chunks(info: VideoInfo, seconds: float) -> list[Chunk]:
+    """Cut at input keyframes, each chunk at least `seconds` long (the last may be shorter).
 
-    Starting at a keyframe lets a resumed run seek straight to the segment instead of decoding
+    Starting at a keyframe lets a resumed run seek straight to the chunk instead of decoding
     everything before it.
     """
     first = info.frame_pts[0]
@@ -46,19 +46,19 @@ def plan_segments(info: VideoInfo, seconds: float) -> list[Segment]:
     for key in info.keyframe_pts:
         if key > starts[-1] and key - starts[-1] >= limit:
             starts.append(key)
-    segments = []
+    chunks = []
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else None
         first = bisect.bisect_left(info.frame_pts, start)
         stop = len(info.frame_pts) if end is None else bisect.bisect_left(info.frame_pts, end)
-        segments.append(Segment(i, start, end, stop - first))
-    return segments
+        chunks.append(Chunk(i, start, end, stop - first))
+    return chunks
 
 
-def segment_of(segments: list[Segment], pts: int) -> Segment | None:
-    """The segment holding `pts` among `segments` (sorted by start), or None."""
-    at = bisect.bisect_right([s.start_pts for s in segments], pts) - 1
-    return segments[at] if at >= 0 and segments[at].holds(pts) else None
+def chunk_of(chunks: list[Chunk], pts: int) -> Chunk | None:
+    """The chunk holding `pts` among `chunks` (sorted by start), or None."""
+    at = bisect.bisect_right([s.start_pts for s in chunks], pts) - 1
+    return chunks[at] if at >= 0 and chunks[at].holds(pts) else None
 
 
 def _change(key: str, old: object, new: object) -> str:
@@ -69,21 +69,21 @@ def _change(key: str, old: object, new: object) -> str:
 
 
 class WorkFolder:
-    """`.NAME.resume/` beside the output: manifest plus one file per finished segment."""
+    """`.NAME.resume/` beside the output: manifest plus one file per finished chunk."""
 
     def __init__(self, dst: Path) -> None:
         self.dst = dst
         self.path = dst.parent / f".{dst.name}.resume"
         self.manifest_path = self.path / "manifest.json"
 
-    def segment_path(self, segment: Segment) -> Path:
-        return self.path / f"segment_{segment.index:05d}{self.dst.suffix.lower()}"
+    def chunk_path(self, chunk: Chunk) -> Path:
+        return self.path / f"segment_{chunk.index:05d}{self.dst.suffix.lower()}"
 
-    def is_done(self, segment: Segment) -> bool:
-        return self.segment_path(segment).is_file()
+    def is_done(self, chunk: Chunk) -> bool:
+        return self.chunk_path(chunk).is_file()
 
-    def open(self, identity: dict, settings: dict, planned: list[Segment], resume: bool) -> list[Segment]:
-        """Create the folder, or (resume) check it belongs to this job; returns the segment plan to use."""
+    def open(self, identity: dict, settings: dict, planned: list[Chunk], resume: bool) -> list[Chunk]:
+        """Create the folder, or (resume) check it belongs to this job; returns the chunk plan to use."""
         if self.path.exists():
             if not resume:
                 raise VideoError(f"{self.dst}: an unfinished run left {self.path}; add --resume to continue it "
@@ -98,7 +98,7 @@ class WorkFolder:
             raise VideoError(f"{self.path}: cannot create the work folder ({exc.strerror or exc})") from None
         return planned
 
-    def _reuse(self, identity: dict, settings: dict) -> list[Segment]:
+    def _reuse(self, identity: dict, settings: dict) -> list[Chunk]:
         try:
             manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
             rows = manifest["segments"]
@@ -116,7 +116,7 @@ class WorkFolder:
                        for k in sorted(set(old_settings) | set(settings)) if old_settings.get(k) != settings.get(k)]
             raise VideoError(f"{self.path}: made with other settings ({'; '.join(changed)}); "
                              "use the same options or delete it")
-        return [Segment(i, int(a), None if b is None else int(b), int(n)) for i, (a, b, n) in enumerate(rows)]
+        return [Chunk(i, int(a), None if b is None else int(b), int(n)) for i, (a, b, n) in enumerate(rows)]
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import UserError
-from .devices import Device
-from .graph import Graph
-from .graph_check import GraphError, check_graph, probe_sides
-from .models import ModelFiles
-from .ncnn_weights import NcnnFormatError, NcnnParam, read_weights
-from .quiet import quiet_stderr
-from .segments import Segmenter
-from .spec import ModelSpec
+from ..errors import UserError
+from ..device.select import Device
+from ..graph.analysis import Graph
+from ..graph.check import GraphError, check_graph, probe_sides
+from ..model.catalog import ModelFiles
+from ..graph.ncnn_files import NcnnFormatError, NcnnParam, read_weights
+from ..device.quiet import quiet_stderr
+from ..plan.segments import Segmenter
+from ..model.spec import ModelSpec
 
 if TYPE_CHECKING:
     from .tiler import TileJob
@@ -76,7 +76,7 @@ def validate_graph(param: Path, param_text: str, spec: ModelSpec) -> None:
 class Session:
     """An ncnn net ready to run tiles: `run(CHW float32) -> CHW float32` on the model's scale.
 
-    The seam every backend serves (backend.py): `spec`, `device`, `workers`, `segmenter`,
+    The seam every backend serves (run/backend.py): `spec`, `device`, `workers`, `segmenter`,
     `net_bytes_px`, `run`, `device_job`, `release`.
     """
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .ncnn_weights import NcnnLayer, NcnnParam
+from .ncnn_files import NcnnLayer, NcnnParam
 
 # Layers whose output pixel depends only on the same pixel of their inputs (radius 0).
 POINTWISE = frozenset({

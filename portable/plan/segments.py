@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .graph import ONE, Graph
+from ..graph.analysis import ONE, Graph
 
 Halo = tuple[int, int, int, int]  # top, bottom, left, right, in net-input pixels
 BYTES = 4  # fp32 activations

@@ -17,8 +17,9 @@ from typing import BinaryIO, Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import atomic, png16, pngcheck
-from .errors import UserError
+from .. import atomic
+from . import png16, pngcheck
+from ..errors import UserError
 
 DEFAULT_MAX_PIXELS = 100_000_000
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import TextIO
 
 from ..atomic import same_file
-from ..batch import UsageError, refuse_clashes
-from .api import VideoReport, upscale_video
-from .probe import VIDEO_SUFFIXES, VideoError, is_video
+from ..batch.pipeline import UsageError, refuse_clashes
+from ..suffixes import VIDEO_SUFFIXES
+from ..video.api import VideoReport, upscale_video
+from ..video.probe import VideoError, is_video
 
 
 def split_videos(files: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -104,6 +105,6 @@ def run_videos(jobs: list[tuple[Path, Path]], upscaler, options: dict, quiet: bo
             for note in report.notices:
                 say(f"note: {note}")
             extra = f", {report.duplicates} repeated frame(s) reused" if report.duplicates else ""
-            resumed = f", {report.segments_reused} segment(s) resumed" if report.segments_reused else ""
+            resumed = f", {report.chunks_reused} segment(s) resumed" if report.chunks_reused else ""
             say(f"{dst}: {report.frames} frames{extra}{resumed}")
     return failed

@@ -16,7 +16,7 @@ from threading import Lock
 
 import numpy as np
 
-from .segments import Segment
+from ..plan.segments import Segment
 from .session import TileError
 
 # extract(feed: blob -> (C,h,w) float32, outputs) -> arrays in the order of `outputs`

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from .errors import UserError
-from .models import DEFAULT_MODEL, FAMILIES, list_models
+from ..errors import UserError
+from ..model.catalog import DEFAULT_MODEL, FAMILIES, list_models
 from .signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, end_process_if_workers_busy, sigterm_as_exception
 
 if TYPE_CHECKING:
-    from .batch import Job
-    from .imageio import Picture
+    from ..batch.pipeline import Job
+    from ..image.io import Picture
 
 PROG = "realesr-portable"
 SETUP_ERRORS = (UserError, ValueError)
@@ -57,7 +57,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def _background(text: str) -> tuple[int, int, int]:
     from PIL import ImageColor
 
-    from .batch import UsageError
+    from ..batch.pipeline import UsageError
 
     try:
         rgb = ImageColor.getrgb(text if "," not in text else f"rgb({text})")
@@ -101,13 +101,13 @@ def upscale(
     backend: Annotated[str, typer.Option("--backend", help="auto (PyTorch where it sees a CUDA/ROCm GPU, else ncnn), ncnn, or torch (-g is then a CUDA index).")] = "auto",
 ) -> None:
     """Upscale images with a Real-ESRGAN model."""
-    from .api import Upscaler  # loads ncnn, numpy, Pillow: `--help` stays fast without them
-    from .backend import BackendError
-    from .batch import Stages, UsageError, expand_inputs, parse_threads, plan_jobs, run_pipeline
-    from .engine import ALPHA_MODES
-    from .imageio import FORMATS
+    from ..api import Upscaler  # loads ncnn, numpy, Pillow: `--help` stays fast without them
+    from ..batch.pipeline import Stages, UsageError, expand_inputs, parse_threads, plan_jobs, run_pipeline
+    from ..run.engine import ALPHA_MODES
+    from ..image.io import FORMATS
+    from ..run.backend import BackendError
     from .progress import ProgressLine
-    from .video.command import is_video_output, plan_videos, run_videos, split_videos
+    from .video import is_video_output, plan_videos, run_videos, split_videos
 
     items = list(inputs or []) + list(more or [])
     if not items:
@@ -122,7 +122,7 @@ def upscale(
         counts = parse_threads(jobs)
         stages_bg = _background(background)
         if ray is not None:  # the cluster path plans and reports on its own (portable/distributed)
-            from .distributed.cli import run_ray
+            from .ray import run_ray
 
             raise typer.Exit(run_ray(items, output, ray, quiet, model=_model_ref(model, name), scale=scale, tile=tile, gpu=gpu,
                                      fp32=fp32, fmt=fmt, tta=tta, alpha=alpha, background=stages_bg, suffix=suffix,

@@ -3,7 +3,7 @@
 Both engines serve the same seam, a session: `run(CHW float32) -> CHW float32` on one padded tile
 (plus `device_job`, which lets an engine convert pixels where it runs the net). Everything
 around it (pre-pad, borders, tiles, alpha, 16-bit, outscale, TTA, `--dn` blending) stays the
-runtime's (engine.py), so both backends produce the same pixels.
+runtime's (run/engine.py), so both backends produce the same pixels.
 
 `auto` decides without importing torch where it can: torch's build info (`torch/version.py`, read
 as text) and the GPU device nodes say whether a CUDA/ROCm run is possible at all; only then is
@@ -20,9 +20,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .devices import Device
-from .errors import UserError
-from .models import ModelFiles
+from ..device.select import Device
+from ..errors import UserError
+from ..model.catalog import ModelFiles
 
 BACKENDS = ("auto", "ncnn", "torch")
 PRECISIONS = ("fp32", "fp16", "bf16")

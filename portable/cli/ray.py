@@ -11,8 +11,8 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-from ..quiet import quiet_stderr
-from .run import RayMissingError, upscale_many
+from ..device.quiet import quiet_stderr
+from ..distributed.run import RayMissingError, upscale_many
 
 PROG = "realesr-portable"
 

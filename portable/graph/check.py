@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .ncnn_weights import NcnnFormatError, NcnnLayer, NcnnParam
+from .ncnn_files import NcnnFormatError, NcnnLayer, NcnnParam
 
 _INT = re.compile(r"^[+-]?[0-9]{1,10}$")
 MAX_BLOBS_PER_LAYER = 64

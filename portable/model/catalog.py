@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 from .spec import ModelSpec, ModelSpecError
 
 DEFAULT_MODEL = "realesrgan-x4plus"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .errors import UserError
+from ..errors import UserError
 from .quiet import quiet_stderr
 
 CPU_INDEX = -1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 
-from .devices import Device
+from ..device.select import Device
 
 CPU_SHARE = 0.25  # of MemAvailable: leaves room for other programs and image buffers
 GPU_SHARE = 0.5  # of the Vulkan heap budget

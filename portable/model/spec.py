@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .atomic import write_bytes_atomic
+from ..errors import UserError
+from ..atomic import write_bytes_atomic
 
 SPEC_VERSION = 1
 

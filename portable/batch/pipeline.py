@@ -13,12 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import remove_stale, same_file
-from .errors import UserError
-from .imageio import FORMATS, ImageError, Picture, flatten, format_for, read_image, save_image
-from .video.probe import VIDEO_SUFFIXES
+from ..atomic import remove_stale, same_file
+from ..errors import UserError
+from ..image.io import FORMATS, ImageError, Picture, flatten, format_for, read_image, save_image
+from ..suffixes import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 _GLOB_CHARS = set("*?[")
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .budget import default_budget, super_tile
-from .imageio import Picture
-from .scale import resize, resize_plane, target_size
+from ..plan.budget import default_budget, super_tile
+from ..image.io import Picture
+from ..image.scale import resize, resize_plane, target_size
 from .segrun import run_segments
 from .session import Session
 from .tiler import Box, Runner, TileJob, crop_runner, upscale_tiled

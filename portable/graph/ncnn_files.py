@@ -18,7 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 PARAM_MAGIC = 7767517
 FP16_TAG = 0x01306B47
