@@ -128,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.cpu and not torch.cuda.is_available():
         print("no CUDA/ROCm device: nothing to measure (--cpu checks the script)", file=sys.stderr)
         return 2
-    torch.backends.cudnn.benchmark = False
     cases = CPU_CHECK if args.cpu else QUICK if args.quick else CASES
     device, dtype, gpu = ("cpu", torch.float32, -1) if args.cpu else ("cuda", torch.float16, 0)
     rows: list[dict] = []
@@ -148,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"auto: {Upscaler('realesr-animevideov3-x4').description}", flush=True)
     except Exception as exc:  # noqa: BLE001 - e.g. ncnn missing where auto falls back to it
         print(f"auto: failed: {str(exc).splitlines()[0]}", flush=True)
+    torch.backends.cudnn.benchmark = False  # after the auto probe, whose session switched it on
     variants = [("ours", TorchOptions()), ("ours +cl", TorchOptions(channels_last=True))]
     if not args.cpu:
         variants += [("ours +graphs", TorchOptions(cuda_graphs=True)),
