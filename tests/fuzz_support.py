@@ -13,10 +13,12 @@ import multiprocessing
 import os
 import random
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -247,3 +249,123 @@ def run_all(cases: list[Case], workers: int, batch: int = 50, stall_s: float = 1
             else:
                 outcomes[message[1]] = message[2]
     return outcomes
+
+
+# --- The C++ runner's checks: the same cases through `realesr-portable-check`, and the verdicts
+# --- of both validators side by side.
+
+CONV2 = "Conv_2                   1 1 56 57 0=64 1=3 4=1 5=1 6=36864"  # realesr-animevideov3-x2's 2nd conv
+RESIZE = "Resize_37                1 1 input.1_splitncnn_0 111 0=1 1=4.000000e+00 2=4.000000e+00"
+
+
+def rule_cases(model: str = "realesr-animevideov3-x2") -> list[Case]:
+    """One case per bound of the rule classes both validators must share (issue 17 items 12-14):
+    dilation, kernel, stride and pad ranges, weight count vs input channels, Interp scale, and the
+    sidecar's size_multiple, tile_pad, in_channels and scale; each just inside and just outside."""
+    files = resolve_model(model)
+    text, sidecar = files.param.read_text(), json.loads(files.spec.to_json())
+    assert CONV2 in text and RESIZE in text, "the official graph changed: update CONV2/RESIZE"
+    conv = {"dilation": ["2=16", "2=17", "2=1000", "12=0"], "kernel": ["1=31", "1=32", "11=0"],
+            "stride": ["3=16", "3=17", "13=0"], "pad": ["4=256", "4=257", "4=100000", "15=-1", "4=-233", "4=-235"],
+            "weights": ["6=36863", "6=36865", "6=1728", "6=73728"], "outputs": ["0=63", "0=8193"]}
+    cases = []
+    for rule, edits in conv.items():
+        for edit in edits:
+            key = edit.split("=")[0]
+            line = " ".join(t for t in CONV2.split() if not t.startswith(f"{key}=")) + f" {edit}"
+            cases.append(Case(model, text.replace(CONV2, line), ("none", 0, 0), json.dumps(sidecar), f"{rule} {edit}"))
+    for scale in ("16.0", "16.5", "100000.0", "0.0625", "0.06"):
+        line = RESIZE.replace("1=4.000000e+00 2=4.000000e+00", f"1={scale} 2={scale}")
+        cases.append(Case(model, text.replace(RESIZE, line), ("none", 0, 0), json.dumps(sidecar), f"interp scale {scale}"))
+    for key, values in {"size_multiple": [1, 64, 65, 100000, 0], "tile_pad": [0, 1024, 1025, -1],
+                        "in_channels": [1, 3, 2], "out_channels": [1, 3], "scale": [0, 1, 2, 16, 17, 2**40]}.items():
+        for value in values:
+            cases.append(Case(model, text, ("none", 0, 0), json.dumps({**sidecar, key: value}), f"sidecar {key}={value}"))
+    return cases
+
+
+def python_validator() -> SimpleNamespace:
+    """The Python runtime's validators (graph, weights, sidecar), imported in this one place so a
+    move of their modules changes one line here."""
+    from realesr_portable.graph import check, ncnn_files
+    from realesr_portable.model import spec
+
+    return SimpleNamespace(graph=check, weights=ncnn_files, spec=spec)
+
+
+def python_layer_rules() -> str:
+    """The Python validator's layer table in the text of `realesr-portable-check --rules`."""
+    lines = []
+    for name, kind in sorted(python_validator().graph.LAYER_KINDS.items()):
+        parts = [name, f"bottoms={kind.bottoms[0]}..{kind.bottoms[1]}", f"tops={kind.tops[0]}..{kind.tops[1]}"]
+        parts += [f"int:{key}={lo}..{hi}" for key, (lo, hi) in sorted(kind.ints.items())]
+        parts += [f"float:{key}={'%.17g' % lo}..{'%.17g' % hi}" for key, (lo, hi) in sorted(kind.floats.items())]
+        parts += [f"array:{key}={longest}" for key, longest in sorted(kind.arrays.items())]
+        lines.append(" ".join(parts) + "\n")
+    return "".join(lines)
+
+
+def python_verdict(case: Case, weights: bytes) -> str:
+    """The Python runtime's checks on a case, in its order: sidecar, graph, weights ("ok" or the
+    one-line refusal)."""
+    v = python_validator()
+    try:
+        data = json.loads(case.sidecar)
+        if not isinstance(data, dict):
+            return "refused: model sidecar is not a JSON object"
+        spec = v.spec.ModelSpec.from_dict(data)
+        v.graph.check_graph(case.param, spec.in_channels, spec.input_blob, spec.output_blob, scale=spec.scale,
+                            out_channels=spec.out_channels, sides=v.graph.probe_sides(spec.tile_pad, spec.size_multiple))
+        v.weights.read_weights(v.weights.NcnnParam.parse(case.param), _apply_bin(weights, case.bin_edit))
+    except (v.spec.ModelSpecError, v.graph.GraphError, v.weights.NcnnFormatError) as exc:
+        return f"refused: {exc}"
+    return "ok"
+
+
+# Refusals only the C++ runner makes, by design: layers its ncnn build leaves out (docs/deploy.md)
+# and RGBA models (the Python runtime upscales alpha separately).
+CPP_ONLY_REFUSALS = ("is not built into this ncnn", "4-channel (RGBA) models run in the Python runtime only")
+
+
+def cpp_verdicts(program: Path, cases: list[Case], run: bool, batch: int = 250, timeout: float = 600.0,
+                 stderr: list[str] | None = None) -> list[str]:
+    """`realesr-portable-check` on every case ("ok"/"ran"/"refused: ..."); a case it dies on is
+    "CRASH <signal or exit code>" (the rest of its batch goes to a fresh process), a stall "HANG".
+    What the processes print on stderr (ncnn's own complaints) is appended to `stderr`."""
+    weights = {model: resolve_model(model).bin.read_bytes() for model in {case.model for case in cases}}
+    verdicts: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="cppfuzz_") as tmp:
+        folder = Path(tmp)
+        todo = list(range(len(cases)))
+        while todo:
+            chunk, todo = todo[:batch], todo[batch:]
+            lines = []
+            for index in chunk:
+                case = cases[index]
+                stem = folder / f"c{index}"
+                stem.with_suffix(".param").write_text(case.param)
+                stem.with_suffix(".json").write_text(case.sidecar)
+                binary = stem.with_suffix(".bin")
+                if case.bin_edit[0] == "none":
+                    binary.symlink_to(resolve_model(case.model).bin)
+                else:
+                    binary.write_bytes(_apply_bin(weights[case.model], case.bin_edit))
+                lines.append(f"{stem}.param\t{binary}\t{stem}.json\n")
+            try:
+                proc = subprocess.run([str(program), *(["--run"] if run else [])], input="".join(lines),
+                                      capture_output=True, text=True, timeout=timeout)
+                out, rc, err = proc.stdout.splitlines(), proc.returncode, proc.stderr
+            except subprocess.TimeoutExpired as exc:
+                out, rc, err = (exc.stdout or b"").decode().splitlines(), None, ""
+            if stderr is not None and err:
+                stderr.append(err)
+            for line in out[: len(chunk)]:
+                verdicts.append(line.replace("\t", ": ", 1))
+            done = len(out)
+            if done < len(chunk):  # it died (or stalled) on the case after the last answer
+                verdicts.append("HANG" if rc is None else f"CRASH exit {rc}")
+                todo = chunk[done + 1 :] + todo
+            for index in chunk:
+                for suffix in (".param", ".json", ".bin"):
+                    (folder / f"c{index}").with_suffix(suffix).unlink(missing_ok=True)
+    return verdicts

@@ -39,6 +39,13 @@ def _unknown_layer(param: Path) -> None:
     param.write_text(text)
 
 
+def _layer_left_out(param: Path) -> None:
+    """BatchNorm (the Python runtime's table has it) with the right statistics count: a valid
+    graph whose layer this ncnn build switched off."""
+    text = param.read_text().replace("PReLU   ", "BatchNorm", 1)
+    param.write_text(text)
+
+
 def _sidecar(change: Callable[[dict], None]) -> Callable[[Path], None]:
     def apply(param: Path) -> None:
         path = param.with_suffix(".json")
@@ -55,13 +62,14 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "bin too long": (_extend_bin, "do not belong together"),
     "not a param": (lambda p: p.write_text("hello\n"), "missing magic number"),
     "corrupt param": (_corrupt_param, "malformed layer header"),
-    "layer not in ncnn": (_unknown_layer, "TotallyNewLayer is not built into this ncnn"),
+    "unknown layer": (_unknown_layer, "unknown layer type 'TotallyNewLayer'"),
+    "layer not in this ncnn": (_layer_left_out, "BatchNorm is not built into this ncnn"),
     "missing sidecar": (lambda p: p.with_suffix(".json").unlink(), "cannot read the model sidecar"),
     "sidecar not json": (lambda p: p.with_suffix(".json").write_text("{scale: 2"), "not valid JSON"),
     "scale is a string": (_sidecar(lambda d: d.update(scale="2")), "'scale' must be an integer"),
     "value_range wrong": (_sidecar(lambda d: d.update(value_range="0-1")), "'value_range' must be two numbers"),
     "unknown key": (_sidecar(lambda d: d.update(colour="red")), "unknown sidecar keys: colour"),
-    "wrong blob": (_sidecar(lambda d: d.update(input_blob="in0")), "are not the .param's input/output"),
+    "wrong blob": (_sidecar(lambda d: d.update(input_blob="in0")), "exactly one Input layer producing 'in0'"),
 }
 
 

@@ -14,7 +14,7 @@ from realesr_portable.trainer.distributed import setup
 from realesr_portable.trainer.models import InitError, build_discriminator, build_generator, load_pretrained
 from realesr_portable.trainer.stages import ESRGANStage, ESRNetStage, TrainingDiverged
 from realesr_portable.trainer.vgg import random_vgg19_state
-from train_support import one_thread, photo, tiny_config
+from train_support import fixed_batch, one_thread, tiny_config
 
 INFO = setup("cpu")
 
@@ -27,13 +27,6 @@ def _cfg(tmp_path: Path, stage: str, **train: object) -> c.Config:
     return c.from_dict(raw)
 
 
-def _fixed_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    gt = torch.from_numpy(photo("chelsea.png")[100:132, 200:264].copy()).permute(2, 0, 1).float().div(255)
-    gt = torch.stack([gt[:, :, :32], gt[:, :, 32:]])
-    lq = torch.nn.functional.interpolate(gt, scale_factor=0.25, mode="area")
-    return lq, gt, (gt * 1.2 - 0.1).clamp(0, 1)
-
-
 def _nets(cfg: c.Config) -> tuple[torch.nn.Module, torch.nn.Module]:
     torch.manual_seed(0)
     return build_generator(cfg.network_g, cfg.scale), build_discriminator(cfg.network_d)
@@ -43,7 +36,7 @@ def test_esrnet_l1_decreases_on_fixed_batch(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, "esrnet")
     g, _ = _nets(cfg)
     stage = ESRNetStage(cfg, g, INFO)
-    lq, gt, gt_usm = _fixed_batch()
+    lq, gt, gt_usm = fixed_batch()
     losses = [stage.step(lq, gt, gt_usm, it)["l_pix"] for it in range(1, 9)]
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < 0.7 * losses[0]
@@ -61,7 +54,7 @@ def test_esrgan_step_trains_g_and_d(tmp_path: Path) -> None:
     g, d = _nets(cfg)
     d_before = {k: v.clone() for k, v in d.state_dict().items()}
     stage = ESRGANStage(cfg, g, INFO, d, random_vgg19_state(0))
-    lq, gt, gt_usm = _fixed_batch()
+    lq, gt, gt_usm = fixed_batch()
     logs = [stage.step(lq, gt, gt_usm, it) for it in range(1, 9)]
     assert set(logs[0]) >= {"l_pix", "l_percep", "l_g_gan", "l_d_real", "l_d_fake"}
     assert all(torch.isfinite(torch.tensor(list(rec.values()))).all() for rec in logs)
@@ -80,7 +73,7 @@ def test_esrgan_d_warmup_skips_g(tmp_path: Path) -> None:
     g, d = _nets(cfg)
     stage = ESRGANStage(cfg, g, INFO, d, None)
     before = g.conv_first.weight.clone()
-    lq, gt, gt_usm = _fixed_batch()
+    lq, gt, gt_usm = fixed_batch()
     first = stage.step(lq, gt, gt_usm, 1)
     assert "l_pix" not in first and "l_d_real" in first and torch.equal(g.conv_first.weight, before)
     assert "l_pix" in stage.step(lq, gt, gt_usm, 3)
@@ -90,7 +83,7 @@ def test_non_finite_loss_stops_before_stepping(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, "esrnet")
     g, _ = _nets(cfg)
     stage = ESRNetStage(cfg, g, INFO)
-    lq, gt, gt_usm = _fixed_batch()
+    lq, gt, gt_usm = fixed_batch()
     before = g.conv_first.weight.clone()
     lq[0, 0, 0, 0] = float("nan")
     with pytest.raises(TrainingDiverged, match="non-finite loss at iteration 7: l_pix=nan"):

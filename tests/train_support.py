@@ -94,3 +94,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def fixed_batch() -> tuple[Any, Any, Any]:
+    """(lq, gt, gt_usm) of two 32 px real-photo crops: a fixed batch for stage steps."""
+    import torch
+
+    gt = torch.from_numpy(photo("chelsea.png")[100:132, 200:264].copy()).permute(2, 0, 1).float().div(255)
+    gt = torch.stack([gt[:, :, :32], gt[:, :, 32:]])
+    lq = torch.nn.functional.interpolate(gt, scale_factor=0.25, mode="area")
+    return lq, gt, (gt * 1.2 - 0.1).clamp(0, 1)

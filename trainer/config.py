@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -95,6 +95,7 @@ class TrainConfig:
         net_d_iters: update G every this many iterations (default 1).
         net_d_init_iters: train only D for this many iterations first (default 0).
         amp: mixed precision (CUDA only; ignored with a warning on CPU).
+        amp_dtype: `bfloat16` (no loss scaling needed) or `float16` (with a GradScaler).
         grad_clip: clip generator gradient norm to this value (0 = off).
     """
 
@@ -119,7 +120,55 @@ class TrainConfig:
     net_d_iters: int = 1
     net_d_init_iters: int = 0
     amp: bool = False
+    amp_dtype: str = "bfloat16"
     grad_clip: float = 0.0
+
+
+#: An on/off speed option; `auto` means on for CUDA, off elsewhere (YAML's bare on/off work too).
+Switch = Literal["auto", "on", "off"]
+
+
+@dataclass
+class SpeedConfig:
+    """How the step runs, never what it computes (up to float rounding): each key alone on/off.
+
+    Every key is `auto` (on for CUDA, off on the CPU), `on` or `off`; bench/bench_train_gpu.py
+    measures each alone. Defaults are `auto` where the option is expected to help on CUDA and
+    costs nothing elsewhere; `off` where a measurement said it does not help (channels_last:
+    154 vs 143 ms for G on an H200) or where its start-up cost needs a measurement first
+    (compile: 30-60 s of compilation, and a C compiler on the machine).
+
+    Args:
+        cudnn_benchmark: let cuDNN time its convolution algorithms once per shape.
+        channels_last: NHWC memory format for G, D, VGG and their inputs.
+        compile: `torch.compile` G, D and VGG (inductor fuses LeakyReLU, concat and residuals).
+        compile_mode: torch.compile's mode: `default`, `reduce-overhead` (CUDA graphs: one
+            launch per graph instead of one per kernel) or `max-autotune`.
+        fused_adam: Adam's fused kernel (one launch for all parameters); it also skips a step
+            on the device when a loss is non-finite, so the loop needs no host sync per step.
+        fused_dense: dense blocks without the copy of their input and with in-place LeakyReLU
+            (bitwise the same results).
+        batched_degradations: the degradations' GPU path: one size group and whole-batch noise
+            (same parameter draws; other noise streams, see degradations/pipeline.py).
+        check_every: host-side check for non-finite losses every this many iterations (0 =
+            at print and checkpoint intervals only); with fused Adam the skipped step keeps the
+            weights good until the check, without it every iteration is checked.
+    """
+
+    cudnn_benchmark: Switch = "auto"
+    channels_last: Switch = "off"
+    compile: Switch = "off"
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    fused_adam: Switch = "auto"
+    fused_dense: Switch = "auto"
+    batched_degradations: Switch = "auto"
+    check_every: int = 0
+
+    def enabled(self, key: str, device: Any) -> bool:
+        """Whether switch `key` is on for `device` (a torch.device or its type name)."""
+        value = getattr(self, key)
+        kind = getattr(device, "type", device)
+        return value == "on" or (value == "auto" and kind == "cuda")
 
 
 @dataclass
@@ -155,10 +204,12 @@ class ValConfig:
 
 @dataclass
 class LogConfig:
-    """Args: print_every: iterations between log lines; tensorboard: also write TensorBoard events."""
+    """Args: print_every: iterations between log lines; tensorboard: also write TensorBoard events;
+    plot: redraw `curves.png` at each log line (needs matplotlib)."""
 
     print_every: int = 100
     tensorboard: bool = False
+    plot: bool = True
 
 
 @dataclass
@@ -197,6 +248,7 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     val: ValConfig = field(default_factory=ValConfig)
     logging: LogConfig = field(default_factory=LogConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -245,6 +297,7 @@ def validate(cfg: Config) -> None:
         "data.mode": (cfg.data.mode, ("degrade", "paired")),
         "train.stage": (cfg.train.stage, ("esrnet", "esrgan")),
         "val.lq_mode": (cfg.val.lq_mode, ("degrade", "bicubic")),
+        "train.amp_dtype": (cfg.train.amp_dtype, ("bfloat16", "float16")),
         "device": (cfg.device, None),
     }
     for key, (value, allowed) in choices.items():
@@ -266,6 +319,8 @@ def validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"config key '{key}' must be positive, got {value}")
+    if cfg.speed.check_every < 0:
+        raise ConfigError(f"config key 'speed.check_every' must be 0 or positive, got {cfg.speed.check_every}")
     if cfg.data.gt_size % cfg.scale:
         raise ConfigError(f"data.gt_size {cfg.data.gt_size} must be a multiple of scale {cfg.scale}")
     if cfg.data.crop_size % cfg.scale:
@@ -310,6 +365,7 @@ __all__ = [
     "ExportConfig",
     "LogConfig",
     "PathConfig",
+    "SpeedConfig",
     "TrainConfig",
     "ValConfig",
     "apply_override",

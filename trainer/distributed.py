@@ -103,6 +103,12 @@ def any_true(flag: bool, info: DistInfo) -> bool:
     return bool(t.item() > 0)
 
 
+def max_reduce_(t: torch.Tensor, info: DistInfo) -> None:
+    """In place: the maximum of `t` over ranks (queued on the device, no host sync)."""
+    if info.enabled:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+
+
 def mean_scalars(values: dict[str, float], info: DistInfo) -> dict[str, float]:
     """Average scalar logs over ranks (same keys on every rank)."""
     if not info.enabled or not values:

@@ -30,14 +30,23 @@ class ModelEMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """Blend the current weights of `model` into the average."""
+        """Blend the current weights of `model` into the average.
+
+        Two multi-tensor calls for all parameters (an RRDBNet has ~700 tensors: a per-tensor
+        loop was ~1400 kernel launches per step), with the same arithmetic as `mul_` then `add_`.
+        """
         current = model.state_dict()
+        avgs, srcs = [], []
         for name, avg in self.module.state_dict().items():
             src = current[name].detach()
             if name in self._params:
-                avg.mul_(self.decay).add_(src.to(avg.dtype), alpha=1.0 - self.decay)
+                avgs.append(avg)
+                srcs.append(src.to(avg.dtype))
             else:
                 avg.copy_(src)
+        if avgs:
+            torch._foreach_mul_(avgs, self.decay)
+            torch._foreach_add_(avgs, srcs, alpha=1.0 - self.decay)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.module.state_dict()

@@ -27,7 +27,9 @@ from .degradations import Degrader, TrainingPairPool, paired_random_crop, usm_sh
 from .logs import RunLog
 from .models import build_discriminator, build_generator, generator_params, load_pretrained
 from .plot import plot_curves
+from .speedups import apply_backend, fuse_dense_blocks
 from .stages import ESRGANStage, ESRNetStage, TrainingDiverged, make_stage
+from .timing import PhaseTimer
 from .validate import Validator, save_grid
 from .vgg import load_vgg19_state
 
@@ -43,12 +45,18 @@ class RunResult:
 
 
 class BatchMaker:
-    """Turns a loaded batch into (lq, gt, gt_usm) on the device: degrade + crop + pool, or paired + USM."""
+    """Turns a loaded batch into (lq, gt, gt_usm) on the device: degrade + crop + pool, or paired + USM.
+
+    `generator` draws the degradation parameters, crops and pool order; a CPU generator keeps
+    those small draws on the host (on CUDA each would be a device-to-host sync); the pixel noise
+    is drawn on the device from generators seeded by it.
+    """
 
     def __init__(self, cfg: Config, device: torch.device, generator: torch.Generator) -> None:
         self.cfg, self.device, self.gen = cfg, device, generator
         self.deg_cfg = cfg.degradation
-        self.degrader = Degrader(self.deg_cfg, scale=cfg.scale) if cfg.data.mode == "degrade" else None
+        batched = cfg.speed.enabled("batched_degradations", device)
+        self.degrader = Degrader(self.deg_cfg, scale=cfg.scale, batched=batched) if cfg.data.mode == "degrade" else None
         use_pool = cfg.data.pool_size > 0 and cfg.data.mode == "degrade"
         self.pool = TrainingPairPool(size=cfg.data.pool_size) if use_pool else None
         self._usm = usm_sharp
@@ -85,6 +93,8 @@ def _build_dataset(cfg: Config) -> HRFolderDataset | PairedDataset:
 def _build_stage(cfg: Config, info: dist.DistInfo, log: RunLog, init: bool) -> ESRNetStage:
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     net_g = build_generator(cfg.network_g, cfg.scale)
+    fuse_dense_blocks(net_g, cfg.speed.enabled("fused_dense", info.device))
+    apply_backend(cfg.speed, info.device)
     net_d = build_discriminator(cfg.network_d) if cfg.train.stage == "esrgan" else None
     if init and cfg.path.pretrain_g:
         log.info(load_pretrained(net_g, cfg.path.pretrain_g, "generator", cfg.path.strict_load))
@@ -186,7 +196,7 @@ def _run(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> R
     counter = UnreadableCounter(len(dataset), cfg.data.max_unreadable)
     resumed = _resume_state(cfg, resume, info, log)
     stage = _build_stage(cfg, info, log, init=resumed is None)
-    gen = torch.Generator(device=info.device).manual_seed(cfg.seed + info.rank)
+    gen = torch.Generator().manual_seed(cfg.seed + info.rank)  # parameters: host draws (BatchMaker)
     maker = BatchMaker(cfg, info.device, gen)
     start = 0
     if resumed is not None:
@@ -245,44 +255,63 @@ def _run(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> R
 
 def _iterate(cfg: Config, stage: Any, maker: Any, info: Any, log: RunLog, loader: Any, counter: Any, validator: Any,
              want_val: bool, start: int, tick_bar: Callable[[], object]) -> tuple[Path | None, dict[str, float]]:
-    """Iterations start+1..total: step, log, checkpoint, validate, plot; (last checkpoint, last losses)."""
+    """Iterations start+1..total: step, log, checkpoint, validate, plot; (last checkpoint, last losses).
+
+    Losses stay on the device between print intervals (summed as tensors) and the timer records
+    device phases with events, so an iteration waits for the device only at print, check and
+    checkpoint intervals.
+    """
     last_path, losses = None, {}
-    sums: dict[str, float] = {}
-    count, tick = 0, time.perf_counter()
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    timer = PhaseTimer(info.device)
+    check_every = cfg.speed.check_every
     for it in range(start + 1, cfg.train.total_iter + 1):
-        batch = next(loader)
+        with timer.phase("data"):
+            batch = next(loader)
         for line in counter.add(batch):
             log.info(f"skipped unreadable image {line}")
-        lq, gt, gt_usm = maker(batch)
+        with timer.phase("degrade"):
+            lq, gt, gt_usm = maker(batch)
+        printing = it % cfg.logging.print_every == 0 or it == cfg.train.total_iter
+        saving = it % cfg.checkpoint.save_every == 0 or it == cfg.train.total_iter
         try:
-            losses = stage.step(lq, gt, gt_usm, it)
+            losses = stage.step(lq, gt, gt_usm, it, timer)
+            if printing or saving or (check_every and it % check_every == 0):
+                stage.check_finite()
         except TrainingDiverged as exc:
             found = ckpt.list_checkpoints(cfg.run_dir)
             kept = f"; last good checkpoint {found[-1][1]}" if found else "; no checkpoint was written yet"
             raise TrainingDiverged(f"{exc}{kept} (lower the learning rate or check the data)") from None
         for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + v
+            sums[k] = sums[k] + v if k in sums else v.clone()
         count += 1
-        if it % cfg.logging.print_every == 0 or it == cfg.train.total_iter:
-            means = dist.mean_scalars({k: v / count for k, v in sums.items()}, info)
-            rate = count / (time.perf_counter() - tick)
-            log.record("train", it, {**means, "lr": stage.lr, "iters_per_s": rate, "unreadable": len(counter.bad)})
+        timer.step_done()
+        if printing:
+            means = dist.mean_scalars({k: float(v) / count for k, v in sums.items()}, info)
+            times = timer.report()
+            rate = times["iters_per_s"]
+            log.record("train", it, {**means, "lr": stage.lr, **times, "unreadable": len(counter.bad)})
             eta = (cfg.train.total_iter - it) / rate if rate > 0 else 0.0
             log.info(
                 f"iter {it}: " + ", ".join(f"{k} {v:.4g}" for k, v in means.items())
-                + f", lr {stage.lr:.2e}, {rate:.3g} it/s, eta {_duration(eta)}"
+                + f", lr {stage.lr:.2e}, {rate:.3g} it/s, eta {_duration(eta)}; ms/it "
+                + ", ".join(f"{k[3:]} {v:.1f}" for k, v in times.items() if k.startswith("ms_"))
+                + f", data wait {100 * times['data_share']:.0f}%"
             )
-            sums, count, tick = {}, 0, time.perf_counter()
-        if it % cfg.checkpoint.save_every == 0 or it == cfg.train.total_iter:
+            sums, count = {}, 0
+        t_book = time.perf_counter()
+        if saving:
             last_path = _save(cfg, stage, maker, info, it) or last_path
         if want_val and (it % cfg.val.every == 0 or it == cfg.train.total_iter):
             if validator is not None:
                 _validate(cfg, validator, stage, info, log, it)
             dist.barrier(info)
-        if info.is_main and (it % cfg.logging.print_every == 0 or it == cfg.train.total_iter):
+        if info.is_main and printing and cfg.logging.plot:
             plot_curves(log.jsonl_path, cfg.run_dir / "curves.png")
+        timer.leave_out(time.perf_counter() - t_book)
         tick_bar()
-    return last_path, losses
+    return last_path, {k: float(v) for k, v in losses.items()}
 
 
 class ExportFailed(UserError, RuntimeError):

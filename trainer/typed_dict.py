@@ -69,6 +69,13 @@ def check_value(value: Any, tp: Any, where: str) -> Any:
         if value is None:
             return ""
         raise ConfigError(f"config key '{where}' must be a string, got {value!r}")
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if isinstance(value, bool) and ("on" if value else "off") in choices:  # YAML 1.1 reads on/off as booleans
+            value = "on" if value else "off"
+        if isinstance(value, bool) or value not in choices:
+            raise ConfigError(f"config key '{where}' must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):

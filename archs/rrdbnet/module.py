@@ -38,11 +38,16 @@ class ResidualDenseBlock(nn.Module):
         self.conv4 = _conv3(num_feat + 3 * num_grow_ch, num_grow_ch)
         self.conv5 = _conv3(num_feat + 4 * num_grow_ch, num_feat)
 
+    #: In-place LeakyReLU on each conv's fresh output (training sets it: one tensor less per conv,
+    #: bitwise the same result); off by default so traced exports see the plain operator.
+    inplace_act = False
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = [x]
+        feats, inp = [x], x  # conv1 reads x itself: a concatenation of one tensor is only a copy
         for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
-            feats.append(F.leaky_relu(conv(torch.cat(feats, 1)), LRELU_SLOPE))
-        return self.conv5(torch.cat(feats, 1)) * RESIDUAL_SCALE + x
+            feats.append(F.leaky_relu(conv(inp), LRELU_SLOPE, inplace=self.inplace_act))
+            inp = torch.cat(feats, 1)
+        return self.conv5(inp) * RESIDUAL_SCALE + x
 
 
 class RRDB(nn.Module):

@@ -1,4 +1,4 @@
-// Loading a model into ncnn and running it tile by tile, as portable/session.py + tiler.py do.
+// Loading a model into ncnn and running it tile by tile, as portable/run/session.py + tiler.py do.
 #include <cpu.h>
 #include <gpu.h>
 #include <net.h>
@@ -92,7 +92,7 @@ void write_tile(Image& dst, const ncnn::Mat& out, const Window& win, int top, in
 Model::Model(const std::string& param_text, std::vector<unsigned char> bin, const ModelSpec& spec,
              const RunOptions& options)
     : impl_(new Impl) {
-    validate_model(param_text, bin);
+    validate_model(param_text, bin, spec);
     impl_->spec = spec;
     impl_->bin = std::move(bin);
     ncnn::Net& net = impl_->net;

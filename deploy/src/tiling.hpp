@@ -1,4 +1,4 @@
-// Tile geometry of the Python runtime (portable/engine.py + tiler.py), free of ncnn so it is easy to test.
+// Tile geometry of the Python runtime (portable/run/engine.py + tiler.py), free of ncnn so it is easy to test.
 //
 // The image is first pre-padded as the PyTorch reference (RealESRGANer) does it: 10 mirrored
 // pixels at the bottom and the right, then rounded up to the model's size multiple, again by

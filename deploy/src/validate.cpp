@@ -1,125 +1,189 @@
-// Structural checks of .param/.bin before ncnn sees them (the rules of portable/ncnn_weights.py).
+// Checks of .param/.bin before ncnn sees them: the rules of portable/graph/check.py (the layer
+// table in layers.cpp, blob flow, shapes carried from the input on probe sizes) and
+// portable/graph/ncnn_files.py (the .bin holds exactly the described weights). ncnn trusts its
+// .param: a dilation of 1000, a pad of 100000 or a weight count that does not fit the input
+// channels makes it read out of bounds (SIGSEGV, or a garbage image). tests/test_deploy_fuzz.py
+// feeds the same mutated models to both validators and requires the same verdicts.
 #include <layer.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <map>
+#include <numeric>
+#include <set>
 #include <sstream>
 
-#include "realesr_portable/realesr_portable.hpp"
+#include "layers.hpp"
 
 namespace realesr {
 namespace {
 
 const std::uint32_t kFp16Tag = 0x01306B47;
 const std::uint32_t kFp32Tag = 0;
+const long kMaxValuesPerPixel = 1L << 20;  // activations per input pixel at any blob
 
-struct Layer {
-    std::string type;
-    std::string name;
-    std::map<std::string, std::string> params;
+std::vector<std::string> split_ws(const std::string& line) {
+    std::istringstream in(line);
+    std::vector<std::string> tokens;
+    for (std::string t; in >> t;) tokens.push_back(t);
+    return tokens;
+}
 
-    long param(const char* key) const {
-        auto it = params.find(key);
-        if (it == params.end()) return 0;
-        char* end = nullptr;
-        long v = std::strtol(it->second.c_str(), &end, 10);
-        if (*end != '\0' && *end != '.' && *end != 'e' && *end != 'E')
-            throw Error("ncnn .param: layer " + name + ": param " + key + " is not a number");
-        return v;
-    }
-};
-
-std::vector<Layer> parse_param(const std::string& text) {
+// The .param's lines (portable/graph/ncnn_files.py NcnnParam.parse) and the header's blob count.
+std::vector<Line> parse_param(const std::string& text, long long& declared_blobs) {
+    std::vector<std::vector<std::string>> lines;
     std::istringstream in(text);
-    std::string line;
-    if (!std::getline(in, line) || line.find("7767517") != 0)
-        throw Error("not an ncnn .param file (missing magic number 7767517)");
-    long layer_count = -1, blob_count = -1;
-    if (!std::getline(in, line) || !(std::istringstream(line) >> layer_count >> blob_count) || layer_count < 1 || blob_count < 1)
-        throw Error("ncnn .param: bad layer/blob count line");
-    std::vector<Layer> layers;
-    for (int number = 3; std::getline(in, line); ++number) {
-        std::istringstream tokens(line);
-        Layer layer;
-        long bottoms = -1, tops = -1;
-        if (!(tokens >> layer.type)) continue;  // blank line
-        if (!(tokens >> layer.name >> bottoms >> tops) || bottoms < 0 || tops < 0)
-            throw Error("ncnn .param line " + std::to_string(number) + ": malformed layer header");
-        std::string token;
-        for (long i = 0; i < bottoms + tops; ++i)
-            if (!(tokens >> token))
-                throw Error("ncnn .param line " + std::to_string(number) + ": layer " + layer.name + " lists too few blobs");
-        while (tokens >> token) {
-            auto eq = token.find('=');
-            if (eq == std::string::npos || eq == 0)
-                throw Error("ncnn .param line " + std::to_string(number) + ": bad parameter '" + token + "'");
-            layer.params[token.substr(0, eq)] = token.substr(eq + 1);
-        }
-        ncnn::Layer* probe = ncnn::create_layer(layer.type.c_str());  // null if not compiled in
-        delete probe;
-        if (!probe)
-            throw Error("ncnn .param: layer type " + layer.type + " is not built into this ncnn (see docs/deploy.md)");
-        layers.push_back(layer);
+    for (std::string line; std::getline(in, line);) {
+        std::vector<std::string> tokens = split_ws(line);
+        if (!tokens.empty()) lines.push_back(tokens);
     }
-    if (static_cast<long>(layers.size()) != layer_count)
-        throw Error("ncnn .param declares " + std::to_string(layer_count) + " layers but has " + std::to_string(layers.size()));
+    if (lines.empty() || lines[0] != std::vector<std::string>{"7767517"})
+        throw Error("not an ncnn .param file (missing magic number 7767517)");
+    long long layer_count = 0;
+    if (lines.size() < 2 || lines[1].size() != 2 || !parse_int(lines[1][0], layer_count, 18) || !parse_int(lines[1][1], declared_blobs, 18))
+        throw Error("ncnn .param: bad layer/blob count line");
+    if (layer_count != static_cast<long long>(lines.size()) - 2)
+        throw Error("ncnn .param declares " + std::to_string(layer_count) + " layers but has " + std::to_string(lines.size() - 2));
+    std::vector<Line> layers;
+    for (std::size_t n = 2; n < lines.size(); ++n) {
+        const std::vector<std::string>& t = lines[n];
+        const std::string number = std::to_string(n + 1);
+        long long bottoms = -1, tops = -1;
+        if (t.size() < 4 || !parse_int(t[2], bottoms, 18) || !parse_int(t[3], tops, 18) || bottoms < 0 || tops < 0)
+            throw Error("ncnn .param line " + number + ": malformed layer header");
+        Line layer{t[0], t[1], {}, {}, {}};
+        const std::size_t end = 4 + static_cast<std::size_t>(bottoms) + static_cast<std::size_t>(tops);
+        if (bottoms > 1 << 20 || tops > 1 << 20 || t.size() < end)
+            throw Error("ncnn .param line " + number + ": layer " + layer.name + " lists too few blobs");
+        layer.bottoms.assign(t.begin() + 4, t.begin() + 4 + bottoms);
+        layer.tops.assign(t.begin() + 4 + bottoms, t.begin() + end);
+        for (std::size_t k = end; k < t.size(); ++k) {
+            const std::size_t eq = t[k].find('=');
+            long long key = 0;
+            if (eq == std::string::npos || !parse_int(t[k].substr(0, eq), key, 18) || key < INT32_MIN || key > INT32_MAX)
+                throw Error("ncnn .param line " + number + ": bad parameter '" + t[k] + "'");
+            layer.raw[static_cast<int>(key)] = t[k].substr(eq + 1);
+        }
+        layers.push_back(std::move(layer));
+    }
     return layers;
 }
 
+// How much a layer divides its input size by (graph/check.py _divisor); garbage counts as 1.
+long long divisor(const Line& layer) {
+    int key = layer.type == "Reorg" ? 0 : (layer.type == "Convolution" || layer.type == "ConvolutionDepthWise") ? 3 : -1;
+    if (key < 0 || !layer.raw.count(key)) return 1;
+    long long v = 0;
+    return parse_int(layer.raw.at(key), v) && v >= 1 && v <= 16 ? v : 1;
+}
+
+void check_at(const std::vector<std::pair<Line, Params>>& typed_layers, long long declared, long long side, const ModelSpec& spec) {
+    std::map<std::string, Shape> shapes;
+    std::set<std::string> consumed;
+    for (const auto& [layer, params] : typed_layers) {
+        std::vector<Shape> ins;
+        for (const std::string& blob : layer.bottoms) {
+            auto it = shapes.find(blob);
+            if (it == shapes.end()) throw layer_error(layer.name, "reads blob '" + blob + "' before any layer makes it");
+            if (!consumed.insert(blob).second) throw layer_error(layer.name, "blob '" + blob + "' is read twice (ncnn needs a Split to share a blob)");
+            ins.push_back(it->second);
+        }
+        std::vector<Shape> outs;
+        if (layer.type == "Input") {
+            if (params.i(2, 0) != 0 && params.i(2, 0) != spec.in_channels)
+                throw layer_error(layer.name, "input of " + std::to_string(params.i(2, 0)) + " channels, the model spec says " + std::to_string(spec.in_channels));
+            outs = {{spec.in_channels, side, side}};
+        } else {
+            outs = layer_kinds().at(layer.type).shape(params, ins, layer.name);
+        }
+        outs.resize(std::min(outs.size(), layer.tops.size()));
+        for (std::size_t k = 0; k < outs.size(); ++k) {
+            const std::string& blob = layer.tops[k];
+            if (shapes.count(blob)) throw layer_error(layer.name, "blob '" + blob + "' is made twice");
+            const Shape& s = outs[k];
+            const long double values = static_cast<long double>(s.c) * s.h * s.w;  // beyond 64 bits for crafted graphs
+            if (values > static_cast<long double>(kMaxValuesPerPixel) * side * side)
+                throw layer_error(layer.name, "blob '" + blob + "' would hold " + shape_text(s) + " values for a " + std::to_string(side) + " px input");
+            shapes[blob] = s;
+        }
+    }
+    const long long made = static_cast<long long>(shapes.size());
+    if (declared < made || declared > 4 * made + 64)
+        throw Error("the header declares " + std::to_string(declared) + " blobs but the layers make " + std::to_string(made));
+    auto out = shapes.find(spec.output_blob);
+    if (out == shapes.end()) throw Error("output blob '" + spec.output_blob + "' is not made by any layer");
+    const Shape& o = out->second;
+    if (o.h != side * spec.scale || o.w != side * spec.scale)
+        throw Error("the graph turns a " + std::to_string(side) + "x" + std::to_string(side) + " input into " + std::to_string(o.w) + "x" +
+                    std::to_string(o.h) + ", not x" + std::to_string(spec.scale) + " as the sidecar says");
+    if (o.c != spec.out_channels)
+        throw Error("the graph outputs " + std::to_string(o.c) + " channels, the sidecar says " + std::to_string(spec.out_channels));
+}
+
 // (element count, tagged) of each array a layer stores in the .bin, in file order.
-std::vector<std::pair<long, bool>> array_layout(const Layer& layer) {
+std::vector<std::pair<long long, bool>> array_layout(const Line& layer, const Params& p) {
     const std::string& t = layer.type;
-    if (t == "Convolution" || t == "ConvolutionDepthWise" || t == "Deconvolution" || t == "DeconvolutionDepthWise") {
-        if (layer.param("8")) throw Error("layer " + layer.name + ": int8-quantised convolutions are not supported");
-        std::vector<std::pair<long, bool>> arrays = {{layer.param("6"), true}};
-        if (layer.param("5")) arrays.push_back({layer.param("0"), false});
+    if (t == "Convolution" || t == "ConvolutionDepthWise") {
+        std::vector<std::pair<long long, bool>> arrays = {{p.i(6, 0), true}};
+        if (p.i(5, 0)) arrays.push_back({p.i(0, 0), false});
         return arrays;
     }
-    if (t == "InnerProduct") {
-        std::vector<std::pair<long, bool>> arrays = {{layer.param("2"), true}};
-        if (layer.param("1")) arrays.push_back({layer.param("0"), false});
-        return arrays;
-    }
-    if (t == "PReLU") return {{layer.param("0"), false}};
-    if (t == "BatchNorm") return std::vector<std::pair<long, bool>>(4, {layer.param("0"), false});
-    if (t == "MemoryData") {
-        long size = 1;
-        for (const char* key : {"0", "1", "11", "2"}) size *= std::max(layer.param(key), 1L);
-        return {{size, false}};
-    }
+    if (t == "PReLU") return {{p.i(0, 0), false}};
+    if (t == "BatchNorm") return std::vector<std::pair<long long, bool>>(4, {p.i(0, 0), false});
     return {};
 }
 
 }  // namespace
 
-void validate_model(const std::string& param_text, const std::vector<unsigned char>& bin) {
+bool ncnn_has_layer(const std::string& type) {
+    ncnn::Layer* probe = ncnn::create_layer(type.c_str());  // null if not compiled in
+    delete probe;
+    return probe != nullptr;
+}
+
+void validate_model(const std::string& param_text, const std::vector<unsigned char>& bin, const ModelSpec& spec) {
+    long long declared = 0;
+    const std::vector<Line> lines = parse_param(param_text, declared);
+    int inputs = 0;
+    bool input_ok = false;
+    for (const Line& layer : lines)
+        if (layer.type == "Input") ++inputs, input_ok = layer.tops == std::vector<std::string>{spec.input_blob};
+    if (inputs != 1 || !input_ok) throw Error("the graph needs exactly one Input layer producing '" + spec.input_blob + "'");
+    long long multiple = 1;
+    for (const Line& layer : lines) multiple = std::lcm(multiple, divisor(layer));
+    std::vector<std::pair<Line, Params>> typed_layers;
+    for (const Line& layer : lines) typed_layers.emplace_back(layer, typed_params(layer));
+    // Probe sides (graph/check.py probe_sides): the smallest padded tile and a larger one.
+    const long long m = spec.size_multiple, smallest = (1 + 2LL * spec.tile_pad + m - 1) / m * m;
+    for (long long side : {smallest, smallest + 3 * m})
+        check_at(typed_layers, declared, (side + multiple - 1) / multiple * multiple, spec);
+
     const std::size_t size = bin.size();
-    auto mismatch = [size](const Layer& layer) {
-        return Error(".bin (" + std::to_string(size) + " bytes) ends inside layer " + layer.name +
-                     ": the .param and .bin do not match");
-    };
     std::size_t offset = 0;
-    for (const Layer& layer : parse_param(param_text)) {
-        for (const auto& [count, tagged] : array_layout(layer)) {
-            if (count < 0) throw Error("layer " + layer.name + ": negative weight count");
+    for (const auto& [layer, params] : typed_layers) {
+        const std::string& name = layer.name;
+        auto mismatch = [&] {
+            return Error(".bin (" + std::to_string(size) + " bytes) ends inside layer " + name + ": the .param and .bin do not match");
+        };
+        for (const auto& [count, tagged] : array_layout(layer, params)) {
             bool fp16 = false;
             if (tagged) {
-                if (offset + 4 > size) throw mismatch(layer);
+                if (offset + 4 > size) throw mismatch();
                 std::uint32_t tag;
                 std::memcpy(&tag, bin.data() + offset, 4);  // little-endian on every target here
                 offset += 4;
                 if (tag == kFp16Tag) fp16 = true;
-                else if (tag != kFp32Tag) throw Error("layer " + layer.name + ": unsupported weight storage tag");
+                else if (tag != kFp32Tag) throw layer_error(name, "unsupported weight storage tag");
             }
-            std::size_t bytes = static_cast<std::size_t>(count) * (fp16 ? 2 : 4);
-            if (offset + bytes > size) throw mismatch(layer);
+            const std::size_t bytes = static_cast<std::size_t>(count) * (fp16 ? 2 : 4);  // count <= 2^30
+            if (offset + bytes > size) throw mismatch();
             offset += (bytes + 3) / 4 * 4;
         }
     }
     if (offset != size)
-        throw Error(".bin holds " + std::to_string(size) + " bytes but the .param's layers describe " +
-                    std::to_string(offset) + ": they do not belong together");
+        throw Error(".bin holds " + std::to_string(size) + " bytes but the .param's layers describe " + std::to_string(offset) +
+                    ": they do not belong together");
 }
 
 }  // namespace realesr

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .device import to_device
+
 
 def size_groups(areas: Tensor, group_cost: float, max_groups: int = 4) -> list[Tensor]:
     """Split samples into at most `max_groups` groups minimising
@@ -48,7 +50,7 @@ def select(x: Tensor, idx: Tensor) -> Tensor:
     """x[idx] along dim 0 (advanced indexing: measured ~8x faster than index_select on CPU)."""
     if idx.numel() == x.shape[0] and bool((idx == torch.arange(x.shape[0])).all()):
         return x
-    return x[idx.to(x.device)]
+    return x[to_device(idx, x)]
 
 
 def put(x: Tensor, idx: Tensor, values: Tensor) -> Tensor:
@@ -56,5 +58,5 @@ def put(x: Tensor, idx: Tensor, values: Tensor) -> Tensor:
     if idx.numel() == x.shape[0] and bool((idx == torch.arange(x.shape[0])).all()):
         return values
     out = x.clone()
-    out[idx.to(x.device)] = values
+    out[to_device(idx, x)] = values
     return out

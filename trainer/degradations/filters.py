@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .device import to_device
+
 
 def full_sizes(x: Tensor) -> Tensor:
     """sizes (B, 2) long for a tensor whose samples all fill it."""
@@ -43,8 +45,8 @@ def clamp_index(n: Tensor, length: int) -> Tensor:
 def gather_2d(x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     """out[b, c, i, j] = x[b, c, rows[b, i], cols[b, j]]."""
     b, c, _, w = x.shape
-    rows = rows.to(x.device)
-    cols = cols.to(x.device)
+    rows = to_device(rows, x)
+    cols = to_device(cols, x)
     out = x.gather(2, rows[:, None, :, None].expand(b, c, rows.shape[1], w))
     return out.gather(3, cols[:, None, None, :].expand(b, c, rows.shape[1], cols.shape[1]))
 
@@ -76,7 +78,7 @@ def blur(x: Tensor, kernels: Tensor, sizes: Tensor | None = None) -> Tensor:
     if sizes is None:
         sizes = full_sizes(x)
     padded = reflect_pad(x, sizes, k // 2)
-    weight = kernels.to(device=x.device, dtype=x.dtype)
+    weight = to_device(kernels, x, x.dtype)
     weight = weight[:, None].expand(b, c, k, k).reshape(b * c, 1, k, k)
     out = F.conv2d(padded.reshape(1, b * c, h + k - 1, w + k - 1), weight, groups=b * c)
     return out.view(b, c, h, w)
@@ -130,8 +132,8 @@ def separable_blur(x: Tensor, k1d: Tensor) -> Tensor:
     """
     h, w = x.shape[-2:]
     r = k1d.numel() // 2
-    ah = blur_matrix(h, k1d).to(device=x.device, dtype=x.dtype)
-    aw = ah if w == h else blur_matrix(w, k1d).to(device=x.device, dtype=x.dtype)
+    ah = to_device(blur_matrix(h, k1d), x, x.dtype)
+    aw = ah if w == h else to_device(blur_matrix(w, k1d), x, x.dtype)
     return _banded_matmul(aw, _banded_matmul(ah, x, r, -2), r, -1)
 
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .device import to_device
 from .filters import full_sizes, replicate_fill
 from .resize import resize_matrix
 
@@ -85,8 +86,8 @@ def _color(x: Tensor, matrix: tuple[tuple[float, ...], ...], scale: float,
            offset: tuple[float, ...]) -> Tensor:
     """(B, 3, H, W) -> scale * matrix @ pixel + offset, as one batched matmul."""
     b, c, h, w = x.shape
-    m = (torch.tensor(matrix, dtype=torch.float64) * scale).to(device=x.device, dtype=x.dtype)
-    off = torch.tensor(offset, device=x.device, dtype=x.dtype).view(1, 3, 1)
+    m = to_device(torch.tensor(matrix, dtype=torch.float64) * scale, x, x.dtype)
+    off = to_device(torch.tensor(offset, dtype=torch.float64), x, x.dtype).view(1, 3, 1)
     return torch.baddbmm(off.expand(b, 3, h * w), m.expand(b, 3, 3), x.reshape(b, c, h * w)).view(b, 3, h, w)
 
 
@@ -100,7 +101,7 @@ def _code_plane(plane: Tensor, table: Tensor, kron: Tensor) -> Tensor:
     blocks = plane.view(b, c, h // 8, 8, w // 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(b, -1, 64)
     coef = blocks @ kron.T
     coef[..., 0] -= 1024.0
-    step = table.to(device=plane.device, dtype=plane.dtype).view(b, 1, 64)
+    step = to_device(table, plane, plane.dtype).view(b, 1, 64)
     coef = coef.div_(step).round_().mul_(step)
     coef[..., 0] += 1024.0
     out = (coef @ kron).view(b, c, h // 8, w // 8, 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(b, c, h, w)
@@ -114,11 +115,11 @@ def _fill(x: Tensor, sizes: Tensor, hp: int, wp: int) -> Tensor:
     return replicate_fill(x, sizes, hp, wp)
 
 
-def _upsample_matrix(n: Tensor, length: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+def _upsample_matrix(n: Tensor, length: int, like: Tensor) -> Tensor:
     """libjpeg's fancy up-sampling (3/4, 1/4 of the two nearest chroma samples, edges
     clamped at each sample's own chroma size n) as a (B, 2 length, length) matrix."""
     bilinear = torch.ones(n.shape[0], dtype=torch.long)
-    return resize_matrix(n, 2 * n, bilinear, length, 2 * length).to(device=device, dtype=dtype)
+    return to_device(resize_matrix(n, 2 * n, bilinear, length, 2 * length), like, like.dtype)
 
 
 def jpeg(x: Tensor, quality: Tensor, sizes: Tensor | None = None) -> Tensor:
@@ -138,12 +139,12 @@ def jpeg(x: Tensor, quality: Tensor, sizes: Tensor | None = None) -> Tensor:
     ycc = _color(img, _RGB_TO_YCC, 255.0, (0.0, 128.0, 128.0)).round_().clamp_(0, 255)
     luma_t, chroma_t = quant_tables(quality)
     d = dct_matrix(torch.float64)
-    kron = torch.kron(d, d).to(device=x.device, dtype=x.dtype)  # (64, 64): vec(D X D^T)
+    kron = to_device(torch.kron(d, d), x, x.dtype)  # (64, 64): vec(D X D^T)
     y = _code_plane(ycc[:, :1], luma_t, kron)
     chroma = _code_plane(F.avg_pool2d(ycc[:, 1:], 2).round_(), chroma_t, kron)
     ch = (sizes + 1) // 2  # each sample's own chroma window
-    mh = _upsample_matrix(ch[:, 0], hp // 2, x.dtype, x.device)[:, None]
-    mw = _upsample_matrix(ch[:, 1], wp // 2, x.dtype, x.device)[:, None].transpose(-1, -2)
+    mh = _upsample_matrix(ch[:, 0], hp // 2, x)[:, None]
+    mw = _upsample_matrix(ch[:, 1], wp // 2, x)[:, None].transpose(-1, -2)
     chroma = (mh @ chroma @ mw).round_()
     rgb = _color(torch.cat([y, chroma], dim=1), _YCC_TO_RGB, 1.0, _YCC_TO_RGB_OFFSET)
     return rgb[:, :, :h, :w].round().clamp_(0, 255).div_(255.0)

@@ -19,6 +19,11 @@ differences, all for per-sample randomness, reproducibility or realism:
 Because samples differ in size between the first resize and the final one, a batch is held
 as a canvas plus per-sample valid sizes (see filters.py), split after the first blur into a
 few groups of similar size (batching.py) so that small samples are not padded to the largest.
+
+On a GPU (`batched`, the default for CUDA input) the batch is one group and the noise is drawn
+for the whole batch in one call (noise.py's `add_noise_batched`): a kernel launch there costs
+more than the padded pixels, and each per-sample Poisson draw needed a host sync. The drawn
+parameters, hence their statistics, are the same on both paths; only the noise streams differ.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from .config import DegradationConfig
 from .filters import blur, full_sizes, usm_sharp
 from .jpeg import jpeg
 from .kernels import make_kernels
-from .noise import add_noise
+from .noise import add_noise, add_noise_batched
 from .params import FinalDraw, StageDraw, draw_final, draw_stage, take
 from .rand import sample_generators
 from .resize import resize
@@ -76,12 +81,12 @@ def stage_sizes(base: tuple[float, float], draw: StageDraw) -> Tensor:
 
 def run_stage(x: Tensor, sizes: Tensor, base: tuple[float, float], draw: StageDraw,
               kernels: Tensor | None, gens: list[torch.Generator], name: str = "stage",
-              ) -> tuple[Tensor, Tensor]:
+              batch_gen: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """One degradation stage on a canvas: blur -> resize to int(base * scale) -> noise -> JPEG.
 
     kernels=None skips the blur (done by the caller). Returns the new canvas and sizes.
-    gens[b] draws sample b's noise pixels (on x's device). `name` labels the steps for
-    torch.profiler (the benchmark's per-step breakdown).
+    gens[b] draws sample b's noise pixels (on x's device), or `batch_gen` the whole batch's
+    (the GPU path). `name` labels the steps for torch.profiler (the benchmark's breakdown).
     """
     if kernels is not None:
         with record_function(f"deg.{name}.blur"):
@@ -92,7 +97,10 @@ def run_stage(x: Tensor, sizes: Tensor, base: tuple[float, float], draw: StageDr
             x = resize(x, sizes, out, draw.mode)
             sizes = out
     with record_function(f"deg.{name}.noise"):
-        x = add_noise(x, sizes, draw.gaussian, draw.sigma, draw.poisson_scale, draw.gray, gens)
+        if batch_gen is not None:
+            x = add_noise_batched(x, sizes, draw.gaussian, draw.sigma, draw.poisson_scale, draw.gray, batch_gen)
+        else:
+            x = add_noise(x, sizes, draw.gaussian, draw.sigma, draw.poisson_scale, draw.gray, gens)
     if draw.quality is not None:
         with record_function(f"deg.{name}.jpeg"):
             x = jpeg(x, draw.quality, sizes)
@@ -147,15 +155,18 @@ def _check_input(gt: Tensor, scale: int) -> None:
 class Degrader(torch.nn.Module):
     """Maps a GT batch to (LQ batch, USM-sharpened GT batch) with the high-order model.
 
-    config: the recipe (default: DegradationConfig.x4plus()); scale: GT/LQ size ratio.
+    config: the recipe (default: DegradationConfig.x4plus()); scale: GT/LQ size ratio;
+    batched: the GPU path (one size group, whole-batch noise); None = when the input is on CUDA.
     Call with (gt: (B, 3, H, W) float in [0, 1], generator: torch.Generator); the LQ is
     (B, 3, H // scale, W // scale) on 8-bit levels, on gt's device. Nothing is modified in place.
     """
 
-    def __init__(self, config: DegradationConfig | None = None, scale: int = 4) -> None:
+    def __init__(self, config: DegradationConfig | None = None, scale: int = 4,
+                 batched: bool | None = None) -> None:
         super().__init__()
         self.config = config if config is not None else DegradationConfig.x4plus()
         self.scale = int(scale)
+        self.batched = batched
 
     def forward(self, gt: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         result = self.run(gt, generator)
@@ -164,11 +175,22 @@ class Degrader(torch.nn.Module):
     @torch.no_grad()
     def run(self, gt: Tensor, generator: torch.Generator) -> DegradationResult:
         """Like calling the module, but also returns every drawn parameter and kernel."""
+        # Canvas sizes change with every batch: cuDNN autotuning (the trainer's cudnn_benchmark)
+        # would time its algorithms anew for nearly every blur, so it is off in here.
+        saved = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = False
+        try:
+            return self._run(gt, generator)
+        finally:
+            torch.backends.cudnn.benchmark = saved
+
+    def _run(self, gt: Tensor, generator: torch.Generator) -> DegradationResult:
         _check_input(gt, self.scale)
         cfg = self.config
         b, _, h, w = gt.shape
+        batched = gt.device.type == "cuda" if self.batched is None else self.batched
         with record_function("deg.draw"):
-            gens = sample_generators(generator, b, gt.device)
+            gens = sample_generators(generator, b, gt.device)  # both paths draw alike
             first = draw_stage(cfg.first, b, generator)
             second = draw_stage(cfg.second, b, generator)
             final = draw_final(cfg.final, b, generator)
@@ -183,12 +205,14 @@ class Degrader(torch.nn.Module):
         out_hw = (h // self.scale, w // self.scale)
         x_out = torch.empty((b, 3, *out_hw), device=gt.device, dtype=dtype)
         areas = stage_sizes((float(h), float(w)), first).prod(1).to(torch.float64) / (h * w)
-        for idx in size_groups(areas, group_cost=_GROUP_COST):
-            group_gens = [gens[i] for i in idx.tolist()]
+        groups = [torch.arange(b)] if batched else size_groups(areas, group_cost=_GROUP_COST)
+        batch_gen = gens[0] if batched else None
+        for idx in groups:
+            group_gens = [] if batched else [gens[i] for i in idx.tolist()]
             xs, ss = run_stage(select(x, idx), sizes[idx], (float(h), float(w)), take(first, idx),
-                               None, group_gens, "first")
+                               None, group_gens, "first", batch_gen)
             xs, ss = run_stage(xs, ss, (h / self.scale, w / self.scale), take(second, idx),
-                               k2[idx], group_gens, "second")
+                               k2[idx], group_gens, "second", batch_gen)
             x_out = put(x_out, idx, run_final(xs, ss, out_hw, take(final, idx), ks[idx]))
         x = x_out
         lq = ((x * 255.0).round().clamp(0, 255) / 255.0).to(gt.dtype)

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .device import to_device
+
 
 class TrainingPairPool:
     """A pool of `size` (LQ, GT) pairs; `size=0` disables it (exchange returns its input).
@@ -61,7 +63,7 @@ class TrainingPairPool:
             self._gt[self._filled : self._filled + n] = gt[:n]
             self._filled += n
             return lq, gt
-        perm = torch.randperm(self.size, generator=generator, device=generator.device).to(self._lq.device)
+        perm = to_device(torch.randperm(self.size, generator=generator, device=generator.device), self._lq)
         self._lq = self._lq[perm]
         self._gt = self._gt[perm]
         out_lq, out_gt = self._lq[:b].clone(), self._gt[:b].clone()

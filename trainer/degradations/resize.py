@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .config import RESIZE_MODES
+from .device import to_device
 
 _A = -0.75  # PyTorch's (and OpenCV's) bicubic convolution coefficient
 
@@ -86,8 +87,8 @@ def resize(x: Tensor, sizes: Tensor, out_sizes: Tensor, modes: Tensor) -> Tensor
     w_out = int(out_sizes[:, 1].max())
     mh = resize_matrix(sizes[:, 0], out_sizes[:, 0], modes, x.shape[-2], h_out)
     mw = resize_matrix(sizes[:, 1], out_sizes[:, 1], modes, x.shape[-1], w_out)
-    mh = mh.to(device=x.device, dtype=x.dtype)[:, None]
-    mw = mw.to(device=x.device, dtype=x.dtype)[:, None].transpose(-1, -2)
+    mh = to_device(mh, x, x.dtype)[:, None]
+    mw = to_device(mw, x, x.dtype)[:, None].transpose(-1, -2)
     h, w = x.shape[-2:]
     if h_out * h * w + h_out * w * w_out <= h * w * w_out + h_out * h * w_out:
         return torch.matmul(torch.matmul(mh, x), mw)

@@ -36,10 +36,20 @@ struct ModelSpec {
 // Parse and type-check a sidecar's JSON text (unknown keys and wrong types are errors).
 ModelSpec parse_spec(const std::string& json_text);
 
-// Check that a .param text is well formed, uses only layers this ncnn build has, and that the
-// .bin holds exactly the weights it describes (ncnn itself reads past a short buffer and
-// accepts a long one silently).
-void validate_model(const std::string& param_text, const std::vector<unsigned char>& bin);
+// Check a model before ncnn sees it, with the Python runtime's rules: the .param is well formed,
+// every layer is of a known type with only the parameters, types and ranges ncnn handles, and
+// built into this ncnn; blobs flow from the spec's input to its output, every layer gets the
+// channels its weights were made for, and the output is the spec's scale and channels; the .bin
+// holds exactly the weights the .param describes. ncnn itself trusts all of this (out-of-bounds
+// reads, crashes, garbage images).
+void validate_model(const std::string& param_text, const std::vector<unsigned char>& bin, const ModelSpec& spec);
+
+// The layer rules validate_model applies, one line per layer type ("Type bottoms=1..1 tops=1..1
+// int:ID=LO..HI float:ID=LO..HI array:ID=LONGEST"): tests compare it with the Python runtime's table.
+std::string describe_layer_rules();
+
+// Whether this ncnn build has a layer type compiled in (the build switches most of them off).
+bool ncnn_has_layer(const std::string& type);
 
 struct RunOptions {
     int gpu = -1;         // Vulkan device index, -1 = CPU
