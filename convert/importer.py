@@ -57,19 +57,37 @@ def import_ncnn(param_path: str | os.PathLike[str], bin_path: str | os.PathLike[
     bicubic resize the graph applies after the network (official animevideov3 x2/x3).
     """
     param, weights = _read_files(Path(param_path), Path(bin_path))
+    return match_graph(param, weights, Path(param_path).name, families)
+
+
+def import_ncnn_data(param_text: str, blob: bytes, label: str,
+                     families: Sequence[ArchFamily] = FAMILIES) -> tuple[ArchInfo, dict[str, torch.Tensor]]:
+    """`import_ncnn` for a graph and weights already in memory (e.g. `--dn` blended weights);
+    `label` names the model in messages."""
+    try:
+        param = NcnnParam.parse(param_text)
+        weights = read_weights(param, blob)
+    except NcnnFormatError as err:
+        raise NcnnFormatError(f"{label}: {err}") from None
+    return match_graph(param, weights, label, families)
+
+
+def match_graph(param: NcnnParam, weights: dict[str, list[np.ndarray]], label: str,
+                families: Sequence[ArchFamily] = FAMILIES) -> tuple[ArchInfo, dict[str, torch.Tensor]]:
+    """The first of `families` whose `match_ncnn` recognises the parsed graph, with its state_dict."""
     kinds = Counter(layer.type for layer in param.layers)
     matchers = [f for f in families if f.match_ncnn is not None]
     known = _GRAPH_PLUMBING.union(*(f.ncnn_layers for f in matchers))
     unknown = sorted(set(kinds) - known)
     if unknown:
-        raise UnsupportedModelError(f"{Path(param_path).name}: layer types {', '.join(unknown)} are not part of {names(matchers)}")
+        raise UnsupportedModelError(f"{label}: layer types {', '.join(unknown)} are not part of {names(matchers)}")
     for family in matchers:
         found = family.match_ncnn(param, weights)  # type: ignore[misc]
         if found is not None:
             check_state_dict(*found)
             return found
     summary = ", ".join(f"{n} {t}" for t, n in kinds.most_common(6))
-    raise UnsupportedModelError(f"{Path(param_path).name}: graph is none of {names(matchers)} ({summary})")
+    raise UnsupportedModelError(f"{label}: graph is none of {names(matchers)} ({summary})")
 
 
 def source_forward(info: ArchInfo, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from .image.io import Picture, split_modes
 from .model.catalog import DEFAULT_MODEL, ModelFiles, resolve_model
 from .run.session import ModelLoadError, Session
 from .model.spec import ModelSpec
+from .run.backend import BackendError, TorchOptions, choose_backend, describe_sessions, load_torch_sessions
 from .video import upscale_video  # noqa: F401 - the video API beside Upscaler; PyAV loads only when called
 
 
@@ -52,7 +53,7 @@ def load_sessions(
 
 
 class Upscaler:
-    """Upscale numpy arrays or PIL images with an ncnn model on a Vulkan GPU or the CPU.
+    """Upscale numpy arrays or PIL images with an ncnn model on a Vulkan GPU or the CPU (or in PyTorch).
 
     Args:
         model: a model name (`realesrgan-x4plus`, ...) or a `.param` path with its `.bin`/`.json`.
@@ -66,6 +67,9 @@ class Upscaler:
         dn, dn_model: denoise strength in [0, 1] blending this model's weights with `dn_model`'s.
         max_memory: memory budget for features and tiles, bytes or a size like "512M"/"2G"
             (default: a share of the device's available memory, see budget.py).
+        backend: "ncnn", "torch" (the same model in PyTorch; `gpu` is then a CUDA/ROCm index)
+            or "auto" (torch where PyTorch sees a GPU and can map the model, else ncnn).
+        torch_options: the torch engine's speed switches (precision, channels_last, CUDA graphs, ...).
     """
 
     def __init__(
@@ -81,6 +85,8 @@ class Upscaler:
         dn: float | None = None,
         dn_model: str | os.PathLike[str] | None = None,
         max_memory: int | str | None = None,
+        backend: str = "auto",
+        torch_options: TorchOptions | None = None,
     ) -> None:
         self.options = Options(tile=tile, outscale=outscale, tta=tta, alpha=alpha)
         budget = None if max_memory is None else parse_memory(max_memory)
@@ -90,11 +96,26 @@ class Upscaler:
             if dn_model is None:
                 raise ValueError("dn needs dn_model (the twin model's .param path or name)")
             weights = blended_weights(files, dn_model, dn)
-        self.devices = select_devices(gpu)
         self.model = files
         self.fp32, self.dn = fp32, dn
         self.dn_model = None if dn is None else resolve_model(dn_model)  # type: ignore[arg-type]
-        self.engine = Engine(load_sessions(files, self.devices, fp32, threads, weights), max_memory=budget)
+        self.notes: list[str] = []  # e.g. why `auto` fell back to ncnn
+        self.backend = choose_backend(backend, gpu)
+        sessions: list | None = None
+        if self.backend == "torch":
+            try:
+                sessions = load_torch_sessions(files, gpu, fp32, threads, weights, torch_options or TorchOptions(),
+                                               need_gpu=backend == "auto")
+            except BackendError as exc:
+                if backend == "torch":
+                    raise
+                self.notes.append(f"{exc}; using ncnn")
+                self.backend = "ncnn"
+        if sessions is None:
+            sessions = load_sessions(files, select_devices(gpu), fp32, threads, weights)
+        self.devices = [session.device for session in sessions]
+        self.description = describe_sessions(self.backend, sessions, fp32)
+        self.engine = Engine(sessions, max_memory=budget)
 
     @property
     def spec(self) -> ModelSpec:
@@ -102,13 +123,13 @@ class Upscaler:
 
     def pixel_settings(self) -> dict:
         """Every setting that changes output pixels, by option name (a video's resume manifest):
-        the model files' content, scales, --dn and its twin, --fp32, TTA, alpha mode and the devices
+        the model files' content, scales, --dn and its twin, --fp32, TTA, alpha mode, the backend and the devices
         (fp16 rounding differs between them). The tile size is left out: tiling is exact."""
         return {
             "model": self.spec.name, "model files": _digest(self.model), "model scale": self.spec.scale,
             "-s": self.options.outscale, "--dn": self.dn,
             "--dn-model": None if self.dn_model is None else _digest(self.dn_model),
-            "--fp32": self.fp32, "--tta": self.options.tta, "--alpha": self.options.alpha,
+            "--fp32": self.fp32, "--tta": self.options.tta, "--alpha": self.options.alpha, "--backend": self.backend,
             "device": [d.name if d.is_gpu else "cpu" for d in self.devices],
         }
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"portable": "realesr_portable", "archs": "realesr_portable.archs", "convert": "realesr_portable.convert",
+           "torch_backend": "realesr_portable.torch_backend",
            "trainer": "realesr_portable.trainer"}
 #: Bottom to top; a unit imports only from units before it (and inside itself).
 ORDER = ("errors", "atomic", "suffixes", "model", "graph", "device", "image", "plan", "run", "batch", "video", "api",
-         "distributed", "cli", "__main__", "archs", "convert", "trainer")
+         "distributed", "cli", "__main__", "archs", "convert", "torch_backend", "trainer")
 
 
 def _modules() -> dict[str, Path]:
@@ -56,7 +57,7 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
 
 def _unit(name: str) -> str:
     parts = name.split(".")
-    if parts[1:2] and parts[1] in ("archs", "convert", "trainer"):
+    if parts[1:2] and parts[1] in ("archs", "convert", "torch_backend", "trainer"):
         return parts[1]
     return parts[1] if len(parts) > 1 else "__init__"
 

@@ -7,7 +7,7 @@
 
 Works from a checkout without installing: when `realesr_portable` is not importable from this
 checkout, the folders beside this file are registered as the package (`portable/` as
-`realesr_portable`, `archs/`, `convert/` and `trainer/` as its subpackages). Errors print one line and
+`realesr_portable`, `archs/`, `convert/`, `torch_backend/` and `trainer/` as its subpackages). Errors print one line and
 exit non-zero (2 for config errors, 1 otherwise).
 """
 
@@ -45,6 +45,8 @@ def bootstrap_checkout() -> str:
     _register("realesr_portable", root / "portable")
     _register("realesr_portable.archs", root / "archs")
     _register("realesr_portable.convert", root / "convert")
+    if (root / "torch_backend").is_dir():  # the torch backend's folder (bench/torch_speed.py needs it)
+        _register("realesr_portable.torch_backend", root / "torch_backend")
     _register("realesr_portable.trainer", HERE)
     return f"checkout {root}"
 

@@ -31,6 +31,7 @@ SETUP_ERRORS = (UserError, ValueError)
 #: `--max-pixels` default: 100 MP (checked against imageio.DEFAULT_MAX_PIXELS in the tests; not
 #: imported from there because imageio pulls numpy and Pillow, which `--help` does not need).
 DEFAULT_MAX_PIXELS = 100_000_000
+DEFAULT_JOBS = "1:1:2"
 #: Commands beside upscaling: module with `main(argv) -> int`, imported only when the command
 #: runs, and the extra whose packages it needs.
 SUBCOMMANDS = {
@@ -82,7 +83,7 @@ def upscale(
     background: Annotated[str, typer.Option("--background", help="Colour to flatten alpha on for jpg.")] = "white",
     suffix: Annotated[Optional[str], typer.Option("--suffix", help="Appended to output names (default _x{scale} beside the input, none in -o folder).")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists.")] = False,
-    jobs: Annotated[str, typer.Option("-j", "--jobs", help="Threads load:proc:save.")] = "1:1:2",
+    jobs: Annotated[str, typer.Option("-j", "--jobs", help="Threads load:proc:save (proc 2 on a torch GPU).")] = DEFAULT_JOBS,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for ncnn (default: all).")] = None,
     quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="jpg/webp quality.")] = 95,
     max_pixels: Annotated[int, typer.Option("--max-pixels", min=0, help="Refuse inputs larger than this many pixels (0: no limit).")] = DEFAULT_MAX_PIXELS,
@@ -97,12 +98,14 @@ def upscale(
     skip_duplicates: Annotated[bool, typer.Option("--skip-duplicates", help="Video: reuse the previous output for a repeated frame.")] = False,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: auto (a local Ray) or a cluster ADDRESS; existing outputs are skipped. Needs the distributed extra.")] = None,
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget, e.g. 512M or 2G (default: a share of the device's free memory).")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="auto (PyTorch where it sees a CUDA/ROCm GPU, else ncnn), ncnn, or torch (-g is then a CUDA index).")] = "auto",
 ) -> None:
     """Upscale images with a Real-ESRGAN model."""
     from ..api import Upscaler  # loads ncnn, numpy, Pillow: `--help` stays fast without them
     from ..batch.pipeline import Stages, UsageError, expand_inputs, parse_threads, plan_jobs, run_pipeline
     from ..run.engine import ALPHA_MODES
     from ..image.io import FORMATS
+    from ..run.backend import BackendError
     from .progress import ProgressLine
     from .video import is_video_output, plan_videos, run_videos, split_videos
 
@@ -124,26 +127,31 @@ def upscale(
             raise typer.Exit(run_ray(items, output, ray, quiet, model=_model_ref(model, name), scale=scale, tile=tile, gpu=gpu,
                                      fp32=fp32, fmt=fmt, tta=tta, alpha=alpha, background=stages_bg, suffix=suffix,
                                      quality=quality, max_pixels=max_pixels, threads=threads, dn=dn, dn_model=dn_model,
-                                     jobs=counts, max_memory=max_memory))
+                                     jobs=counts, max_memory=max_memory, backend=backend))
         files, missing = expand_inputs(items)
         videos, files = split_videos(files)
         model_ref = _model_ref(model, name)
         upscaler = Upscaler(model_ref, gpu=gpu, tile=tile, fp32=fp32, outscale=scale, tta=tta, alpha=alpha,
-                            threads=threads, dn=dn, dn_model=dn_model, max_memory=max_memory)
+                            threads=threads, dn=dn, dn_model=dn_model, max_memory=max_memory, backend=backend)
+        if jobs == DEFAULT_JOBS and upscaler.backend == "torch" and upscaler.devices[0].is_gpu:
+            counts = (counts[0], 2, counts[2])  # two images in flight: one's transfers overlap the other's compute
         out_scale = scale if scale is not None else upscaler.spec.scale
         default_suffix = f"_x{out_scale:g}"
         video_jobs = plan_videos(videos, files, output, suffix, default_suffix)
         plan = plan_jobs(files, None if is_video_output(output) else output, fmt, suffix, default_suffix)
         if output is not None and not output.suffix and not output.exists():
             output.mkdir(parents=True, exist_ok=True)
+    except BackendError as exc:  # the torch backend asked for and unavailable: a failure, not bad usage
+        raise _fail(str(exc), 1) from None
     except SETUP_ERRORS as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"{exc.filename or output}: {exc.strerror or exc}") from None
     if not quiet:
-        device_text = " + ".join(d.describe() for d in upscaler.devices)
+        for note in upscaler.notes:
+            typer.echo(f"{PROG}: note: {note}", err=True)
         tile_text = upscaler.engine.tile_size(upscaler.options)
-        typer.echo(f"{PROG}: {upscaler.spec.name} x{upscaler.spec.scale} on {device_text}, tile {tile_text}"
+        typer.echo(f"{PROG}: {upscaler.spec.name} x{upscaler.spec.scale} on {upscaler.description}, tile {tile_text}"
                    f"{' (auto)' if tile == 0 else ''}", err=True)
     progress = ProgressLine(len(plan), enabled=False if quiet or not plan else None)
 

@@ -23,6 +23,7 @@ from ..plan.budget import parse_memory
 from ..run.engine import ALPHA_MODES
 from ..image.io import DEFAULT_MAX_PIXELS, FORMATS
 from ..model.catalog import DEFAULT_MODEL, resolve_model
+from ..run.backend import choose_backend
 from .plan import Row, expand_sources, plan_rows, remove_leftovers, split_existing
 from .worker import Settings, UpscaleWorker
 
@@ -164,6 +165,7 @@ def upscale_many(
     dn_model: str | os.PathLike[str] | None = None,
     jobs: tuple[int, int, int] = (1, 1, 2),
     max_memory: int | str | None = None,
+    backend: str = "auto",
     address: str | None = "auto",
     actors: int | None = None,
     num_cpus_per_actor: float | None = None,
@@ -179,7 +181,8 @@ def upscale_many(
     puts them, on a file system every worker can reach. Existing outputs are skipped (resume).
     Bad images are `Summary.failed` rows, never an exception; setup errors (unknown model, bad
     option, no Ray) raise before any work starts. Model and output options are the CLI's;
-    `max_memory` is each actor's budget.
+    `max_memory` is each actor's budget; `backend` (auto, ncnn, torch) each actor's engine, with
+    Ray's GPU id as its CUDA device under torch.
 
     Cluster options: `address` "auto" (a local Ray, or RAY_ADDRESS) or a cluster address;
     `actors` (default: one per GPU, else one per machine); `num_gpus_per_actor` (default 1 where
@@ -189,6 +192,7 @@ def upscale_many(
     """
     started = time.perf_counter()
     _check_options(fmt, alpha, dn, dn_model)
+    choose_backend(backend, gpu)  # an unknown backend fails before Ray starts
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     out = Path(output) if output is not None else None
     files = resolve_model(model, scale=scale)  # the driver needs the scale for default names; fails early
@@ -202,7 +206,7 @@ def upscale_many(
     remove_leftovers(todo)
     settings = Settings(_for_workers(model), gpu, tile, fp32, scale, tta, alpha, threads, dn,
                         None if dn_model is None else _for_workers(dn_model), max_pixels, quality, tuple(background),
-                        tuple(jobs), None if max_memory is None else parse_memory(max_memory))
+                        tuple(jobs), None if max_memory is None else parse_memory(max_memory), backend=backend)
     if todo:
         with ray_session(address, quiet=not progress) as ray, data_progress(progress):
             sizing = size_actors(ray.cluster_resources(), _cpu_nodes(ray), actors, num_cpus_per_actor, num_gpus_per_actor,

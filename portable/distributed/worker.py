@@ -8,6 +8,7 @@ file + rename), so a batch retried after its actor was killed overwrites only co
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ class Settings:
     jobs: tuple[int, int, int] = (1, 1, 2)
     max_memory: int | None = None  # bytes per actor for features and tiles (None: the device's share)
     assigned_gpu: bool = False  # True when Ray gives each actor a GPU: use that one
+    backend: str = "auto"  # auto, ncnn or torch (run/backend.py)
 
 
 def assigned_vulkan_device(gpu_ids: list, hardware_indexes: list[int]) -> int | None:
@@ -60,6 +62,21 @@ def assigned_vulkan_device(gpu_ids: list, hardware_indexes: list[int]) -> int | 
     return hardware_indexes[first] if first < len(hardware_indexes) else None
 
 
+def assigned_cuda_device(gpu_ids: list, visible: str | None) -> int | None:
+    """CUDA index (as torch counts) of the GPU Ray assigned to this actor.
+
+    Ray sets CUDA_VISIBLE_DEVICES to the assigned ids, so the id's place in that list is torch's
+    index (0 for one GPU per actor); where Ray leaves the variable unset, the id is the index.
+    """
+    if not gpu_ids:
+        return None
+    first = str(gpu_ids[0]).strip()
+    if not visible or not visible.strip():
+        return int(first)
+    order = [part.strip() for part in visible.split(",")]
+    return order.index(first) if first in order else None
+
+
 class UpscaleWorker:
     """Ray Data callable class: built once per actor, then called with batches of job rows."""
 
@@ -74,17 +91,21 @@ class UpscaleWorker:
     def _build(self):
         from ..api import Upscaler
         from ..device.select import vulkan_devices
+        from ..run.backend import choose_backend
 
         s = self.settings
         gpu = s.gpu
         if s.assigned_gpu and str(gpu).strip().lower() in ("", "auto", "none"):
             import ray
 
-            hardware = [d.index for d in vulkan_devices() if not d.is_software]
-            index = assigned_vulkan_device(ray.get_gpu_ids(), hardware)
+            if choose_backend(s.backend, gpu) == "torch":
+                index = assigned_cuda_device(ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+            else:
+                hardware = [d.index for d in vulkan_devices() if not d.is_software]
+                index = assigned_vulkan_device(ray.get_gpu_ids(), hardware)
             gpu = gpu if index is None else index
         return Upscaler(s.model, gpu=gpu, tile=s.tile, fp32=s.fp32, outscale=s.outscale, tta=s.tta, alpha=s.alpha,
-                        threads=s.threads, dn=s.dn, dn_model=s.dn_model, max_memory=s.max_memory)
+                        threads=s.threads, dn=s.dn, dn_model=s.dn_model, max_memory=s.max_memory, backend=s.backend)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = [Row(str(s), str(d), str(f)) for s, d, f in zip(batch["src"], batch["dst"], batch["fmt"])]

@@ -84,9 +84,9 @@ class Engine:
     def _stored_bytes_px(self) -> float:
         """Bytes per pre-padded input pixel held while a super-tile runs: the kept feature maps
         (in and out of a segment), the float input and the float output."""
-        segmenter = self.sessions[0].segmenter
-        stored = segmenter.stored_bytes_px if segmenter is not None else 0.0
-        return 2 * stored + 4 * (self.spec.in_channels + self.spec.out_channels * self.spec.scale**2)
+        first = self.sessions[0]
+        stored = 2 * first.segmenter.stored_bytes_px if first.segmenter is not None else first.net_bytes_px
+        return stored + 4 * (self.spec.in_channels + self.spec.out_channels * self.spec.scale**2)
 
     def tile_size(self, options: Options, shape: tuple[int, int] | None = None) -> int:
         """`-t` as given, or the largest automatic segment tile for an image of `shape` (0: whole)."""
@@ -129,10 +129,17 @@ class Engine:
         s = self.spec.scale
         out = np.empty((h * s, w * s, c), dtype=src.dtype)
         pad = self.spec.tile_pad
-        pieces = super_tile(h, w, PRE_PAD, pad, self._stored_bytes_px(), self.budget)
-        job = TileJob(src, out, s, pad if pieces else 0, self.spec.size_multiple, maximum, maximum,
-                      self.spec.value_range, pre_pad=PRE_PAD)
+        first = self.sessions[0]
+        # A net run whole per tile (torch, or a graph we cannot follow) is tiled by `-t` itself.
+        whole_net_tiles = options.tile if first.segmenter is None else 0
+        pieces = whole_net_tiles or super_tile(h, w, PRE_PAD, pad, self._stored_bytes_px(), self.budget)
+        # `pad` even for one piece: a piece split after running out of memory still needs context
+        job = TileJob(src, out, s, pad, self.spec.size_multiple, maximum, maximum, self.spec.value_range,
+                      pre_pad=PRE_PAD)
         run = _adapt(self._runner(options.tile), c, self.spec.in_channels, self.spec.out_channels)
+        on_device = first.device_job(job) if c == self.spec.in_channels == self.spec.out_channels else None
+        if on_device is not None:  # the engine converts pixels where it runs the net
+            job, run = on_device
         try:
             upscale_tiled(job, [run], pieces, progress)
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from ..graph.ncnn_files import NcnnFormatError, NcnnParam, read_weights
 from ..device.quiet import quiet_stderr
 from ..plan.segments import Segmenter
 from ..model.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from .tiler import TileJob
 
 
 class ModelLoadError(UserError, ValueError):
@@ -70,7 +74,13 @@ def validate_graph(param: Path, param_text: str, spec: ModelSpec) -> None:
 
 
 class Session:
-    """An ncnn net ready to run tiles: `run(CHW float32) -> CHW float32` on the model's scale."""
+    """An ncnn net ready to run tiles: `run(CHW float32) -> CHW float32` on the model's scale.
+
+    The seam every backend serves (run/backend.py): `spec`, `device`, `workers`, `segmenter`,
+    `net_bytes_px`, `run`, `device_job`, `release`.
+    """
+
+    net_bytes_px = 0.0  # the segmenter sizes ncnn's memory per segment instead
 
     def __init__(
         self,
@@ -134,6 +144,10 @@ class Session:
             # the trunk's blobs come in many sizes; measured on x4plus at 256x256, peak RSS
             # 1653 -> 1519 MiB at the same speed.
             pool.set_size_compare_ratio(0.5)
+
+    def device_job(self, job: TileJob) -> None:
+        """ncnn converts pixels on the host: the job stays as it is."""
+        return None
 
     def release(self) -> None:
         """Return the memory pooled by finished calls; ncnn's pool frees only unused blocks, so

@@ -86,8 +86,9 @@ class TileJob:
     value_range: tuple[float, float] = (0.0, 1.0)
     pre_pad: tuple[int, int, int, int] | None = None  # mirrored top, bottom, left, right; None: `pad`
 
-    def read(self, win: Window) -> tuple[np.ndarray, int, int]:
-        """The padded (C,h,w) float tile for a window, plus its top/left padding."""
+    def indices(self, win: Window) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """Source rows and columns of a window's padded tile (mirrored outside the image), plus
+        its top/left padding; a device engine gathers them where it runs the net."""
         h, w = self.src.shape[:2]
         et, eb, el, er = (self.pad,) * 4 if self.pre_pad is None else self.pre_pad
         # the padded image spans -et..h+eb, -el..w+er; a piece reaches `pad` into its neighbours
@@ -98,8 +99,11 @@ class TileJob:
         y1 = _round_up(y1 - y0, self.size_multiple) + y0
         x1 = _round_up(x1 - x0, self.size_multiple) + x0
         top, left = win.y0 - y0, win.x0 - x0
-        rows = reflect_indices(y0, y1, h)
-        cols = reflect_indices(x0, x1, w)
+        return reflect_indices(y0, y1, h), reflect_indices(x0, x1, w), top, left
+
+    def read(self, win: Window) -> tuple[np.ndarray, int, int]:
+        """The padded (C,h,w) float tile for a window, plus its top/left padding."""
+        rows, cols, top, left = self.indices(win)
         patch = self.src[rows[:, None], cols[None, :]]
         chw = patch.transpose(2, 0, 1).astype(np.float32)
         lo, hi = self.value_range
@@ -108,13 +112,18 @@ class TileJob:
             chw += lo
         return chw, top, left
 
+    def check(self, win: Window, shape: tuple[int, ...]) -> None:
+        """A runner's output for `win` must be (C, h*s, w*s); TileError otherwise."""
+        s = self.scale
+        expected = (self.out.shape[2], (win.y1 - win.y0) * s, (win.x1 - win.x0) * s)
+        if shape != expected:
+            raise TileError(f"runner returned {shape}, expected {expected}")
+
     def write(self, win: Window, crop: np.ndarray) -> None:
         """Store a window's output (C, h*s, w*s), clipped and rounded, in the output array."""
+        self.check(win, tuple(crop.shape))
         s = self.scale
         lo, hi = self.value_range
-        expected = (self.out.shape[2], (win.y1 - win.y0) * s, (win.x1 - win.x0) * s)
-        if crop.shape != expected:
-            raise TileError(f"runner returned {crop.shape}, expected {expected}")
         if lo:
             crop = crop - lo
         crop = crop.transpose(1, 2, 0) * (self.out_max / (hi - lo))
