@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, one_line
 from ..archs.families import rename_keys
 from ..atomic import write_atomic, write_bytes_atomic
 from .pth_guard import UnsafeWeightsError, check_torch_zip
@@ -31,11 +31,6 @@ _SAFETENSORS_SUFFIXES = (".safetensors",)
 
 class WeightsError(UserError, ValueError):
     """A weights file is missing, unreadable, unsafe, or does not hold a state_dict (one-line message)."""
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 def _read_torch(path: Path) -> object:
@@ -51,7 +46,7 @@ def _read_torch(path: Path) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         # The restricted unpickler met a global it does not allow (code or an unknown class).
-        detail = _one_line(err)
+        detail = one_line(err)
         if "weights only load failed" in detail.lower() or "unsupported global" in str(err).lower():
             raise WeightsError(
                 f"{path}: refused: the pickle references code or classes outside plain tensors "
@@ -60,7 +55,7 @@ def _read_torch(path: Path) -> object:
             ) from None
         raise WeightsError(f"{path}: not a readable PyTorch weights file ({detail})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError) as err:
-        raise WeightsError(f"{path}: truncated or not a PyTorch weights file ({_one_line(err)})") from None
+        raise WeightsError(f"{path}: truncated or not a PyTorch weights file ({one_line(err)})") from None
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -70,7 +65,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise WeightsError(f"{path}: truncated or not a safetensors file ({_one_line(err)})") from None
+        raise WeightsError(f"{path}: truncated or not a safetensors file ({one_line(err)})") from None
 
 
 def _unwrap(obj: object, path: Path) -> Mapping[str, object]:

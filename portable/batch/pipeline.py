@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic import remove_stale, same_file
-from ..errors import UserError
+from ..errors import UserError, one_line
 from ..image.io import FORMATS, ImageError, Picture, flatten, format_for, read_image, save_image
 from ..suffixes import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
@@ -134,12 +134,6 @@ def _prepare_output(pic: Picture, job: Job, stages: Stages, report: Report, lock
         with lock:
             report.notices.append(f"{job.dst}: {job.fmt} is 8-bit; 16-bit input saved as 8-bit")
     return pic
-
-
-def one_line(exc: BaseException) -> str:
-    """First line of an exception's message, or its type name when it has none."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _put(q: queue.Queue, item: object, consumers: list[threading.Thread]) -> bool:

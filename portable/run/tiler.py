@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..plan.segments import MIN_TILE
 from .session import TileError
 
 # A runner gets a padded (C,H,W) float32 tile and the box (top, left, height, width) of it that is
@@ -24,7 +25,6 @@ from .session import TileError
 # its high-resolution head on the box alone.
 Box = tuple[int, int, int, int]
 Runner = Callable[[np.ndarray, Box], np.ndarray]
-MIN_TILE = 16
 
 
 def crop_runner(run: Callable[[np.ndarray], np.ndarray], scale: int) -> Runner:
