@@ -6,7 +6,6 @@ tests/test_tiling_parity.py checks the real models.
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
@@ -69,7 +68,7 @@ def test_tiled_nearest_is_exact_for_odd_sizes_and_multiples(tile: int, multiple:
         return nearest_x(3)(chw, box)
 
     job = _job(src, 3, pad=2, multiple=multiple)
-    upscale_tiled(job, [run], tile)
+    upscale_tiled(job, run, tile)
     assert np.array_equal(job.out, src.repeat(3, axis=0).repeat(3, axis=1))
     assert all(h % multiple == 0 and w % multiple == 0 for _, h, w in seen_shapes)
 
@@ -78,12 +77,12 @@ def test_tiled_equals_untiled_when_pad_covers_the_receptive_field() -> None:
     rng = np.random.default_rng(2)
     src = rng.random((30, 26, 3), dtype=np.float32)
     whole = _job(src, 2, pad=1)
-    upscale_tiled(whole, [box_blur_x2], 0)
+    upscale_tiled(whole, box_blur_x2, 0)
     tiled = _job(src, 2, pad=1)
-    upscale_tiled(tiled, [box_blur_x2], 7)
+    upscale_tiled(tiled, box_blur_x2, 7)
     assert np.abs(whole.out - tiled.out).max() < 1e-6
     no_pad = _job(src, 2, pad=0)
-    upscale_tiled(no_pad, [box_blur_x2], 7)
+    upscale_tiled(no_pad, box_blur_x2, 7)
     assert np.abs(whole.out - no_pad.out).max() > 0.05  # without padding, seams appear
 
 
@@ -99,7 +98,7 @@ def test_out_of_memory_tile_is_split_and_retried() -> None:
         return nearest_x(2)(chw, box)
 
     job = _job(src, 2, pad=2)
-    retries = upscale_tiled(job, [small_only], 40)
+    retries = upscale_tiled(job, small_only, 40)
     assert retries >= 1
     assert np.array_equal(job.out, src.repeat(2, axis=0).repeat(2, axis=1))
 
@@ -109,39 +108,13 @@ def test_tile_that_never_fits_raises() -> None:
         raise TileError("out of memory (simulated)")
 
     with pytest.raises(TileError, match="even at"):
-        upscale_tiled(_job(np.zeros((40, 40, 3), np.uint8), 2, pad=2), [always_fail], 40)
-
-
-def test_two_runners_share_the_tiles() -> None:
-    rng = np.random.default_rng(4)
-    src = rng.random((33, 47, 3), dtype=np.float32)
-    used: dict[str, int] = {"a": 0, "b": 0}
-    lock = threading.Lock()
-    barrier = threading.Barrier(2, timeout=5)
-
-    def make(key: str):
-        def run(chw: np.ndarray, box) -> np.ndarray:
-            with lock:
-                used[key] += 1
-                first = used[key] == 1
-            if first:
-                barrier.wait()  # both runners must have started: the work is really shared
-            return box_blur_x2(chw, box)
-
-        return run
-
-    job = _job(src, 2, pad=1)
-    upscale_tiled(job, [make("a"), make("b")], 8)
-    single = _job(src, 2, pad=1)
-    upscale_tiled(single, [box_blur_x2], 8)
-    assert used["a"] > 0 and used["b"] > 0 and used["a"] + used["b"] == 5 * 6
-    assert np.array_equal(job.out, single.out)
+        upscale_tiled(_job(np.zeros((40, 40, 3), np.uint8), 2, pad=2), always_fail, 40)
 
 
 def test_uint16_is_processed_in_float_and_rounded() -> None:
     src = np.array([[[0, 1, 65535], [30000, 257, 12345]]], dtype=np.uint16)
     job = _job(src, 2, pad=1)
     job = TileJob(job.src, job.out, 2, 1, 1, 65535.0, 65535.0)
-    upscale_tiled(job, [nearest_x(2)], 0)
+    upscale_tiled(job, nearest_x(2), 0)
     assert job.out.dtype == np.uint16
     assert np.array_equal(job.out, src.repeat(2, axis=0).repeat(2, axis=1))

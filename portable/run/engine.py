@@ -141,7 +141,7 @@ class Engine:
         if on_device is not None:  # the engine converts pixels where it runs the net
             job, run = on_device
         try:
-            upscale_tiled(job, [run], pieces, progress)
+            upscale_tiled(job, run, pieces, progress)
         finally:
             for session in self.sessions:
                 session.release()

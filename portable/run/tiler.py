@@ -10,9 +10,7 @@ A tile that fails (out of memory) is split into four and retried.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,45 +154,21 @@ def run_window(job: TileJob, run: Runner, win: Window) -> int:
 
 def upscale_tiled(
     job: TileJob,
-    runners: Sequence[Runner],
+    run: Runner,
     tile: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Run every tile of `job` through `runners` (one thread per runner). Returns the retry count."""
+    """Run every tile of `job` through `run`, strip by strip. Returns the retry count.
+
+    Why one runner: several devices share an image by graph segments (run/segrun.py), not by tiles."""
     h, w = job.src.shape[:2]
     strips = windows(h, w, tile)
     total = sum(len(s) for s in strips)
-    lock = threading.Lock()
-    state = {"done": 0, "retries": 0}
-
-    def one(run: Runner, win: Window) -> None:
-        retries = run_window(job, run, win)
-        with lock:
-            state["done"] += 1
-            state["retries"] += retries
+    done = retries = 0
+    for strip in strips:
+        for win in strip:
+            retries += run_window(job, run, win)
+            done += 1
             if progress is not None:
-                progress(state["done"], total)
-
-    if len(runners) == 1:
-        for strip in strips:
-            for win in strip:
-                one(runners[0], win)
-        return state["retries"]
-    # Several devices: each thread takes the next tile; strips are submitted in order so only a
-    # few strips of tiles are in flight at once.
-    pending = [win for strip in strips for win in strip]
-    with ThreadPoolExecutor(max_workers=len(runners)) as pool:
-        cursor = {"i": 0}
-
-        def worker(run: Runner) -> None:
-            while True:
-                with lock:
-                    i = cursor["i"]
-                    cursor["i"] += 1
-                if i >= len(pending):
-                    return
-                one(run, pending[i])
-
-        for future in [pool.submit(worker, run) for run in runners]:
-            future.result()
-    return state["retries"]
+                progress(done, total)
+    return retries
