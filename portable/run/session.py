@@ -1,7 +1,7 @@
 """One loaded ncnn net on one device, callable from several threads.
 
 Each call builds its own extractor, so a `Session` carries no per-call state and threads may share
-it (the GIL is released inside `extract`; see docs/architecture.md). ncnn's `Mat(ndarray)` does not copy, so the
+it (results are identical; `extract` holds the GIL, so this is for sharing, not speed). ncnn's `Mat(ndarray)` does not copy, so the
 input array is kept referenced until `extract` returns.
 """
 
