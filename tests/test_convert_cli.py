@@ -207,3 +207,18 @@ def test_non_rgb_models_convert(info, tmp_path: Path, capsys) -> None:
     assert code == 0, stderr
     sidecar = json.loads((tmp_path / "o" / "m.json").read_text())
     assert sidecar["in_channels"] == sidecar["out_channels"] == info.in_channels and "max abs" in stdout
+
+
+def test_ctrl_c_exits_130_with_one_line_and_writes_nothing(srvgg_pth: Path, tmp_path: Path, capsys,
+                                                          monkeypatch) -> None:
+    import realesr_portable.convert.api as api
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "write_ncnn", interrupted)
+    out = tmp_path / "out"
+    code, _, stderr = _run(["convert", srvgg_pth, "-o", out], capsys)
+    assert code == 130 and len(stderr.strip().splitlines()) == 1
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not out.exists() or not any(out.iterdir())

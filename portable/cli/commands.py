@@ -29,7 +29,9 @@ def run_command(app: typer.Typer, argv: list[str], prog: str) -> int:
     command = typer.main.get_command(app)
     try:
         with sigterm_as_exception():
-            code = command.main(args=list(argv), prog_name=prog, standalone_mode=False)
+            # make_context + invoke, not command.main: typer's main turns Ctrl-C into a silent 130
+            with command.make_context(prog, list(argv)) as ctx:
+                code = command.invoke(ctx)
     except Terminated:
         print(f"{prog}: terminated", file=sys.stderr)
         return EXIT_TERMINATED
