@@ -1,6 +1,7 @@
 // The layer table of the checks: per ncnn layer type its parameter ids, types and ranges, blob
-// counts and shape rule, as portable/graph/check.py's LAYER_KINDS (tests/test_deploy_fuzz.py
-// compares the two entry for entry). Adding a layer type is one entry here and one there.
+// counts, shape rule, .bin layout and size divisor, as portable/graph/layers.py's LAYER_KINDS
+// (tests/test_deploy_fuzz.py compares the two entry for entry). Adding a layer type is one entry
+// here and one there.
 #include "layers.hpp"
 
 #include <algorithm>
@@ -187,8 +188,28 @@ using Floats = std::map<int, std::pair<double, double>>;
 
 LayerKind make(ShapeRule shape, Ints ints = {}, Floats floats = {}, std::map<int, long> arrays = {},
                std::pair<long, long> bottoms = {1, 1}, std::pair<long, long> tops = {1, 1}) {
-    return LayerKind{std::move(shape), std::move(ints), std::move(floats), std::move(arrays), bottoms, tops};
+    return LayerKind{std::move(shape), std::move(ints), std::move(floats), std::move(arrays), bottoms, tops, {}, {}};
 }
+
+LayerKind with(LayerKind kind, WeightsRule weights, std::function<long long(const Params&)> divisor = {}) {
+    kind.weights = std::move(weights);
+    kind.divisor = std::move(divisor);
+    return kind;
+}
+
+using Layout = std::vector<std::pair<long long, bool>>;
+
+Layout conv_weights(const Params& p) {
+    Layout arrays = {{p.i(6, 0), true}};
+    if (p.i(5, 0)) arrays.push_back({p.i(0, 0), false});
+    return arrays;
+}
+
+WeightsRule per_channel(std::size_t arrays) {
+    return [arrays](const Params& p) { return Layout(arrays, {p.i(0, 0), false}); };
+}
+
+long long conv_divisor(const Params& p) { return p.i(3, 1); }
 
 double parse_float(const std::string& name, int key, const std::string& raw, std::pair<double, double> bounds) {
     double v = 0;
@@ -238,18 +259,18 @@ const std::map<std::string, LayerKind>& layer_kinds() {
         std::map<std::string, LayerKind> k;
         const R size{0, kSize};
         k["Input"] = make(same, {{0, size}, {1, size}, {11, size}, {2, size}}, {}, {}, {0, 0});
-        k["Convolution"] = make(conv, conv_ints, {{18, kFinite}}, {{10, 2}});
+        k["Convolution"] = with(make(conv, conv_ints, {{18, kFinite}}, {{10, 2}}), conv_weights, conv_divisor);
         std::map<int, R> dw_ints = conv_ints;
         dw_ints[7] = {1, 8192};
-        k["ConvolutionDepthWise"] = make(conv, dw_ints, {{18, kFinite}}, {{10, 2}});
-        k["PReLU"] = make(prelu, {{0, {1, 8192}}});
+        k["ConvolutionDepthWise"] = with(make(conv, dw_ints, {{18, kFinite}}, {{10, 2}}), conv_weights, conv_divisor);
+        k["PReLU"] = with(make(prelu, {{0, {1, 8192}}}), per_channel(1));
         k["ReLU"] = make(same, {}, {{0, kFinite}});
         k["Sigmoid"] = make(same);
         k["TanH"] = make(same);
         k["Clip"] = make(clip, {}, {{0, kFinite}, {1, kFinite}});
         k["Noop"] = make(same);
         k["Dropout"] = make(same, {}, {{0, kFinite}});
-        k["BatchNorm"] = make(batchnorm, {{0, {1, 8192}}}, {{1, kFinite}});
+        k["BatchNorm"] = with(make(batchnorm, {{0, {1, 8192}}}, {{1, kFinite}}), per_channel(4));
         k["Split"] = make([](const Params&, const std::vector<Shape>& ins, const std::string&) {
                           return std::vector<Shape>(kMaxBlobsPerLayer, ins[0]);
                       },
@@ -260,7 +281,7 @@ const std::map<std::string, LayerKind>& layer_kinds() {
         k["Interp"] = make(interp, {{0, {1, 3}}, {3, size}, {4, size}, {5, {0, 0}}, {6, {0, 1}}},
                        {{1, {1.0 / 16, 16.0}}, {2, {1.0 / 16, 16.0}}});
         k["PixelShuffle"] = make(pixelshuffle, {{0, {1, 16}}, {1, {0, 1}}});
-        k["Reorg"] = make(reorg, {{0, {1, 16}}, {1, {0, 1}}});
+        k["Reorg"] = with(make(reorg, {{0, {1, 16}}, {1, {0, 1}}}), {}, [](const Params& p) { return p.i(0, 1); });
         return k;
     }();
     return kinds;

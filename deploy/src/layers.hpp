@@ -40,8 +40,10 @@ struct Shape {
 };
 
 using ShapeRule = std::function<std::vector<Shape>(const Params&, const std::vector<Shape>&, const std::string&)>;
+// (element count, tagged) of each array a layer stores in the .bin, in file order.
+using WeightsRule = std::function<std::vector<std::pair<long long, bool>>(const Params&)>;
 
-// What ncnn accepts for one layer type: the table of portable/graph/check.py LAYER_KINDS.
+// What ncnn accepts for one layer type: the table of portable/graph/layers.py LAYER_KINDS.
 struct LayerKind {
     ShapeRule shape;
     std::map<int, std::pair<long long, long long>> ints;
@@ -49,6 +51,8 @@ struct LayerKind {
     std::map<int, long> arrays;  // array id -> longest length
     std::pair<long, long> bottoms{1, 1};
     std::pair<long, long> tops{1, 1};
+    WeightsRule weights;                       // empty: stores nothing in the .bin
+    std::function<long long(const Params&)> divisor;  // what it divides input sizes by; empty: 1
 };
 
 // "(c, h, w)", as the Python validator prints a shape.

@@ -1,5 +1,5 @@
 // Checks of .param/.bin before ncnn sees them: the rules of portable/graph/check.py (the layer
-// table in layers.cpp, blob flow, shapes carried from the input on probe sizes) and
+// table in layers.cpp, as portable/graph/layers.py: blob flow, shapes carried from the input on probe sizes) and
 // portable/graph/ncnn_files.py (the .bin holds exactly the described weights). ncnn trusts its
 // .param: a dilation of 1000, a pad of 100000 or a weight count that does not fit the input
 // channels makes it read out of bounds (SIGSEGV, or a garbage image). tests/test_deploy_fuzz.py
@@ -70,14 +70,6 @@ std::vector<Line> parse_param(const std::string& text, long long& declared_blobs
     return layers;
 }
 
-// How much a layer divides its input size by (graph/check.py _divisor); garbage counts as 1.
-long long divisor(const Line& layer) {
-    int key = layer.type == "Reorg" ? 0 : (layer.type == "Convolution" || layer.type == "ConvolutionDepthWise") ? 3 : -1;
-    if (key < 0 || !layer.raw.count(key)) return 1;
-    long long v = 0;
-    return parse_int(layer.raw.at(key), v) && v >= 1 && v <= 16 ? v : 1;
-}
-
 void check_at(const std::vector<std::pair<Line, Params>>& typed_layers, long long declared, long long side, const ModelSpec& spec) {
     std::map<std::string, Shape> shapes;
     std::set<std::string> consumed;
@@ -121,19 +113,6 @@ void check_at(const std::vector<std::pair<Line, Params>>& typed_layers, long lon
         throw Error("the graph outputs " + std::to_string(o.c) + " channels, the sidecar says " + std::to_string(spec.out_channels));
 }
 
-// (element count, tagged) of each array a layer stores in the .bin, in file order.
-std::vector<std::pair<long long, bool>> array_layout(const Line& layer, const Params& p) {
-    const std::string& t = layer.type;
-    if (t == "Convolution" || t == "ConvolutionDepthWise") {
-        std::vector<std::pair<long long, bool>> arrays = {{p.i(6, 0), true}};
-        if (p.i(5, 0)) arrays.push_back({p.i(0, 0), false});
-        return arrays;
-    }
-    if (t == "PReLU") return {{p.i(0, 0), false}};
-    if (t == "BatchNorm") return std::vector<std::pair<long long, bool>>(4, {p.i(0, 0), false});
-    return {};
-}
-
 }  // namespace
 
 bool ncnn_has_layer(const std::string& type) {
@@ -150,10 +129,14 @@ void validate_model(const std::string& param_text, const std::vector<unsigned ch
     for (const Line& layer : lines)
         if (layer.type == "Input") ++inputs, input_ok = layer.tops == std::vector<std::string>{spec.input_blob};
     if (inputs != 1 || !input_ok) throw Error("the graph needs exactly one Input layer producing '" + spec.input_blob + "'");
-    long long multiple = 1;
-    for (const Line& layer : lines) multiple = std::lcm(multiple, divisor(layer));
     std::vector<std::pair<Line, Params>> typed_layers;
     for (const Line& layer : lines) typed_layers.emplace_back(layer, typed_params(layer));
+    // Sides the graph itself divides (strides, pixel-unshuffle), from each layer's table entry.
+    long long multiple = 1;
+    for (const auto& [layer, params] : typed_layers) {
+        const LayerKind& kind = layer_kinds().at(layer.type);
+        if (kind.divisor) multiple = std::lcm(multiple, kind.divisor(params));
+    }
     // Probe sides (graph/check.py probe_sides): the smallest padded tile and a larger one.
     const long long m = spec.size_multiple, smallest = (1 + 2LL * spec.tile_pad + m - 1) / m * m;
     for (long long side : {smallest, smallest + 3 * m})
@@ -166,7 +149,9 @@ void validate_model(const std::string& param_text, const std::vector<unsigned ch
         auto mismatch = [&] {
             return Error(".bin (" + std::to_string(size) + " bytes) ends inside layer " + name + ": the .param and .bin do not match");
         };
-        for (const auto& [count, tagged] : array_layout(layer, params)) {
+        const LayerKind& kind = layer_kinds().at(layer.type);
+        if (!kind.weights) continue;
+        for (const auto& [count, tagged] : kind.weights(params)) {
             bool fp16 = false;
             if (tagged) {
                 if (offset + 4 > size) throw mismatch();

@@ -47,13 +47,17 @@ def _configure(opt, device: Device, fp32: bool, threads: int) -> None:
         opt.use_bf16_packed = False
 
 
-def validate_weights(param: Path, param_text: str, data: bytes, in_channels: int = 3) -> Graph:
-    """Refuse a `.bin` whose size does not match its `.param` (ncnn accepts a too-long one silently);
-    return the parsed graph."""
+def parse_model(param: Path, param_text: str) -> NcnnParam:
+    """The one parse of a model's `.param` that the checks, the weights and the analysis share."""
     try:
-        parsed = NcnnParam.parse(param_text)
+        return NcnnParam.parse(param_text)
     except NcnnFormatError as exc:
         raise ModelLoadError(f"{param}: {exc}") from None
+
+
+def validate_weights(param: Path, parsed: NcnnParam, data: bytes, in_channels: int = 3) -> Graph:
+    """Refuse a `.bin` whose size does not match its `.param` (ncnn accepts a too-long one silently);
+    return the analysed graph."""
     try:
         read_weights(parsed, data)
     except NcnnFormatError as exc:
@@ -61,13 +65,13 @@ def validate_weights(param: Path, param_text: str, data: bytes, in_channels: int
     return Graph(parsed, in_channels)
 
 
-def validate_graph(param: Path, param_text: str, spec: ModelSpec) -> None:
+def validate_graph(param: Path, parsed: str | NcnnParam, spec: ModelSpec) -> None:
     """Refuse a graph ncnn would crash on, or one whose output is not the spec's scale and channels.
 
     Runs before ncnn sees the `.param`; the scale check covers every way a tile is run later.
     """
     try:
-        check_graph(param_text, spec.in_channels, spec.input_blob, spec.output_blob, scale=spec.scale,
+        check_graph(parsed, spec.in_channels, spec.input_blob, spec.output_blob, scale=spec.scale,
                     out_channels=spec.out_channels, sides=probe_sides(spec.tile_pad, spec.size_multiple))
     except GraphError as exc:
         raise ModelLoadError(f"{param}: {exc}") from None
@@ -102,8 +106,9 @@ class Session:
             data = weights if weights is not None else model.bin.read_bytes()
         except (OSError, UnicodeDecodeError) as exc:
             raise ModelLoadError(f"{model.param}: cannot read model files ({exc})") from None
-        validate_graph(model.param, param_text, self.spec)  # first: nothing parses an unchecked graph
-        self.graph = validate_weights(model.param, param_text, data, self.spec.in_channels)
+        parsed = parse_model(model.param, param_text)
+        validate_graph(model.param, parsed, self.spec)  # first: nothing reads an unchecked graph
+        self.graph = validate_weights(model.param, parsed, data, self.spec.in_channels)
         try:
             self.segmenter: Segmenter | None = Segmenter(self.graph, self.spec.input_blob, self.spec.output_blob)
         except (ValueError, KeyError):
