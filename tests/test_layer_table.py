@@ -38,7 +38,7 @@ def _toy_shape(p: Params, ins: list[Shape], name: str) -> list[Shape]:
 TOY = LayerKind(
     _toy_shape, ints={0: (1, 64), 1: (0, 5)}, floats={2: (0.0, 1.0)},
     geometry=lambda p, bottoms: Geometry(context=(p.i(1, 0),) * 4),
-    weights=lambda p: [(p.i(0, 0), False)], divisor=lambda p: 2, locality="local",
+    weights=lambda p: [(p.i(0, 0), False)], divisor=lambda p: 2, locality=lambda p: "local",
 )
 KINDS = {**LAYER_KINDS, "ToyBlur": TOY}
 
@@ -112,9 +112,9 @@ def test_no_consumer_names_a_layer_type(module) -> None:
 
 def test_every_entry_is_complete() -> None:
     for name, kind in LAYER_KINDS.items():
-        assert kind.locality in ("pointwise", "local", "global"), name
+        assert kind.locality(Params()) in ("pointwise", "local", "global"), name
         assert kind.bottoms[0] <= kind.bottoms[1] and kind.tops[0] <= kind.tops[1], name
-        if kind.locality == "pointwise":  # a pointwise layer has a geometry of factor 1, no context
+        if kind.locality(Params()) == "pointwise":  # a pointwise layer has a geometry of factor 1, no context
             geometry = kind.geometry(Params(), 1)
             assert geometry is not None and geometry.context == (0, 0, 0, 0) and geometry.factor == (1, 1), name
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from .layers import LAYER_KINDS, ONE, Factor, Geometry, GraphError, LayerKind, Params, Shape, typed
+from .layers import LAYER_KINDS, ONE, Factor, Geometry, GraphError, LayerKind, Params, Shape, output_shapes, typed
 from .ncnn_files import NcnnLayer, NcnnParam
 
 __all__ = ["Factor", "Geometry", "Graph", "ONE", "PROBE_SIDE", "layer_geometry"]
@@ -58,17 +58,20 @@ class Graph:
                 self.consumers.setdefault(blob, []).append(index)
             params = self.params[index]
             geometry = None if params is None else kinds[layer.type].geometry(params, len(layer.bottoms))
-            factors = {self.factor.get(b) for b in layer.bottoms}
-            if len(factors) > 1 or None in factors and layer.bottoms:
-                geometry = None  # mixed resolutions (broadcasting) or unknown input
+            # Per-channel vectors (global pooling, InnerProduct, 1x1 constants) broadcast over an
+            # image: the image bottoms alone set the resolution.
+            images = [b for b in layer.bottoms if not self.vector(b)]
+            factors = {self.factor.get(b) for b in images}
+            if len(factors) > 1 or None in factors or layer.bottoms and not images:
+                geometry = None  # mixed resolutions, unknown input, or vectors only
             self.geometry.append(geometry)
-            base = ONE if not layer.bottoms else next(iter(factors))
+            base = ONE if not layer.bottoms else next(iter(factors), None)
             out = None if geometry is None or base is None else (base[0] * geometry.factor[0], base[1] * geometry.factor[1])
             shapes = self._shapes(layer, params, in_channels)
             for blob, shape in zip(layer.tops, shapes):
                 self.producer[blob] = index
-                self.factor[blob] = out
                 self.shapes[blob] = shape
+                self.factor[blob] = None if self.vector(blob) and layer.type != "Input" else out
         self.channels: dict[str, int | None] = {b: None if s is None else s.c for b, s in self.shapes.items()}
 
     def _shapes(self, layer: NcnnLayer, params: Params | None, in_channels: int) -> list[Shape | None]:
@@ -82,7 +85,7 @@ class Graph:
         if any(s is None for s in ins):
             return unknown
         try:
-            outs = self.kinds[layer.type].shape(params, ins, layer.name)  # type: ignore[arg-type]
+            outs = output_shapes(self.kinds[layer.type], params, ins, layer.name)  # type: ignore[arg-type]
         except GraphError:
             return unknown
         return [*outs[: len(layer.tops)], *unknown[len(outs):]]
@@ -96,6 +99,11 @@ class Graph:
         while blob in self.producer and self._copies(self.layers[self.producer[blob]]):
             blob = self.layers[self.producer[blob]].bottoms[0]
         return blob
+
+    def vector(self, blob: str) -> bool:
+        """A blob without an image's resolution: flat, or 1x1 at the probe side (a constant)."""
+        shape = self.shapes.get(blob)
+        return shape is not None and (shape.dims != 3 or (shape.h, shape.w) == (1, 1))
 
     def _copies(self, layer: NcnnLayer) -> bool:
         kind = self.kinds.get(layer.type)

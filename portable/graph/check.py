@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from .layers import LAYER_KINDS, GraphError, LayerKind, Params, Shape, fail, parse_params, typed
+from .layers import LAYER_KINDS, GraphError, LayerKind, Params, Shape, fail, output_shapes, parse_params, typed
 from .ncnn_files import NcnnFormatError, NcnnLayer, NcnnParam
 
 __all__ = ["LAYER_KINDS", "GraphError", "Params", "Shape", "check_graph", "parse_params", "probe_sides"]
@@ -100,7 +100,7 @@ def _check_layer(layer: NcnnLayer, kind: LayerKind, params: Params, shapes: dict
             raise fail(layer.name, f"input of {params.i(2, 0)} channels, the model spec says {in_channels}")
         outs = [Shape(in_channels, side, side)]
     else:
-        outs = kind.shape(params, ins, layer.name)[: len(layer.tops)]
+        outs = output_shapes(kind, params, ins, layer.name)[: len(layer.tops)]
     for blob, shape in zip(layer.tops, outs):
         if blob in shapes:
             raise fail(layer.name, f"blob {blob!r} is made twice")
