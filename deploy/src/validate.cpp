@@ -87,7 +87,7 @@ void check_at(const std::vector<std::pair<Line, Params>>& typed_layers, long lon
                 throw layer_error(layer.name, "input of " + std::to_string(params.i(2, 0)) + " channels, the model spec says " + std::to_string(spec.in_channels));
             outs = {{spec.in_channels, side, side}};
         } else {
-            outs = layer_kinds().at(layer.type).shape(params, ins, layer.name);
+            outs = output_shapes(layer_kinds().at(layer.type), params, ins, layer.name);
         }
         outs.resize(std::min(outs.size(), layer.tops.size()));
         for (std::size_t k = 0; k < outs.size(); ++k) {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from fractions import Fraction
 
 from .layers import LAYER_KINDS, ONE, Factor, Geometry, GraphError, LayerKind, Params, Shape, output_shapes, typed
 from .ncnn_files import NcnnLayer, NcnnParam
@@ -45,7 +46,8 @@ class Graph:
         self.params: list[Params | None] = []  # None: a layer the table refuses (opaque)
         self.geometry: list[Geometry | None] = []
         self.factor: dict[str, Factor | None] = {}
-        self.shapes: dict[str, Shape | None] = {}  # at a PROBE_SIDE input, None where unknown
+        self.shapes: dict[str, Shape | None] = {}  # at a probe_side input, None where unknown
+        self.shapes2: dict[str, Shape | None] = {}  # at a larger probe side (sides[1])
         for layer in self.layers:
             try:
                 self.params.append(typed(layer, kinds))
@@ -53,6 +55,7 @@ class Graph:
                 self.params.append(None)
         multiple = math.lcm(*(kinds[layer.type].divisor(p) for layer, p in zip(self.layers, self.params) if p is not None))
         self.probe_side = -(-PROBE_SIDE // multiple) * multiple
+        self.sides = (self.probe_side, self.probe_side + 4 * multiple)
         for index, layer in enumerate(self.layers):
             for blob in layer.bottoms:
                 self.consumers.setdefault(blob, []).append(index)
@@ -67,21 +70,35 @@ class Graph:
             self.geometry.append(geometry)
             base = ONE if not layer.bottoms else next(iter(factors), None)
             out = None if geometry is None or base is None else (base[0] * geometry.factor[0], base[1] * geometry.factor[1])
-            shapes = self._shapes(layer, params, in_channels)
-            for blob, shape in zip(layer.tops, shapes):
+            shapes = self._shapes(layer, params, in_channels, self.sides[0], self.shapes)
+            shapes2 = self._shapes(layer, params, in_channels, self.sides[1], self.shapes2)
+            for blob, shape, shape2 in zip(layer.tops, shapes, shapes2):
                 self.producer[blob] = index
-                self.shapes[blob] = shape
-                self.factor[blob] = None if self.vector(blob) and layer.type != "Input" else out
+                self.shapes[blob], self.shapes2[blob] = shape, shape2
+                if self.vector(blob) and layer.type != "Input":
+                    self.factor[blob] = None
+                else:
+                    self.factor[blob] = out if out is not None else self._measured(shape, shape2)
         self.channels: dict[str, int | None] = {b: None if s is None else s.c for b, s in self.shapes.items()}
 
-    def _shapes(self, layer: NcnnLayer, params: Params | None, in_channels: int) -> list[Shape | None]:
+    def _measured(self, shape: Shape | None, shape2: Shape | None) -> Factor | None:
+        """Behind an opaque layer, a blob whose size is an exact multiple of the input's at both
+        probe sides (a padding undone by a valid convolution, say) still has that resolution:
+        later segments can start from it."""
+        if shape is None or shape2 is None:
+            return None
+        (a, b), (fy, fx) = self.sides, (Fraction(shape.h, self.sides[0]), Fraction(shape.w, self.sides[0]))
+        return (fy, fx) if (Fraction(shape2.h, b), Fraction(shape2.w, b)) == (fy, fx) else None
+
+    def _shapes(self, layer: NcnnLayer, params: Params | None, in_channels: int, side: int,
+                known: dict[str, Shape | None]) -> list[Shape | None]:
         """The layer's output shapes by its table's shape rule (None where an input is unknown)."""
         unknown: list[Shape | None] = [None] * len(layer.tops)
         if params is None:
             return unknown
         if layer.type == "Input":
-            return [Shape(in_channels, self.probe_side, self.probe_side)]
-        ins = [self.shapes.get(b) for b in layer.bottoms]
+            return [Shape(in_channels, side, side)]
+        ins = [known.get(b) for b in layer.bottoms]
         if any(s is None for s in ins):
             return unknown
         try:
