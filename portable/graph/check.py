@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from .layers import LAYER_KINDS, GraphError, LayerKind, Params, Shape, fail, output_shapes, parse_params, typed
 from .ncnn_files import NcnnFormatError, NcnnLayer, NcnnParam
 
-__all__ = ["LAYER_KINDS", "GraphError", "Params", "Shape", "check_graph", "parse_params", "probe_sides"]
+__all__ = ["LAYER_KINDS", "GraphError", "Params", "Shape", "check_graph", "parse_params", "probe_sides", "shapes_at"]
 
 MAX_VALUES_PER_PIXEL = 1 << 20  # activations per input pixel at any blob (x4plus's head: 1024)
 
@@ -40,12 +40,15 @@ def probe_sides(tile_pad: int, size_multiple: int) -> tuple[int, int]:
 
 def check_graph(param: str | NcnnParam, in_channels: int, input_blob: str, output_blob: str,
                 scale: int | None = None, out_channels: int | None = None,
-                sides: tuple[int, ...] = (8, 11), kinds: Mapping[str, LayerKind] = LAYER_KINDS) -> Shape:
+                sides: tuple[int, ...] = (8, 11), kinds: Mapping[str, LayerKind] = LAYER_KINDS,
+                pre_pad: int = 0) -> Shape:
     """Refuse a graph ncnn would crash on; returns the output shape for an input of `sides[0]` px.
 
     `param` is the `.param` text or its parse (a caller that parsed it once passes the parse).
     With `scale`/`out_channels` the output must be that many channels at that scale for every
     probe side (the sidecar's claim, checked before any tile runs, whichever path runs it).
+    `pre_pad`: pixels per side the graph's valid convolutions consume (RealCUGAN); a side s is
+    then probed as s + 2 * pre_pad and must give scale * s.
     """
     if isinstance(param, str):
         try:
@@ -61,28 +64,35 @@ def check_graph(param: str | NcnnParam, in_channels: int, input_blob: str, outpu
     multiple = math.lcm(*(kinds[layer.type].divisor(params) for layer, params in layers))
     sides = tuple(-(-side // multiple) * multiple for side in sides)
     declared = param.blob_count if param.declared_blobs is None else param.declared_blobs
-    results = [_check_at(layers, kinds, declared, side, in_channels, output_blob, scale, out_channels)
+    results = [_check_at(layers, kinds, declared, side, pre_pad, in_channels, output_blob, scale, out_channels)
                for side in sides]
     return results[0]
 
 
 def _check_at(layers: list[tuple[NcnnLayer, Params]], kinds: Mapping[str, LayerKind], declared: int, side: int,
-              in_channels: int, output_blob: str,
-              scale: int | None, out_channels: int | None) -> Shape:
-    shapes: dict[str, Shape] = {}
-    consumed: set[str] = set()
-    for layer, params in layers:
-        _check_layer(layer, kinds[layer.type], params, shapes, consumed, in_channels, side)
+              pre_pad: int, in_channels: int, output_blob: str, scale: int | None, out_channels: int | None) -> Shape:
+    shapes = shapes_at(layers, kinds, side + 2 * pre_pad, in_channels)
     if not len(shapes) <= declared <= 4 * len(shapes) + 64:  # ncnn sizes its blob table from the header
         raise GraphError(f"the header declares {declared} blobs but the layers make {len(shapes)}")
     out = shapes.get(output_blob)
     if out is None:
         raise GraphError(f"output blob {output_blob!r} is not made by any layer")
     if scale is not None and (out.h, out.w) != (side * scale, side * scale):
-        raise GraphError(f"the graph turns a {side}x{side} input into {out.w}x{out.h}, not x{scale} as the sidecar says")
+        padded = f" (pre-padded by {pre_pad})" if pre_pad else ""
+        raise GraphError(f"the graph turns a {side}x{side} input{padded} into {out.w}x{out.h}, not x{scale} as the sidecar says")
     if out_channels is not None and out.c != out_channels:
         raise GraphError(f"the graph outputs {out.c} channels, the sidecar says {out_channels}")
     return out
+
+
+def shapes_at(layers: list[tuple[NcnnLayer, Params]], kinds: Mapping[str, LayerKind], side: int,
+              in_channels: int) -> dict[str, Shape]:
+    """Every blob's shape for a side x side input, checking each layer on the way (GraphError)."""
+    shapes: dict[str, Shape] = {}
+    consumed: set[str] = set()
+    for layer, params in layers:
+        _check_layer(layer, kinds[layer.type], params, shapes, consumed, in_channels, side)
+    return shapes
 
 
 def _check_layer(layer: NcnnLayer, kind: LayerKind, params: Params, shapes: dict[str, Shape], consumed: set[str],

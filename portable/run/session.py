@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..device.select import Device
 from ..graph.analysis import Graph
 from ..graph.check import GraphError, check_graph, probe_sides
+from ..graph.facts import graph_facts
 from ..model.catalog import ModelFiles
 from ..graph.ncnn_files import NcnnFormatError, NcnnParam, read_weights
 from ..device.quiet import quiet_stderr
@@ -65,16 +66,33 @@ def validate_weights(param: Path, parsed: NcnnParam, data: bytes, in_channels: i
     return Graph(parsed, in_channels)
 
 
-def validate_graph(param: Path, parsed: str | NcnnParam, spec: ModelSpec) -> None:
-    """Refuse a graph ncnn would crash on, or one whose output is not the spec's scale and channels.
+def validate_graph(param: Path, parsed: str | NcnnParam, spec: ModelSpec) -> int:
+    """Refuse a graph ncnn would crash on, or one whose output is not the spec's scale and channels;
+    return the pre-padding the graph's valid convolutions consume (0 for most; RealCUGAN 18/14/19).
 
     Runs before ncnn sees the `.param`; the scale check covers every way a tile is run later.
     """
-    try:
+    def check(pre_pad: int) -> None:
         check_graph(parsed, spec.in_channels, spec.input_blob, spec.output_blob, scale=spec.scale,
-                    out_channels=spec.out_channels, sides=probe_sides(spec.tile_pad, spec.size_multiple))
+                    out_channels=spec.out_channels, sides=probe_sides(spec.tile_pad, spec.size_multiple),
+                    pre_pad=pre_pad)
+
+    try:
+        check(0)
+        return 0
+    except GraphError as exc:
+        refusal = exc
+    # A graph smaller than scale x its input by a whole border (unpadded convolutions) is run on a
+    # mirrored border of that size, as its own runner does; its other claims are checked again.
+    graph = parsed if isinstance(parsed, NcnnParam) else None
+    try:
+        facts = graph_facts(graph, spec.in_channels) if graph is not None else None
+        if facts is None or not facts.pre_pad or facts.scale != spec.scale:
+            raise refusal
+        check(facts.pre_pad)
     except GraphError as exc:
         raise ModelLoadError(f"{param}: {exc}") from None
+    return facts.pre_pad
 
 
 class Session:
@@ -107,12 +125,15 @@ class Session:
         except (OSError, UnicodeDecodeError) as exc:
             raise ModelLoadError(f"{model.param}: cannot read model files ({exc})") from None
         parsed = parse_model(model.param, param_text)
-        validate_graph(model.param, parsed, self.spec)  # first: nothing reads an unchecked graph
+        # first: nothing reads an unchecked graph
+        self.pre_pad = validate_graph(model.param, parsed, self.spec)
         self.graph = validate_weights(model.param, parsed, data, self.spec.in_channels)
         try:
             self.segmenter: Segmenter | None = Segmenter(self.graph, self.spec.input_blob, self.spec.output_blob)
         except (ValueError, KeyError):
             self.segmenter = None  # a graph we cannot follow runs whole
+        if self.pre_pad:
+            self.segmenter = None  # segments would be fed the input without its mirrored border
         # ncnn's own threads run each tile. Tiles in parallel from Python threads (one ncnn
         # thread each) would avoid per-layer barriers, but ncnn's Python `extract` holds the GIL:
         # measured, two threads took as long as one. `workers` stays the hook for that.
@@ -188,8 +209,12 @@ class Session:
 
     def run(self, chw: np.ndarray) -> np.ndarray:
         """Run one tile. `chw`: (C,H,W) in the model's value range; returns (C,H*s,W*s) float32."""
+        if self.pre_pad:  # mirrored as realcugan-ncnn-vulkan does; the graph consumes it
+            p = self.pre_pad
+            chw = np.pad(chw, ((0, 0), (p, p), (p, p)), mode="reflect" if min(chw.shape[1:]) > p else "symmetric")
         (result,) = self.extract({self.spec.input_blob: chw}, [self.spec.output_blob])
-        expected = (self.spec.out_channels, chw.shape[1] * self.spec.scale, chw.shape[2] * self.spec.scale)
+        p2 = 2 * self.pre_pad
+        expected = (self.spec.out_channels, (chw.shape[1] - p2) * self.spec.scale, (chw.shape[2] - p2) * self.spec.scale)
         if result.shape != expected:
             raise ModelLoadError(
                 f"{self.model.param}: output {result.shape} does not match the spec's scale x{self.spec.scale}"
