@@ -43,7 +43,7 @@ def test_the_runner_catches_a_native_crash_and_names_the_case(monkeypatch) -> No
     import realesr_portable.run.session as session
     from realesr_portable.model.catalog import resolve_model
 
-    monkeypatch.setattr(session, "validate_graph", lambda *args, **kwargs: None)  # inherited by the fork
+    monkeypatch.setattr(session, "validate_graph", lambda *args, **kwargs: 0)  # inherited by the fork (0: no pre-padding)
     # the .bin reader types each layer by the same table (and would refuse the pad too)
     monkeypatch.setattr(session, "read_weights", lambda *args, **kwargs: None)
     files = resolve_model("realesr-animevideov3-x2")

@@ -84,14 +84,13 @@ def validate_graph(param: Path, parsed: str | NcnnParam, spec: ModelSpec) -> int
         refusal = exc
     # A graph smaller than scale x its input by a whole border (unpadded convolutions) is run on a
     # mirrored border of that size, as its own runner does; its other claims are checked again.
-    graph = parsed if isinstance(parsed, NcnnParam) else None
     try:
-        facts = graph_facts(graph, spec.in_channels) if graph is not None else None
+        facts = graph_facts(parsed, spec.in_channels) if isinstance(parsed, NcnnParam) else None
         if facts is None or not facts.pre_pad or facts.scale != spec.scale:
             raise refusal
         check(facts.pre_pad)
-    except GraphError as exc:
-        raise ModelLoadError(f"{param}: {exc}") from None
+    except GraphError:
+        raise ModelLoadError(f"{param}: {refusal}") from None  # the plain check's reason
     return facts.pre_pad
 
 
