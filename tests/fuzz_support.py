@@ -127,7 +127,8 @@ def bin_edit(rng: random.Random, size: int) -> tuple[str, int, int]:
 # RealCUGAN: Deconvolution, global Pooling, InnerProduct, spatial Crop; transformers: Permute,
 # LayerNorm, Reshape, Softmax, GELU), each valid as written and x2, so mutations start from a model
 # that runs. "zoo-image" uses only layers the C++ runner's ncnn holds; "zoo-global" also the rest
-# (Crop, Deconvolution, Pooling, Softmax, LayerNorm, GELU: refused there as not built in).
+# (Crop, Deconvolution, Pooling, Softmax, LayerNorm, GELU: refused there as not built in);
+# "zoo-border" eats 2 px per side (unpadded convolutions, pre-padded by the Python Session).
 ZOO = {
     "zoo-image": """Input in 0 1 data
 MemoryData mean 0 1 cst 0=1 1=1 2=3
@@ -168,6 +169,11 @@ LayerNorm ln 1 1 t n 0=8 1=1.000000e-05 2=1
 Permute p2 1 1 n u 0=4
 Reshape rs 1 1 u r 0=0 1=-1 2=8
 Convolution c2 1 1 r output 0=3 1=3 4=1 5=1 6=216
+""",
+    "zoo-border": """Input in 0 1 data
+Convolution c1 1 1 data a 0=8 1=3 5=1 6=216 9=1
+Convolution c2 1 1 a b 0=12 1=3 5=1 6=864
+PixelShuffle ps 1 1 b output 0=2
 """,
 }
 
@@ -362,8 +368,9 @@ def python_validator() -> SimpleNamespace:
     move of their modules changes one line here."""
     from realesr_portable.graph import check, ncnn_files
     from realesr_portable.model import spec
+    from realesr_portable.run import session
 
-    return SimpleNamespace(graph=check, weights=ncnn_files, spec=spec)
+    return SimpleNamespace(graph=check, weights=ncnn_files, spec=spec, session=session)
 
 
 def python_layer_rules() -> str:
@@ -389,17 +396,22 @@ def python_verdict(case: Case, weights: bytes) -> str:
         if not isinstance(data, dict):
             return "refused: model sidecar is not a JSON object"
         spec = v.spec.ModelSpec.from_dict(data)
-        v.graph.check_graph(case.param, spec.in_channels, spec.input_blob, spec.output_blob, scale=spec.scale,
-                            out_channels=spec.out_channels, sides=v.graph.probe_sides(spec.tile_pad, spec.size_multiple))
-        v.weights.read_weights(v.weights.NcnnParam.parse(case.param), _apply_bin(weights, case.bin_edit))
+        try:
+            parsed = v.weights.NcnnParam.parse(case.param)
+        except v.weights.NcnnFormatError as exc:
+            raise v.graph.GraphError(str(exc)) from None
+        v.session.graph_pre_pad(parsed, spec)  # what the Python runtime accepts, pre-padded graphs included
+        v.weights.read_weights(parsed, _apply_bin(weights, case.bin_edit))
     except (v.spec.ModelSpecError, v.graph.GraphError, v.weights.NcnnFormatError) as exc:
         return f"refused: {exc}"
     return "ok"
 
 
-# Refusals only the C++ runner makes, by design: layers its ncnn build leaves out (docs/deploy.md)
-# and RGBA models (the Python runtime upscales alpha separately).
-CPP_ONLY_REFUSALS = ("is not built into this ncnn", "4-channel (RGBA) models run in the Python runtime only")
+# Refusals only the C++ runner makes, by design: layers its ncnn build leaves out (docs/deploy.md),
+# RGBA models (the Python runtime upscales alpha separately) and graphs that consume a border of
+# their input (RealCUGAN-style pre-padding, which only the Python Session adds).
+CPP_ONLY_REFUSALS = ("is not built into this ncnn", "4-channel (RGBA) models run in the Python runtime only",
+                     "such models run in the Python runtime only")
 
 
 def cpp_verdicts(program: Path, cases: list[Case], run: bool, batch: int = 250, timeout: float = 600.0,

@@ -69,7 +69,8 @@ def test_facts_of_hand_made_and_zoo_graphs(tmp_path: Path) -> None:
     valid = graph_facts(NcnnParam.parse(VALID))
     assert (valid.scale, valid.pre_pad, valid.size_multiple, valid.global_layers) == (2, 2, 1, ())
     assert (valid.input_blob, valid.output_blob, valid.in_channels, valid.out_channels) == ("data", "output", 3, 3)
-    image, whole = (_facts(Path(p)) for p in zoo_models(tmp_path))
+    image, whole, border = (_facts(Path(p)) for p in zoo_models(tmp_path))
+    assert (border.scale, border.pre_pad) == (2, 2)
     assert (image.scale, image.pre_pad, image.size_multiple) == (2, 0, 1)
     assert set(whole.global_layers) >= {"gp", "ip1", "ip2", "ln"} and whole.has_global
     with pytest.raises(GraphError, match="ends in 2 blobs"):
@@ -138,7 +139,7 @@ def test_tiles_of_a_global_graph_state_their_measured_seam_bound() -> None:
 
 def test_a_global_part_inside_a_tileable_graph_runs_whole_so_tiles_stay_exact(tmp_path: Path) -> None:
     """zoo-global's pooling/LayerNorm segment is opaque: it runs whole, the rest in tiles."""
-    session = _session(Path(zoo_models(tmp_path)[1]))
+    session = _session(Path(zoo_models(tmp_path)[1]))  # zoo-global
     assert session.graph.global_layers() and session.segmenter is not None
     assert any(s.halo is None for s in session.segmenter.fine()) and any(s.halo for s in session.segmenter.fine())
     assert seam_note(Engine([session]), Options(tile=8)) is None  # measured: no difference

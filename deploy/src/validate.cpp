@@ -70,7 +70,10 @@ std::vector<Line> parse_param(const std::string& text, long long& declared_blobs
     return layers;
 }
 
-void check_at(const std::vector<std::pair<Line, Params>>& typed_layers, long long declared, long long side, const ModelSpec& spec) {
+using Typed = std::vector<std::pair<Line, Params>>;
+
+// Every blob's shape for a side x side input (graph/check.py shapes_at); the output blob's.
+Shape walk(const Typed& typed_layers, long long declared, long long side, const ModelSpec& spec) {
     std::map<std::string, Shape> shapes;
     std::set<std::string> consumed;
     for (const auto& [layer, params] : typed_layers) {
@@ -105,7 +108,12 @@ void check_at(const std::vector<std::pair<Line, Params>>& typed_layers, long lon
         throw Error("the header declares " + std::to_string(declared) + " blobs but the layers make " + std::to_string(made));
     auto out = shapes.find(spec.output_blob);
     if (out == shapes.end()) throw Error("output blob '" + spec.output_blob + "' is not made by any layer");
-    const Shape& o = out->second;
+    return out->second;
+}
+
+// The sidecar's claims at one (unpadded) probe side; the graph sees side + 2 * pre_pad.
+void check_at(const Typed& typed_layers, long long declared, long long side, const ModelSpec& spec, long long pre_pad) {
+    const Shape o = walk(typed_layers, declared, side + 2 * pre_pad, spec);
     if (o.h != side * spec.scale || o.w != side * spec.scale)
         throw Error("the graph turns a " + std::to_string(side) + "x" + std::to_string(side) + " input into " + std::to_string(o.w) + "x" +
                     std::to_string(o.h) + ", not x" + std::to_string(spec.scale) + " as the sidecar says");
@@ -139,8 +147,31 @@ void validate_model(const std::string& param_text, const std::vector<unsigned ch
     }
     // Probe sides (graph/check.py probe_sides): the smallest padded tile and a larger one.
     const long long m = spec.size_multiple, smallest = (1 + 2LL * spec.tile_pad + m - 1) / m * m;
-    for (long long side : {smallest, smallest + 3 * m})
-        check_at(typed_layers, declared, (side + multiple - 1) / multiple * multiple, spec);
+    auto probe = [&](long long pre_pad) {
+        for (long long side : {smallest, smallest + 3 * m})
+            check_at(typed_layers, declared, (side + multiple - 1) / multiple * multiple, spec, pre_pad);
+    };
+    try {
+        probe(0);
+    } catch (const Error& plain) {
+        // A graph whose unpadded convolutions eat a border (RealCUGAN): the Python runtime runs it
+        // on a mirrored border (run/session.py graph_pre_pad, the same derivation); this runner
+        // does not, and says so instead of the plain refusal.
+        long long pre_pad = 0;
+        try {
+            const Shape a = walk(typed_layers, declared, 96, spec), b = walk(typed_layers, declared, 112, spec);
+            const long long scale = (b.h - a.h) / 16, offset = a.h - scale * 96;
+            if ((b.h - a.h) % 16 == 0 && scale == spec.scale && offset < 0 && (-offset) % (2 * scale) == 0) {
+                pre_pad = -offset / (2 * scale);
+                probe(pre_pad);
+            }
+        } catch (const Error&) {
+            pre_pad = 0;
+        }
+        if (pre_pad == 0) throw;
+        throw Error("the graph consumes a " + std::to_string(pre_pad) +
+                    "-px border of its input (pre-padding, as RealCUGAN's runner adds): such models run in the Python runtime only");
+    }
 
     const std::size_t size = bin.size();
     std::size_t offset = 0;

@@ -66,12 +66,10 @@ def validate_weights(param: Path, parsed: NcnnParam, data: bytes, in_channels: i
     return Graph(parsed, in_channels)
 
 
-def validate_graph(param: Path, parsed: str | NcnnParam, spec: ModelSpec) -> int:
-    """Refuse a graph ncnn would crash on, or one whose output is not the spec's scale and channels;
-    return the pre-padding the graph's valid convolutions consume (0 for most; RealCUGAN 18/14/19).
-
-    Runs before ncnn sees the `.param`; the scale check covers every way a tile is run later.
-    """
+def graph_pre_pad(parsed: NcnnParam, spec: ModelSpec) -> int:
+    """Refuse (GraphError) a graph ncnn would crash on, or one whose output is not the spec's scale
+    and channels; return the pre-padding its valid convolutions consume (0 for most; RealCUGAN
+    18/14/19), with which the scale check then holds."""
     def check(pre_pad: int) -> None:
         check_graph(parsed, spec.in_channels, spec.input_blob, spec.output_blob, scale=spec.scale,
                     out_channels=spec.out_channels, sides=probe_sides(spec.tile_pad, spec.size_multiple),
@@ -85,13 +83,22 @@ def validate_graph(param: Path, parsed: str | NcnnParam, spec: ModelSpec) -> int
     # A graph smaller than scale x its input by a whole border (unpadded convolutions) is run on a
     # mirrored border of that size, as its own runner does; its other claims are checked again.
     try:
-        facts = graph_facts(parsed, spec.in_channels) if isinstance(parsed, NcnnParam) else None
-        if facts is None or not facts.pre_pad or facts.scale != spec.scale:
+        facts = graph_facts(parsed, spec.in_channels)
+        if not facts.pre_pad or facts.scale != spec.scale:
             raise refusal
         check(facts.pre_pad)
     except GraphError:
-        raise ModelLoadError(f"{param}: {refusal}") from None  # the plain check's reason
+        raise refusal from None  # the plain check's reason
     return facts.pre_pad
+
+
+def validate_graph(param: Path, parsed: NcnnParam, spec: ModelSpec) -> int:
+    """`graph_pre_pad` with the model's path in its one-line error. Runs before ncnn sees the
+    `.param`; the scale check covers every way a tile is run later."""
+    try:
+        return graph_pre_pad(parsed, spec)
+    except GraphError as exc:
+        raise ModelLoadError(f"{param}: {exc}") from None
 
 
 class Session:
