@@ -138,8 +138,12 @@ class Session:
             self.segmenter: Segmenter | None = Segmenter(self.graph, self.spec.input_blob, self.spec.output_blob)
         except (ValueError, KeyError):
             self.segmenter = None  # a graph we cannot follow runs whole
-        if self.pre_pad:
-            self.segmenter = None  # segments would be fed the input without its mirrored border
+        if self.pre_pad and self.segmenter is not None:
+            # Segments would be fed the input without its mirrored border: the net runs whole per
+            # tile, and the whole net's working memory sizes those tiles (run untiled if it fits).
+            whole = self.segmenter.segment(0, len(self.graph.layers) - 1)
+            self.net_bytes_px = whole.bytes_px
+            self.segmenter = None
         # ncnn's own threads run each tile. Tiles in parallel from Python threads (one ncnn
         # thread each) would avoid per-layer barriers, but ncnn's Python `extract` holds the GIL:
         # measured, two threads took as long as one. `workers` stays the hook for that.
