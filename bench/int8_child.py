@@ -60,7 +60,7 @@ def blob_ranges(files, blobs: set[str], images: list[np.ndarray], method: str) -
 
 def int8_model(files, ranges: dict[str, float], folder: Path) -> tuple[Path, Path]:
     """Write the int8 `.param`/`.bin` pair for `files` with the calibrated input ranges."""
-    from realesr_portable.graph.ncnn_files import NcnnParam, _array_layout, read_weights
+    from realesr_portable.graph.ncnn_files import NcnnParam, array_layout, read_weights
 
     text = files.param.read_text()
     param = NcnnParam.parse(text)
@@ -69,7 +69,7 @@ def int8_model(files, ranges: dict[str, float], folder: Path) -> tuple[Path, Pat
     for layer in param.layers:
         arrays = weights.get(layer.name, [])
         if layer.type != "Convolution":
-            for (_, tagged), array in zip(_array_layout(layer), arrays):  # as read, in fp32
+            for (_, tagged), array in zip(array_layout(layer), arrays):  # as read, in fp32
                 chunks.append((b"\0" * 4 if tagged else b"") + array.astype("<f4").tobytes())
             continue
         weight = arrays[0]

@@ -15,6 +15,7 @@ from PIL import Image
 from .plan.budget import parse_memory
 from .device.select import Device, select_devices
 from .run.engine import Engine, Options
+from .run.seams import seam_note
 from .image.io import Picture, split_modes
 from .model.catalog import DEFAULT_MODEL, ModelFiles, resolve_model
 from .run.session import ModelLoadError, Session
@@ -116,6 +117,9 @@ class Upscaler:
         self.devices = [session.device for session in sessions]
         self.description = describe_sessions(self.backend, sessions, fp32)
         self.engine = Engine(sessions, max_memory=budget)
+        seams = seam_note(self.engine, self.options)  # global layers in user-chosen tiles: measured
+        if seams is not None:
+            self.notes.append(seams)
 
     @property
     def spec(self) -> ModelSpec:

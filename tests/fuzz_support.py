@@ -123,6 +123,85 @@ def bin_edit(rng: random.Random, size: int) -> tuple[str, int, int]:
     return kind, rng.randrange(size), rng.randrange(256)
 
 
+# Small graphs of the layer types foreign models bring (SPAN: MemoryData, Swish, Sigmoid;
+# RealCUGAN: Deconvolution, global Pooling, InnerProduct, spatial Crop; transformers: Permute,
+# LayerNorm, Reshape, Softmax, GELU), each valid as written and x2, so mutations start from a model
+# that runs. "zoo-image" uses only layers the C++ runner's ncnn holds; "zoo-global" also the rest
+# (Crop, Deconvolution, Pooling, Softmax, LayerNorm, GELU: refused there as not built in);
+# "zoo-border" eats 2 px per side (unpadded convolutions, pre-padded by the Python Session).
+ZOO = {
+    "zoo-image": """Input in 0 1 data
+MemoryData mean 0 1 cst 0=1 1=1 2=3
+BinaryOp sub 2 1 data cst x0 0=1
+Convolution c1 1 1 x0 x1 0=8 1=3 4=1 5=1 6=216
+Swish s1 1 1 x1 x2
+Padding pad 1 1 x2 x3 0=1 1=1 2=1 3=1 4=1
+Convolution c2 1 1 x3 x4 0=8 1=3 5=1 6=576
+Split sp 1 2 x4 x5 x6
+Slice sl 1 2 x5 x7 x8 -23300=2,4,-233 1=0
+Mish m 1 1 x7 x9
+HardSwish hs 1 1 x8 x10 0=2.000000e-01 1=5.000000e-01
+Concat cat 2 1 x9 x10 x11 0=0
+Permute p1 1 1 x11 x12 0=1
+Permute p2 1 1 x12 x13 0=1
+BinaryOp add 2 1 x13 x6 x15 0=0
+Sigmoid sg 1 1 x15 x16
+Convolution c3 1 1 x16 x17 0=12 1=3 4=1 5=1 6=864
+PixelShuffle ps 1 1 x17 output 0=2
+""",
+    "zoo-global": """Input in 0 1 data
+Convolution c1 1 1 data a 0=8 1=3 4=1 5=1 6=216
+GELU g 1 1 a b
+Split sp 1 3 b b1 b2 b3
+Pooling gp 1 1 b1 v 0=1 4=1
+InnerProduct ip1 1 1 v w 0=4 1=1 2=32 9=1
+InnerProduct ip2 1 1 w z 0=8 1=1 2=32 9=4
+BinaryOp mul 2 1 b2 z se 0=2
+Softmax sm 1 1 se s1 0=0 1=1
+Deconvolution dc 1 1 s1 up 0=8 1=4 3=2 4=1 5=1 6=1024
+Deconvolution dc2 1 1 b3 up2 0=8 1=2 3=2 5=1 6=256
+Padding pd 1 1 up2 pp 0=1 1=1 2=1 3=1
+Crop cr 1 1 pp cc -23309=2,1,1 -23310=2,-1,-1 -23311=2,-2,-1
+Crop cc2 1 1 cc cd -23309=1,0 -23310=1,8 -23311=1,0
+BinaryOp add 2 1 up cd sum 0=0
+Permute p1 1 1 sum t 0=3
+LayerNorm ln 1 1 t n 0=8 1=1.000000e-05 2=1
+Permute p2 1 1 n u 0=4
+Reshape rs 1 1 u r 0=0 1=-1 2=8
+Convolution c2 1 1 r output 0=3 1=3 4=1 5=1 6=216
+""",
+    "zoo-border": """Input in 0 1 data
+Convolution c1 1 1 data a 0=8 1=3 5=1 6=216 9=1
+Convolution c2 1 1 a b 0=12 1=3 5=1 6=864
+PixelShuffle ps 1 1 b output 0=2
+""",
+}
+
+
+def zoo_models(folder: Path) -> list[str]:
+    """Write the ZOO graphs with random weights and sidecars into `folder`; their .param paths
+    (usable as `Case.model`)."""
+    from realesr_portable.graph.ncnn_files import NcnnParam, array_layout, write_weights
+    from realesr_portable.model.spec import ModelSpec
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(21)
+    paths = []
+    for name, body in ZOO.items():
+        lines = body.strip().splitlines()
+        blobs = {tok for line in lines for tok in line.split()[4 : 4 + sum(map(int, line.split()[2:4]))]}
+        text = "\n".join(["7767517", f"{len(lines)} {len(blobs)}", *lines]) + "\n"
+        param = NcnnParam.parse(text)
+        weights = {layer.name: [rng.normal(0, 0.3, count).astype(np.float32) for count, _ in array_layout(layer)]
+                   for layer in param.layers if array_layout(layer)}
+        path = folder / f"{name}.param"
+        path.write_text(text)
+        path.with_suffix(".bin").write_bytes(write_weights(param, weights, fp16=False))
+        ModelSpec(name=name, scale=2, input_blob="data", output_blob="output").save(path.with_suffix(".json"))
+        paths.append(str(path))
+    return paths
+
+
 def make_cases(model: str, count: int, seed: int) -> list[Case]:
     """`count` mutated variants of an official model: mostly the graph, some sidecar, few weights."""
     files = resolve_model(model)
@@ -289,8 +368,9 @@ def python_validator() -> SimpleNamespace:
     move of their modules changes one line here."""
     from realesr_portable.graph import check, ncnn_files
     from realesr_portable.model import spec
+    from realesr_portable.run import session
 
-    return SimpleNamespace(graph=check, weights=ncnn_files, spec=spec)
+    return SimpleNamespace(graph=check, weights=ncnn_files, spec=spec, session=session)
 
 
 def python_layer_rules() -> str:
@@ -301,6 +381,8 @@ def python_layer_rules() -> str:
         parts += [f"int:{key}={lo}..{hi}" for key, (lo, hi) in sorted(kind.ints.items())]
         parts += [f"float:{key}={'%.17g' % lo}..{'%.17g' % hi}" for key, (lo, hi) in sorted(kind.floats.items())]
         parts += [f"array:{key}={longest}" for key, longest in sorted(kind.arrays.items())]
+        parts += [f"intarray:{key}={longest}" for key, longest in sorted(kind.int_arrays.items())]
+        parts += ["flat"] if kind.flat else []
         lines.append(" ".join(parts) + "\n")
     return "".join(lines)
 
@@ -314,17 +396,22 @@ def python_verdict(case: Case, weights: bytes) -> str:
         if not isinstance(data, dict):
             return "refused: model sidecar is not a JSON object"
         spec = v.spec.ModelSpec.from_dict(data)
-        v.graph.check_graph(case.param, spec.in_channels, spec.input_blob, spec.output_blob, scale=spec.scale,
-                            out_channels=spec.out_channels, sides=v.graph.probe_sides(spec.tile_pad, spec.size_multiple))
-        v.weights.read_weights(v.weights.NcnnParam.parse(case.param), _apply_bin(weights, case.bin_edit))
+        try:
+            parsed = v.weights.NcnnParam.parse(case.param)
+        except v.weights.NcnnFormatError as exc:
+            raise v.graph.GraphError(str(exc)) from None
+        v.session.graph_pre_pad(parsed, spec)  # what the Python runtime accepts, pre-padded graphs included
+        v.weights.read_weights(parsed, _apply_bin(weights, case.bin_edit))
     except (v.spec.ModelSpecError, v.graph.GraphError, v.weights.NcnnFormatError) as exc:
         return f"refused: {exc}"
     return "ok"
 
 
-# Refusals only the C++ runner makes, by design: layers its ncnn build leaves out (docs/deploy.md)
-# and RGBA models (the Python runtime upscales alpha separately).
-CPP_ONLY_REFUSALS = ("is not built into this ncnn", "4-channel (RGBA) models run in the Python runtime only")
+# Refusals only the C++ runner makes, by design: layers its ncnn build leaves out (docs/deploy.md),
+# RGBA models (the Python runtime upscales alpha separately) and graphs that consume a border of
+# their input (RealCUGAN-style pre-padding, which only the Python Session adds).
+CPP_ONLY_REFUSALS = ("is not built into this ncnn", "4-channel (RGBA) models run in the Python runtime only",
+                     "such models run in the Python runtime only")
 
 
 def cpp_verdicts(program: Path, cases: list[Case], run: bool, batch: int = 250, timeout: float = 600.0,

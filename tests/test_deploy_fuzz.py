@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 
 from deploy_support import build_runner
-from fuzz_support import CPP_ONLY_REFUSALS, Case, cpp_verdicts, make_cases, python_layer_rules, python_verdict, rule_cases
+from fuzz_support import (CPP_ONLY_REFUSALS, Case, cpp_verdicts, make_cases, python_layer_rules, python_verdict, rule_cases,
+                          zoo_models)
 from realesr_portable.model.catalog import resolve_model
 
 V3_CASES = 1800
 ANIME_CASES = 250
+ZOO_CASES = 300  # per zoo graph: the layer types of SPAN, RealCUGAN and transformer models
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +33,13 @@ def checker() -> Path:
 
 
 @pytest.fixture(scope="module")
-def fuzzed(checker: Path) -> tuple[list[Case], list[str], str]:
+def fuzzed(checker: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Case], list[str], str]:
     """The mutated models, the checker's verdict on each (one pass, loading and running what the
     checks accept) and what it printed on stderr."""
+    zoo = [case for seed, model in enumerate(zoo_models(tmp_path_factory.mktemp("zoo")))
+           for case in make_cases(model, ZOO_CASES, seed=40 + seed)]
     cases = (rule_cases() + make_cases("realesr-animevideov3-x2", V3_CASES, seed=18)
-             + make_cases("realesrgan-x4plus-anime", ANIME_CASES, seed=19))
+             + make_cases("realesrgan-x4plus-anime", ANIME_CASES, seed=19) + zoo)
     printed: list[str] = []
     verdicts = cpp_verdicts(checker, cases, run=True, stderr=printed)
     return cases, verdicts, "".join(printed)

@@ -9,35 +9,43 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from pathlib import Path
 
-from fuzz_support import make_cases, run_all
+from fuzz_support import Case, make_cases, run_all, zoo_models
 
 V3_CASES = 1800  # SRVGGNetCompact x2: 1.2 MB of weights, loads in ~30 ms
 ANIME_CASES = 200  # 6-block RRDBNet: loads in ~0.2 s, exercises the split-trunk path
+ZOO_CASES = int(os.environ.get("REALESR_ZOO_FUZZ", "300"))  # per zoo graph (foreign layer types)
 
 
-def test_mutated_official_models_never_crash_or_escape() -> None:
-    cases = make_cases("realesr-animevideov3-x2", V3_CASES, seed=8) + make_cases("realesrgan-x4plus-anime", ANIME_CASES, seed=9)
+def _assert_no_crash(cases: list[Case]) -> None:
+    """Every case ran or was refused with one line; both outcomes common (a fuzz that only ever
+    refuses, or only runs, would test nothing)."""
     outcomes = run_all(cases, workers=min(2, os.cpu_count() or 1))
     assert len(outcomes) == len(cases)
     bad = {i: outcome for i, outcome in outcomes.items() if outcome not in ("ran", "refused")}
-    details = [f"{cases[i].model} [{cases[i].label}]: {outcome}" for i, outcome in sorted(bad.items())[:15]]
+    details = [f"{Path(cases[i].model).stem} [{cases[i].label}]: {outcome}" for i, outcome in sorted(bad.items())[:15]]
     assert not bad, f"{len(bad)} of {len(cases)} mutations crashed, hung or escaped:\n" + "\n".join(details)
     tally = Counter(outcomes.values())
-    # A fuzz that only ever refuses (or only runs) would test nothing: both must be common.
     print(f"fuzz outcomes: {dict(tally)}")
     assert tally["ran"] >= len(cases) // 20 and tally["refused"] >= len(cases) // 5, tally
 
 
+def test_mutated_official_models_never_crash_or_escape() -> None:
+    _assert_no_crash(make_cases("realesr-animevideov3-x2", V3_CASES, seed=8)
+                     + make_cases("realesrgan-x4plus-anime", ANIME_CASES, seed=9))
+
+
 def test_the_runner_catches_a_native_crash_and_names_the_case(monkeypatch) -> None:
-    """Without the graph check, a known crasher must come back as CRASH for its own case only."""
+    """Without the graph checks, a known crasher must come back as CRASH for its own case only."""
     import json
 
     import realesr_portable.run.session as session
-    from fuzz_support import Case
     from realesr_portable.model.catalog import resolve_model
 
-    monkeypatch.setattr(session, "validate_graph", lambda *args, **kwargs: None)  # inherited by the fork
+    monkeypatch.setattr(session, "validate_graph", lambda *args, **kwargs: 0)  # inherited by the fork (0: no pre-padding)
+    # the .bin reader types each layer by the same table (and would refuse the pad too)
+    monkeypatch.setattr(session, "read_weights", lambda *args, **kwargs: None)
     files = resolve_model("realesr-animevideov3-x2")
     text, sidecar = files.param.read_text(), files.spec.to_json()
     conv2 = "Conv_2                   1 1 56 57 0=64 1=3 4=1 5=1 6=36864"
@@ -48,3 +56,10 @@ def test_the_runner_catches_a_native_crash_and_names_the_case(monkeypatch) -> No
     outcomes = run_all([good, bad, good], workers=1, batch=3)
     assert outcomes[0] == outcomes[2] == "ran"
     assert outcomes[1].startswith("CRASH"), outcomes
+
+
+def test_mutated_graphs_of_foreign_layer_types_never_crash_or_escape(tmp_path: Path) -> None:
+    """The layer types of SPAN, RealCUGAN and transformer models (MemoryData, Deconvolution, Crop,
+    Pooling, InnerProduct, Padding, Reshape, Permute, Slice, Softmax, LayerNorm, ...), mutated."""
+    _assert_no_crash([case for seed, model in enumerate(zoo_models(tmp_path / "zoo"))
+                      for case in make_cases(model, ZOO_CASES, seed=30 + seed)])

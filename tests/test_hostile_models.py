@@ -140,14 +140,15 @@ def test_official_graphs_pass_the_check_and_keep_their_scale() -> None:
 
 
 def test_layer_table_gives_each_layer_its_context() -> None:
-    """The per-type table a halo computation can share: a 3x3 conv reads 1 px, dilation 2 reads 2."""
-    from realesr_portable.graph.check import Params
+    """The one table's halo rule: a 3x3 conv reads 1 px, dilation 2 reads 2, bicubic 2, PReLU 0."""
+    from realesr_portable.graph.layers import Params
 
     conv = LAYER_KINDS["Convolution"]
-    assert conv.context(Params(ints={1: 3})) == 1
-    assert conv.context(Params(ints={1: 3, 2: 2})) == 2
-    assert LAYER_KINDS["PReLU"].context(Params()) == 0
-    assert LAYER_KINDS["Interp"].context(Params(ints={0: 3})) == 2
+    assert conv.geometry(Params(ints={1: 3, 4: 1}), 1).context == (1, 1, 1, 1)
+    assert conv.geometry(Params(ints={1: 3, 2: 2, 4: 2}), 1).context == (2, 2, 2, 2)
+    assert conv.geometry(Params(ints={1: 3, 4: 0}), 1) is None  # shrinks the image: not a halo rule
+    assert LAYER_KINDS["PReLU"].geometry(Params(), 1).context == (0, 0, 0, 0)
+    assert LAYER_KINDS["Interp"].geometry(Params(ints={0: 3}, floats={1: 2.0, 2: 2.0}), 1).context == (2, 2, 2, 2)
 
 
 # Item 8: a sidecar that lies about the scale, on the split-trunk path (RRDBNet) and the plain one.

@@ -33,23 +33,34 @@ struct Params {
     }
 };
 
+// A blob's shape; dims 1 for a flat vector of c values (global pooling, InnerProduct), else 3.
 struct Shape {
     long long c, h, w;
-    bool operator==(const Shape& o) const { return c == o.c && h == o.h && w == o.w; }
+    int dims = 3;
+    bool operator==(const Shape& o) const { return c == o.c && h == o.h && w == o.w && dims == o.dims; }
     bool operator!=(const Shape& o) const { return !(*this == o); }
 };
 
 using ShapeRule = std::function<std::vector<Shape>(const Params&, const std::vector<Shape>&, const std::string&)>;
+// (element count, tagged) of each array a layer stores in the .bin, in file order.
+using WeightsRule = std::function<std::vector<std::pair<long long, bool>>(const Params&)>;
 
-// What ncnn accepts for one layer type: the table of portable/graph/check.py LAYER_KINDS.
+// What ncnn accepts for one layer type: the table of portable/graph/layers.py LAYER_KINDS.
 struct LayerKind {
     ShapeRule shape;
     std::map<int, std::pair<long long, long long>> ints;
     std::map<int, std::pair<double, double>> floats;
-    std::map<int, long> arrays;  // array id -> longest length
+    std::map<int, long> arrays;  // array id -> longest length (floats)
     std::pair<long, long> bottoms{1, 1};
     std::pair<long, long> tops{1, 1};
+    WeightsRule weights;                       // empty: stores nothing in the .bin
+    std::function<long long(const Params&)> divisor;  // what it divides input sizes by; empty: 1
+    std::map<int, long> int_arrays;            // array id -> longest length (integers)
+    bool flat = false;                         // also takes flat (1-D) blobs
 };
+
+// The layer's output shapes by its entry; an image-only entry refuses flat inputs.
+std::vector<Shape> output_shapes(const LayerKind& kind, const Params& params, const std::vector<Shape>& ins, const std::string& name);
 
 // "(c, h, w)", as the Python validator prints a shape.
 std::string shape_text(const Shape& s);

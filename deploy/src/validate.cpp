@@ -1,5 +1,5 @@
 // Checks of .param/.bin before ncnn sees them: the rules of portable/graph/check.py (the layer
-// table in layers.cpp, blob flow, shapes carried from the input on probe sizes) and
+// table in layers.cpp, as portable/graph/layers.py: blob flow, shapes carried from the input on probe sizes) and
 // portable/graph/ncnn_files.py (the .bin holds exactly the described weights). ncnn trusts its
 // .param: a dilation of 1000, a pad of 100000 or a weight count that does not fit the input
 // channels makes it read out of bounds (SIGSEGV, or a garbage image). tests/test_deploy_fuzz.py
@@ -70,15 +70,10 @@ std::vector<Line> parse_param(const std::string& text, long long& declared_blobs
     return layers;
 }
 
-// How much a layer divides its input size by (graph/check.py _divisor); garbage counts as 1.
-long long divisor(const Line& layer) {
-    int key = layer.type == "Reorg" ? 0 : (layer.type == "Convolution" || layer.type == "ConvolutionDepthWise") ? 3 : -1;
-    if (key < 0 || !layer.raw.count(key)) return 1;
-    long long v = 0;
-    return parse_int(layer.raw.at(key), v) && v >= 1 && v <= 16 ? v : 1;
-}
+using Typed = std::vector<std::pair<Line, Params>>;
 
-void check_at(const std::vector<std::pair<Line, Params>>& typed_layers, long long declared, long long side, const ModelSpec& spec) {
+// Every blob's shape for a side x side input (graph/check.py shapes_at); the output blob's.
+Shape walk(const Typed& typed_layers, long long declared, long long side, const ModelSpec& spec) {
     std::map<std::string, Shape> shapes;
     std::set<std::string> consumed;
     for (const auto& [layer, params] : typed_layers) {
@@ -95,7 +90,7 @@ void check_at(const std::vector<std::pair<Line, Params>>& typed_layers, long lon
                 throw layer_error(layer.name, "input of " + std::to_string(params.i(2, 0)) + " channels, the model spec says " + std::to_string(spec.in_channels));
             outs = {{spec.in_channels, side, side}};
         } else {
-            outs = layer_kinds().at(layer.type).shape(params, ins, layer.name);
+            outs = output_shapes(layer_kinds().at(layer.type), params, ins, layer.name);
         }
         outs.resize(std::min(outs.size(), layer.tops.size()));
         for (std::size_t k = 0; k < outs.size(); ++k) {
@@ -113,25 +108,17 @@ void check_at(const std::vector<std::pair<Line, Params>>& typed_layers, long lon
         throw Error("the header declares " + std::to_string(declared) + " blobs but the layers make " + std::to_string(made));
     auto out = shapes.find(spec.output_blob);
     if (out == shapes.end()) throw Error("output blob '" + spec.output_blob + "' is not made by any layer");
-    const Shape& o = out->second;
+    return out->second;
+}
+
+// The sidecar's claims at one (unpadded) probe side; the graph sees side + 2 * pre_pad.
+void check_at(const Typed& typed_layers, long long declared, long long side, const ModelSpec& spec, long long pre_pad) {
+    const Shape o = walk(typed_layers, declared, side + 2 * pre_pad, spec);
     if (o.h != side * spec.scale || o.w != side * spec.scale)
         throw Error("the graph turns a " + std::to_string(side) + "x" + std::to_string(side) + " input into " + std::to_string(o.w) + "x" +
                     std::to_string(o.h) + ", not x" + std::to_string(spec.scale) + " as the sidecar says");
     if (o.c != spec.out_channels)
         throw Error("the graph outputs " + std::to_string(o.c) + " channels, the sidecar says " + std::to_string(spec.out_channels));
-}
-
-// (element count, tagged) of each array a layer stores in the .bin, in file order.
-std::vector<std::pair<long long, bool>> array_layout(const Line& layer, const Params& p) {
-    const std::string& t = layer.type;
-    if (t == "Convolution" || t == "ConvolutionDepthWise") {
-        std::vector<std::pair<long long, bool>> arrays = {{p.i(6, 0), true}};
-        if (p.i(5, 0)) arrays.push_back({p.i(0, 0), false});
-        return arrays;
-    }
-    if (t == "PReLU") return {{p.i(0, 0), false}};
-    if (t == "BatchNorm") return std::vector<std::pair<long long, bool>>(4, {p.i(0, 0), false});
-    return {};
 }
 
 }  // namespace
@@ -150,14 +137,41 @@ void validate_model(const std::string& param_text, const std::vector<unsigned ch
     for (const Line& layer : lines)
         if (layer.type == "Input") ++inputs, input_ok = layer.tops == std::vector<std::string>{spec.input_blob};
     if (inputs != 1 || !input_ok) throw Error("the graph needs exactly one Input layer producing '" + spec.input_blob + "'");
-    long long multiple = 1;
-    for (const Line& layer : lines) multiple = std::lcm(multiple, divisor(layer));
     std::vector<std::pair<Line, Params>> typed_layers;
     for (const Line& layer : lines) typed_layers.emplace_back(layer, typed_params(layer));
+    // Sides the graph itself divides (strides, pixel-unshuffle), from each layer's table entry.
+    long long multiple = 1;
+    for (const auto& [layer, params] : typed_layers) {
+        const LayerKind& kind = layer_kinds().at(layer.type);
+        if (kind.divisor) multiple = std::lcm(multiple, kind.divisor(params));
+    }
     // Probe sides (graph/check.py probe_sides): the smallest padded tile and a larger one.
     const long long m = spec.size_multiple, smallest = (1 + 2LL * spec.tile_pad + m - 1) / m * m;
-    for (long long side : {smallest, smallest + 3 * m})
-        check_at(typed_layers, declared, (side + multiple - 1) / multiple * multiple, spec);
+    auto probe = [&](long long pre_pad) {
+        for (long long side : {smallest, smallest + 3 * m})
+            check_at(typed_layers, declared, (side + multiple - 1) / multiple * multiple, spec, pre_pad);
+    };
+    try {
+        probe(0);
+    } catch (const Error& plain) {
+        // A graph whose unpadded convolutions eat a border (RealCUGAN): the Python runtime runs it
+        // on a mirrored border (run/session.py graph_pre_pad, the same derivation); this runner
+        // does not, and says so instead of the plain refusal.
+        long long pre_pad = 0;
+        try {
+            const Shape a = walk(typed_layers, declared, 96, spec), b = walk(typed_layers, declared, 112, spec);
+            const long long scale = (b.h - a.h) / 16, offset = a.h - scale * 96;
+            if ((b.h - a.h) % 16 == 0 && scale == spec.scale && offset < 0 && (-offset) % (2 * scale) == 0) {
+                pre_pad = -offset / (2 * scale);
+                probe(pre_pad);
+            }
+        } catch (const Error&) {
+            pre_pad = 0;
+        }
+        if (pre_pad == 0) throw;
+        throw Error("the graph consumes a " + std::to_string(pre_pad) +
+                    "-px border of its input (pre-padding, as RealCUGAN's runner adds): such models run in the Python runtime only");
+    }
 
     const std::size_t size = bin.size();
     std::size_t offset = 0;
@@ -166,7 +180,9 @@ void validate_model(const std::string& param_text, const std::vector<unsigned ch
         auto mismatch = [&] {
             return Error(".bin (" + std::to_string(size) + " bytes) ends inside layer " + name + ": the .param and .bin do not match");
         };
-        for (const auto& [count, tagged] : array_layout(layer, params)) {
+        const LayerKind& kind = layer_kinds().at(layer.type);
+        if (!kind.weights) continue;
+        for (const auto& [count, tagged] : kind.weights(params)) {
             bool fp16 = false;
             if (tagged) {
                 if (offset + 4 > size) throw mismatch();

@@ -1,136 +1,35 @@
-"""The `.param` graph as a typed DAG: resolution, channels and receptive field of every blob.
+"""The `.param` graph as a typed DAG: resolution, shape and receptive field of every blob.
 
 Why: exact tiling needs, for any stretch of layers, how many pixels of context its inputs must
 carry so that an output region comes out as in the untiled run. That follows from each layer's
 geometry (kernel, dilation, stride, padding, interpolation), never from an architecture name.
-A layer type not known here is "opaque": any stretch containing it cannot be tiled and runs whole.
+Each layer's geometry, shape and weights come from its entry in the one layer table (layers.py); a
+type the table does not hold, or an entry without geometry, is "opaque": any stretch containing it
+cannot be tiled and runs whole.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
 from fractions import Fraction
 
+from .layers import LAYER_KINDS, ONE, Factor, Geometry, GraphError, LayerKind, Params, Shape, output_shapes, typed
 from .ncnn_files import NcnnLayer, NcnnParam
 
-# Layers whose output pixel depends only on the same pixel of their inputs (radius 0).
-POINTWISE = frozenset({
-    "Input", "Split", "ReLU", "PReLU", "Sigmoid", "TanH", "Clip", "Swish", "HardSigmoid", "HardSwish",
-    "Mish", "ELU", "GELU", "SELU", "Softplus", "BatchNorm", "Scale", "Bias", "Dropout", "Noop",
-    "UnaryOp", "BinaryOp", "Eltwise", "Power", "Exp", "Log", "AbsVal", "Threshold", "Concat",
-})
-CONV = frozenset({"Convolution", "ConvolutionDepthWise", "Convolution1D"})
-DECONV = frozenset({"Deconvolution", "DeconvolutionDepthWise"})
-_INTERP_CONTEXT = {1: 0, 2: 1, 3: 2}  # nearest, bilinear, bicubic: source pixels beyond the nearest
+__all__ = ["Factor", "Geometry", "Graph", "ONE", "PROBE_SIDE", "layer_geometry"]
 
-Factor = tuple[Fraction, Fraction]  # (y, x) resolution relative to the net's input
-ONE: Factor = (Fraction(1), Fraction(1))
+PROBE_SIDE = 96  # input side at which blob shapes (channels) are followed; rounded to the graph's divisor
 
 
-@dataclass(frozen=True)
-class Geometry:
-    """How a layer maps its bottoms' pixels to its tops' (same for all bottoms and tops).
-
-    `factor`: top resolution / bottom resolution per axis. `context`: extra bottom pixels needed
-    before/after a region, (top, bottom, left, right). A top margin m becomes the bottom margin
-    ceil(m / factor) + context on each side.
-    """
-
-    factor: Factor = ONE
-    context: tuple[int, int, int, int] = (0, 0, 0, 0)
-
-    def bottom_margin(self, margin: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-        fy, fx = self.factor
-        return tuple(math.ceil(m / f) + c for m, f, c in zip(margin, (fy, fy, fx, fx), self.context))  # type: ignore
-
-
-def _window(layer: NcnnLayer) -> tuple[int, ...]:
-    """Kernel, dilation, stride (height then width) and pads (left, top, right, bottom)."""
-    kw, dw, sw, pl = layer.int_param(1, 1), layer.int_param(2, 1), layer.int_param(3, 1), layer.int_param(4, 0)
-    pt = layer.int_param(14, pl)
-    return (layer.int_param(11, kw), kw, layer.int_param(12, dw), dw, layer.int_param(13, sw), sw,
-            pl, pt, layer.int_param(15, pl), layer.int_param(16, pt))
-
-
-def _conv(layer: NcnnLayer) -> Geometry | None:
-    kh, kw, dh, dw, sh, sw, pl, pt, pr, pb = _window(layer)
-    if min(pl, pt, pr, pb) < 0 or layer.type == "Convolution1D" or len(layer.bottoms) != 1:
-        return None  # SAME-style automatic padding, 1-D or dynamic weights: not tracked
-    for k, d, s, lo, hi in ((kh, dh, sh, pt, pb), (kw, dw, sw, pl, pr)):
-        # shape preserving up to the stride: out = in / s for in a multiple of s
-        if not 1 - s <= lo + hi - d * (k - 1) <= 0:
-            return None
-    return Geometry((Fraction(1, sh), Fraction(1, sw)),
-                    (pt, dh * (kh - 1) - pt + sh - 1, pl, dw * (kw - 1) - pl + sw - 1))
-
-
-def _deconv(layer: NcnnLayer) -> Geometry | None:
-    kh, kw, dh, dw, sh, sw, pl, pt, pr, pb = _window(layer)
-    ow = layer.int_param(18, 0)
-    oh = layer.int_param(19, ow)
-    if min(pl, pt, pr, pb) < 0 or len(layer.bottoms) != 1:
-        return None
-    for k, d, s, lo, hi, extra in ((kh, dh, sh, pt, pb, oh), (kw, dw, sw, pl, pr, ow)):
-        if d * (k - 1) + 1 - lo - hi + extra != s:  # out = in * s exactly
-            return None
-    cy = math.ceil(dh * (kh - 1) / sh) + 1
-    cx = math.ceil(dw * (kw - 1) / sw) + 1
-    return Geometry((Fraction(sh), Fraction(sw)), (cy, cy, cx, cx))
-
-
-def _interp(layer: NcnnLayer) -> Geometry | None:
-    if len(layer.bottoms) != 1 or layer.int_param(3, 0) or layer.int_param(4, 0):
-        return None  # fixed output size or size taken from another blob
-    context = _INTERP_CONTEXT.get(layer.int_param(0, 0))
+def layer_geometry(layer: NcnnLayer, kinds: Mapping[str, LayerKind] = LAYER_KINDS) -> Geometry | None:
+    """The geometry of one layer from its table entry, or None when it is not known to be tileable
+    (a type the table does not hold, or parameters the table refuses)."""
     try:
-        fy = Fraction(layer.params.get(1, "1")).limit_denominator(64)
-        fx = Fraction(layer.params.get(2, "1")).limit_denominator(64)
-    except ValueError:
+        params = typed(layer, kinds)
+    except GraphError:
         return None
-    if context is None or fy <= 0 or fx <= 0:
-        return None
-    # Downscaling reads taps spread over 1/f source pixels: one more pixel each side covers them.
-    cy, cx = context + (fy < 1), context + (fx < 1)
-    return Geometry((fy, fx), (cy, cy, cx, cx))
-
-
-def layer_geometry(layer: NcnnLayer) -> Geometry | None:
-    """The geometry of one layer, or None when it is not known to be tileable."""
-    if layer.type in POINTWISE:
-        if layer.type == "Concat" and layer.int_param(0, 0) != 0:
-            return None  # concatenation along height/width moves pixels
-        return Geometry()
-    if layer.type in CONV:
-        return _conv(layer)
-    if layer.type in DECONV:
-        return _deconv(layer)
-    if layer.type == "Interp":
-        return _interp(layer)
-    if layer.type == "PixelShuffle":
-        r = layer.int_param(0, 1)
-        return Geometry((Fraction(r), Fraction(r))) if r >= 1 and not layer.int_param(1, 0) else None
-    if layer.type == "Reorg":
-        s = layer.int_param(0, 1)
-        return Geometry((Fraction(1, s), Fraction(1, s))) if s >= 1 and not layer.int_param(1, 0) else None
-    return None
-
-
-def _channels(layer: NcnnLayer, bottoms: list[int | None], in_channels: int) -> int | None:
-    if layer.type == "Input":
-        return in_channels
-    if layer.type in CONV or layer.type in DECONV:
-        return layer.int_param(0, 0) or None
-    if layer.type == "Concat":
-        return None if None in bottoms else sum(bottoms)  # type: ignore[arg-type]
-    if layer.type == "PixelShuffle" and bottoms and bottoms[0]:
-        return bottoms[0] // layer.int_param(0, 1) ** 2
-    if layer.type == "Reorg" and bottoms and bottoms[0]:
-        return bottoms[0] * layer.int_param(0, 1) ** 2
-    if layer.type in POINTWISE or layer.type == "Interp":
-        known = [c for c in bottoms if c]
-        return max(known) if known else None
-    return None
+    return kinds[layer.type].geometry(params, len(layer.bottoms))
 
 
 class Graph:
@@ -139,38 +38,98 @@ class Graph:
     `factor[blob]` is None downstream of an opaque layer or where inputs disagree in resolution.
     """
 
-    def __init__(self, param: NcnnParam, in_channels: int = 3) -> None:
+    def __init__(self, param: NcnnParam, in_channels: int = 3, kinds: Mapping[str, LayerKind] = LAYER_KINDS) -> None:
         self.layers = param.layers
+        self.kinds = kinds
         self.producer: dict[str, int] = {}
         self.consumers: dict[str, list[int]] = {}
+        self.params: list[Params | None] = []  # None: a layer the table refuses (opaque)
         self.geometry: list[Geometry | None] = []
         self.factor: dict[str, Factor | None] = {}
-        self.channels: dict[str, int | None] = {}
+        self.shapes: dict[str, Shape | None] = {}  # at a probe_side input, None where unknown
+        self.shapes2: dict[str, Shape | None] = {}  # at a larger probe side (sides[1])
+        for layer in self.layers:
+            try:
+                self.params.append(typed(layer, kinds))
+            except GraphError:
+                self.params.append(None)
+        multiple = math.lcm(*(kinds[layer.type].divisor(p) for layer, p in zip(self.layers, self.params) if p is not None))
+        self.probe_side = -(-PROBE_SIDE // multiple) * multiple
+        self.sides = (self.probe_side, self.probe_side + 4 * multiple)
         for index, layer in enumerate(self.layers):
             for blob in layer.bottoms:
                 self.consumers.setdefault(blob, []).append(index)
-            geometry = layer_geometry(layer)
-            factors = {self.factor.get(b) for b in layer.bottoms}
-            if len(factors) > 1 or None in factors and layer.bottoms:
-                geometry = None  # mixed resolutions (broadcasting) or unknown input
+            params = self.params[index]
+            geometry = None if params is None else kinds[layer.type].geometry(params, len(layer.bottoms))
+            # Per-channel vectors (global pooling, InnerProduct, 1x1 constants) broadcast over an
+            # image: the image bottoms alone set the resolution.
+            images = [b for b in layer.bottoms if not self.vector(b)]
+            factors = {self.factor.get(b) for b in images}
+            if len(factors) > 1 or None in factors or layer.bottoms and not images:
+                geometry = None  # mixed resolutions, unknown input, or vectors only
             self.geometry.append(geometry)
-            base = ONE if not layer.bottoms else next(iter(factors))
+            base = ONE if not layer.bottoms else next(iter(factors), None)
             out = None if geometry is None or base is None else (base[0] * geometry.factor[0], base[1] * geometry.factor[1])
-            chans = _channels(layer, [self.channels.get(b) for b in layer.bottoms], in_channels)
-            for blob in layer.tops:
+            shapes = self._shapes(layer, params, in_channels, self.sides[0], self.shapes)
+            shapes2 = self._shapes(layer, params, in_channels, self.sides[1], self.shapes2)
+            for blob, shape, shape2 in zip(layer.tops, shapes, shapes2):
                 self.producer[blob] = index
-                self.factor[blob] = out
-                self.channels[blob] = chans
+                self.shapes[blob], self.shapes2[blob] = shape, shape2
+                if self.vector(blob) and layer.type != "Input":
+                    self.factor[blob] = None
+                else:
+                    self.factor[blob] = out if out is not None else self._measured(shape, shape2)
+        self.channels: dict[str, int | None] = {b: None if s is None else s.c for b, s in self.shapes.items()}
+
+    def _measured(self, shape: Shape | None, shape2: Shape | None) -> Factor | None:
+        """Behind an opaque layer, a blob whose size is an exact multiple of the input's at both
+        probe sides (a padding undone by a valid convolution, say) still has that resolution:
+        later segments can start from it."""
+        if shape is None or shape2 is None:
+            return None
+        (a, b), (fy, fx) = self.sides, (Fraction(shape.h, self.sides[0]), Fraction(shape.w, self.sides[0]))
+        return (fy, fx) if (Fraction(shape2.h, b), Fraction(shape2.w, b)) == (fy, fx) else None
+
+    def _shapes(self, layer: NcnnLayer, params: Params | None, in_channels: int, side: int,
+                known: dict[str, Shape | None]) -> list[Shape | None]:
+        """The layer's output shapes by its table's shape rule (None where an input is unknown)."""
+        unknown: list[Shape | None] = [None] * len(layer.tops)
+        if params is None:
+            return unknown
+        if layer.type == "Input":
+            return [Shape(in_channels, side, side)]
+        ins = [known.get(b) for b in layer.bottoms]
+        if any(s is None for s in ins):
+            return unknown
+        try:
+            outs = output_shapes(self.kinds[layer.type], params, ins, layer.name)  # type: ignore[arg-type]
+        except GraphError:
+            return unknown
+        return [*outs[: len(layer.tops)], *unknown[len(outs):]]
 
     @classmethod
-    def from_text(cls, text: str, in_channels: int = 3) -> "Graph":
-        return cls(NcnnParam.parse(text), in_channels)
+    def from_text(cls, text: str, in_channels: int = 3, kinds: Mapping[str, LayerKind] = LAYER_KINDS) -> "Graph":
+        return cls(NcnnParam.parse(text), in_channels, kinds)
 
     def root(self, blob: str) -> str:
         """The blob whose value `blob` carries (Split outputs are copies of the Split's input)."""
-        while blob in self.producer and self.layers[self.producer[blob]].type == "Split":
+        while blob in self.producer and self._copies(self.layers[self.producer[blob]]):
             blob = self.layers[self.producer[blob]].bottoms[0]
         return blob
+
+    def global_layers(self) -> tuple[str, ...]:
+        """Names of the layers that read the whole image (their table entry's locality)."""
+        return tuple(layer.name for layer, params in zip(self.layers, self.params)
+                     if params is not None and self.kinds[layer.type].locality(params) == "global")
+
+    def vector(self, blob: str) -> bool:
+        """A blob without an image's resolution: flat, or 1x1 at the probe side (a constant)."""
+        shape = self.shapes.get(blob)
+        return shape is not None and (shape.dims != 3 or (shape.h, shape.w) == (1, 1))
+
+    def _copies(self, layer: NcnnLayer) -> bool:
+        kind = self.kinds.get(layer.type)
+        return kind is not None and kind.copies
 
     def live(self, position: int, outputs: tuple[str, ...]) -> list[str]:
         """Blobs made at or before layer `position` and still needed after it (or net outputs)."""
@@ -200,14 +159,18 @@ class Graph:
         return margin
 
     def macs_per_pixel(self, start: int, stop: int) -> float:
-        """Multiply-adds per net-input pixel of layers start+1..stop (convolutions only): the work."""
+        """Multiply-adds per net-input pixel of layers start+1..stop: each weight matrix (the tagged
+        arrays of the layer's `.bin` layout) once per pixel at the lower of its input's and
+        output's resolutions (a convolution's output, a deconvolution's input)."""
         total = 0.0
         for index in range(start + 1, stop + 1):
-            layer = self.layers[index]
-            if layer.type not in CONV and layer.type not in DECONV:
+            layer, params = self.layers[index], self.params[index]
+            if params is None:
                 continue
-            weights = layer.int_param(6, 0)
-            blob = layer.tops[0] if layer.type in CONV else layer.bottoms[0]
-            f = self.factor.get(blob) or ONE
-            total += weights * float(f[0] * f[1])
+            layout = self.kinds[layer.type].weights(params) or []
+            weights = sum(count for count, tagged in layout if tagged)
+            if not weights:
+                continue
+            areas = [self.factor.get(b) or ONE for b in (*layer.bottoms, *layer.tops)]
+            total += weights * min(float(f[0] * f[1]) for f in areas)
         return total

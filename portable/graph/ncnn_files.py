@@ -3,7 +3,8 @@
 Why here: the runtime blends two weight files (denoise strength) and `convert/` both imports the
 official ncnn-only weights into PyTorch and writes ncnn files directly from a state_dict. All three
 need the same knowledge of how ncnn lays weights out in a `.bin`, so it lives in one torch-free
-module.
+module. Which arrays a layer stores is its entry's `weights` rule in the one layer table
+(layers.py); this module owns the `.param` text format and the `.bin` framing.
 
 Layout (ncnn `ModelBin`): each layer with weights stores its arrays in order. A *tagged* array
 ("type 0", convolution and inner-product weights) starts with a 4-byte tag: 0 means raw fp32 follows,
@@ -14,11 +15,12 @@ slopes, BatchNorm statistics) is raw fp32.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from ..errors import UserError
+from .layers import LAYER_KINDS, GraphError, LayerKind, parse_params
 
 PARAM_MAGIC = 7767517
 FP16_TAG = 0x01306B47
@@ -57,9 +59,11 @@ class NcnnLayer:
 
 @dataclass
 class NcnnParam:
-    """A parsed `.param`: the layers in file order."""
+    """A parsed `.param`: the layers in file order, and the blob count its header declares
+    (ncnn sizes its blob table from it; None for a graph built in code)."""
 
     layers: list[NcnnLayer]
+    declared_blobs: int | None = None
 
     @property
     def blob_count(self) -> int:
@@ -71,13 +75,13 @@ class NcnnParam:
         if not lines or lines[0] != str(PARAM_MAGIC):
             raise NcnnFormatError("not an ncnn .param file (missing magic number 7767517)")
         try:
-            layer_count, _blob_count = (int(v) for v in lines[1].split())
+            layer_count, blob_count = (int(v) for v in lines[1].split())
         except (IndexError, ValueError):
             raise NcnnFormatError("ncnn .param: bad layer/blob count line") from None
         body = lines[2:]
         if len(body) != layer_count:
             raise NcnnFormatError(f"ncnn .param declares {layer_count} layers but has {len(body)}")
-        return cls([_parse_layer(line, number) for number, line in enumerate(body, start=3)])
+        return cls([_parse_layer(line, number) for number, line in enumerate(body, start=3)], blob_count)
 
     def to_text(self) -> str:
         head = [str(PARAM_MAGIC), f"{len(self.layers)} {self.blob_count}"]
@@ -106,31 +110,19 @@ def _parse_layer(line: str, number: int) -> NcnnLayer:
     return NcnnLayer(layer_type, name, tokens[4 : 4 + n_bottom], tokens[4 + n_bottom : blobs_end], params)
 
 
-def _array_layout(layer: NcnnLayer) -> list[tuple[int, bool]]:
-    """The arrays a layer stores in the `.bin`: (element count, tagged) in file order."""
-    kind = layer.type
-    if kind in ("Convolution", "ConvolutionDepthWise", "Deconvolution", "DeconvolutionDepthWise"):
-        if layer.int_param(8):
-            raise NcnnFormatError(f"layer {layer.name}: int8-quantised convolutions are not supported")
-        arrays = [(layer.int_param(6), True)]
-        if layer.int_param(5):
-            arrays.append((layer.int_param(0), False))
-        return arrays
-    if kind == "InnerProduct":
-        arrays = [(layer.int_param(2), True)]
-        if layer.int_param(1):
-            arrays.append((layer.int_param(0), False))
-        return arrays
-    if kind == "PReLU":
-        return [(layer.int_param(0), False)]
-    if kind == "BatchNorm":
-        return [(layer.int_param(0), False)] * 4
-    if kind == "MemoryData":
-        size = 1
-        for key in (0, 1, 11, 2):
-            size *= max(layer.int_param(key), 1)
-        return [(size, False)]
-    return []
+def array_layout(layer: NcnnLayer, kinds: Mapping[str, LayerKind] = LAYER_KINDS) -> list[tuple[int, bool]]:
+    """The arrays a layer stores in the `.bin`: (element count, tagged) in file order, from the
+    layer table's entry (a type the table does not hold stores nothing)."""
+    kind = kinds.get(layer.type)
+    if kind is None:
+        return []
+    try:
+        layout = kind.weights(parse_params(layer, kind))
+    except GraphError as exc:
+        raise NcnnFormatError(str(exc)) from None
+    if layout is None:
+        raise NcnnFormatError(f"layer {layer.name}: int8-quantised weights are not supported")
+    return layout
 
 
 @dataclass
@@ -141,11 +133,11 @@ class _StoredArray:
     fp16: bool
 
 
-def _scan(param: NcnnParam, bin_bytes: bytes) -> Iterator[_StoredArray]:
+def _scan(param: NcnnParam, bin_bytes: bytes, kinds: Mapping[str, LayerKind] = LAYER_KINDS) -> Iterator[_StoredArray]:
     offset = 0
     view = memoryview(bin_bytes)
     for layer in param.layers:
-        for count, tagged in _array_layout(layer):
+        for count, tagged in array_layout(layer, kinds):
             if count < 0:
                 raise NcnnFormatError(f"layer {layer.name}: negative weight count {count}")
             fp16 = False
@@ -176,10 +168,11 @@ def _mismatch(layer: NcnnLayer, size: int) -> NcnnFormatError:
     return NcnnFormatError(f".bin ({size} bytes) ends inside layer {layer.name}: the .param and .bin do not match")
 
 
-def read_weights(param: NcnnParam, bin_bytes: bytes) -> dict[str, list[np.ndarray]]:
+def read_weights(param: NcnnParam, bin_bytes: bytes,
+                 kinds: Mapping[str, LayerKind] = LAYER_KINDS) -> dict[str, list[np.ndarray]]:
     """Layer name -> its float32 arrays (flat, file order). Raises NcnnFormatError on mismatch."""
     weights: dict[str, list[np.ndarray]] = {}
-    for stored in _scan(param, bin_bytes):
+    for stored in _scan(param, bin_bytes, kinds):
         weights.setdefault(stored.layer, []).append(stored.data)
     return weights
 
@@ -195,11 +188,12 @@ def _encode(data: np.ndarray, tagged: bool, fp16: bool) -> bytes:
     return FP32_TAG.to_bytes(_TAG_BYTES, "little") + flat.astype("<f4").tobytes()
 
 
-def write_weights(param: NcnnParam, weights: dict[str, list[np.ndarray]], fp16: bool) -> bytes:
+def write_weights(param: NcnnParam, weights: dict[str, list[np.ndarray]], fp16: bool,
+                  kinds: Mapping[str, LayerKind] = LAYER_KINDS) -> bytes:
     """Serialise weights in the order the `.param` expects; tagged arrays fp16 when asked."""
     chunks: list[bytes] = []
     for layer in param.layers:
-        layout = _array_layout(layer)
+        layout = array_layout(layer, kinds)
         if not layout:
             continue
         arrays = weights.get(layer.name)

@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..device.select import Device
 from ..graph.analysis import Graph
 from ..graph.check import GraphError, check_graph, probe_sides
+from ..graph.facts import graph_facts
 from ..model.catalog import ModelFiles
 from ..graph.ncnn_files import NcnnFormatError, NcnnParam, read_weights
 from ..device.quiet import quiet_stderr
@@ -47,13 +48,17 @@ def _configure(opt, device: Device, fp32: bool, threads: int) -> None:
         opt.use_bf16_packed = False
 
 
-def validate_weights(param: Path, param_text: str, data: bytes, in_channels: int = 3) -> Graph:
-    """Refuse a `.bin` whose size does not match its `.param` (ncnn accepts a too-long one silently);
-    return the parsed graph."""
+def parse_model(param: Path, param_text: str) -> NcnnParam:
+    """The one parse of a model's `.param` that the checks, the weights and the analysis share."""
     try:
-        parsed = NcnnParam.parse(param_text)
+        return NcnnParam.parse(param_text)
     except NcnnFormatError as exc:
         raise ModelLoadError(f"{param}: {exc}") from None
+
+
+def validate_weights(param: Path, parsed: NcnnParam, data: bytes, in_channels: int = 3) -> Graph:
+    """Refuse a `.bin` whose size does not match its `.param` (ncnn accepts a too-long one silently);
+    return the analysed graph."""
     try:
         read_weights(parsed, data)
     except NcnnFormatError as exc:
@@ -61,14 +66,37 @@ def validate_weights(param: Path, param_text: str, data: bytes, in_channels: int
     return Graph(parsed, in_channels)
 
 
-def validate_graph(param: Path, param_text: str, spec: ModelSpec) -> None:
-    """Refuse a graph ncnn would crash on, or one whose output is not the spec's scale and channels.
+def graph_pre_pad(parsed: NcnnParam, spec: ModelSpec) -> int:
+    """Refuse (GraphError) a graph ncnn would crash on, or one whose output is not the spec's scale
+    and channels; return the pre-padding its valid convolutions consume (0 for most; RealCUGAN
+    18/14/19), with which the scale check then holds."""
+    def check(pre_pad: int) -> None:
+        check_graph(parsed, spec.in_channels, spec.input_blob, spec.output_blob, scale=spec.scale,
+                    out_channels=spec.out_channels, sides=probe_sides(spec.tile_pad, spec.size_multiple),
+                    pre_pad=pre_pad)
 
-    Runs before ncnn sees the `.param`; the scale check covers every way a tile is run later.
-    """
     try:
-        check_graph(param_text, spec.in_channels, spec.input_blob, spec.output_blob, scale=spec.scale,
-                    out_channels=spec.out_channels, sides=probe_sides(spec.tile_pad, spec.size_multiple))
+        check(0)
+        return 0
+    except GraphError as exc:
+        refusal = exc
+    # A graph smaller than scale x its input by a whole border (unpadded convolutions) is run on a
+    # mirrored border of that size, as its own runner does; its other claims are checked again.
+    try:
+        facts = graph_facts(parsed, spec.in_channels)
+        if not facts.pre_pad or facts.scale != spec.scale:
+            raise refusal
+        check(facts.pre_pad)
+    except GraphError:
+        raise refusal from None  # the plain check's reason
+    return facts.pre_pad
+
+
+def validate_graph(param: Path, parsed: NcnnParam, spec: ModelSpec) -> int:
+    """`graph_pre_pad` with the model's path in its one-line error. Runs before ncnn sees the
+    `.param`; the scale check covers every way a tile is run later."""
+    try:
+        return graph_pre_pad(parsed, spec)
     except GraphError as exc:
         raise ModelLoadError(f"{param}: {exc}") from None
 
@@ -102,12 +130,20 @@ class Session:
             data = weights if weights is not None else model.bin.read_bytes()
         except (OSError, UnicodeDecodeError) as exc:
             raise ModelLoadError(f"{model.param}: cannot read model files ({exc})") from None
-        validate_graph(model.param, param_text, self.spec)  # first: nothing parses an unchecked graph
-        self.graph = validate_weights(model.param, param_text, data, self.spec.in_channels)
+        parsed = parse_model(model.param, param_text)
+        # first: nothing reads an unchecked graph
+        self.pre_pad = validate_graph(model.param, parsed, self.spec)
+        self.graph = validate_weights(model.param, parsed, data, self.spec.in_channels)
         try:
             self.segmenter: Segmenter | None = Segmenter(self.graph, self.spec.input_blob, self.spec.output_blob)
         except (ValueError, KeyError):
             self.segmenter = None  # a graph we cannot follow runs whole
+        if self.pre_pad and self.segmenter is not None:
+            # Segments would be fed the input without its mirrored border: the net runs whole per
+            # tile, and the whole net's working memory sizes those tiles (run untiled if it fits).
+            whole = self.segmenter.segment(0, len(self.graph.layers) - 1)
+            self.net_bytes_px = whole.bytes_px
+            self.segmenter = None
         # ncnn's own threads run each tile. Tiles in parallel from Python threads (one ncnn
         # thread each) would avoid per-layer barriers, but ncnn's Python `extract` holds the GIL:
         # measured, two threads took as long as one. `workers` stays the hook for that.
@@ -183,8 +219,12 @@ class Session:
 
     def run(self, chw: np.ndarray) -> np.ndarray:
         """Run one tile. `chw`: (C,H,W) in the model's value range; returns (C,H*s,W*s) float32."""
+        if self.pre_pad:  # mirrored as realcugan-ncnn-vulkan does; the graph consumes it
+            p = self.pre_pad
+            chw = np.pad(chw, ((0, 0), (p, p), (p, p)), mode="reflect" if min(chw.shape[1:]) > p else "symmetric")
         (result,) = self.extract({self.spec.input_blob: chw}, [self.spec.output_blob])
-        expected = (self.spec.out_channels, chw.shape[1] * self.spec.scale, chw.shape[2] * self.spec.scale)
+        p2 = 2 * self.pre_pad
+        expected = (self.spec.out_channels, (chw.shape[1] - p2) * self.spec.scale, (chw.shape[2] - p2) * self.spec.scale)
         if result.shape != expected:
             raise ModelLoadError(
                 f"{self.model.param}: output {result.shape} does not match the spec's scale x{self.spec.scale}"
