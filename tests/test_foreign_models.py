@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from realesr_portable import cli
+from realesr_portable.api import Upscaler
 from realesr_portable.model.catalog import GRAPH_ARCH, ModelNotFoundError, check_model_name, folder_models, resolve_model
 from realesr_portable.model.spec import ModelSpec, ModelSpecError
 from realesr_portable.run.engine import PRE_PAD
@@ -182,3 +183,32 @@ def test_span_equals_ncnn_untiled_within_one_level(tmp_path: Path, model: str, c
         assert got.shape == ref.shape
         assert np.abs(got - ref).max() <= 1, (model, tile)
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("model, pre_pad", [("REALCUGAN_SE_UP2X", 18), ("REALCUGAN_PRO_UP3X", 14), ("REALCUGAN_SE_UP4X", 19)])
+def test_realcugan_equals_its_runners_arithmetic(tmp_path: Path, model: str, pre_pad: int) -> None:
+    """realcugan-ncnn-vulkan's CPU path, restated: the whole image mirrored by 18/14/19 px, one
+    fp32 run, and for x4 the nearest-upscaled input added to the net's residual; no other border.
+    (bench/parity_realcugan.py measures the same against the runner itself: within 1 level.)"""
+    import ncnn
+
+    rgb = np.asarray(Image.open(_image(tmp_path / "in.png", 36, 44)).convert("RGB"))
+    param = CUGAN / f"{model}.param"
+    spec = resolve_model(param).spec
+    x = np.pad(rgb, ((pre_pad, pre_pad), (pre_pad, pre_pad), (0, 0)), mode="reflect").transpose(2, 0, 1)
+    chw = np.ascontiguousarray(x, np.float32) / 255
+    net = ncnn.Net()
+    for flag in ("use_vulkan_compute", "use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed"):
+        setattr(net.opt, flag, False)
+    net.load_param(str(param))
+    net.load_model(str(param.with_suffix(".bin")))
+    ex = net.create_extractor()
+    ex.input(spec.input_blob, ncnn.Mat(chw))
+    _, out = ex.extract(spec.output_blob)
+    y = np.array(out).transpose(1, 2, 0)
+    if spec.scale == 4:
+        y = y + np.repeat(np.repeat(rgb / 255, 4, 0), 4, 1)
+    ref = np.clip(y * 255, 0, 255).round().astype(int)
+    ours = Upscaler(model=param, gpu=-1, fp32=True).upscale(rgb).astype(int)
+    assert ours.shape == ref.shape == (36 * spec.scale, 44 * spec.scale, 3)
+    assert np.abs(ours - ref).max() <= 1
