@@ -7,6 +7,7 @@ its own locals, so one `Upscaler` may be used from several threads at once.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image
@@ -76,6 +77,7 @@ class Upscaler:
         backend: "ncnn", "torch" (the same model in PyTorch; `gpu` is then a CUDA/ROCm index)
             or "auto" (torch where PyTorch sees a GPU and can map the model, else ncnn).
         torch_options: the torch engine's speed switches (precision, channels_last, CUDA graphs, ...).
+        value_range: the pixel range the model expects, e.g. (0, 255); default: its sidecar's, else (0, 1).
     """
 
     def __init__(
@@ -93,10 +95,13 @@ class Upscaler:
         max_memory: int | str | None = None,
         backend: str = "auto",
         torch_options: TorchOptions | None = None,
+        value_range: tuple[float, float] | None = None,
     ) -> None:
         self.options = Options(tile=tile, outscale=outscale, tta=tta, alpha=alpha)
         budget = None if max_memory is None else parse_memory(max_memory)
         files = resolve_model(model, scale=outscale)
+        if value_range is not None:  # a foreign model's range, where neither graph nor sidecar say it
+            files = replace(files, spec=replace(files.spec, value_range=(float(value_range[0]), float(value_range[1]))))
         weights = None
         if dn is not None:
             if dn_model is None:
@@ -138,7 +143,7 @@ class Upscaler:
             "model": self.spec.name, "model files": model_digest(self.model), "model scale": self.spec.scale,
             "-s": self.options.outscale, "--dn": self.dn,
             "--dn-model": None if self.dn_model is None else model_digest(self.dn_model),
-            "--fp32": self.fp32, "--tta": self.options.tta, "--alpha": self.options.alpha, "--backend": self.backend,
+            "--fp32": self.fp32, "--value-range": list(self.spec.value_range), "--tta": self.options.tta, "--alpha": self.options.alpha, "--backend": self.backend,
             "device": [d.name if d.is_gpu else "cpu" for d in self.devices],
         }
 

@@ -212,3 +212,20 @@ def test_realcugan_equals_its_runners_arithmetic(tmp_path: Path, model: str, pre
     ours = Upscaler(model=param, gpu=-1, fp32=True).upscale(rgb).astype(int)
     assert ours.shape == ref.shape == (36 * spec.scale, 44 * spec.scale, 3)
     assert np.abs(ours - ref).max() <= 1
+
+
+def test_value_range_is_overridable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`value_range=(0, 255)` / `--value-range 0,255` reaches the net (a SPAN fed 0..255 gives
+    another picture); malformed ranges are one-line usage errors."""
+    img = _image(tmp_path / "in.png", 20, 24)
+    param = SPAN / "2x_span_anime_pretrain.param"
+    plain = Upscaler(model=param, gpu=-1, fp32=True)
+    wide = Upscaler(model=param, gpu=-1, fp32=True, value_range=(0.0, 255.0))
+    assert wide.spec.value_range == (0.0, 255.0) and plain.spec.value_range == (0.0, 1.0)
+    rgb = np.asarray(Image.open(img).convert("RGB"))
+    assert np.abs(wide.upscale(rgb).astype(int) - plain.upscale(rgb)).max() > 8  # the range reaches the net
+    for bad in ("1", "a,b", "1,0", "0,inf"):
+        assert cli.main(["-q", "-i", str(img), "-o", str(tmp_path / "o.png"), "-m", str(param), "--value-range", bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "--value-range" in err and len(err.splitlines()) == 1
+    assert cli.main(["-q", "-i", str(img), "-o", str(tmp_path / "o.png"), "-m", str(param), "--value-range", "0,1"]) == 0

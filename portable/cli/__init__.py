@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from ..errors import UserError
+from ..model.spec import parse_value_range
 from ..model.catalog import DEFAULT_MODEL, FAMILIES, GRAPH_ARCH, check_model_name, folder_models, list_models
 from .signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, end_process_if_workers_busy, sigterm_as_exception
 
@@ -98,6 +99,7 @@ def upscale(
     skip_duplicates: Annotated[bool, typer.Option("--skip-duplicates", help="Video: reuse the previous output for a repeated frame.")] = False,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: auto (a local Ray) or a cluster ADDRESS; existing outputs are skipped. Needs the distributed extra.")] = None,
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget, e.g. 512M or 2G (default: a share of the device's free memory).")] = None,
+    value_range: Annotated[Optional[str], typer.Option("--value-range", metavar="LOW,HIGH", help="Pixel range the model expects (default: its sidecar's, else 0,1), e.g. 0,255.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="auto (PyTorch where it sees a CUDA/ROCm GPU, else ncnn), ncnn, or torch (-g is then a CUDA index).")] = "auto",
 ) -> None:
     """Upscale images with a Real-ESRGAN model."""
@@ -132,7 +134,8 @@ def upscale(
         videos, files = split_videos(files)
         model_ref = _model_ref(model, name)
         upscaler = Upscaler(model_ref, gpu=gpu, tile=tile, fp32=fp32, outscale=scale, tta=tta, alpha=alpha,
-                            threads=threads, dn=dn, dn_model=dn_model, max_memory=max_memory, backend=backend)
+                            threads=threads, dn=dn, dn_model=dn_model, max_memory=max_memory, backend=backend,
+                            value_range=None if value_range is None else parse_value_range(value_range))
         if jobs == DEFAULT_JOBS and upscaler.backend == "torch" and upscaler.devices[0].is_gpu:
             counts = (counts[0], 2, counts[2])  # two images in flight: one's transfers overlap the other's compute
         out_scale = scale if scale is not None else upscaler.spec.scale
