@@ -6,8 +6,8 @@ its own locals, so one `Upscaler` may be used from several threads at once.
 
 from __future__ import annotations
 
-import hashlib
 import os
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image
@@ -18,6 +18,7 @@ from .run.engine import Engine, Options
 from .run.seams import seam_note
 from .image.io import Picture, split_modes
 from .model.catalog import DEFAULT_MODEL, ModelFiles, resolve_model
+from .run.precision_probe import choose_precision, device_key, model_digest
 from .run.session import ModelLoadError, Session
 from .model.spec import ModelSpec
 from .run.backend import BackendError, TorchOptions, choose_backend, describe_sessions, load_torch_sessions
@@ -37,20 +38,25 @@ def blended_weights(model: ModelFiles, twin: str | os.PathLike[str], dn: float) 
         raise ModelLoadError(f"cannot read weights for --dn ({exc})") from None
 
 
-def _digest(model: ModelFiles) -> str:
-    """sha256 of a model's .param and .bin (the .bin of x4plus, 64 MB, takes ~0.1 s)."""
-    digest = hashlib.sha256()
-    for path in (model.param, model.bin):
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def load_sessions(
-    model: ModelFiles, devices: list[Device], fp32: bool, threads: int | None, weights: bytes | None
+    model: ModelFiles, devices: list[Device], fp32: bool, threads: int | None, weights: bytes | None,
+    notes: list[str] | None = None,
 ) -> list[Session]:
-    return [Session(model, device, fp32=fp32, threads=threads, weights=weights) for device in devices]
+    """One session per device; without --fp32, each device's reduced precision is kept only where
+    a probe run measured it close to fp32 for this model (run/precision_probe.py)."""
+    sessions = []
+    for device in devices:
+        session = Session(model, device, fp32=fp32, threads=threads, weights=weights)
+        if not fp32:
+            verdict = choose_precision(
+                model, device_key(device), session.run,
+                lambda: Session(model, device, fp32=True, threads=threads, weights=weights).run, weights)
+            if verdict.force_fp32:
+                session = Session(model, device, fp32=True, threads=threads, weights=weights)
+                if notes is not None:
+                    notes.append(verdict.note(model.spec.name, device.name))
+        sessions.append(session)
+    return sessions
 
 
 class Upscaler:
@@ -71,6 +77,7 @@ class Upscaler:
         backend: "ncnn", "torch" (the same model in PyTorch; `gpu` is then a CUDA/ROCm index)
             or "auto" (torch where PyTorch sees a GPU and can map the model, else ncnn).
         torch_options: the torch engine's speed switches (precision, channels_last, CUDA graphs, ...).
+        value_range: the pixel range the model expects, e.g. (0, 255); default: its sidecar's, else (0, 1).
     """
 
     def __init__(
@@ -88,10 +95,13 @@ class Upscaler:
         max_memory: int | str | None = None,
         backend: str = "auto",
         torch_options: TorchOptions | None = None,
+        value_range: tuple[float, float] | None = None,
     ) -> None:
         self.options = Options(tile=tile, outscale=outscale, tta=tta, alpha=alpha)
         budget = None if max_memory is None else parse_memory(max_memory)
         files = resolve_model(model, scale=outscale)
+        if value_range is not None:  # a foreign model's range, where neither graph nor sidecar say it
+            files = replace(files, spec=replace(files.spec, value_range=(float(value_range[0]), float(value_range[1]))))
         weights = None
         if dn is not None:
             if dn_model is None:
@@ -113,7 +123,7 @@ class Upscaler:
                 self.notes.append(f"{exc}; using ncnn")
                 self.backend = "ncnn"
         if sessions is None:
-            sessions = load_sessions(files, select_devices(gpu), fp32, threads, weights)
+            sessions = load_sessions(files, select_devices(gpu), fp32, threads, weights, self.notes)
         self.devices = [session.device for session in sessions]
         self.description = describe_sessions(self.backend, sessions, fp32)
         self.engine = Engine(sessions, max_memory=budget)
@@ -130,10 +140,10 @@ class Upscaler:
         the model files' content, scales, --dn and its twin, --fp32, TTA, alpha mode, the backend and the devices
         (fp16 rounding differs between them). The tile size is left out: tiling is exact."""
         return {
-            "model": self.spec.name, "model files": _digest(self.model), "model scale": self.spec.scale,
+            "model": self.spec.name, "model files": model_digest(self.model), "model scale": self.spec.scale,
             "-s": self.options.outscale, "--dn": self.dn,
-            "--dn-model": None if self.dn_model is None else _digest(self.dn_model),
-            "--fp32": self.fp32, "--tta": self.options.tta, "--alpha": self.options.alpha, "--backend": self.backend,
+            "--dn-model": None if self.dn_model is None else model_digest(self.dn_model),
+            "--fp32": self.fp32, "--value-range": list(self.spec.value_range), "--tta": self.options.tta, "--alpha": self.options.alpha, "--backend": self.backend,
             "device": [d.name if d.is_gpu else "cpu" for d in self.devices],
         }
 

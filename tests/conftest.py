@@ -36,3 +36,11 @@ def skimage_photo() -> Callable[[str], Path]:
 def photo_crop() -> Callable[[str, int, int, int, int], np.ndarray]:
     """`photo_crop(name, top, left, height, width)` -> (h, w, 3) uint8 crop of a real photo."""
     return _photo_crop
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_precision_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The precision probe's verdicts go to a cache of this test session, not the user's."""
+    import os
+
+    os.environ["REALESR_PORTABLE_CACHE"] = str(tmp_path_factory.mktemp("cache"))

@@ -98,7 +98,16 @@ def _copy_model(tmp_path: Path) -> Path:
     return param
 
 
-@pytest.mark.parametrize("damage", ["missing_param", "missing_bin", "missing_json", "garbage_param", "short_bin", "long_bin", "bad_json"])
+def test_a_missing_sidecar_is_read_from_the_graph(tmp_path: Path) -> None:
+    """Issue 18: a model without its sidecar runs, its spec read from the graph."""
+    param = _copy_model(tmp_path)
+    param.with_suffix(".json").unlink()
+    result = runner.invoke(app, ["-i", str(_good(tmp_path)), "-o", str(tmp_path / "o.png"), "-m", str(param), "-g", "-1", "-q"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o.png").is_file()
+
+
+@pytest.mark.parametrize("damage", ["missing_param", "missing_bin", "garbage_param", "short_bin", "long_bin", "bad_json"])
 def test_bad_model_files_give_one_line(tmp_path: Path, damage: str) -> None:
     param = _copy_model(tmp_path)
     if damage == "missing_param":

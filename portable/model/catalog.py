@@ -113,10 +113,42 @@ def _from_param_path(param: Path, origin: str) -> ModelFiles:
     official = _official_spec_for_stem(param.stem)
     if official is not None:  # an official file copied elsewhere: its spec is known.
         return ModelFiles(param, weights, official, origin)
-    raise ModelSpecError(
-        f"{sidecar}: model sidecar not found; models need NAME.param, NAME.bin and NAME.json "
-        "(write one with `realesr-portable convert`)"
-    )
+    return ModelFiles(param, weights, spec_from_graph(param), origin)
+
+
+GRAPH_ARCH = "read from the graph"  # the arch of a sidecar-less model
+MAX_PARAM_BYTES = 16 << 20  # the largest real .param is ~100 KB; a bigger file is not a model
+
+
+def spec_from_graph(param: Path) -> ModelSpec:
+    """A sidecar-less model's spec, read from its graph (foreign ncnn files: SPAN, RealCUGAN,
+    community ESRGANs): blobs, channels, scale and size multiple from `graph_facts`, the value
+    range [0, 1] (what every known ncnn SR runner feeds). The runtime validates the graph again
+    at load; this only says what a sidecar would have said."""
+    from ..graph.facts import graph_facts
+    from ..graph.layers import GraphError
+    from ..graph.ncnn_files import NcnnFormatError, NcnnParam
+
+    try:
+        with open(param, "rb") as fh:
+            raw = fh.read(MAX_PARAM_BYTES + 1)
+        if len(raw) > MAX_PARAM_BYTES:
+            raise ModelSpecError(f"{param}: .param is larger than {MAX_PARAM_BYTES >> 20} MB")
+        facts = graph_facts(NcnnParam.parse(raw.decode("utf-8")))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelSpecError(f"{param}: cannot read the model ({str(exc).splitlines()[0][:200]})") from None
+    except (NcnnFormatError, GraphError, KeyError, ValueError, RecursionError) as exc:
+        if isinstance(exc, ModelSpecError):
+            raise
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ModelSpecError(f"{param}: no sidecar, and the graph does not say how to run it ({detail})") from None
+    if facts.scale > 16 or facts.in_channels not in (1, 3, 4) or facts.out_channels not in (1, 3, 4):
+        raise ModelSpecError(f"{param}: no sidecar, and the graph is not an image upscaler "
+                             f"(x{facts.scale}, {facts.in_channels}->{facts.out_channels} channels)")
+    return ModelSpec(name=param.stem, scale=facts.scale, in_channels=facts.in_channels,
+                     out_channels=facts.out_channels, input_blob=facts.input_blob, output_blob=facts.output_blob,
+                     size_multiple=facts.size_multiple, arch=GRAPH_ARCH,
+                     source=f"{param.name} (no sidecar: read from the graph)")
 
 
 def _official_spec_for_stem(stem: str) -> ModelSpec | None:
@@ -152,16 +184,34 @@ def resolve_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, scale: f
     raise ModelNotFoundError(f"{name}: unknown model (see `realesr-portable models`, or give a .param path)")
 
 
+def check_model_name(name: str) -> str:
+    """A model name given with `-n` beside a folder (`-m DIR -n NAME`, as realesrgan-ncnn-vulkan
+    and realcugan-ncnn-vulkan take it) must stay inside that folder: no separators, no `..`."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or os.sep in name or "\0" in name:
+        raise ModelNotFoundError(f"{name!r}: a model name has no path separators (give the folder with -m)")
+    return name
+
+
+def folder_models(folder: Path, origin: str = "path") -> list[ModelFiles]:
+    """The models of one folder (upscayl's `models/`, realcugan's `models-se/`, the user's
+    directory), sorted by name; junk, half-copied pairs and graphs that are no upscaler are left
+    out (loading one by name says why)."""
+    found = []
+    for param in sorted(folder.glob("*.param")):
+        try:
+            found.append(_from_param_path(param, origin))
+        except (ModelNotFoundError, ModelSpecError):
+            continue
+    return found
+
+
 def list_models() -> list[ModelFiles]:
     """Every model that resolves by name: the user's directory first, then the official ones."""
     found: dict[str, ModelFiles] = {}
     folder = user_model_dir()
     if folder.is_dir():
-        for param in sorted(folder.glob("*.param")):
-            try:
-                found[param.stem] = _from_param_path(param, "user")
-            except (ModelNotFoundError, ModelSpecError):
-                continue  # half-copied models are not listed; loading one by name says why.
+        for files in folder_models(folder, "user"):
+            found[files.param.stem] = files
     for name in OFFICIAL:
         if name not in found:
             try:

@@ -61,6 +61,18 @@ def _check_types(data: dict[str, Any]) -> None:
             raise ModelSpecError(f"sidecar field {key!r} must be a blob name without spaces")
 
 
+def parse_value_range(text: str) -> tuple[float, float]:
+    """`--value-range LO,HI`: the float range a foreign model expects for pixel values (e.g.
+    `0,255` for nets trained on raw 8-bit values); overrides the sidecar or the [0, 1] default."""
+    try:
+        lo, hi = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ModelSpecError(f"--value-range {text[:40]!r}: expected LOW,HIGH, e.g. 0,1 or 0,255") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ModelSpecError(f"--value-range {text[:40]!r}: two finite numbers with LOW < HIGH")
+    return lo, hi
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What a runtime must know about an ncnn super-resolution model.

@@ -88,12 +88,20 @@ class Engine:
         stored = 2 * first.segmenter.stored_bytes_px if first.segmenter is not None else first.net_bytes_px
         return stored + 4 * (self.spec.in_channels + self.spec.out_channels * self.spec.scale**2)
 
+    @property
+    def border(self) -> tuple[int, int, int, int]:
+        """The image's mirrored border: RealESRGANer's pre-pad, except for a graph that consumes
+        its own runner's pre-padding (RealCUGAN): that runner adds nothing else, and the extra
+        rows would change what its global (squeeze-excitation) pooling averages."""
+        return (0, 0, 0, 0) if getattr(self.sessions[0], "pre_pad", 0) else PRE_PAD
+
     def tile_size(self, options: Options, shape: tuple[int, int] | None = None) -> int:
         """`-t` as given, or the largest automatic segment tile for an image of `shape` (0: whole)."""
         segmenter = self.sessions[0].segmenter
         if options.tile or shape is None or segmenter is None:
             return options.tile
-        h, w = shape[0] + PRE_PAD[0] + PRE_PAD[1], shape[1] + PRE_PAD[2] + PRE_PAD[3]
+        top, bottom, left, right = self.border
+        h, w = shape[0] + top + bottom, shape[1] + left + right
         workers = sum(session.workers for session in self.sessions)
         return max(t for _, t in segmenter.schedule(h, w, self.budget / 2 / workers, workers=workers))
 
@@ -132,10 +140,10 @@ class Engine:
         first = self.sessions[0]
         # A net run whole per tile (torch, or a graph we cannot follow) is tiled by `-t` itself.
         whole_net_tiles = options.tile if first.segmenter is None else 0
-        pieces = whole_net_tiles or super_tile(h, w, PRE_PAD, pad, self._stored_bytes_px(), self.budget)
+        pieces = whole_net_tiles or super_tile(h, w, self.border, pad, self._stored_bytes_px(), self.budget)
         # `pad` even for one piece: a piece split after running out of memory still needs context
         job = TileJob(src, out, s, pad, self.spec.size_multiple, maximum, maximum, self.spec.value_range,
-                      pre_pad=PRE_PAD)
+                      pre_pad=self.border)
         run = _adapt(self._runner(options.tile), c, self.spec.in_channels, self.spec.out_channels)
         on_device = first.device_job(job) if c == self.spec.in_channels == self.spec.out_channels else None
         if on_device is not None:  # the engine converts pixels where it runs the net

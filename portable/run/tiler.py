@@ -15,8 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import UserError
 from ..plan.segments import MIN_TILE
 from .session import TileError
+
+
+class NonFiniteOutputError(UserError, ArithmeticError):
+    """The net returned NaN or inf (fp16 overflow, broken weights): never written as pixels."""
+
 
 # A runner gets a padded (C,H,W) float32 tile and the box (top, left, height, width) of it that is
 # wanted, and returns only that box's output, (C, height*s, width*s): a split model can then run
@@ -120,6 +126,9 @@ class TileJob:
     def write(self, win: Window, crop: np.ndarray) -> None:
         """Store a window's output (C, h*s, w*s), clipped and rounded, in the output array."""
         self.check(win, tuple(crop.shape))
+        if not np.isfinite(crop).all():  # clip and rint would turn NaN/inf into plausible pixels
+            raise NonFiniteOutputError(f"the model produced NaN/inf on the tile at ({win.x0}, {win.y0}); "
+                                       "its activations overflow or its weights are broken")
         s = self.scale
         lo, hi = self.value_range
         if lo:
