@@ -76,7 +76,8 @@ def upscale(
     scale: Annotated[Optional[float], typer.Option("-s", "--scale", min=1.0, max=16.0, help="Output scale; other than the model's own, the output is resized (Lanczos).")] = None,
     tile: Annotated[int, typer.Option("-t", "--tile", min=0, help="Tile size; 0 = automatic from device memory and speed.")] = 0,
     gpu: Annotated[str, typer.Option("-g", "--gpu", help="auto, -1 (CPU), a Vulkan index, or 0,1 to share tiles.")] = "auto",
-    fp32: Annotated[bool, typer.Option("--fp32", help="Force fp32 (default fp16 where supported).")] = False,
+    fp32: Annotated[bool, typer.Option("--fp32", help="Force fp32 (default: fp16 storage, fp32 arithmetic on Vulkan; fp32 on the CPU).")] = False,
+    fp16_arith: Annotated[bool, typer.Option("--fp16-arith", help="fp16 arithmetic on Vulkan (opt-in: lower quality, see README).")] = False,
     fmt: Annotated[Optional[str], typer.Option("-f", "--format", help="Output format: png, jpg, webp (default: the input's).")] = None,
     tta: Annotated[bool, typer.Option("-x", "--tta", help="Average the 8 flips/rotations (8x slower).")] = False,
     alpha: Annotated[str, typer.Option("--alpha", help="Alpha channel: bicubic or model.")] = "bicubic",
@@ -132,7 +133,8 @@ def upscale(
         videos, files = split_videos(files)
         model_ref = _model_ref(model, name)
         upscaler = Upscaler(model_ref, gpu=gpu, tile=tile, fp32=fp32, outscale=scale, tta=tta, alpha=alpha,
-                            threads=threads, dn=dn, dn_model=dn_model, max_memory=max_memory, backend=backend)
+                            threads=threads, dn=dn, dn_model=dn_model, max_memory=max_memory, backend=backend,
+                            fp16_arith=fp16_arith)
         if jobs == DEFAULT_JOBS and upscaler.backend == "torch" and upscaler.devices[0].is_gpu:
             counts = (counts[0], 2, counts[2])  # two images in flight: one's transfers overlap the other's compute
         out_scale = scale if scale is not None else upscaler.spec.scale

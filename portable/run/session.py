@@ -21,6 +21,7 @@ from ..graph.check import GraphError, check_graph, probe_sides
 from ..model.catalog import ModelFiles
 from ..graph.ncnn_files import NcnnFormatError, NcnnParam, read_weights
 from ..device.quiet import quiet_stderr
+from ..device.precision import apply_options, ncnn_options
 from ..plan.segments import Segmenter
 from ..model.spec import ModelSpec
 
@@ -36,15 +37,9 @@ class TileError(RuntimeError):
     """ncnn failed on one tile (typically out of memory); the tiler retries with a smaller tile."""
 
 
-def _configure(opt, device: Device, fp32: bool, threads: int) -> None:
-    opt.use_vulkan_compute = device.is_gpu
+def _configure(opt, device: Device, fp32: bool, threads: int, fp16_arith: bool = False) -> None:
+    apply_options(opt, ncnn_options(device, fp16_arith=fp16_arith, force_fp32=fp32))
     opt.num_threads = threads
-    if fp32:  # fp16 storage/arithmetic cost ~58 dB PSNR: fine for images, not for parity.
-        opt.use_fp16_packed = False
-        opt.use_fp16_storage = False
-        opt.use_fp16_arithmetic = False
-        opt.use_bf16_storage = False
-        opt.use_bf16_packed = False
 
 
 def validate_weights(param: Path, param_text: str, data: bytes, in_channels: int = 3) -> Graph:
@@ -89,6 +84,7 @@ class Session:
         fp32: bool = False,
         threads: int | None = None,
         weights: bytes | None = None,
+        fp16_arith: bool = False,
     ) -> None:
         import ncnn
 
@@ -96,6 +92,7 @@ class Session:
         self.spec = model.spec
         self.device = device
         self.fp32 = fp32
+        self.fp16_arith = fp16_arith
         self._ncnn = ncnn
         try:
             param_text = model.param.read_text(encoding="utf-8")
@@ -114,7 +111,7 @@ class Session:
         cpus = max(1, threads or os.cpu_count() or 1)
         self.workers = 1
         net = ncnn.Net()
-        _configure(net.opt, device, fp32, cpus)
+        _configure(net.opt, device, fp32, cpus, fp16_arith)
         if device.is_gpu:
             net.set_vulkan_device(device.index)
         with quiet_stderr():
