@@ -81,3 +81,35 @@ def test_jobs_auto_sizes_save_threads() -> None:
     for bad in ("1:1", "auto:1:1", "1:0:2", "1:1:fast"):
         with pytest.raises(UsageError, match="-j"):
             parse_threads(bad)
+
+
+def test_batch_saves_while_the_next_image_is_processed(tmp_path: Path, photo_crop, monkeypatch) -> None:
+    """load:proc:save overlap (issue 16 item 4 on the host side): processing image 2 waits until the
+    save of image 1 has started; a pipeline that saved only after processing would time out."""
+    import threading
+
+    import realesr_portable.batch.pipeline as batch
+    from realesr_portable.batch.pipeline import Job, Stages, run_pipeline
+
+    first_saving = threading.Event()
+    real_save = batch.save_image
+
+    def save(path: Path, *args, **kwargs) -> None:
+        if path.name == "o0.png":
+            first_saving.set()
+        real_save(path, *args, **kwargs)
+
+    def process(pic, job):
+        if job.dst.name == "o1.png":
+            assert first_saving.wait(20), "image 0 was not being saved while image 1 was processed"
+        return pic
+
+    monkeypatch.setattr(batch, "save_image", save)
+    jobs = []
+    for i in range(3):
+        src = tmp_path / f"i{i}.png"
+        Image.fromarray(photo_crop("coffee.png", 10 * i, 10, 16, 16)).save(src)
+        jobs.append(Job(src, tmp_path / f"o{i}.png", "PNG"))
+    report = run_pipeline(jobs, Stages(process, 0), parse_threads("1:1:auto"), False)
+    assert not report.failed, report.failed
+    assert sorted(p.name for p in report.done) == ["i0.png", "i1.png", "i2.png"]
