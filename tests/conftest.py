@@ -36,3 +36,17 @@ def skimage_photo() -> Callable[[str], Path]:
 def photo_crop() -> Callable[[str, int, int, int, int], np.ndarray]:
     """`photo_crop(name, top, left, height, width)` -> (h, w, 3) uint8 crop of a real photo."""
     return _photo_crop
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_calibration_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Device calibrations (plan/cost.py) go to a folder of this test run, not the user's cache."""
+    import os
+
+    old = os.environ.get("REALESR_PORTABLE_CACHE")
+    os.environ["REALESR_PORTABLE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("REALESR_PORTABLE_CACHE", None)
+    else:
+        os.environ["REALESR_PORTABLE_CACHE"] = old

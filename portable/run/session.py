@@ -22,7 +22,8 @@ from ..model.catalog import ModelFiles
 from ..graph.ncnn_files import NcnnFormatError, NcnnParam, read_weights
 from ..device.quiet import quiet_stderr
 from ..device.precision import apply_options, ncnn_options
-from ..plan.segments import Segmenter
+from ..plan.cost import cache_key, device_cost
+from ..plan.segments import EXTRACT_MACS, Segmenter
 from ..model.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ class Session:
                 f"are not in the .param (inputs {net.input_names()}, outputs {net.output_names()})"
             )
         self._net = net
+        self._call_macs: float | None = None
         # Our own (thread-safe) pools, warm across calls but emptied by `release()` after each
         # image: the net's internal pool keeps every freed block for good, and tiles of many
         # shapes would pile up beyond the memory budget. Fresh pools per call cost ~15%.
@@ -141,6 +143,26 @@ class Session:
             # the trunk's blobs come in many sizes; measured on x4plus at 256x256, peak RSS
             # 1653 -> 1519 MiB at the same speed.
             pool.set_size_compare_ratio(0.5)
+
+    def call_macs(self) -> float:
+        """The planner's per-call cost on this device (segments.py's unit). The CPU keeps the
+        constant measured there; a Vulkan device is calibrated once per device, model and options
+        (plan/cost.py, cached on disk) because a GPU call costs far more relative to its compute."""
+        if not self.device.is_gpu:
+            return EXTRACT_MACS
+        if self._call_macs is None:
+            model = self.model.param.read_bytes() + self._weights
+            options = ncnn_options(self.device, self.fp16_arith, self.fp32).describe()
+            key = cache_key(model, self.device.name, options)
+            rng = np.random.default_rng(0)
+
+            def run(side: int) -> None:
+                self.run(rng.random((self.spec.in_channels, side, side), dtype=np.float32))
+                self.release()
+
+            macs = self.graph.macs_per_pixel(0, len(self.graph.layers) - 1)
+            self._call_macs = device_cost(key, run).call_macs(macs)
+        return self._call_macs
 
     def device_job(self, job: TileJob) -> None:
         """ncnn converts pixels on the host: the job stays as it is."""
