@@ -80,7 +80,8 @@ def test_large_gpu_runs_whole_image_small_gpu_tiles(name: str) -> None:
         assert len(small) > 1  # features between segments: in segments, not one whole net
 
 
-def test_cpu_keeps_its_constant_and_lavapipe_is_calibrated_once(monkeypatch) -> None:
+def test_cpu_keeps_its_constant_and_lavapipe_is_calibrated_once(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("REALESR_PORTABLE_CACHE", str(tmp_path))  # nothing calibrated yet
     cpu = Session(resolve_model("realesr-animevideov3-x2"), dev.cpu_device())
     assert cpu.call_macs() == EXTRACT_MACS
     soft = [d for d in dev.vulkan_devices() if d.is_software]
@@ -93,3 +94,12 @@ def test_cpu_keeps_its_constant_and_lavapipe_is_calibrated_once(monkeypatch) -> 
     assert first > 0 and np.isfinite(first)
     again = Session(resolve_model("realesr-animevideov3-x2"), soft[0])
     assert again.call_macs() == pytest.approx(first) and len(measured) == 1  # from the disk cache
+    assert len(list((tmp_path / "calibration").glob("*.json"))) == 1
+
+
+def test_software_vulkan_budget_is_host_ram() -> None:
+    """lavapipe reports a 1 GiB heap but allocates host RAM: its budget follows the RAM, so a
+    256x144 frame is not cut into tiles for a memory limit it does not have."""
+    for device in dev.vulkan_devices():
+        if device.is_software:
+            assert device.heap_budget_mb >= min(dev.available_ram_mb(), 2048) * 0.5
