@@ -80,7 +80,8 @@ def run_raw_ncnn(device, model: str, img: np.ndarray, fp32: bool = False) -> Cal
     files = resolve_model(model)
     net = ncnn.Net()
     apply_options(net.opt, ncnn_options(device, force_fp32=fp32))
-    net.set_vulkan_device(device.index)
+    if device.is_gpu:
+        net.set_vulkan_device(device.index)
     net.load_param(str(files.param))
     net.load_model(str(files.bin))
     chw = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32) / 255.0

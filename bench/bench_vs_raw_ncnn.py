@@ -12,44 +12,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
-import numpy as np
-import skimage
-from PIL import Image
+from bench_gpu import photo, run_raw_ncnn  # same folder: python puts it on sys.path
 
 
-def frame(width: int, height: int) -> np.ndarray:
-    with Image.open(Path(skimage.__file__).parent / "data" / "coffee.png") as im:
-        return np.asarray(im.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)).copy()
-
-
-def raw(device, model: str, img: np.ndarray):
-    import ncnn
-
-    from realesr_portable.device.precision import apply_options, ncnn_options
-    from realesr_portable.model.catalog import resolve_model
-
-    files = resolve_model(model)
-    net = ncnn.Net()
-    apply_options(net.opt, ncnn_options(device))
-    if device.is_gpu:
-        net.set_vulkan_device(device.index)
-    net.load_param(str(files.param))
-    net.load_model(str(files.bin))
-
-    def once() -> np.ndarray:
-        chw = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32) / 255.0
-        with net.create_extractor() as ex:
-            ex.input(files.spec.input_blob, ncnn.Mat(chw).clone())
-            _, out = ex.extract(files.spec.output_blob)
-            y = np.array(out)
-        return (np.clip(y, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
-
-    return once
-
-
-def ours(device, model: str, img: np.ndarray):
+def ours(device, model: str, img):
     from realesr_portable.api import Upscaler
 
     up = Upscaler(model, gpu=device.index, backend="ncnn")
@@ -57,8 +24,8 @@ def ours(device, model: str, img: np.ndarray):
 
 
 def compare(device, model: str, width: int, height: int, runs: int = 3) -> None:
-    img = frame(width, height)
-    fns = {"ours": ours(device, model, img), "raw ncnn": raw(device, model, img)}
+    img = photo(width, height)
+    fns = {"ours": ours(device, model, img), "raw ncnn": run_raw_ncnn(device, model, img)}
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
