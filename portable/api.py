@@ -40,13 +40,13 @@ def blended_weights(model: ModelFiles, twin: str | os.PathLike[str], dn: float) 
 
 def load_sessions(
     model: ModelFiles, devices: list[Device], fp32: bool, threads: int | None, weights: bytes | None,
-    notes: list[str] | None = None,
+    notes: list[str] | None = None, fp16_arith: bool = False,
 ) -> list[Session]:
     """One session per device; without --fp32, each device's reduced precision is kept only where
     a probe run measured it close to fp32 for this model (run/precision_probe.py)."""
     sessions = []
     for device in devices:
-        session = Session(model, device, fp32=fp32, threads=threads, weights=weights)
+        session = Session(model, device, fp32=fp32, threads=threads, weights=weights, fp16_arith=fp16_arith)
         if not fp32:
             verdict = choose_precision(
                 model, device_key(device), session.run,
@@ -66,7 +66,9 @@ class Upscaler:
         model: a model name (`realesrgan-x4plus`, ...) or a `.param` path with its `.bin`/`.json`.
         gpu: None/"auto" (hardware Vulkan, else CPU), -1 (CPU), an index, or "0,1" to share tiles.
         tile: tile side in input pixels; 0 chooses from the device's memory and speed.
-        fp32: force fp32 (default: fp16 where the device supports it).
+        fp32: force fp32 (default: fp16 storage with fp32 arithmetic on Vulkan, fp32 on the CPU).
+        fp16_arith: fp16 arithmetic on Vulkan (opt-in: cost animevideov3 ~34 dB on an NVIDIA H200;
+            see device/precision.py).
         outscale: final scale (1..16); None keeps the model's own scale.
         tta: average the 8 flips/rotations (8x slower).
         alpha: "bicubic" (default) or "model" for the alpha channel.
@@ -96,6 +98,7 @@ class Upscaler:
         backend: str = "auto",
         torch_options: TorchOptions | None = None,
         value_range: tuple[float, float] | None = None,
+        fp16_arith: bool = False,
     ) -> None:
         self.options = Options(tile=tile, outscale=outscale, tta=tta, alpha=alpha)
         budget = None if max_memory is None else parse_memory(max_memory)
@@ -108,7 +111,7 @@ class Upscaler:
                 raise ValueError("dn needs dn_model (the twin model's .param path or name)")
             weights = blended_weights(files, dn_model, dn)
         self.model = files
-        self.fp32, self.dn = fp32, dn
+        self.fp32, self.dn, self.fp16_arith = fp32, dn, fp16_arith
         self.dn_model = None if dn is None else resolve_model(dn_model)  # type: ignore[arg-type]
         self.notes: list[str] = []  # e.g. why `auto` fell back to ncnn
         self.backend = choose_backend(backend, gpu)
@@ -123,9 +126,9 @@ class Upscaler:
                 self.notes.append(f"{exc}; using ncnn")
                 self.backend = "ncnn"
         if sessions is None:
-            sessions = load_sessions(files, select_devices(gpu), fp32, threads, weights, self.notes)
+            sessions = load_sessions(files, select_devices(gpu), fp32, threads, weights, self.notes, fp16_arith)
         self.devices = [session.device for session in sessions]
-        self.description = describe_sessions(self.backend, sessions, fp32)
+        self.description = describe_sessions(self.backend, sessions, fp32, fp16_arith)
         self.engine = Engine(sessions, max_memory=budget)
         seams = seam_note(self.engine, self.options)  # global layers in user-chosen tiles: measured
         if seams is not None:
@@ -143,7 +146,7 @@ class Upscaler:
             "model": self.spec.name, "model files": model_digest(self.model), "model scale": self.spec.scale,
             "-s": self.options.outscale, "--dn": self.dn,
             "--dn-model": None if self.dn_model is None else model_digest(self.dn_model),
-            "--fp32": self.fp32, "--value-range": list(self.spec.value_range), "--tta": self.options.tta, "--alpha": self.options.alpha, "--backend": self.backend,
+            "--fp32": self.fp32, "--fp16-arith": self.fp16_arith, "--value-range": list(self.spec.value_range), "--tta": self.options.tta, "--alpha": self.options.alpha, "--backend": self.backend,
             "device": [d.name if d.is_gpu else "cpu" for d in self.devices],
         }
 

@@ -39,8 +39,14 @@ def photo_crop() -> Callable[[str, int, int, int, int], np.ndarray]:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _private_precision_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The precision probe's verdicts go to a cache of this test session, not the user's."""
+def _private_calibration_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Device calibrations (plan/cost.py) and precision-probe verdicts go to a folder of this test run, not the user's cache."""
     import os
 
+    old = os.environ.get("REALESR_PORTABLE_CACHE")
     os.environ["REALESR_PORTABLE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("REALESR_PORTABLE_CACHE", None)
+    else:
+        os.environ["REALESR_PORTABLE_CACHE"] = old

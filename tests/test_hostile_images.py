@@ -122,11 +122,11 @@ def test_every_save_thread_failing_does_not_hang(tmp_path: Path, monkeypatch: py
     calls = {"n": 0}
     real_save = batch.save_image
 
-    def flaky(path: Path, pic: Picture, fmt: str, quality: int = 95) -> None:
+    def flaky(path: Path, pic: Picture, fmt: str, quality: int = 95, png_level: int = 1) -> None:
         calls["n"] += 1
         if "bad" in path.name:
             raise ValueError("encoder said no")
-        real_save(path, pic, fmt, quality)
+        real_save(path, pic, fmt, quality, png_level)
 
     monkeypatch.setattr(batch, "save_image", flaky)
     jobs = []

@@ -77,16 +77,18 @@ def upscale(
     scale: Annotated[Optional[float], typer.Option("-s", "--scale", min=1.0, max=16.0, help="Output scale; other than the model's own, the output is resized (Lanczos).")] = None,
     tile: Annotated[int, typer.Option("-t", "--tile", min=0, help="Tile size; 0 = automatic from device memory and speed.")] = 0,
     gpu: Annotated[str, typer.Option("-g", "--gpu", help="auto, -1 (CPU), a Vulkan index, or 0,1 to share tiles.")] = "auto",
-    fp32: Annotated[bool, typer.Option("--fp32", help="Force fp32 (default fp16 where supported).")] = False,
+    fp32: Annotated[bool, typer.Option("--fp32", help="Force fp32 (default: fp16 storage, fp32 arithmetic on Vulkan; fp32 on the CPU).")] = False,
+    fp16_arith: Annotated[bool, typer.Option("--fp16-arith", help="fp16 arithmetic on Vulkan (opt-in: lower quality, see README).")] = False,
     fmt: Annotated[Optional[str], typer.Option("-f", "--format", help="Output format: png, jpg, webp (default: the input's).")] = None,
     tta: Annotated[bool, typer.Option("-x", "--tta", help="Average the 8 flips/rotations (8x slower).")] = False,
     alpha: Annotated[str, typer.Option("--alpha", help="Alpha channel: bicubic or model.")] = "bicubic",
     background: Annotated[str, typer.Option("--background", help="Colour to flatten alpha on for jpg.")] = "white",
     suffix: Annotated[Optional[str], typer.Option("--suffix", help="Appended to output names (default _x{scale} beside the input, none in -o folder).")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists.")] = False,
-    jobs: Annotated[str, typer.Option("-j", "--jobs", help="Threads load:proc:save (proc 2 on a torch GPU).")] = DEFAULT_JOBS,
+    jobs: Annotated[str, typer.Option("-j", "--jobs", help="Threads load:proc:save, save may be auto (proc 2 on a torch GPU).")] = DEFAULT_JOBS,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for ncnn (default: all).")] = None,
     quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="jpg/webp quality.")] = 95,
+    png_level: Annotated[int, typer.Option("--png-level", help="PNG zlib level 0-9 (default 1: fast; 6 is ~4x slower for ~20% smaller files).")] = 1,
     max_pixels: Annotated[int, typer.Option("--max-pixels", min=0, help="Refuse inputs larger than this many pixels (0: no limit).")] = DEFAULT_MAX_PIXELS,
     dn: Annotated[Optional[float], typer.Option("--dn", min=0.0, max=1.0, help="Denoise strength: blend weights with --dn-model's.")] = None,
     dn_model: Annotated[Optional[Path], typer.Option("--dn-model", help="Twin model (.param path) for --dn.")] = None,
@@ -106,7 +108,7 @@ def upscale(
     from ..api import Upscaler  # loads ncnn, numpy, Pillow: `--help` stays fast without them
     from ..batch.pipeline import Stages, UsageError, expand_inputs, parse_threads, plan_jobs, run_pipeline
     from ..run.engine import ALPHA_MODES
-    from ..image.io import FORMATS
+    from ..image.io import FORMATS, check_png_level
     from ..run.backend import BackendError
     from .progress import ProgressLine
     from .video import is_video_output, plan_videos, run_videos, split_videos
@@ -122,6 +124,7 @@ def upscale(
         if (dn is None) != (dn_model is None):
             raise UsageError("--dn and --dn-model go together")
         counts = parse_threads(jobs)
+        check_png_level(png_level)
         stages_bg = _background(background)
         if ray is not None:  # the cluster path plans and reports on its own (portable/distributed)
             from .ray import run_ray
@@ -135,7 +138,8 @@ def upscale(
         model_ref = _model_ref(model, name)
         upscaler = Upscaler(model_ref, gpu=gpu, tile=tile, fp32=fp32, outscale=scale, tta=tta, alpha=alpha,
                             threads=threads, dn=dn, dn_model=dn_model, max_memory=max_memory, backend=backend,
-                            value_range=None if value_range is None else parse_value_range(value_range))
+                            value_range=None if value_range is None else parse_value_range(value_range),
+                            fp16_arith=fp16_arith)
         if jobs == DEFAULT_JOBS and upscaler.backend == "torch" and upscaler.devices[0].is_gpu:
             counts = (counts[0], 2, counts[2])  # two images in flight: one's transfers overlap the other's compute
         out_scale = scale if scale is not None else upscaler.spec.scale
@@ -161,7 +165,7 @@ def upscale(
     def process(pic: Picture, job: Job) -> Picture:
         return upscaler.upscale_picture(pic, progress.tile)
 
-    stages = Stages(process, max_pixels, quality, stages_bg)
+    stages = Stages(process, max_pixels, quality, stages_bg, png_level)
     try:
         report = run_pipeline(plan, stages, counts, skip_existing, on_file=progress.file_done)
     except (KeyboardInterrupt, Terminated) as exc:

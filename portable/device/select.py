@@ -79,6 +79,8 @@ def vulkan_devices() -> list[Device]:
         if any(word in name.lower() for word in _SOFTWARE_NAMES):
             kind = "software"
         budget = int(ncnn.get_gpu_device(index).get_heap_budget())
+        if kind == "software":  # its "device memory" is host RAM; lavapipe reports a 1 GiB heap
+            budget = max(budget, available_ram_mb())
         devices.append(Device(index, name, kind, budget))
     return devices
 

@@ -136,19 +136,20 @@ def pixel_speed(side: int) -> float:
     return 1.0
 
 
-def _windows_cost(segment: Segment, region: tuple[int, int, int, int], tile: int) -> float:
+def _windows_cost(segment: Segment, region: tuple[int, int, int, int], tile: int,
+                  call_macs: float = EXTRACT_MACS) -> float:
     """Multiply-adds of running `segment` over `region` (y0, y1, x0, x1) in tiles of `tile`:
     every interior tile edge re-computes the halo and every tile pays a fixed extractor call."""
     y0, y1, x0, x1 = region
     if segment.halo is None or tile <= 0:
         side = max(y1 - y0, x1 - x0)
-        return segment.macs * (y1 - y0) * (x1 - x0) * pixel_speed(side) + EXTRACT_MACS
+        return segment.macs * (y1 - y0) * (x1 - x0) * pixel_speed(side) + call_macs
     t, b, l, r = segment.halo
     ny, nx = -(-(y1 - y0) // tile), -(-(x1 - x0) // tile)
     height = (y1 - y0) + (ny - 1) * (t + b)
     width = (x1 - x0) + (nx - 1) * (l + r)
     side = min(tile, max(y1 - y0, x1 - x0)) + max(t + b, l + r)
-    return segment.macs * height * width * pixel_speed(side) + EXTRACT_MACS * ny * nx
+    return segment.macs * height * width * pixel_speed(side) + call_macs * ny * nx
 
 
 MIN_TILE = 16
@@ -160,24 +161,25 @@ NEAR_BEST = 1.03  # within 3% of the fastest, the tile that needs least memory w
 NEAR_BEST_UPSCALING = 1.08
 
 
-def _elapsed(segment: Segment, region: tuple[int, int, int, int], tile: int, workers: int) -> float:
+def _elapsed(segment: Segment, region: tuple[int, int, int, int], tile: int, workers: int,
+             call_macs: float = EXTRACT_MACS) -> float:
     """Cost as wall time: tiles are spread over `workers` (one ncnn thread each)."""
     y0, y1, x0, x1 = region
     count = 1 if tile <= 0 else -(-(y1 - y0) // tile) * -(-(x1 - x0) // tile)
-    return _windows_cost(segment, region, tile) / min(workers, count) if segment.halo is not None else \
-        _windows_cost(segment, region, tile)
+    cost = _windows_cost(segment, region, tile, call_macs)
+    return cost / min(workers, count) if segment.halo is not None else cost
 
 
 def best_tile(segment: Segment, region: tuple[int, int, int, int], budget: float, tile: int = 0,
-              workers: int = 1) -> tuple[int, float]:
+              workers: int = 1, call_macs: float = EXTRACT_MACS) -> tuple[int, float]:
     """(tile, cost): among tiles whose working memory fits `budget` bytes per worker (0 = one
     tile), the one needing least memory within 3% of the fastest. A user's tile is taken as is."""
     y0, y1, x0, x1 = region
     if segment.halo is None:
-        return 0, _windows_cost(segment, region, 0)
+        return 0, _windows_cost(segment, region, 0, call_macs)
     if tile > 0:
         tile = -(-tile // segment.align) * segment.align
-        return tile, _elapsed(segment, region, tile, workers)
+        return tile, _elapsed(segment, region, tile, workers, call_macs)
     side = max(y1 - y0, x1 - x0)
     options: list[tuple[float, float, int]] = []  # (cost, memory, tile)
     # balanced tiles (the region in n equal parts per axis), so no ragged last tile pays a halo
@@ -189,12 +191,14 @@ def best_tile(segment: Segment, region: tuple[int, int, int, int], budget: float
         hy, hx = (0, 0) if t == 0 else (sum(segment.halo[:2]), sum(segment.halo[2:]))
         memory = (h + hy) * (w + hx) * segment.bytes_px
         if memory <= budget:
-            options.append((_elapsed(segment, region, t, workers), memory, t))
+            options.append((_elapsed(segment, region, t, workers, call_macs), memory, t))
     if not options:
         smallest = -(-MIN_TILE // segment.align) * segment.align
-        return smallest, _elapsed(segment, region, smallest, workers)
+        return smallest, _elapsed(segment, region, smallest, workers, call_macs)
     cheapest = min(cost for cost, _, _ in options)
-    margin = NEAR_BEST_UPSCALING if segment.scale > 1 else NEAR_BEST
+    # The least-memory margins were measured on the CPU; on a device with a dearer (calibrated) call
+    # the fastest tile wins outright, so a GPU whose memory holds the image runs it whole.
+    margin = (NEAR_BEST_UPSCALING if segment.scale > 1 else NEAR_BEST) if call_macs <= EXTRACT_MACS else 1.0
     cost, _, t = min((o for o in options if o[0] <= cheapest * margin), key=lambda o: o[1])
     return t, cost
 
@@ -230,24 +234,24 @@ class Segmenter:
         return [self.segment(a, b) for a, b in zip(self.cuts, self.cuts[1:])]
 
     def schedule(self, height: int, width: int, budget: float, tile: int = 0, merge: bool = True,
-                 workers: int = 1) -> list[tuple[Segment, int]]:
+                 workers: int = 1, call_macs: float = EXTRACT_MACS) -> list[tuple[Segment, int]]:
         """Segments and their tiles for an image: neighbours are merged while one merged segment
         costs less (fewer extractor calls) than two, within the memory budget."""
-        key = (height, width, float(budget), tile, merge, workers)
+        key = (height, width, float(budget), tile, merge, workers, call_macs)
         if key not in self._schedules:
-            self._schedules[key] = self._schedule(height, width, budget, tile, merge, workers)
+            self._schedules[key] = self._schedule(height, width, budget, tile, merge, workers, call_macs)
         return self._schedules[key]
 
     def _schedule(self, height: int, width: int, budget: float, tile: int, merge: bool,
-                  workers: int) -> list[tuple[Segment, int]]:
+                  workers: int, call_macs: float = EXTRACT_MACS) -> list[tuple[Segment, int]]:
         region = (0, height, 0, width)
         result: list[tuple[Segment, int, float]] = []
         for segment in self.fine():
-            t, cost = best_tile(segment, region, budget, tile, workers)
+            t, cost = best_tile(segment, region, budget, tile, workers, call_macs)
             if merge and result:
                 prev, _, prev_cost = result[-1]
                 joined = self.segment(prev.start, segment.stop)
-                jt, jcost = best_tile(joined, region, budget, tile, workers)
+                jt, jcost = best_tile(joined, region, budget, tile, workers, call_macs)
                 if jcost <= prev_cost + cost:
                     result[-1] = (joined, jt, jcost)
                     continue

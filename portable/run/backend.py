@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..device.precision import ncnn_options
 from ..device.select import Device
 from ..errors import UserError
 from ..model.catalog import ModelFiles
@@ -101,10 +102,10 @@ def load_torch_sessions(model: ModelFiles, gpu: str | int | None, fp32: bool, th
                                      need_gpu=need_gpu)]
 
 
-def describe_sessions(backend: str, sessions: list, fp32: bool) -> str:
+def describe_sessions(backend: str, sessions: list, fp32: bool, fp16_arith: bool = False) -> str:
     """The device line's middle: device(s), backend and precision."""
     if backend == "torch":
         return " + ".join(session.describe() for session in sessions)
     devices: list[Device] = [session.device for session in sessions]
-    precision = "fp32" if fp32 else "fp16 where supported"
-    return f"{' + '.join(d.describe() for d in devices)}, backend ncnn, {precision}"
+    precisions = dict.fromkeys(ncnn_options(d, fp16_arith, fp32).describe() for d in devices)
+    return f"{' + '.join(d.describe() for d in devices)}, backend ncnn, {' / '.join(precisions)}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..plan.budget import default_budget, super_tile
+from ..plan.segments import EXTRACT_MACS
 from ..image.io import Picture
 from ..image.scale import resize, resize_plane, target_size
 from .segrun import run_segments
@@ -95,6 +96,11 @@ class Engine:
         rows would change what its global (squeeze-excitation) pooling averages."""
         return (0, 0, 0, 0) if getattr(self.sessions[0], "pre_pad", 0) else PRE_PAD
 
+    def _call_macs(self) -> float:
+        """The per-call cost the planner uses: the dearest device's (tiles are shared among them)."""
+        costs = [session.call_macs() for session in self.sessions if hasattr(session, "call_macs")]
+        return max(costs) if costs else EXTRACT_MACS
+
     def tile_size(self, options: Options, shape: tuple[int, int] | None = None) -> int:
         """`-t` as given, or the largest automatic segment tile for an image of `shape` (0: whole)."""
         segmenter = self.sessions[0].segmenter
@@ -103,7 +109,8 @@ class Engine:
         top, bottom, left, right = self.border
         h, w = shape[0] + top + bottom, shape[1] + left + right
         workers = sum(session.workers for session in self.sessions)
-        return max(t for _, t in segmenter.schedule(h, w, self.budget / 2 / workers, workers=workers))
+        return max(t for _, t in segmenter.schedule(h, w, self.budget / 2 / workers, workers=workers,
+                                                    call_macs=self._call_macs()))
 
     def _runner(self, tile: int) -> Runner:
         """The whole net on one (super-)tile, segment by segment, returning only the box."""
@@ -113,11 +120,12 @@ class Engine:
             return crop_runner(first.run, self.spec.scale)
         extracts = [session.extract for session in self.sessions for _ in range(session.workers)]
         s = self.spec.scale
+        call_macs = self._call_macs()
 
         def run(chw: np.ndarray, box: Box) -> np.ndarray:
             top, left, height, width = box
             schedule = segmenter.schedule(chw.shape[1], chw.shape[2], self.budget / 2 / len(extracts), tile,
-                                          workers=len(extracts))
+                                          workers=len(extracts), call_macs=call_macs)
             stored = run_segments(schedule, extracts, segmenter.graph.root, segmenter.keep, chw,
                                   self.spec.input_blob, (top, top + height, left, left + width))
             out = stored[segmenter.graph.root(self.spec.output_blob)]

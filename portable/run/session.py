@@ -22,7 +22,9 @@ from ..graph.facts import graph_facts
 from ..model.catalog import ModelFiles
 from ..graph.ncnn_files import NcnnFormatError, NcnnParam, read_weights
 from ..device.quiet import quiet_stderr
-from ..plan.segments import Segmenter
+from ..device.precision import apply_options, ncnn_options
+from ..plan.cost import cache_key, device_cost
+from ..plan.segments import EXTRACT_MACS, Segmenter
 from ..model.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -37,15 +39,9 @@ class TileError(RuntimeError):
     """ncnn failed on one tile (typically out of memory); the tiler retries with a smaller tile."""
 
 
-def _configure(opt, device: Device, fp32: bool, threads: int) -> None:
-    opt.use_vulkan_compute = device.is_gpu
+def _configure(opt, device: Device, fp32: bool, threads: int, fp16_arith: bool = False) -> None:
+    apply_options(opt, ncnn_options(device, fp16_arith=fp16_arith, force_fp32=fp32))
     opt.num_threads = threads
-    if fp32:  # fp16 storage/arithmetic cost ~58 dB PSNR: fine for images, not for parity.
-        opt.use_fp16_packed = False
-        opt.use_fp16_storage = False
-        opt.use_fp16_arithmetic = False
-        opt.use_bf16_storage = False
-        opt.use_bf16_packed = False
 
 
 def parse_model(param: Path, param_text: str) -> NcnnParam:
@@ -117,6 +113,7 @@ class Session:
         fp32: bool = False,
         threads: int | None = None,
         weights: bytes | None = None,
+        fp16_arith: bool = False,
     ) -> None:
         import ncnn
 
@@ -124,6 +121,7 @@ class Session:
         self.spec = model.spec
         self.device = device
         self.fp32 = fp32
+        self.fp16_arith = fp16_arith
         self._ncnn = ncnn
         try:
             param_text = model.param.read_text(encoding="utf-8")
@@ -150,7 +148,7 @@ class Session:
         cpus = max(1, threads or os.cpu_count() or 1)
         self.workers = 1
         net = ncnn.Net()
-        _configure(net.opt, device, fp32, cpus)
+        _configure(net.opt, device, fp32, cpus, fp16_arith)
         if device.is_gpu:
             net.set_vulkan_device(device.index)
         with quiet_stderr():
@@ -171,6 +169,7 @@ class Session:
                 f"are not in the .param (inputs {net.input_names()}, outputs {net.output_names()})"
             )
         self._net = net
+        self._call_macs: float | None = None
         # Our own (thread-safe) pools, warm across calls but emptied by `release()` after each
         # image: the net's internal pool keeps every freed block for good, and tiles of many
         # shapes would pile up beyond the memory budget. Fresh pools per call cost ~15%.
@@ -182,6 +181,26 @@ class Session:
             pool.set_size_compare_ratio(0.5)
         self.residual = bool(self.pre_pad) and self._returns_residual()  # RealCUGAN x4
         self.release()
+
+    def call_macs(self) -> float:
+        """The planner's per-call cost on this device (segments.py's unit). The CPU keeps the
+        constant measured there; a Vulkan device is calibrated once per device, model and options
+        (plan/cost.py, cached on disk) because a GPU call costs far more relative to its compute."""
+        if not self.device.is_gpu:
+            return EXTRACT_MACS
+        if self._call_macs is None:
+            model = self.model.param.read_bytes() + self._weights
+            options = ncnn_options(self.device, self.fp16_arith, self.fp32).describe()
+            key = cache_key(model, self.device.name, options)
+            rng = np.random.default_rng(0)
+
+            def run(side: int) -> None:
+                self.run(rng.random((self.spec.in_channels, side, side), dtype=np.float32))
+                self.release()
+
+            macs = self.graph.macs_per_pixel(0, len(self.graph.layers) - 1)
+            self._call_macs = device_cost(key, run).call_macs(macs)
+        return self._call_macs
 
     def device_job(self, job: TileJob) -> None:
         """ncnn converts pixels on the host: the job stays as it is."""
