@@ -12,7 +12,7 @@ context.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -23,29 +23,14 @@ from ..image.scale import resize, resize_plane, target_size
 from .segrun import run_segments
 from .session import Session
 from .tiler import Box, Runner, TileJob, crop_runner, upscale_tiled
+from .options import UpscaleOptions
 from .tta import tta_average
 
-ALPHA_MODES = ("bicubic", "model")
+#: Engine's callers (tests, benches) name the per-call choices `Options`: the same one record.
+Options = UpscaleOptions
+
 PRE_PAD = (0, 10, 0, 10)  # mirrored pixels top, bottom, left, right: RealESRGANer's pre_pad
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class Options:
-    """Per-run choices. `tile=0`: automatic; `outscale=None`: the model's own scale."""
-
-    tile: int = 0
-    outscale: float | None = None
-    tta: bool = False
-    alpha: str = "bicubic"
-
-    def __post_init__(self) -> None:
-        if self.tile < 0:
-            raise ValueError(f"tile must be >= 0, got {self.tile}")
-        if self.outscale is not None and not 1.0 <= self.outscale <= 16.0:
-            raise ValueError(f"outscale must be between 1 and 16, got {self.outscale}")
-        if self.alpha not in ALPHA_MODES:
-            raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {self.alpha!r}")
 
 
 def _adapt(run: Runner, channels: int, model_in: int, model_out: int) -> Runner:
