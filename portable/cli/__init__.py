@@ -149,7 +149,7 @@ def upscale(
         if report.skipped:
             typer.echo(f"{PROG}: skipped {len(report.skipped)} existing output(s)", err=True)
     if report.failed:
-        typer.echo(f"{PROG}: {len(report.failed)} of {len(plan) + len(missing)} file(s) failed:", err=True)
+        typer.echo(f"{PROG}: {len(report.failed)} of {report.total} file(s) failed:", err=True)
         for line in report.failure_lines():
             typer.echo(f"  {line}", err=True)
     if report.failed or video_failed:
