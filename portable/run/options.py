@@ -6,9 +6,10 @@ once and passes it on whole, so a new option is one field here: every path carri
 runs for all of them, and `manifest_settings` puts it in a resume manifest unless its field says
 it cannot change the output's pixels.
 
-Each field's metadata names its command-line flag (messages and manifests speak in flags) and,
-with `pixels=False`, says the field never changes an output pixel (tiling is exact; threads and
-memory only change speed; the image-file encoding does not touch a video's frames).
+Each field's metadata names its command-line flag (messages and manifests speak in flags; a
+Python-only field gets a plain name) and, with `pixels=False`, says the field never changes an
+output pixel (tiling is exact; threads and memory only change speed; the image-file encoding
+does not touch a video's frames).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class UpscaleOptions:
     dn: float | None = field(default=None, metadata=_flag("--dn"))
     dn_model: str | None = field(default=None, metadata=_flag("--dn-model"))
     value_range: tuple[float, float] | None = field(default=None, metadata=_flag("--value-range"))
-    torch_options: TorchOptions | None = field(default=None, metadata=_flag("--torch-options"))
+    torch_options: TorchOptions | None = field(default=None, metadata=_flag("torch options"))  # Python only
     tile: int = field(default=0, metadata=_flag("-t", pixels=False))
     outscale: float | None = field(default=None, metadata=_flag("-s"))
     tta: bool = field(default=False, metadata=_flag("--tta"))
