@@ -114,6 +114,15 @@ def parse_threads(text: str) -> tuple[int, int, int]:
     return parts  # type: ignore[return-value]
 
 
+class BatchProgress(Protocol):
+    """What the pipeline reports to (the CLI's progress line): tiles of the image being upscaled, and
+    each file finished or failed. Typed here, so the pipeline calls no function of the layer above."""
+
+    def tile(self, done: int, total: int) -> None: ...
+
+    def file_done(self, job: Job) -> None: ...
+
+
 class PictureUpscaler(Protocol):
     """What the process stage calls: `realesr_portable.Upscaler`, or anything with its `upscale_picture`.
 
@@ -146,13 +155,12 @@ def _put(q: queue.Queue, item: object, consumers: list[threading.Thread]) -> boo
 
 
 def run_pipeline(jobs: list[Job], upscaler: PictureUpscaler, options: UpscaleOptions, threads: tuple[int, int, int],
-                 skip_existing: bool, on_file: Callable[[Job], None] | None = None,
-                 on_tile: Callable[[int, int], None] | None = None) -> Report:
+                 skip_existing: bool, progress: BatchProgress | None = None) -> Report:
     """Load, process and save in overlapping thread pools connected by small bounded queues.
 
     Each image: `read_image` (refusing more than `options.max_pixels`), `upscaler.upscale_picture`,
     then `save_image` at `options.quality`/`png_level` (alpha flattened on `options.background` for
-    JPEG). `on_file` is called when a file is finished or failed, `on_tile` as tiles complete.
+    JPEG); `progress` hears of tiles and of each file finished or failed.
 
     Any exception a stage raises for one file (not only the expected ImageError: Pillow's encoders
     and EXIF code raise ValueError, struct.error, ...) becomes that file's one-line failure; the
@@ -179,8 +187,8 @@ def run_pipeline(jobs: list[Job], upscaler: PictureUpscaler, options: UpscaleOpt
         reason = one_line(exc)
         with lock:
             report.failed.append((job.src, reason if str(job.src) in reason else f"{job.src}: {reason}"))
-        if on_file is not None:
-            on_file(job)
+        if progress is not None:
+            progress.file_done(job)
 
     def load() -> None:
         while not stop.is_set():
@@ -203,7 +211,7 @@ def run_pipeline(jobs: list[Job], upscaler: PictureUpscaler, options: UpscaleOpt
                 return
             job, pic = item
             try:
-                out = _prepare_output(upscaler.upscale_picture(pic, on_tile), job, options, report, lock)
+                out = _prepare_output(upscaler.upscale_picture(pic, None if progress is None else progress.tile), job, options, report, lock)
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
                 fail(job, exc)
                 continue
@@ -228,8 +236,8 @@ def run_pipeline(jobs: list[Job], upscaler: PictureUpscaler, options: UpscaleOpt
             with lock:
                 report.done.append(job.src)
                 report.notices.extend(f"{job.src}: {note}" for note in pic.notes)
-            if on_file is not None:
-                on_file(job)
+            if progress is not None:
+                progress.file_done(job)
 
     def start(target: Callable[[], None], count: int) -> list[threading.Thread]:
         workers = [threading.Thread(target=target, daemon=True) for _ in range(count)]

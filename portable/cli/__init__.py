@@ -134,8 +134,7 @@ def upscale(
     progress = ProgressLine(len(plan), enabled=False if quiet or not plan else None)
     with errors_exit(PROG, after="finished files are complete, no partial output was left"):
         try:
-            report = run_pipeline(plan, upscaler, options, counts, skip_existing, on_file=progress.file_done,
-                                  on_tile=progress.tile)
+            report = run_pipeline(plan, upscaler, options, counts, skip_existing, progress)
         finally:
             progress.close()
     video_options = {"codec": codec, "crf": crf, "preset": preset, "pix_fmt": pix_fmt, "resume": resume,
