@@ -75,7 +75,8 @@ def _cut_positions(graph: Graph, live: list[list[str]], window: int = 6) -> list
     """Positions after which every live blob has the input's resolution, keeping those that store
     no more than any such position within `window` layers (the cheap hand-overs)."""
     last = len(graph.layers) - 1
-    full = [i for i in range(1, last) if live[i] and all(graph.factor.get(b) == ONE for b in live[i])]
+    full = [i for i in range(1, last)
+            if live[i] and all(graph.factor.get(b) == ONE and graph.aligned.get(b, True) for b in live[i])]
     cost = {i: _value_bytes(graph, live[i]) for i in full}
     keep = [i for i in full if all(cost[i] <= cost[j] for j in range(i - window, i + window + 1) if j in cost)]
     return sorted({0, *keep, last})
@@ -112,7 +113,8 @@ def _segment(graph: Graph, live: list[list[str]], start: int, stop: int, work: l
         if blob in made:
             roots.setdefault(graph.root(blob), blob)
     outputs = tuple(roots.values())
-    geometric = all(graph.geometry[i] is not None for i in inside)
+    # a blob off the input's grid (unpadded convolution, crop) inside: tiles would not line up
+    geometric = all(graph.geometry[i] is not None for i in inside) and all(graph.aligned.get(b, True) for b in made)
     halo = _halo(graph, start, stop, inputs, outputs) if geometric else None
     out_factor = graph.factor.get(outputs[0]) if outputs else ONE
     scale = 0

@@ -146,6 +146,12 @@ class Session:
             whole = self.segmenter.segment(0, len(self.graph.layers) - 1)
             self.net_bytes_px = whole.bytes_px
             self.segmenter = None
+        # Whole-net tiles: the graph's exact context where every layer is local (unpadded
+        # convolutions, deconvolutions and crops included), on origins that keep its strides' grid.
+        self.net_context: int | None = None
+        self.net_align = self.graph.stride()
+        if self.segmenter is None:
+            self.net_context = self.graph.net_context(self.spec.input_blob, self.spec.output_blob, self.pre_pad)
         # ncnn's own threads run each tile. Tiles in parallel from Python threads (one ncnn
         # thread each) would avoid per-layer barriers, but ncnn's Python `extract` holds the GIL:
         # measured, two threads took as long as one. `workers` stays the hook for that.
