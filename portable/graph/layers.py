@@ -475,7 +475,8 @@ def _layernorm(p: Params, ins: list[Shape], name: str) -> list[Shape]:
 # ---- geometry (halo) rules ---------------------------------------------------------------------
 
 def _conv_geometry(p: Params, bottoms: int) -> Geometry | None:
-    """Top pixel j reads bottom pixels j*s - pad .. j*s - pad + d*(k-1): anchored at j*s."""
+    """Top pixel j reads bottom pixels j*s - pad .. j*s - pad + d*(k-1): anchored at j*s, so a
+    top region ending at J (exclusive) reads up to s*J - s + 1 - pad + d*(k-1) (exclusive)."""
     kw, kh, dw, dh, sw, sh = _kernel(p)
     pl, pt, pr, pb = _pads(p)
     if min(pl, pt, pr, pb) < 0 or bottoms != 1:
@@ -483,7 +484,7 @@ def _conv_geometry(p: Params, bottoms: int) -> Geometry | None:
     # shape preserving up to the stride (out = in / s for in a multiple of s), else the grid shifts
     aligned = all(1 - s <= lo + hi - d * (k - 1) <= 0 for k, d, s, lo, hi in ((kh, dh, sh, pt, pb), (kw, dw, sw, pl, pr)))
     return Geometry((Fraction(1, sh), Fraction(1, sw)),
-                    (pt, dh * (kh - 1) - pt + sh - 1, pl, dw * (kw - 1) - pl + sw - 1), aligned)
+                    (pt, dh * (kh - 1) - pt - sh + 1, pl, dw * (kw - 1) - pl - sw + 1), aligned)
 
 
 _INTERP_CONTEXT = {1: 0, 2: 1, 3: 2}  # nearest, bilinear, bicubic: source pixels beyond the nearest
