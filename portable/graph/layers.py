@@ -79,8 +79,9 @@ class Geometry:
     """How a layer maps its bottoms' pixels to its tops' (same for all bottoms and tops).
 
     `factor`: top resolution / bottom resolution per axis. `context`: extra bottom pixels needed
-    before/after a region, (top, bottom, left, right). A top margin m becomes the bottom margin
-    ceil(m / factor) + context on each side.
+    before/after a region, (top, bottom, left, right). `lead`: top pixels added to a margin before
+    it is divided (a deconvolution's reach is counted in its output pixels, so rounding once is
+    exact). A top margin m becomes the bottom margin ceil((m + lead) / factor) + context.
     """
 
     factor: Factor = ONE
@@ -91,10 +92,12 @@ class Geometry:
     # (negative where a crop skips pixels), still gives exact halos, but such a blob is not on
     # the input's grid, so feature maps are never stored or cut there.
     aligned: bool = True
+    lead: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     def bottom_margin(self, margin: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         fy, fx = self.factor
-        return tuple(math.ceil(m / f) + c for m, f, c in zip(margin, (fy, fy, fx, fx), self.context))  # type: ignore
+        return tuple(math.ceil((m + a) / f) + c  # type: ignore
+                     for m, a, f, c in zip(margin, self.lead, (fy, fy, fx, fx), self.context))
 
 
 ShapeRule = Callable[[Params, list[Shape], str], list[Shape]]
@@ -515,7 +518,8 @@ def _reorg_geometry(p: Params, bottoms: int) -> Geometry | None:
 
 def _deconv_geometry(p: Params, bottoms: int) -> Geometry | None:
     """Bottom pixel i writes top pixels i*s - pad .. i*s - pad + d*(k-1), so top pixel j (anchored
-    at j/s) gathers bottom pixels (j + pad - d*(k-1))/s .. (j + pad)/s."""
+    at j/s) gathers bottom pixels ceil((j + pad - d*(k-1))/s) .. floor((j + pad)/s): a top margin
+    m needs ceil((m + d*(k-1) - pad - s + 1)/s) bottom pixels before and ceil((m + pad)/s) after."""
     kw, kh, dw, dh, sw, sh = _kernel(p)
     pl, pt, pr, pb = _pads(p)
     opw = p.i(18, 0)
@@ -525,9 +529,8 @@ def _deconv_geometry(p: Params, bottoms: int) -> Geometry | None:
     # out = in * s exactly, else the grid is trimmed or grown
     aligned = all(d * (k - 1) + 1 - lo - hi + extra == s
                   for k, d, s, lo, hi, extra in ((kh, dh, sh, pt, pb, oph), (kw, dw, sw, pl, pr, opw)))
-    before = lambda k, d, s, lo: max(0, math.ceil((d * (k - 1) - lo) / s))  # noqa: E731
-    context = (before(kh, dh, sh, pt), math.ceil(pt / sh), before(kw, dw, sw, pl), math.ceil(pl / sw))
-    return Geometry((Fraction(sh), Fraction(sw)), context, aligned)
+    lead = (dh * (kh - 1) - pt - sh + 1, pt, dw * (kw - 1) - pl - sw + 1, pl)
+    return Geometry((Fraction(sh), Fraction(sw)), (0, 0, 0, 0), aligned, lead)
 
 
 def _channel_axis(key: int) -> GeometryRule:
