@@ -46,7 +46,7 @@ class Graph:
         self.params: list[Params | None] = []  # None: a layer the table refuses (opaque)
         self.geometry: list[Geometry | None] = []
         self.factor: dict[str, Factor | None] = {}
-        self.aligned: dict[str, bool] = {}  # on the input's grid (geometry.py's `aligned`), so storable
+        self.aligned: dict[str, bool] = {}  # on the input's grid (layers.py `Geometry.aligned`): storable
         self.shapes: dict[str, Shape | None] = {}  # at a probe_side input, None where unknown
         self.shapes2: dict[str, Shape | None] = {}  # at a larger probe side (sides[1])
         for layer in self.layers:

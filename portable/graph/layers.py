@@ -485,7 +485,8 @@ def _conv_geometry(p: Params, bottoms: int) -> Geometry | None:
     if min(pl, pt, pr, pb) < 0 or bottoms != 1:
         return None  # SAME-style automatic padding or dynamic weights: not tracked
     # shape preserving up to the stride (out = in / s for in a multiple of s), else the grid shifts
-    aligned = all(1 - s <= lo + hi - d * (k - 1) <= 0 for k, d, s, lo, hi in ((kh, dh, sh, pt, pb), (kw, dw, sw, pl, pr)))
+    aligned = all(1 - s <= lo + hi - d * (k - 1) <= 0
+                  for k, d, s, lo, hi in ((kh, dh, sh, pt, pb), (kw, dw, sw, pl, pr)))
     return Geometry((Fraction(1, sh), Fraction(1, sw)),
                     (pt, dh * (kh - 1) - pt - sh + 1, pl, dw * (kw - 1) - pl - sw + 1), aligned)
 
@@ -538,7 +539,7 @@ def _channel_axis(key: int) -> GeometryRule:
     return lambda p, bottoms: Geometry() if p.i(key, 0) in (0, -3) else None
 
 
-_TO_THE_END = (-233, 0)  # crop ends that keep the axis to its end (or a fixed count from it)
+_TO_THE_END = (-233, 0)  # crop ends that keep the axis to its end (a negative one trims it)
 
 
 def _crop_geometry(p: Params, bottoms: int) -> Geometry | None:

@@ -17,9 +17,9 @@ segment and on the whole animevideov3-x4 (tests/test_memory_model.py repeats it)
 
 The slack is a little above the largest of its row, so the model never rates a layer below what
 was measured (the RRDB block, whose growing dense concatenations leave blocks the pool cannot
-reuse, sets it), and over-rates the rest by at most ~2.9x on the CPU and ~1.6x on Vulkan. On the CPU the
-head's bytes per pixel fall with size (ncnn's x86 convolutions bound their workspace), so large
-images are over-rated most there. A hardware GPU's driver adds alignment but ncnn sizes the
+reuse, sets it), and over-rates the rest by at most ~2.9x on the CPU and ~1.6x on Vulkan. On
+the CPU the head's bytes per pixel fall with size (ncnn's x86 convolutions bound their
+workspace), so large images are over-rated most there. A hardware GPU's driver adds alignment but ncnn sizes the
 buffers; that figure is not measured yet (bench/README.md).
 """
 
