@@ -116,7 +116,10 @@ class Upscaler:
         }
 
     def upscale_picture(self, pic: Picture, progress=None) -> Picture:
-        return self.engine.upscale_picture(pic, self.options, progress)
+        out = self.engine.upscale_picture(pic, self.options, progress)
+        # a graph with global layers that the memory budget cut into pieces: the measured seam bound
+        seams = None if self.options.tile else seam_note(self.engine, self.options, pic.color.shape[:2])
+        return out if seams is None else replace(out, notes=[*out.notes, seams])
 
     def upscale(self, image: np.ndarray | Image.Image) -> np.ndarray | Image.Image:
         """Upscale an (H,W), (H,W,1|2|3|4) array (uint8, uint16, or float in [0,1]) or a PIL image.
