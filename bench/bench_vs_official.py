@@ -1,7 +1,8 @@
 """Whole process against Real-ESRGAN's official script: realesr-animevideov3 x4 on a 512x512 photo, CPU.
 
-Run: `python bench/bench_vs_official.py [RUNS]` (prints the table; RUNS defaults to 5, about
-2-3 minutes on 2 busy cores) or `python -m pytest bench/bench_vs_official.py -s`.
+Run: `python bench/bench_vs_official.py [RUNS] [--tile N ...]` (prints the table; RUNS defaults
+to 5, about 1-2 minutes on 2 busy cores; each `--tile N` adds a row `ours -t N`, the segment
+engine at a fixed tile) or `python -m pytest bench/bench_vs_official.py -s`.
 Issue 16 item 5: ours at least 1.5x faster than the official script's whole process.
 
 Each run is a fresh child process, timed from its start to its exit with the output on disk:
@@ -17,6 +18,7 @@ child's own, from `wait4`).
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import statistics
@@ -70,24 +72,25 @@ def _ours_cmd() -> list[str]:
     return [found] if found else [sys.executable, "-m", "realesr_portable"]
 
 
-def commands(work: Path) -> dict[str, list[str]]:
-    """The two whole processes, reading the same photo, writing their own PNG."""
+def commands(work: Path, tiles: tuple[int, ...] = ()) -> dict[str, list[str]]:
+    """The whole processes, reading the same photo, each writing its own PNG."""
     src = photo(work / "in.png")
     weights = work / "realesr-animevideov3.pth"
     if not weights.is_file():
         from realesr_portable.convert.importer import import_to_pth, official_files
 
         import_to_pth(*official_files("realesr-animevideov3-x4"), weights)
+    ours = [*_ours_cmd(), "-i", str(src), "-n", "realesr-animevideov3", "-s", "4", "-q"]
     return {
-        "ours": [*_ours_cmd(), "-i", str(src), "-o", str(work / "ours.png"), "-n", "realesr-animevideov3",
-                 "-s", "4", "-q"],
+        "ours": [*ours, "-o", str(work / "ours.png")],
         "official": [sys.executable, str(HERE / "official_child.py"), str(weights), str(src), str(work / "official.png")],
+        **{f"ours -t {t}": [*ours, "-o", str(work / f"ours_t{t}.png"), "-t", str(t)] for t in tiles},
     }
 
 
-def measure(work: Path, runs: int = RUNS) -> dict[str, list[Sample]]:
-    """`runs` rounds, each running both commands once, alternating which goes first."""
-    cmds = commands(work)
+def measure(work: Path, runs: int = RUNS, tiles: tuple[int, ...] = ()) -> dict[str, list[Sample]]:
+    """`runs` rounds, each running every command once, the order reversed every other round."""
+    cmds = commands(work, tiles)
     samples: dict[str, list[Sample]] = {name: [] for name in cmds}
     for i in range(runs):
         order = list(cmds) if i % 2 == 0 else list(reversed(cmds))
@@ -129,8 +132,20 @@ def test_whole_process_vs_official() -> None:
         assert interior_diff(work) <= 2
 
 
-if __name__ == "__main__":
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="?", type=int, default=RUNS)
+    parser.add_argument("--tile", type=int, action="append", default=[], help="add a row `ours -t N`")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = measure(Path(tmp), runs=int(sys.argv[1]) if len(sys.argv) > 1 else RUNS)
+        result = measure(Path(tmp), runs=args.runs, tiles=tuple(args.tile))
         print(report(result))
-        print(f"max interior difference: {interior_diff(Path(tmp)):.0f} levels")
+        print(f"ours vs official, max interior difference: {interior_diff(Path(tmp)):.0f} levels")
+        for t in args.tile:
+            with Image.open(Path(tmp) / "ours.png") as a, Image.open(Path(tmp) / f"ours_t{t}.png") as b:
+                d = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16))
+            print(f"ours -t {t} vs ours: max {d.max()} level(s), {np.count_nonzero(d)} of {d.size} values differ")
+
+
+if __name__ == "__main__":
+    main()
