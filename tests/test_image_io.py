@@ -43,7 +43,7 @@ def test_16bit_reader_handles_every_png_row_filter(tmp_path: Path) -> None:
     with each filter type forced, decoded back exactly."""
     rng = np.random.default_rng(7)
     data = rng.integers(0, 65536, (6, 5, 3), dtype=np.uint16)
-    # Sub-filtered file from the encoder, then re-filter rows with Up/Average/Paeth by hand.
+    # The encoder's file, its rows re-filtered with None/Sub/Up/Average/Paeth by hand.
     raw = np.ascontiguousarray(data, ">u2").view(np.uint8).reshape(6, 30).astype(np.int32)
     rows, prev = [], np.zeros(30, np.int32)
     for i, f in enumerate([0, 1, 2, 3, 4, 2]):
@@ -58,7 +58,7 @@ def test_16bit_reader_handles_every_png_row_filter(tmp_path: Path) -> None:
         prev = r
     import zlib
 
-    encoded = png16.encode_16bit(data)
+    encoded = png16.encode_png(data)
     idat_start = encoded.index(b"IDAT") - 4
     iend = encoded.index(b"IEND") - 4
     body = zlib.compress(b"".join(rows))
@@ -127,7 +127,7 @@ def test_16bit_png_gives_16bit_png_processed_in_float(tmp_path: Path, photo_crop
     rgb8 = photo_crop("astronaut.png", 120, 200, 12, 16)
     rgb16 = rgb8.astype(np.uint16) * 257 + 100  # values not reachable from 8-bit data
     src16, src8 = tmp_path / "a16.png", tmp_path / "a8.png"
-    src16.write_bytes(png16.encode_16bit(rgb16))
+    src16.write_bytes(png16.encode_png(rgb16))
     Image.fromarray(rgb8).save(src8)
     _cli(src16, tmp_path / "o16.png")
     _cli(src8, tmp_path / "o8.png")

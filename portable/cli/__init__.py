@@ -77,7 +77,7 @@ def upscale(
     jobs: Annotated[str, typer.Option("-j", "--jobs", help="Threads load:proc:save, save may be auto (proc 2 on a torch GPU).")] = DEFAULT_JOBS,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for ncnn (default: all).")] = None,
     quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="jpg/webp quality.")] = 95,
-    png_level: Annotated[int, typer.Option("--png-level", help="PNG zlib level 0-9 (default 1: fast; 6 is ~4x slower for ~20% smaller files).")] = 1,
+    png_level: Annotated[int, typer.Option("--png-level", help="PNG zlib level 0-9 (default 1: fast; 6 is ~8x slower for ~15% smaller files).")] = 1,
     max_pixels: Annotated[int, typer.Option("--max-pixels", min=0, help="Refuse inputs larger than this many pixels (0: no limit).")] = DEFAULT_MAX_PIXELS,
     dn: Annotated[Optional[float], typer.Option("--dn", min=0.0, max=1.0, help="Denoise strength: blend weights with --dn-model's.")] = None,
     dn_model: Annotated[Optional[Path], typer.Option("--dn-model", help="Twin model (.param path) for --dn.")] = None,

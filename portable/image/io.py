@@ -205,7 +205,7 @@ def _to_8bit(a: np.ndarray) -> np.ndarray:
     return a if a.dtype == np.uint8 else np.rint(a.astype(np.float32) / 257.0).astype(np.uint8)
 
 
-PNG_LEVEL = 1  # zlib level: 6 took 0.99 s on a 2048x2048 image where 1 took 0.22 s for ~20% more bytes
+PNG_LEVEL = 1  # zlib level 1, run-length strategy (png16): Pillow's level 6 is ~8x slower for a 2-17% smaller file
 PNG_LEVELS = range(10)
 
 
@@ -218,18 +218,20 @@ def check_png_level(level: int) -> int:
 
 def encode(pic: Picture, fmt: str, fh: BinaryIO, quality: int = 95, png_level: int = PNG_LEVEL) -> None:
     """Encode a picture into `fh`; 16 bits are kept in PNG only (JPEG/WebP are 8-bit formats).
-    PNG at a fast zlib level by default so saving never holds up a GPU (bench/bench_png_level.py)."""
+    PNG at a fast zlib level by default so saving never holds up a GPU (bench/bench_png_level.py):
+    16-bit PNG and the fast level are written by `png16`, other 8-bit levels by Pillow (its
+    adaptive row filters make smaller files at the higher levels)."""
     color, alpha = pic.color, pic.alpha
     extra = {k: v for k, v in (("icc_profile", pic.icc), ("exif", pic.exif)) if v}
     if fmt == "PNG" and pic.bits == 16:
-        if alpha is None and color.shape[2] == 1:
-            Image.fromarray(color[..., 0]).save(fh, "PNG", compress_level=png_level, **extra)
-        else:
-            data = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)
-            fh.write(png16.encode_16bit(data, pic.icc, pic.exif, level=png_level))
+        data = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)
+        fh.write(png16.encode_png(data, pic.icc, pic.exif, level=png_level))
         return
     color = _to_8bit(color)
     planes = color if alpha is None else np.concatenate([color, _to_8bit(alpha)[..., None]], axis=2)
+    if fmt == "PNG" and png_level == png16.FAST_LEVEL:
+        fh.write(png16.encode_png(planes, pic.icc, pic.exif, level=png_level))
+        return
     modes = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
     im = Image.fromarray(planes[..., 0] if planes.shape[2] == 1 else planes, modes[planes.shape[2]])
     if fmt == "JPEG":

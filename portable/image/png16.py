@@ -1,8 +1,12 @@
-"""16-bit colour PNG reading and writing, which Pillow truncates to 8 bits.
+"""The PNG reading and writing Pillow does not do well: 16-bit colour, which it truncates to 8
+bits, and the fast level 1, where its adaptive row filters cost more than the compression.
 
 Reading lets Pillow's own PNG decoder undo the row filters twice, once keeping the high byte of
 every sample and once the low byte (the two `;16B`/`;16L` raw modes unfilter with the same
-6/8-byte pixel stride), then joins them. Writing emits IHDR/iCCP/eXIf/IDAT/IEND directly.
+6/8-byte pixel stride), then joins them. Writing emits IHDR/iCCP/eXIf/IDAT/IEND directly, every
+row Up-filtered in one numpy pass; at level 1 zlib runs with its run-length strategy, as OpenCV
+writes PNG by default (animevideov3's 2048x2048 output of the astronaut: 0.13 s and 4.9 MB where
+Pillow's level 1 took 0.35 s and 5.6 MB; bench/bench_png_level.py).
 """
 
 from __future__ import annotations
@@ -48,20 +52,30 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def encode_16bit(pixels: np.ndarray, icc: bytes | None = None, exif: bytes | None = None, level: int = 6) -> bytes:
-    """Encode (H,W,C) uint16 (C = 1..4) as a 16-bit PNG; rows use the Sub filter (vectorised)."""
+FAST_LEVEL = 1  # zlib level written with the run-length strategy (Z_RLE)
+
+
+def encode_png(pixels: np.ndarray, icc: bytes | None = None, exif: bytes | None = None, level: int = 6) -> bytes:
+    """Encode (H,W,C) uint8 or uint16 (C = 1..4) as an 8- or 16-bit PNG, rows Up-filtered
+    (vectorised; on upscaled photos smaller than Sub, and no slower)."""
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     h, w, c = pixels.shape
-    raw = np.ascontiguousarray(pixels, dtype=">u2").view(np.uint8).reshape(h, w, 2 * c)
-    filtered = raw.copy()
-    filtered[:, 1:] -= raw[:, :-1]  # uint8 arithmetic wraps mod 256, as the PNG Sub filter wants.
-    rows = np.concatenate([np.ones((h, 1), np.uint8), filtered.reshape(h, w * 2 * c)], axis=1)
-    out = [b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, _COLOR_TYPES[c], 0, 0, 0))]
+    depth = 16 if pixels.dtype == np.uint16 else 8
+    if depth == 16:
+        pixels = np.ascontiguousarray(pixels, dtype=">u2").view(np.uint8)
+    raw = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(h, -1)
+    rows = np.empty((h, raw.shape[1] + 1), np.uint8)
+    rows[:, 0] = 2  # Up
+    rows[0, 1:] = raw[0]
+    np.subtract(raw[1:], raw[:-1], out=rows[1:, 1:])  # uint8 wraps mod 256, as the filter wants
+    out = [b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, _COLOR_TYPES[c], 0, 0, 0))]
     if icc:
         out.append(_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc)))
     if exif:
         out.append(_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
-    out.append(_chunk(b"IDAT", zlib.compress(rows.tobytes(), level)))
+    strategy = zlib.Z_RLE if level == FAST_LEVEL else zlib.Z_DEFAULT_STRATEGY
+    deflate = zlib.compressobj(level, zlib.DEFLATED, 15, 8, strategy)
+    out.append(_chunk(b"IDAT", deflate.compress(rows.data) + deflate.flush()))
     out.append(_chunk(b"IEND", b""))
     return b"".join(out)
