@@ -26,11 +26,11 @@ from ..graph.check import GraphError, check_graph
 from ..model.catalog import official_model_dir
 from ..graph.ncnn_files import NcnnParam
 from ..model.spec import ModelSpec
-from .detect import ArchInfo, UnsupportedModelError, build_model, detect_architecture
+from .detect import ArchInfo, UnsupportedModelError, build_model, detect_weights
 from .direct_writer import NcnnModel, torch_post, write_ncnn
 from .dn import blend_state_dicts
 from .importer import import_ncnn
-from .pnnx_export import export_with_pnnx, io_blobs
+from .pnnx_export import ExportError, export_with_pnnx, io_blobs
 from .sidecar import build_spec, effective_scale, tile_pad_for
 from .verify import NcnnRunner, Parity, check_parity, one_torch_thread
 from .weights_io import load_state_dict, save_state_dict
@@ -113,7 +113,10 @@ def _export(info: ArchInfo, module: nn.Module, state_dict: Mapping[str, torch.Te
         raise ConvertError(f"no direct writer for {info.name}; use --route pnnx")
     traced = module if info.output_resize == 1.0 else _Resized(module, info.output_resize)
     side = max(_PNNX_EXAMPLE, info.size_multiple)
-    return export_with_pnnx(traced, (1, info.in_channels, side, side), fp16), "pnnx"
+    try:
+        return export_with_pnnx(traced, (1, info.in_channels, side, side), fp16, prepare=info.family.child_import), "pnnx"
+    except ExportError as err:
+        raise ExportError(f"{info.name} cannot be exported: {err}") from None
 
 
 def _write_files(out_dir: Path, name: str, model: NcnnModel, spec: ModelSpec) -> tuple[Path, Path, Path]:
@@ -151,11 +154,13 @@ def _exportable(info: ArchInfo) -> None:
 
 
 def _build(info: ArchInfo, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
-    """The module around `state_dict`'s tensors as float32 (built on the meta device: no random init
-    to pay for; fp16 checkpoints, common among community models, become float32 here)."""
-    with torch.device("meta"):
+    """The module around `state_dict`'s tensors as float32 (built on the meta device where the family
+    allows it: no random init to pay for; fp16 checkpoints, common among community models, become
+    float32 here)."""
+    meta = not info.family.foreign
+    with torch.device("meta" if meta else "cpu"):
         module = build_model(info)
-    module.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True, assign=True)
+    module.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True, assign=meta)
     return module.eval()
 
 
@@ -172,7 +177,8 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, nam
     (pnnx) or ConvertError (bad arguments).
     """
     name = _check_name(name)
-    info = info or detect_architecture(state_dict, families)
+    if info is None:
+        info, state_dict = detect_weights(state_dict, families)
     _exportable(info)
     check_weight_values(state_dict, fp16)
     module = _build(info, state_dict)
@@ -183,7 +189,7 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, nam
     step(STEPS[2])
     if verify:
         parity = check_parity(module, model, fp16, PROBE_SIZE, post=torch_post(info), exact_runner=runner,
-                              channels=info.in_channels)
+                              channels=info.in_channels, foreign=info.family.foreign)
     notes = info.notes
     step(STEPS[3])
     if tile_pad is None:
@@ -235,8 +241,8 @@ def _load(src: Path, families: Sequence[ArchFamily]) -> tuple[ArchInfo, dict[str
     """Weights from a checkpoint or an ncnn pair; for ncnn also the source model (for import parity)."""
     src = _ncnn_param(src) or src  # the user may have pointed at the other half of an ncnn pair
     if src.suffix.lower() != ".param":
-        state_dict = load_state_dict(src)
-        return detect_architecture(state_dict, families), state_dict, None
+        info, state_dict = detect_weights(load_state_dict(src), families)
+        return info, state_dict, None
     bin_path = src.with_suffix(".bin")
     if not src.is_file() or not bin_path.is_file():
         raise ConvertError(f"{src}: an ncnn model needs both {src.name} and {bin_path.name}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 from ..archs.families import FAMILIES, arch_info
@@ -17,7 +18,7 @@ from ..archs.family import (ArchFamily, ArchInfo, StateDict, UnsupportedModelErr
                             check_state_dict, describe_mismatch, names)
 
 __all__ = ["ArchInfo", "UnsupportedModelError", "arch_info", "build_model", "check_state_dict", "describe_mismatch",
-           "detect_architecture", "load_model"]
+           "detect_architecture", "detect_weights", "load_model"]
 
 
 def _describe(sd: StateDict, limit: int = 6) -> str:
@@ -41,6 +42,28 @@ def detect_architecture(state_dict: StateDict, families: Sequence[ArchFamily] = 
     raise UnsupportedModelError(
         f"unsupported model: no known architecture ({names(families)}) matches; found {_describe(state_dict)}"
     )
+
+
+def detect_weights(state_dict: StateDict, families: Sequence[ArchFamily] = FAMILIES,
+                   spandrel: bool = True) -> tuple[ArchInfo, dict[str, torch.Tensor]]:
+    """`detect_architecture`, then spandrel for what `families` do not know (when installed).
+
+    Returns the state_dict to use with the ArchInfo: spandrel's key layout for its architectures.
+    Our families come first: they have direct ncnn writers and ncnn importers. The error for
+    unknown weights names both attempts.
+    """
+    try:
+        return detect_architecture(state_dict, families), dict(state_dict)
+    except UnsupportedModelError as ours:
+        if not spandrel:
+            raise
+        from .spandrel_arch import detect_with_spandrel
+
+        try:
+            info, _module, canonical = detect_with_spandrel(state_dict)
+        except UnsupportedModelError as theirs:
+            raise UnsupportedModelError(f"{ours}; {theirs}") from None
+        return info, canonical
 
 
 def load_model(state_dict: StateDict, families: Sequence[ArchFamily] = FAMILIES) -> tuple[ArchInfo, nn.Module]:
