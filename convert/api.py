@@ -32,7 +32,7 @@ from .dn import blend_state_dicts
 from .importer import import_ncnn
 from .pnnx_export import ExportError, export_with_pnnx, io_blobs
 from .sidecar import build_spec, effective_scale, tile_pad_for
-from .verify import NcnnRunner, Parity, check_parity, one_torch_thread
+from .verify import NcnnRunner, Parity, VerificationError, check_parity, one_torch_thread
 from .weights_io import load_state_dict, save_state_dict
 
 P = ParamSpec("P")
@@ -112,7 +112,8 @@ def _export(info: ArchInfo, module: nn.Module, state_dict: Mapping[str, torch.Te
     if route == "direct":
         raise ConvertError(f"no direct writer for {info.name}; use --route pnnx")
     traced = module if info.output_resize == 1.0 else _Resized(module, info.output_resize)
-    side = max(_PNNX_EXAMPLE, info.size_multiple)
+    multiple = info.size_multiple
+    side = -(-max(_PNNX_EXAMPLE, int(info.params.get("min_size", 0))) // multiple) * multiple  # spandrel's minimum
     try:
         return export_with_pnnx(traced, (1, info.in_channels, side, side), fp16, prepare=info.family.child_import), "pnnx"
     except ExportError as err:
@@ -164,6 +165,23 @@ def _build(info: ArchInfo, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
     return module.eval()
 
 
+def _verified(info: ArchInfo, module: nn.Module, model: NcnnModel, fp16: bool,
+              verify: bool) -> tuple[NcnnRunner, Parity | None]:
+    """The exact runner of `model` (reused for the pad measurement) and its parity with `module`.
+
+    A foreign architecture's failure names it: there it means "cannot be exported", not a bug.
+    """
+    try:
+        runner = NcnnRunner(model, exact=True, scale=effective_scale(info), channels=(info.in_channels, info.out_channels))
+        parity = check_parity(module, model, fp16, PROBE_SIZE, post=torch_post(info), exact_runner=runner,
+                              channels=info.in_channels, foreign=info.family.foreign) if verify else None
+    except VerificationError as err:
+        if not info.family.foreign:
+            raise
+        raise VerificationError(f"{info.name} cannot be exported: {err}") from None
+    return runner, parity
+
+
 @_single_threaded
 def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, name: str, fp16: bool = True,
                       verify: bool = True, source: str = "", license: str = "unknown", route: str = "auto",
@@ -184,12 +202,8 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, nam
     module = _build(info, state_dict)
     step(STEPS[1])
     model, used = _export(info, module, state_dict, fp16, route)
-    parity: Parity | None = None
-    runner = NcnnRunner(model, exact=True, scale=effective_scale(info), channels=(info.in_channels, info.out_channels))
     step(STEPS[2])
-    if verify:
-        parity = check_parity(module, model, fp16, PROBE_SIZE, post=torch_post(info), exact_runner=runner,
-                              channels=info.in_channels, foreign=info.family.foreign)
+    runner, parity = _verified(info, module, model, fp16, verify)
     notes = info.notes
     step(STEPS[3])
     if tile_pad is None:

@@ -140,7 +140,6 @@ def export_with_pnnx(model: nn.Module, example_shape: tuple[int, int, int, int],
         raise ExportError(f"pnnx wrote an unreadable .param: {err}") from None
     left = sorted({layer.type for layer in param.layers if not layer.type.isidentifier()})
     if left:  # pnnx names what it could not map to ncnn by its torch name, e.g. Tensor.reshape
-        raise ExportError(f"pnnx could not map {', '.join(left)} to ncnn layers (ncnn blobs have at most 4 "
-                          "dimensions; window attention reshapes to 6)")
+        raise ExportError(f"pnnx could not map {', '.join(left)} to ncnn layers")
     in_blob, out_blob = io_blobs(param)
     return NcnnModel(text, data, in_blob, out_blob)

@@ -150,6 +150,7 @@ def detect_with_spandrel(state_dict: StateDict) -> tuple[ArchInfo, nn.Module, di
         "num_in_ch": int(descriptor.input_channels),
         "num_out_ch": int(descriptor.output_channels),
         "size_multiple": int(descriptor.size_requirements.multiple_of),
+        "min_size": int(descriptor.size_requirements.minimum),
         "spandrel": str(descriptor.architecture.id),
         "hyperparameters": _json_safe(descriptor.model.hyperparameters),
     }
