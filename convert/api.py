@@ -26,7 +26,7 @@ from ..graph.check import GraphError, check_graph
 from ..model.catalog import official_model_dir
 from ..graph.ncnn_files import NcnnParam
 from ..model.spec import ModelSpec
-from .detect import ArchInfo, UnsupportedModelError, build_model, detect_weights
+from .detect import ArchInfo, UnsupportedModelError, build_loaded, detect_weights
 from .direct_writer import NcnnModel, torch_post, write_ncnn
 from .dn import blend_state_dicts
 from .importer import import_ncnn
@@ -154,17 +154,6 @@ def _exportable(info: ArchInfo) -> None:
         raise UnsupportedModelError(f"{info.name} is not an image-to-image generator; nothing to export")
 
 
-def _build(info: ArchInfo, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
-    """The module around `state_dict`'s tensors as float32 (built on the meta device where the family
-    allows it: no random init to pay for; fp16 checkpoints, common among community models, become
-    float32 here)."""
-    meta = not info.family.foreign
-    with torch.device("meta" if meta else "cpu"):
-        module = build_model(info)
-    module.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True, assign=meta)
-    return module.eval()
-
-
 def _verified(info: ArchInfo, module: nn.Module, model: NcnnModel, fp16: bool,
               verify: bool) -> tuple[NcnnRunner, Parity | None]:
     """The exact runner of `model` (reused for the pad measurement) and its parity with `module`.
@@ -199,7 +188,7 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, nam
         info, state_dict = detect_weights(state_dict, families)
     _exportable(info)
     check_weight_values(state_dict, fp16)
-    module = _build(info, state_dict)
+    module = build_loaded(info, state_dict)
     step(STEPS[1])
     model, used = _export(info, module, state_dict, fp16, route)
     step(STEPS[2])
@@ -297,7 +286,7 @@ def convert_file(src: Path, out_dir: Path, name: str | None = None, fp16: bool =
     license = license or (OFFICIAL_LICENSE if official else "unknown")
     import_max_abs = None
     if source_model is not None and verify:
-        import_max_abs = check_parity(_build(info, state_dict), source_model, False, PROBE_SIZE,
+        import_max_abs = check_parity(build_loaded(info, state_dict), source_model, False, PROBE_SIZE,
                                       post=torch_post(info), channels=info.in_channels).max_abs
     if dn is not None and dn_src is not None:
         info_b, state_b, _ = _load(Path(dn_src), families)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -17,11 +18,12 @@ from .device.select import Device, select_devices
 from .run.engine import Engine, Options
 from .run.seams import seam_note
 from .image.io import Picture, split_modes
-from .model.catalog import DEFAULT_MODEL, ModelFiles, resolve_model
+from .model.catalog import DEFAULT_MODEL, ModelFiles, is_weights_file, resolve_model
 from .run.precision_probe import choose_precision, device_key, model_digest
 from .run.session import ModelLoadError, Session
 from .model.spec import ModelSpec
-from .run.backend import BackendError, TorchOptions, choose_backend, describe_sessions, load_torch_sessions
+from .run.backend import (BackendError, TorchOptions, choose_backend, describe_sessions, load_torch_sessions,
+                          load_torch_weights)
 from .video import upscale_video  # noqa: F401 - the video API beside Upscaler; PyAV loads only when called
 
 
@@ -102,7 +104,18 @@ class Upscaler:
     ) -> None:
         self.options = Options(tile=tile, outscale=outscale, tta=tta, alpha=alpha)
         budget = None if max_memory is None else parse_memory(max_memory)
-        files = resolve_model(model, scale=outscale)
+        self.notes: list[str] = []  # e.g. why `auto` fell back to ncnn
+        self.backend = choose_backend(backend, gpu)
+        sessions: list | None = None
+        if is_weights_file(model):  # PyTorch weights: only the torch backend runs them
+            if dn is not None:
+                raise ValueError("--dn blends ncnn models; convert the weights first (realesr-portable convert)")
+            if backend == "ncnn":
+                resolve_model(model)  # its one-line error: run them with torch, or convert them
+            files, sessions = load_torch_weights(Path(model), gpu, fp32, threads, torch_options or TorchOptions())
+            self.backend = "torch"
+        else:
+            files = resolve_model(model, scale=outscale)
         if value_range is not None:  # a foreign model's range, where neither graph nor sidecar say it
             files = replace(files, spec=replace(files.spec, value_range=(float(value_range[0]), float(value_range[1]))))
         weights = None
@@ -113,10 +126,7 @@ class Upscaler:
         self.model = files
         self.fp32, self.dn, self.fp16_arith = fp32, dn, fp16_arith
         self.dn_model = None if dn is None else resolve_model(dn_model)  # type: ignore[arg-type]
-        self.notes: list[str] = []  # e.g. why `auto` fell back to ncnn
-        self.backend = choose_backend(backend, gpu)
-        sessions: list | None = None
-        if self.backend == "torch":
+        if self.backend == "torch" and sessions is None:
             try:
                 sessions = load_torch_sessions(files, gpu, fp32, threads, weights, torch_options or TorchOptions(),
                                                need_gpu=backend == "auto")
