@@ -45,23 +45,36 @@ def test_a_pth_of_our_family_equals_ncnn_on_its_converted_files(tmp_path: Path, 
     assert _diff(tiled.upscale(image), ncnn.upscale(image)) <= 1
 
 
-def test_a_spandrel_architecture_runs_directly(tmp_path: Path, photo_crop) -> None:
-    """SPAN from spandrel's own class, saved as safetensors: the command line runs it on the CPU,
-    and the picture is the module's (run on the runtime's pre-pad) within 1 level."""
+def _span() -> object:
+    from spandrel.architectures.SPAN import SPAN
+
+    return SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=2)
+
+
+def _swinir() -> object:
+    """A transformer: ncnn refuses it (`convert` says why), the torch backend runs it."""
+    from spandrel.architectures.SwinIR import SwinIR
+
+    return SwinIR(img_size=16, embed_dim=12, depths=[1], num_heads=[2], window_size=4, mlp_ratio=2.0, upscale=2,
+                  upsampler="pixelshuffledirect")
+
+
+@pytest.mark.parametrize("build", [_span, _swinir], ids=["span", "swinir"])
+def test_a_spandrel_architecture_runs_directly(build, tmp_path: Path, photo_crop) -> None:
+    """spandrel's own classes, saved as safetensors: the command line runs them on the CPU, and
+    the picture is the module's (run on the runtime's pre-pad) within 1 level."""
     import torch
 
     import_spandrel()
-    from spandrel.architectures.SPAN import SPAN
-
     torch.manual_seed(0)
-    net = SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=2).eval()
-    weights = save_state_dict(net.state_dict(), tmp_path / "span.safetensors")
+    net = build().eval()
+    weights = save_state_dict(net.state_dict(), tmp_path / "net.safetensors")
     image = photo_crop("coffee.png", 100, 200, 16, 20)
     Image.fromarray(image).save(tmp_path / "a.png")
     args = ["-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png"), "-m", str(weights), "-g", "-1", "--backend", "torch"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "span x2 on CPU" in result.output and "backend torch" in result.output
+    assert "net x2 on CPU" in result.output and "backend torch" in result.output
     padded = np.pad(to_chw(image), ((0, 0), (0, 10), (0, 10)), mode="reflect")
     expected = np.clip(np.rint(torch_run(net, padded)[:, :32, :40] * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
     with Image.open(tmp_path / "b.png") as out:
