@@ -64,8 +64,9 @@ def import_spandrel() -> ModuleType:
 
     Also called first in pnnx's child process, which unpickles spandrel's classes.
     """
-    if "spandrel" in sys.modules:
-        return sys.modules["spandrel"]
+    loaded = sys.modules.get("spandrel")
+    if loaded is not None:
+        return loaded
     if importlib.util.find_spec("spandrel") is None:
         raise UnsupportedModelError(f"spandrel is not installed ({INSTALL_HINT})")
     if _torchvision_imports():

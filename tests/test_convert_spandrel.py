@@ -7,6 +7,7 @@ Small widths and depths keep each conversion to seconds; nothing is downloaded.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -150,3 +151,15 @@ def test_unknown_weights_name_both_attempts(tmp_path: Path, capsys) -> None:
     code, _, stderr = _run(["convert", src, "-o", tmp_path / "out"], capsys)
     assert code == 1 and "no known architecture" in stderr and "spandrel knows no architecture" in stderr
     assert len(stderr.strip().splitlines()) == 1
+
+
+def test_without_spandrel_the_refusal_says_how_to_get_it(tmp_path: Path) -> None:
+    """A SPAN file where spandrel is not installed: one line naming the extra, exit 1."""
+    src = save_state_dict(span().state_dict(), tmp_path / "span.pth")
+    code = ("import sys; sys.modules['spandrel'] = None\n"  # `import spandrel` now fails as if not installed
+            "from realesr_portable.convert.cli import main\n"
+            f"sys.exit(main(['convert', {str(src)!r}, '-o', {str(tmp_path / 'out')!r}]))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "no known architecture" in done.stderr and "realesr-portable[spandrel]" in done.stderr
+    assert not (tmp_path / "out").exists()
