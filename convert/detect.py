@@ -60,7 +60,7 @@ def detect_weights(state_dict: StateDict, families: Sequence[ArchFamily] = FAMIL
         from .spandrel_arch import detect_with_spandrel
 
         try:
-            info, _module, canonical = detect_with_spandrel(state_dict)
+            info, canonical = detect_with_spandrel(state_dict)
         except UnsupportedModelError as theirs:
             raise UnsupportedModelError(f"{ours}; {theirs}") from None
         return info, canonical

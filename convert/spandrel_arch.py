@@ -29,7 +29,7 @@ from torch import nn
 
 from ..archs.family import ArchFamily, ArchInfo, StateDict, UnsupportedModelError
 
-#: Spandrel's purposes whose models map an image to an image by a whole scale (what ncnn runs here).
+#: Spandrel's purposes whose models map an image to an image by a whole scale (what the runtime runs).
 _PURPOSES = ("SR", "Restoration")
 _TV_NAMES = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional")
 #: The context every tile cut gets measured up to (spandrel knows no receptive fields).
@@ -130,8 +130,8 @@ def _json_safe(value: object) -> object:
     return getattr(value, "__name__", repr(value))  # classes such as norm_layer=nn.LayerNorm
 
 
-def detect_with_spandrel(state_dict: StateDict) -> tuple[ArchInfo, nn.Module, dict[str, torch.Tensor]]:
-    """(ArchInfo, the loaded module in eval mode, its state_dict in spandrel's key layout).
+def detect_with_spandrel(state_dict: StateDict) -> tuple[ArchInfo, dict[str, torch.Tensor]]:
+    """(ArchInfo, the state_dict in the key layout of spandrel's module for it).
 
     UnsupportedModelError (one line) when spandrel is missing, knows no architecture for these
     keys, or finds one that the ncnn route cannot take (inpainting, face models, square-only).
@@ -159,4 +159,4 @@ def detect_with_spandrel(state_dict: StateDict) -> tuple[ArchInfo, nn.Module, di
     if descriptor.size_requirements.minimum > 1:
         notes += (f"{descriptor.architecture.name} needs inputs of at least {descriptor.size_requirements.minimum} px",)
     info = ArchInfo(descriptor.architecture.name, params, notes=notes, family=_family(descriptor))
-    return info, module, {k: v.detach() for k, v in module.state_dict().items()}
+    return info, {k: v.detach() for k, v in module.state_dict().items()}
