@@ -62,6 +62,15 @@ def swinir() -> nn.Module:
         upsampler="pixelshuffledirect"))
 
 
+def rcan() -> nn.Module:
+    return _random(lambda: _spandrel_class("RCAN", "RCAN")(scale=2, n_resgroups=1, n_resblocks=1, n_feats=16,
+                                                           reduction=4))
+
+
+def safmn() -> nn.Module:
+    return _random(lambda: _spandrel_class("SAFMN", "SAFMN")(dim=8, n_blocks=1, upscaling_factor=2))
+
+
 def _run(args: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
     captured = capsys.readouterr()
@@ -143,6 +152,23 @@ def test_window_attention_is_refused_in_one_line(build: Callable[[], nn.Module],
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"{arch} cannot be exported" in lines[0] and "Tensor.reshape" in lines[0], stderr
     assert "Traceback" not in stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("build, arch", [(rcan, "RCAN"), (safmn, "SAFMN")], ids=["rcan", "safmn"])
+def test_a_verified_model_or_one_line_naming_the_architecture(build: Callable[[], nn.Module], arch: str,
+                                                               tmp_path: Path, capsys) -> None:
+    """Whatever pnnx, the runtime's graph checks and ncnn make of them today (measured with pnnx
+    20261020 / ncnn 1.0.20261020: RCAN's export is 6 dB off torch, SAFMN's adaptive pooling is not
+    accepted yet), the contract holds: a model that passed verification, or one line and no files."""
+    src = save_state_dict(build().state_dict(), tmp_path / f"{arch}.pth")
+    code, stdout, stderr = _run(["convert", src, "-o", tmp_path / "out", "--fp32"], capsys)
+    if code == 0:
+        sidecar = json.loads((tmp_path / "out" / f"{arch}.json").read_text())
+        assert sidecar["arch"] == arch and "PSNR" in stdout
+        return
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and f"{arch} cannot be exported" in lines[0], stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
