@@ -7,6 +7,8 @@ mapped, and a weights file asked of ncnn, are one line and a non-zero exit.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +101,17 @@ def test_weights_it_cannot_run_are_one_line(backend: str, extra: list[str], need
     assert result.exit_code == code and not (tmp_path / "b.png").exists()
     assert [row for row in result.output.splitlines() if row.strip()] == [result.output.strip()]
     assert needle in result.output and "Traceback" not in result.output
+
+
+def test_weights_without_torch_are_one_line_and_exit_1(tmp_path: Path, photo_crop) -> None:
+    """Where torch is not installed, a weights file says what it needs (and nothing is written)."""
+    weights = save_state_dict(small_model(rrdb_info(2, blocks=1)).state_dict(), tmp_path / "w.pth")
+    Image.fromarray(photo_crop("coffee.png", 100, 200, 8, 8)).save(tmp_path / "a.png")
+    code = ("import sys; sys.modules['torch'] = None\n"  # `import torch` now fails as if not installed
+            "from realesr_portable.cli import main\n"
+            f"sys.exit(main(['-i', {str(tmp_path / 'a.png')!r}, '-o', {str(tmp_path / 'b.png')!r}, "
+            f"'-m', {str(weights)!r}]))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "needs PyTorch" in done.stderr and "w.pth" in done.stderr
+    assert not (tmp_path / "b.png").exists()
