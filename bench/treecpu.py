@@ -56,9 +56,9 @@ def main() -> int:
     if mode == "api":
         from realesr_portable.distributed import upscale_many
 
-        summary = upscale_many(args[0], args[1], model="realesr-animevideov3", scale=2, gpu=-1, actors=int(args[2]),
-                               progress=False)
-        code = 1 if summary.failed else 0
+        report = upscale_many(args[0], args[1], model="realesr-animevideov3", outscale=2, gpu=-1, actors=int(args[2]),
+                              progress=False)
+        code = 1 if report.failed else 0
     else:
         from realesr_portable.cli import main as cli
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Build ncnn from its PyPI source (cached outside the repo) and the C++ runner.
 #
-#   deploy/build.sh [--arch x86_64|aarch64] [--dry-run]
+#   deploy/build.sh [--arch x86_64|aarch64] [--dry-run | --list-layers]
 #
 # The last line printed is the path of the built program (--dry-run: the ncnn build it would use,
-# and whether it is cached, then stop). ncnn is built once per machine and
+# and whether it is cached, then stop; --list-layers: the ncnn layer types compiled in, one a line). ncnn is built once per machine and
 # configuration, in ${XDG_CACHE_HOME:-~/.cache}/realesr-portable/ncnn-VERSION-ARCH-CONFIG; the
 # runner (a few files) is rebuilt incrementally in deploy/build/ARCH. Prerequisites (Debian):
 # cmake make g++ python3 nlohmann-json3-dev libstb-dev, optionally glslang-dev glslang-tools,
@@ -17,11 +17,13 @@ NCNN_SHA256=ad8cdd63e9755cfa8e23b9b6d9ce46156077d80298a89e7c3ba325ffccfca200
 here="$(cd "$(dirname "$0")" && pwd)"
 arch="$(uname -m)"
 dry_run=0
+list_layers=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --arch) arch="${2:?--arch needs a value}"; shift 2 ;;
         --arch=*) arch="${1#--arch=}"; shift ;;
         --dry-run) dry_run=1; shift ;;
+        --list-layers) list_layers=1; shift ;;
         -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "error: unknown option $1" >&2; exit 2 ;;
     esac
@@ -68,10 +70,14 @@ cache="${XDG_CACHE_HOME:-$HOME/.cache}/realesr-portable"
 # layers ncnn creates inside those (Convolution -> Padding/Packing/Cast/activation layers, Mat
 # helpers -> Crop/Flatten/Bias/Scale, Vulkan convolution -> Reshape/Quantize). Every other
 # layer is switched off: it is most of ncnn's compile time.
-keep=" input convolution binaryop eltwise split concat interp prelu pixelshuffle reorg crop
-       padding flatten packing cast relu clip sigmoid mish hardswish swish tanh reshape
-       innerproduct bias scale memorydata noop dropout permute slice quantize dequantize
-       requantize "
+# An array: every name counts wherever it stands (a space-padded string once lost each name that
+# ended a line: Crop, Reshape and Dequantize were left out of the build).
+keep=(
+    input convolution binaryop eltwise split concat interp prelu pixelshuffle reorg crop
+    padding flatten packing cast relu clip sigmoid mish hardswish swish tanh reshape
+    innerproduct bias scale memorydata noop dropout permute slice quantize dequantize
+    requantize
+)
 
 common=(
     -DCMAKE_BUILD_TYPE=Release -DNCNN_SHARED_LIB=OFF -DNCNN_BUILD_TOOLS=OFF
@@ -111,10 +117,15 @@ esac
 # The unpacked source is shared (other checkouts, older build.sh versions): it is only read here.
 src="$(python3 "$here/fetch_ncnn.py" "$NCNN_VERSION" "$NCNN_SHA256" "$cache/src")"
 layers=()
+built=()
 for name in $(sed -n 's/^ncnn_add_layer(\([A-Za-z0-9]*\).*/\1/p' "$src/src/CMakeLists.txt"); do
     lower="$(echo "$name" | tr 'A-Z' 'a-z')"
-    case "$keep" in *" $lower "*) ;; *) layers+=("-DWITH_LAYER_$lower=OFF") ;; esac
+    case " ${keep[*]} " in *" $lower "*) built+=("$name") ;; *) layers+=("-DWITH_LAYER_$lower=OFF") ;; esac
 done
+if [ "$list_layers" = 1 ]; then
+    printf '%s\n' "${built[@]}"
+    exit 0
+fi
 config=("${common[@]}" "${archopts[@]}" "${layers[@]}")
 key="$(printf '%s\n' "${config[@]}" | sha256sum | cut -c1-10)"
 prefix="$cache/ncnn-$NCNN_VERSION-$arch-$key"

@@ -1,4 +1,4 @@
-"""Python API: `Upscaler(model=..., gpu=..., tile=..., fp32=...).upscale(image)`.
+"""Python API: `Upscaler(model, gpu=..., tile=..., fp32=...).upscale(image)` or `Upscaler(options=UpscaleOptions(...))`.
 
 The object holds only what is fixed at construction (loaded nets, options); every call works on
 its own locals, so one `Upscaler` may be used from several threads at once.
@@ -9,16 +9,17 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from .plan.budget import parse_memory
 from .device.select import Device, select_devices
-from .run.engine import Engine, Options
+from .run.engine import Engine
+from .run.options import UpscaleOptions
 from .run.seams import seam_note
 from .image.io import Picture, split_modes
-from .model.catalog import DEFAULT_MODEL, ModelFiles, is_weights_file, resolve_model
+from .model.catalog import ModelFiles, is_weights_file, resolve_model
 from .run.precision_probe import choose_precision, device_key, model_digest
 from .run.session import ModelLoadError, Session
 from .model.spec import ModelSpec
@@ -64,83 +65,48 @@ def load_sessions(
 class Upscaler:
     """Upscale numpy arrays or PIL images with an ncnn model on a Vulkan GPU or the CPU (or in PyTorch).
 
-    Args:
-        model: a model name (`realesrgan-x4plus`, ...) or a `.param` path with its `.bin`/`.json`.
-        gpu: None/"auto" (hardware Vulkan, else CPU), -1 (CPU), an index, or "0,1" to share tiles.
-        tile: tile side in input pixels; 0 chooses from the device's memory and speed.
-        fp32: force fp32 (default: fp16 storage with fp32 arithmetic on Vulkan, fp32 on the CPU).
-        fp16_arith: fp16 arithmetic on Vulkan (opt-in: cost animevideov3 ~34 dB on an NVIDIA H200;
-            see device/precision.py).
-        outscale: final scale (1..16); None keeps the model's own scale.
-        tta: average the 8 flips/rotations (8x slower).
-        alpha: "bicubic" (default) or "model" for the alpha channel.
-        threads: CPU threads for ncnn (default: all cores).
-        dn, dn_model: denoise strength in [0, 1] blending this model's weights with `dn_model`'s.
-        max_memory: memory budget for features and tiles, bytes or a size like "512M"/"2G"
-            (default: a share of the device's available memory, see budget.py).
-        backend: "ncnn", "torch" (the same model in PyTorch; `gpu` is then a CUDA/ROCm index)
-            or "auto" (torch where PyTorch sees a GPU and can map the model, else ncnn).
-        torch_options: the torch engine's speed switches (precision, channels_last, CUDA graphs, ...).
-        value_range: the pixel range the model expects, e.g. (0, 255); default: its sidecar's, else (0, 1).
+    `Upscaler("realesrgan-x4plus", gpu=-1, tile=256, ...)`: the keywords are `UpscaleOptions`'
+    fields (run/options.py: gpu, backend, fp32, fp16_arith, threads, max_memory, dn, dn_model,
+    value_range, torch_options, tile, outscale, tta, alpha, ...). `Upscaler(options=opts)` takes a
+    whole record, as the command line, `--ray` and video build it.
     """
 
-    def __init__(
-        self,
-        model: str | os.PathLike[str] = DEFAULT_MODEL,
-        gpu: str | int | None = None,
-        tile: int = 0,
-        fp32: bool = False,
-        outscale: float | None = None,
-        tta: bool = False,
-        alpha: str = "bicubic",
-        threads: int | None = None,
-        dn: float | None = None,
-        dn_model: str | os.PathLike[str] | None = None,
-        max_memory: int | str | None = None,
-        backend: str = "auto",
-        torch_options: TorchOptions | None = None,
-        value_range: tuple[float, float] | None = None,
-        fp16_arith: bool = False,
-    ) -> None:
-        self.options = Options(tile=tile, outscale=outscale, tta=tta, alpha=alpha)
-        budget = None if max_memory is None else parse_memory(max_memory)
+    def __init__(self, model: str | os.PathLike[str] | None = None, *, options: UpscaleOptions | None = None,
+                 **fields: Any) -> None:
+        self.options = o = UpscaleOptions.given(options, fields if model is None else {**fields, "model": model})
         self.notes: list[str] = []  # e.g. why `auto` fell back to ncnn
-        self.backend = choose_backend(backend, gpu)
+        self.backend = choose_backend(o.backend, o.gpu)
         sessions: list | None = None
-        if is_weights_file(model):  # PyTorch weights: only the torch backend runs them
-            if dn is not None:
+        if is_weights_file(o.model):  # PyTorch weights: only the torch backend runs them
+            if o.dn is not None:
                 raise ValueError("--dn blends ncnn models; convert the weights first (realesr-portable convert)")
-            if backend == "ncnn":
-                resolve_model(model)  # its one-line error: run them with torch, or convert them
-            files, sessions = load_torch_weights(Path(model), gpu, fp32, threads, torch_options or TorchOptions())
+            if o.backend == "ncnn":
+                resolve_model(o.model)  # its one-line error: run them with torch, or convert them
+            files, sessions = load_torch_weights(Path(o.model), o.gpu, o.fp32, o.threads,
+                                                 o.torch_options or TorchOptions())
             self.backend = "torch"
         else:
-            files = resolve_model(model, scale=outscale)
-        if value_range is not None:  # a foreign model's range, where neither graph nor sidecar say it
-            files = replace(files, spec=replace(files.spec, value_range=(float(value_range[0]), float(value_range[1]))))
-        weights = None
-        if dn is not None:
-            if dn_model is None:
-                raise ValueError("dn needs dn_model (the twin model's .param path or name)")
-            weights = blended_weights(files, dn_model, dn)
+            files = resolve_model(o.model, scale=o.outscale)
+        if o.value_range is not None:  # a foreign model's range, where neither graph nor sidecar say it
+            files = replace(files, spec=replace(files.spec, value_range=o.value_range))
+        weights = None if o.dn is None else blended_weights(files, o.dn_model, o.dn)  # type: ignore[arg-type]
         self.model = files
-        self.fp32, self.dn, self.fp16_arith = fp32, dn, fp16_arith
-        self.dn_model = None if dn is None else resolve_model(dn_model)  # type: ignore[arg-type]
+        self.dn_model = None if o.dn_model is None else resolve_model(o.dn_model)
         if self.backend == "torch" and sessions is None:
             try:
-                sessions = load_torch_sessions(files, gpu, fp32, threads, weights, torch_options or TorchOptions(),
-                                               need_gpu=backend == "auto")
+                sessions = load_torch_sessions(files, o.gpu, o.fp32, o.threads, weights, o.torch_options or TorchOptions(),
+                                               need_gpu=o.backend == "auto")
             except BackendError as exc:
-                if backend == "torch":
+                if o.backend == "torch":
                     raise
                 self.notes.append(f"{exc}; using ncnn")
                 self.backend = "ncnn"
         if sessions is None:
-            sessions = load_sessions(files, select_devices(gpu), fp32, threads, weights, self.notes, fp16_arith)
+            sessions = load_sessions(files, select_devices(o.gpu), o.fp32, o.threads, weights, self.notes, o.fp16_arith)
         self.devices = [session.device for session in sessions]
-        self.description = describe_sessions(self.backend, sessions, fp32, fp16_arith)
-        self.engine = Engine(sessions, max_memory=budget)
-        seams = seam_note(self.engine, self.options)  # global layers in user-chosen tiles: measured
+        self.description = describe_sessions(self.backend, sessions, o.fp32, o.fp16_arith)
+        self.engine = Engine(sessions, max_memory=o.max_memory)  # type: ignore[arg-type] - bytes after __post_init__
+        seams = seam_note(self.engine, o)  # global layers in user-chosen tiles: measured
         if seams is not None:
             self.notes.append(seams)
 
@@ -148,20 +114,23 @@ class Upscaler:
     def spec(self) -> ModelSpec:
         return self.model.spec
 
-    def pixel_settings(self) -> dict:
-        """Every setting that changes output pixels, by option name (a video's resume manifest):
-        the model files' content, scales, --dn and its twin, --fp32, TTA, alpha mode, the backend and the devices
-        (fp16 rounding differs between them). The tile size is left out: tiling is exact."""
+    def settings(self) -> dict:
+        """Every setting that may change output pixels, by option name (a video's resume manifest):
+        the options' pixel fields (run/options.py), with the model, `--dn-model`, the value range and
+        the backend as resolved, and the devices (fp16 rounding differs between them)."""
         return {
+            **self.options.manifest_settings(),
             "model": self.spec.name, "model files": model_digest(self.model), "model scale": self.spec.scale,
-            "-s": self.options.outscale, "--dn": self.dn,
             "--dn-model": None if self.dn_model is None else model_digest(self.dn_model),
-            "--fp32": self.fp32, "--fp16-arith": self.fp16_arith, "--value-range": list(self.spec.value_range), "--tta": self.options.tta, "--alpha": self.options.alpha, "--backend": self.backend,
+            "--value-range": list(self.spec.value_range), "--backend": self.backend,
             "device": [d.name if d.is_gpu else "cpu" for d in self.devices],
         }
 
     def upscale_picture(self, pic: Picture, progress=None) -> Picture:
-        return self.engine.upscale_picture(pic, self.options, progress)
+        out = self.engine.upscale_picture(pic, self.options, progress)
+        # a graph with global layers that the memory budget cut into pieces: the measured seam bound
+        seams = None if self.options.tile else seam_note(self.engine, self.options, pic.color.shape[:2])
+        return out if seams is None else replace(out, notes=[*out.notes, seams])
 
     def upscale(self, image: np.ndarray | Image.Image) -> np.ndarray | Image.Image:
         """Upscale an (H,W), (H,W,1|2|3|4) array (uint8, uint16, or float in [0,1]) or a PIL image.

@@ -12,6 +12,10 @@ class UserError(Exception):
     """Bad input from the user (files, options, configs); the message is one line meant for them."""
 
 
+class UsageError(UserError, ValueError):
+    """Options or paths that cannot go together (a bad option value, several inputs into one output file, ...)."""
+
+
 def one_line(err: BaseException) -> str:
     """The error's message on one line (whitespace collapsed), or its class name when empty."""
     text = " ".join(str(err).split())

@@ -127,7 +127,7 @@ def bin_edit(rng: random.Random, size: int) -> tuple[str, int, int]:
 # RealCUGAN: Deconvolution, global Pooling, InnerProduct, spatial Crop; transformers: Permute,
 # LayerNorm, Reshape, Softmax, GELU), each valid as written and x2, so mutations start from a model
 # that runs. "zoo-image" uses only layers the C++ runner's ncnn holds; "zoo-global" also the rest
-# (Crop, Deconvolution, Pooling, Softmax, LayerNorm, GELU: refused there as not built in);
+# (Deconvolution, Pooling, Softmax, LayerNorm, GELU: refused there as not built in);
 # "zoo-border" eats 2 px per side (unpadded convolutions, pre-padded by the Python Session).
 ZOO = {
     "zoo-image": """Input in 0 1 data

@@ -78,3 +78,27 @@ def test_ci_installs_every_package_build_sh_checks() -> None:
     ci = (BUILD_SCRIPT.parents[1] / ".ci" / "run").read_text()
     installed = set(" ".join(re.findall(r"apt-get install -y -qq ((?:.|\\\n)*?)>/dev/null", ci)).replace("\\", " ").split())
     assert checked | {"glslang-dev", "glslang-tools"} <= installed, checked - installed
+
+
+def test_every_kept_layer_is_built_and_the_documented_refusals_match() -> None:
+    """Each name of build.sh's `keep` list is compiled in wherever it stands in the list (names
+    ending a line were once dropped: Crop, Reshape, Dequantize), and docs/deploy.md names exactly
+    the validator's layer types the C++ runner's ncnn leaves out. `--list-layers` computes the
+    configuration the build uses and stops, so this costs no build."""
+    import re
+
+    from realesr_portable.graph.layers import LAYER_KINDS
+
+    proc = _build(["--list-layers"])
+    assert proc.returncode == 0, proc.stderr
+    built = {name.lower() for name in proc.stdout.split()}
+    listed = subprocess.run(["bash", "-c", 'eval "$(sed -n "/^keep=(/,/^)/p" "$1")"; printf "%s\\n" "${keep[@]}"',
+                             "-", str(BUILD_SCRIPT)], capture_output=True, text=True, check=True).stdout.split()
+    assert len(listed) > 30 and {"crop", "reshape", "dequantize", "requantize", "input"} <= set(listed)
+    assert set(listed) <= built, set(listed) - built
+    left_out = {kind for kind in LAYER_KINDS if kind.lower() not in built}
+    docs = (BUILD_SCRIPT.parent.parent / "docs" / "deploy.md").read_text()
+    sentence = re.search(r"its ncnn leaves out ([^(]+)\(", docs)
+    assert sentence is not None
+    documented = set(re.findall(r"[A-Za-z]+", sentence.group(1).replace(" and ", ", "))) - {"and"}
+    assert documented == left_out, (documented, left_out)

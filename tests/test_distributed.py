@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,10 @@ from realesr_portable.cli import main
 from realesr_portable.distributed import upscale_many
 from realesr_portable.distributed.run import size_actors
 from realesr_portable.distributed.worker import assigned_vulkan_device
+from realesr_portable.run.options import UpscaleOptions
 
 CLI_MODEL = ["-n", "realesr-animevideov3", "-s", "2", "-g", "-1"]
-MODEL = {"model": "realesr-animevideov3", "scale": 2, "gpu": -1}
+MODEL = {"model": "realesr-animevideov3", "outscale": 2, "gpu": -1}
 CROPS = [("astronaut.png", 40, 180), ("chelsea.png", 60, 120), ("coffee.png", 120, 260),
          ("camera.png", 100, 200), ("rocket.jpg", 200, 300), ("astronaut.png", 300, 300)]
 
@@ -92,7 +94,7 @@ def test_same_bytes_as_the_cli_bad_image_reported_existing_output_kept(ray_local
     assert len(summary.failed) == 1 and summary.failed[0][0].endswith("broken.png")
     reason = summary.failed[0][1]
     assert "broken.png" in reason and "\n" not in reason
-    assert summary.images_per_s > 0 and summary.actors == 1
+    assert summary.images_per_s > 0 and summary.workers == 1
     written = _outputs(out)
     assert written.pop("p1.png") == b"done by an earlier run"  # resume: existing outputs are never redone
     assert written == {n: b for n, b in reference.items() if n != "p1.png"}  # and the stale .part is gone
@@ -123,6 +125,28 @@ def test_list_file_of_paths_and_uris(ray_local, photos, reference, tmp_path):
         upscale_many([str(good[0])], out, max_memory="1k", progress=False, **MODEL)
     with pytest.raises(UsageError, match="alpha 'none'"):
         upscale_many([str(good[0])], out, alpha="none", progress=False, **MODEL)
+
+
+def test_every_option_reaches_the_actors(ray_local, photos, reference, tmp_path, monkeypatch):
+    """The options travel whole: the record the actors get equals the caller's in every field (only
+    the model path made absolute and the threads sized), and the settings the Ray path once dropped
+    (--png-level, --value-range, --fp16-arith) give the CLI's bytes."""
+    import realesr_portable.distributed.run as run
+
+    shipped = []
+    real_run = run._run
+    monkeypatch.setattr(run, "_run", lambda ray, rows, options, *rest: (shipped.append(options), real_run(ray, rows, options, *rest))[1])
+    extra = {"png_level": 9, "value_range": (0.0, 1.5), "fp16_arith": True, "quality": 80, "background": (0, 0, 255),
+             "max_pixels": 10_000, "tile": 16}
+    given = UpscaleOptions(**MODEL, **extra)
+    summary = upscale_many(str(photos / "good"), tmp_path / "ray", options=given, progress=False)
+    assert summary.failed == [] and len(summary.done) == len(reference)
+    assert len(shipped) == 1
+    assert replace(shipped[0], threads=given.threads) == given  # a model name stays a name; nothing dropped
+    cli = _cli_reference(photos, tmp_path / "cli", "--png-level", "9", "--value-range", "0,1.5", "--fp16-arith",
+                         "--quality", "80", "--background", "0,0,255", "--max-pixels", "10000", "-t", "16")
+    assert _outputs(tmp_path / "ray") == cli
+    assert cli["p0.png"] != reference["p0.png"]  # the options changed the output, so the comparison means something
 
 
 def _descends_from(pid: int, ancestor: int) -> bool:

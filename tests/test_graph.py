@@ -68,6 +68,8 @@ def upsample(mode: int) -> str:
 
 
 SHUFFLE = param(conv("c1", "data", "a", 3, 12), "PixelShuffle ps 1 1 a b 0=2", conv("c2", "b", "output", 3, 3, act=False))
+STRIDED = param("Convolution c1 1 1 data a 0=4 1=3 3=2 4=1 5=1 6=108 9=2 -23310=1,2.000000e-01",
+                conv("c2", "a", "b", 4, 12), "PixelShuffle ps 1 1 b output 0=2")
 REORG = param("Reorg r 1 1 data a 0=2", conv("c1", "a", "b", 12, 8), "PixelShuffle ps 1 1 b output 0=2")
 
 
@@ -139,4 +141,27 @@ def test_tiles_with_the_computed_halo_equal_the_untiled_run(tmp_path: Path, text
     (seg, tile), = segmenter.schedule(23, 19, 1e12, tile=5, merge=True)
     thin = type(seg)(**{**seg.__dict__, "halo": tuple(h - 1 for h in seg.halo)})
     out = run_segments([(thin, 5)], [session.extract], segmenter.graph.root, segmenter.keep, chw, "data", box)["output"]
+    assert np.abs(out - whole).max() > 1e-3
+
+
+def test_a_strided_convolution_reads_only_what_its_stride_reaches(tmp_path: Path) -> None:
+    """A stride-2 3x3 convolution (pad 1) computing top pixels J0..J1-1 reads bottom pixels 2*J0-1
+    .. 2*J1-1: one pixel of context before, none after (3 and 2 px for the net: the 3x3 after it
+    adds one half-resolution pixel each side); tiles with that halo equal the untiled run, and
+    none after breaks them (the old rule, s - 1 more after, asked 4)."""
+    session = _random_net(tmp_path, STRIDED, 1)
+    segmenter = session.segmenter
+    assert segmenter is not None and segmenter.segment(0, len(segmenter.graph.layers) - 1).halo == (3, 2, 3, 2)
+    assert segmenter.graph.geometry[1].context == (1, 0, 1, 0)
+    chw = np.random.default_rng(8).random((3, 24, 20), dtype=np.float32)
+    whole = session.run(chw)
+    for tile in (4, 6, 10):
+        schedule = segmenter.schedule(24, 20, 1e12, tile=tile, merge=True)
+        out = run_segments(schedule, [session.extract], segmenter.graph.root, segmenter.keep, chw, "data",
+                           (0, 24, 0, 20))["output"]
+        assert np.abs(out - whole).max() < 1e-5, tile
+    (seg, _), = segmenter.schedule(24, 20, 1e12, tile=6, merge=True)
+    thin = type(seg)(**{**seg.__dict__, "halo": (3, 0, 3, 0)})  # no context after: the 3x3 at half resolution misses it
+    out = run_segments([(thin, 6)], [session.extract], segmenter.graph.root, segmenter.keep, chw, "data",
+                       (0, 24, 0, 20))["output"]
     assert np.abs(out - whole).max() > 1e-3

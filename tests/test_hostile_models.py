@@ -140,13 +140,15 @@ def test_official_graphs_pass_the_check_and_keep_their_scale() -> None:
 
 
 def test_layer_table_gives_each_layer_its_context() -> None:
-    """The one table's halo rule: a 3x3 conv reads 1 px, dilation 2 reads 2, bicubic 2, PReLU 0."""
+    """The one table's halo rule: a 3x3 conv reads 1 px, dilation 2 reads 2, bicubic 2, PReLU 0; an
+    unpadded 3x3 reads 2 px after its anchor and leaves the input's grid."""
     from realesr_portable.graph.layers import Params
 
     conv = LAYER_KINDS["Convolution"]
     assert conv.geometry(Params(ints={1: 3, 4: 1}), 1).context == (1, 1, 1, 1)
     assert conv.geometry(Params(ints={1: 3, 2: 2, 4: 2}), 1).context == (2, 2, 2, 2)
-    assert conv.geometry(Params(ints={1: 3, 4: 0}), 1) is None  # shrinks the image: not a halo rule
+    shrinking = conv.geometry(Params(ints={1: 3, 4: 0}), 1)  # unpadded: all its reach below/right, off the grid
+    assert shrinking is not None and shrinking.context == (0, 2, 0, 2) and not shrinking.aligned
     assert LAYER_KINDS["PReLU"].geometry(Params(), 1).context == (0, 0, 0, 0)
     assert LAYER_KINDS["Interp"].geometry(Params(ints={0: 3}, floats={1: 2.0, 2: 2.0}), 1).context == (2, 2, 2, 2)
 

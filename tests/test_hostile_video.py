@@ -40,7 +40,7 @@ class Nearest:
     def upscale(self, image: np.ndarray) -> np.ndarray:
         return image.repeat(self.factor, 0).repeat(self.factor, 1)
 
-    def pixel_settings(self) -> dict:
+    def settings(self) -> dict:
         return {"upscaler": f"nearest x{self.factor}"}
 
 

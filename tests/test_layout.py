@@ -11,7 +11,7 @@ FOLDERS = {"portable": "realesr_portable", "archs": "realesr_portable.archs", "c
            "torch_backend": "realesr_portable.torch_backend",
            "trainer": "realesr_portable.trainer"}
 #: Bottom to top; a unit imports only from units before it (and inside itself).
-ORDER = ("errors", "atomic", "suffixes", "model", "graph", "device", "image", "plan", "run", "batch", "video", "api",
+ORDER = ("errors", "atomic", "suffixes", "graph", "model", "device", "image", "plan", "run", "batch", "video", "api",
          "distributed", "cli", "__main__", "archs", "convert", "torch_backend", "trainer")
 
 

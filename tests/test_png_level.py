@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -89,7 +90,8 @@ def test_batch_saves_while_the_next_image_is_processed(tmp_path: Path, photo_cro
     import threading
 
     import realesr_portable.batch.pipeline as batch
-    from realesr_portable.batch.pipeline import Job, Stages, run_pipeline
+    from realesr_portable.batch.pipeline import Job, run_pipeline
+    from realesr_portable.run.options import UpscaleOptions
 
     first_saving = threading.Event()
     real_save = batch.save_image
@@ -99,8 +101,11 @@ def test_batch_saves_while_the_next_image_is_processed(tmp_path: Path, photo_cro
             first_saving.set()
         real_save(path, *args, **kwargs)
 
-    def process(pic, job):
-        if job.dst.name == "o1.png":
+    processed = []
+
+    def process(pic, progress=None):  # one process thread, images in order: the second call is image 1
+        processed.append(pic)
+        if len(processed) == 2:
             assert first_saving.wait(20), "image 0 was not being saved while image 1 was processed"
         return pic
 
@@ -110,6 +115,7 @@ def test_batch_saves_while_the_next_image_is_processed(tmp_path: Path, photo_cro
         src = tmp_path / f"i{i}.png"
         Image.fromarray(photo_crop("coffee.png", 10 * i, 10, 16, 16)).save(src)
         jobs.append(Job(src, tmp_path / f"o{i}.png", "PNG"))
-    report = run_pipeline(jobs, Stages(process, 0), parse_threads("1:1:auto"), False)
+    report = run_pipeline(jobs, SimpleNamespace(upscale_picture=process), UpscaleOptions(max_pixels=0),
+                          parse_threads("1:1:auto"), False)
     assert not report.failed, report.failed
     assert sorted(p.name for p in report.done) == ["i0.png", "i1.png", "i2.png"]

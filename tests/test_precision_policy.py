@@ -103,7 +103,7 @@ def test_api_and_cli_pass_fp16_arith_to_the_session(fp16_arith: bool, tmp_path: 
     index = str(_lavapipe().index)
     up = Upscaler("realesr-animevideov3-x2", gpu=index, fp16_arith=fp16_arith)
     assert up.engine.sessions[0]._net.opt.use_fp16_arithmetic == fp16_arith
-    assert up.pixel_settings()["--fp16-arith"] == fp16_arith
+    assert up.settings()["--fp16-arith"] == fp16_arith
     arith = "fp16 arithmetic" if fp16_arith else "fp32 arithmetic"
     assert f"fp16 storage, {arith}" in up.description
     src = tmp_path / "a.png"

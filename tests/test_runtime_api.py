@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from realesr_portable.api import Upscaler
+from realesr_portable.errors import UsageError
+from realesr_portable.run.options import UpscaleOptions
 from realesr_portable.cli import app
 from realesr_portable.model.catalog import resolve_model
 from realesr_portable.graph.ncnn_files import NcnnParam, read_weights, write_weights
@@ -133,3 +136,21 @@ def test_user_model_directory_and_models_listing(tmp_path: Path, monkeypatch) ->
 
     listing = CliRunner().invoke(models_app, [])
     assert "my-model" in listing.output and "realesrgan-x4plus" in listing.output
+
+
+def test_options_whole_or_as_keywords_and_the_manifest_names_every_pixel_option(x2: Upscaler) -> None:
+    """`Upscaler(options=...)` and keywords build the same record; `settings()` (a video's resume
+    manifest) holds every option whose field says it changes pixels, so a new option cannot be left out."""
+    assert Upscaler(options=x2.options).options == x2.options == UpscaleOptions(model="realesr-animevideov3-x2",
+                                                                                 gpu=-1, fp32=True)
+    with pytest.raises(TypeError, match="not both"):
+        Upscaler(options=x2.options, tile=8)
+    with pytest.raises(UsageError, match="--alpha 'none'"):
+        Upscaler("realesr-animevideov3-x2", gpu=-1, alpha="none")
+    settings = x2.settings()
+    pixel_flags = {f.metadata["flag"] for f in fields(UpscaleOptions) if f.metadata["pixels"]}
+    assert pixel_flags <= set(settings) and {"model files", "device"} <= set(settings)
+    assert not {f.metadata["flag"] for f in fields(UpscaleOptions) if not f.metadata["pixels"]} & set(settings)
+    tta = Upscaler(options=replace(x2.options, tta=True))
+    tiled = Upscaler(options=replace(x2.options, tile=16, threads=1))
+    assert tta.settings() == {**settings, "--tta": True} and tiled.settings() == settings

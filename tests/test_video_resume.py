@@ -32,7 +32,7 @@ from realesr_portable.video import upscale_video
 class Slow:
     def __init__(self, inner):
         self.inner, self.spec, self.options = inner, inner.spec, inner.options
-        self.pixel_settings = inner.pixel_settings
+        self.settings = inner.settings
     def upscale(self, image):
         time.sleep(0.25)
         return self.inner.upscale(image)

@@ -104,7 +104,7 @@ class FailAfter:
 
     def __init__(self, inner, n: int, wait_for: Path | None = None) -> None:
         self.inner, self.left, self.wait_for = inner, n, wait_for
-        for name in ("spec", "options", "pixel_settings"):
+        for name in ("spec", "options", "settings"):
             if hasattr(inner, name):
                 setattr(self, name, getattr(inner, name))
 

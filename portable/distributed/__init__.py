@@ -3,6 +3,7 @@
 Importing this package does not import Ray: `upscale_many` does, when a job starts.
 """
 
-from .run import RayMissingError, Summary, upscale_many
+from ..batch.report import Report
+from .run import RayMissingError, upscale_many
 
-__all__ = ["RayMissingError", "Summary", "upscale_many"]
+__all__ = ["RayMissingError", "Report", "upscale_many"]

@@ -13,7 +13,8 @@ import glob
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..batch.pipeline import UsageError, expand_inputs, plan_jobs
+from ..batch.pipeline import expand_inputs, plan_jobs
+from ..errors import UsageError
 from ..suffixes import IMAGE_SUFFIXES
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")

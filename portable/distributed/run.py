@@ -1,4 +1,4 @@
-"""`upscale_many`: plan on the driver, upscale on Ray actors, collect one summary.
+"""`upscale_many`: plan on the driver, upscale on Ray actors, collect one report.
 
 Ray is imported only here, and only when a job runs, so the runtime works without the
 `distributed` extra. The driver decides every output path with the CLI's planning code and skips
@@ -15,45 +15,25 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from ..batch.pipeline import UsageError
-from ..plan.budget import parse_memory
-from ..run.engine import ALPHA_MODES
-from ..image.io import DEFAULT_MAX_PIXELS, FORMATS
-from ..model.catalog import DEFAULT_MODEL, resolve_model
+from ..batch.report import Report
+from ..errors import UserError
+from ..model.catalog import resolve_model
 from ..run.backend import choose_backend
+from ..run.options import UpscaleOptions
 from .plan import Row, expand_sources, plan_rows, remove_leftovers, split_existing
-from .worker import Settings, UpscaleWorker
+from .worker import UpscaleWorker
 
 EXTRA_HINT = "pip install 'realesr-portable[distributed]'"
 MAX_BLOCKS = 10_000  # beyond this, per-block bookkeeping on the driver costs more than a retry saves
 RESERVED_CPUS = 0.5  # left free on CPU clusters for Ray Data's own tasks (an all-CPU pool can stall them)
 
 
-class RayMissingError(ImportError):
+class RayMissingError(UserError, ImportError):
     """The `distributed` extra (ray[data]) is not installed."""
-
-
-@dataclass
-class Summary:
-    """What a distributed job did: outputs written, skipped (already there), failed with a reason."""
-
-    done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    actors: int = 0
-
-    @property
-    def images_per_s(self) -> float:
-        return len(self.done) / self.seconds if self.seconds > 0 else 0.0
-
-    def line(self) -> str:
-        return (f"{len(self.done)} done, {len(self.skipped)} skipped, {len(self.failed)} failed "
-                f"in {self.seconds:.1f} s ({self.images_per_s:.2f} images/s on {self.actors} actor(s))")
 
 
 def import_ray():
@@ -148,24 +128,9 @@ def upscale_many(
     inputs: list[str] | str,
     output: str | os.PathLike[str] | None = None,
     *,
-    model: str | os.PathLike[str] = DEFAULT_MODEL,
-    scale: float | None = None,
-    tile: int = 0,
-    gpu: str | int | None = "auto",
-    fp32: bool = False,
-    fmt: str | None = None,
-    tta: bool = False,
-    alpha: str = "bicubic",
-    background: tuple[int, int, int] = (255, 255, 255),
+    options: UpscaleOptions | None = None,
     suffix: str | None = None,
-    quality: int = 95,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    threads: int | None = None,
-    dn: float | None = None,
-    dn_model: str | os.PathLike[str] | None = None,
     jobs: tuple[int, int, int] = (1, 1, 2),
-    max_memory: int | str | None = None,
-    backend: str = "auto",
     address: str | None = "auto",
     actors: int | None = None,
     num_cpus_per_actor: float | None = None,
@@ -173,16 +138,18 @@ def upscale_many(
     batch_size: int = 4,
     skip_existing: bool = True,
     progress: bool = True,
-) -> Summary:
+    **fields: Any,
+) -> Report:
     """Upscale many images on a Ray cluster, writing exactly the files the CLI would write.
 
     `inputs`: folders, globs, files, list files (.txt/.lst/.list: one path or URI per line) or
     URIs that pyarrow's file systems read. Outputs go where `realesr-portable -i ... -o output`
     puts them, on a file system every worker can reach. Existing outputs are skipped (resume).
-    Bad images are `Summary.failed` rows, never an exception; setup errors (unknown model, bad
-    option, no Ray) raise before any work starts. Model and output options are the CLI's;
-    `max_memory` is each actor's budget; `backend` (auto, ncnn, torch) each actor's engine, with
-    Ray's GPU id as its CUDA device under torch.
+    Bad images are `Report.failed` rows, never an exception; setup errors (unknown model, bad
+    option, no Ray) raise before any work starts. The upscale is `options` (or `UpscaleOptions`'
+    keywords: model, outscale, gpu, fp32, png_level, ...), shipped whole to every actor;
+    `max_memory` is each actor's budget, `backend` each actor's engine (with Ray's GPU id as its
+    CUDA device under torch); `jobs` each actor's load:proc:save threads.
 
     Cluster options: `address` "auto" (a local Ray, or RAY_ADDRESS) or a cluster address;
     `actors` (default: one per GPU, else one per machine); `num_gpus_per_actor` (default 1 where
@@ -191,34 +158,32 @@ def upscale_many(
     killed actor redoes); `progress` Ray Data's progress bars and logs.
     """
     started = time.perf_counter()
-    _check_options(fmt, alpha, dn, dn_model)
-    choose_backend(backend, gpu)  # an unknown backend fails before Ray starts
+    options = UpscaleOptions.given(options, fields)
+    choose_backend(options.backend, options.gpu)  # a torch backend that cannot run fails before Ray starts
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     out = Path(output) if output is not None else None
-    files = resolve_model(model, scale=scale)  # the driver needs the scale for default names; fails early
-    out_scale = scale if scale is not None else files.spec.scale
+    files = resolve_model(options.model, scale=options.outscale)  # the driver needs the scale for default names; fails early
+    out_scale = options.outscale if options.outscale is not None else files.spec.scale
     sources, missing = expand_sources([str(i) for i in items])
-    rows = plan_rows(sources, out, fmt, suffix, f"_x{out_scale:g}")
+    rows = plan_rows(sources, out, options.fmt, suffix, f"_x{out_scale:g}")
     todo, existing = split_existing(rows) if skip_existing else (rows, [])
-    summary = Summary(skipped=[r.name for r in existing], failed=list(missing))
+    report = Report(skipped=[r.name for r in existing], failed=list(missing))
     if out is not None and not out.suffix and not out.exists():
         out.mkdir(parents=True, exist_ok=True)
     remove_leftovers(todo)
-    settings = Settings(_for_workers(model), gpu, tile, fp32, scale, tta, alpha, threads, dn,
-                        None if dn_model is None else _for_workers(dn_model), max_pixels, quality, tuple(background),
-                        tuple(jobs), None if max_memory is None else parse_memory(max_memory), backend=backend)
+    shipped = replace(options, model=_for_workers(options.model),
+                      dn_model=None if options.dn_model is None else _for_workers(options.dn_model))
     if todo:
         with ray_session(address, quiet=not progress) as ray, data_progress(progress):
             sizing = size_actors(ray.cluster_resources(), _cpu_nodes(ray), actors, num_cpus_per_actor, num_gpus_per_actor,
-                                 threads, cpu_only=str(gpu).strip() == "-1")
-            summary.actors = sizing.actors
+                                 options.threads, cpu_only=str(options.gpu).strip() == "-1")
+            report.workers = sizing.actors
             try:
-                _run(ray, todo, replace(settings, threads=sizing.threads, assigned_gpu=sizing.num_gpus > 0), sizing,
-                     batch_size, summary)
+                _run(ray, todo, replace(shipped, threads=sizing.threads), tuple(jobs), sizing, batch_size, report)
             finally:
                 remove_leftovers(todo)
-    summary.seconds = time.perf_counter() - started
-    return summary
+    report.seconds = time.perf_counter() - started
+    return report
 
 
 def _for_workers(model: str | os.PathLike[str]) -> str:
@@ -231,18 +196,9 @@ def _cpu_nodes(ray) -> int:
     return sum(1 for node in ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0)
 
 
-def _check_options(fmt: str | None, alpha: str, dn: float | None, dn_model: object) -> None:
-    """The CLI's option checks, for callers of the Python API (before any Ray work starts)."""
-    if fmt is not None and fmt.lower() not in FORMATS:
-        raise UsageError(f"fmt {fmt!r}: expected png, jpg or webp")
-    if alpha not in ALPHA_MODES:
-        raise UsageError(f"alpha {alpha!r}: expected one of {', '.join(ALPHA_MODES)}")
-    if (dn is None) != (dn_model is None):
-        raise UsageError("dn and dn_model go together")
-
-
-def _run(ray, rows: list[Row], settings: Settings, sizing: Sizing, batch_size: int, summary: Summary) -> None:
-    """One Ray Dataset of job rows -> actor pool -> result rows streamed back into `summary`."""
+def _run(ray, rows: list[Row], options: UpscaleOptions, jobs: tuple[int, int, int], sizing: Sizing, batch_size: int,
+         report: Report) -> None:
+    """One Ray Dataset of job rows -> actor pool -> result rows streamed back into `report`."""
     batch_size = max(1, batch_size)
     blocks = min(MAX_BLOCKS, max(1, math.ceil(len(rows) / batch_size)))  # a block is what a retry redoes
     # Fault tolerance comes from Ray Data's actor defaults (max_restarts=-1, max_task_retries=-1
@@ -251,7 +207,7 @@ def _run(ray, rows: list[Row], settings: Settings, sizing: Sizing, batch_size: i
     dataset = ray.data.from_items([r.as_dict() for r in rows], override_num_blocks=blocks)
     results = dataset.map_batches(
         UpscaleWorker,
-        fn_constructor_kwargs={"settings": settings},
+        fn_constructor_kwargs={"options": options, "jobs": jobs, "assigned_gpu": sizing.num_gpus > 0},
         batch_size=batch_size,
         compute=ray.data.ActorPoolStrategy(size=sizing.actors),
         num_cpus=sizing.num_cpus,
@@ -262,7 +218,7 @@ def _run(ray, rows: list[Row], settings: Settings, sizing: Sizing, batch_size: i
         src = str(row["src"])
         name = shown.get(src, src)
         if row["status"] == "done":
-            summary.done.append(name)
+            report.done.append(name)
         else:
-            summary.failed.append((name, str(row["reason"]).replace(src, name)))
-        summary.notices.extend(n.replace(src, name) for n in str(row["notes"]).splitlines() if n)
+            report.failed.append((name, str(row["reason"]).replace(src, name)))
+        report.notices.extend(n.replace(src, name) for n in str(row["notes"]).splitlines() if n)

@@ -11,40 +11,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from ..batch.pipeline import Job, Report, Stages, run_pipeline
-from ..image.io import DEFAULT_MAX_PIXELS, Picture
-from ..model.catalog import DEFAULT_MODEL
+from ..batch.pipeline import Job, run_pipeline
+from ..batch.report import Report
+from ..run.options import UpscaleOptions
 from .plan import Row, is_uri
 
 RESULT_COLUMNS = ("src", "dst", "status", "reason", "notes")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything an actor needs to build its `Upscaler` and write like the CLI (picklable)."""
-
-    model: str = DEFAULT_MODEL
-    gpu: str | int | None = "auto"
-    tile: int = 0
-    fp32: bool = False
-    outscale: float | None = None
-    tta: bool = False
-    alpha: str = "bicubic"
-    threads: int | None = None
-    dn: float | None = None
-    dn_model: str | None = None
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    quality: int = 95
-    background: tuple[int, int, int] = (255, 255, 255)
-    jobs: tuple[int, int, int] = (1, 1, 2)
-    max_memory: int | None = None  # bytes per actor for features and tiles (None: the device's share)
-    assigned_gpu: bool = False  # True when Ray gives each actor a GPU: use that one
-    backend: str = "auto"  # auto, ncnn or torch (run/backend.py)
 
 
 def assigned_vulkan_device(gpu_ids: list, hardware_indexes: list[int]) -> int | None:
@@ -80,8 +57,10 @@ def assigned_cuda_device(gpu_ids: list, visible: str | None) -> int | None:
 class UpscaleWorker:
     """Ray Data callable class: built once per actor, then called with batches of job rows."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, options: UpscaleOptions, jobs: tuple[int, int, int] = (1, 1, 2), assigned_gpu: bool = False) -> None:
+        """`options`: the driver's, whole; `jobs`: load:proc:save threads; `assigned_gpu`: Ray gives
+        this actor a GPU, so an automatic `gpu` means that one."""
+        self.options, self.jobs, self.assigned_gpu = options, jobs, assigned_gpu
         self.setup_error: str | None = None
         try:
             self.upscaler = self._build()
@@ -93,19 +72,18 @@ class UpscaleWorker:
         from ..device.select import vulkan_devices
         from ..run.backend import choose_backend
 
-        s = self.settings
-        gpu = s.gpu
-        if s.assigned_gpu and str(gpu).strip().lower() in ("", "auto", "none"):
+        options = self.options
+        gpu = options.gpu
+        if self.assigned_gpu and str(gpu).strip().lower() in ("", "auto", "none"):
             import ray
 
-            if choose_backend(s.backend, gpu) == "torch":
+            if choose_backend(options.backend, gpu) == "torch":
                 index = assigned_cuda_device(ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES"))
             else:
                 hardware = [d.index for d in vulkan_devices() if not d.is_software]
                 index = assigned_vulkan_device(ray.get_gpu_ids(), hardware)
-            gpu = gpu if index is None else index
-        return Upscaler(s.model, gpu=gpu, tile=s.tile, fp32=s.fp32, outscale=s.outscale, tta=s.tta, alpha=s.alpha,
-                        threads=s.threads, dn=s.dn, dn_model=s.dn_model, max_memory=s.max_memory, backend=s.backend)
+            options = options if index is None else replace(options, gpu=index)
+        return Upscaler(options=options)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = [Row(str(s), str(d), str(f)) for s, d, f in zip(batch["src"], batch["dst"], batch["fmt"])]
@@ -132,18 +110,11 @@ class UpscaleWorker:
                     continue
                 local[str(path)] = row
                 jobs.append(Job(path, Path(row.dst), row.fmt))
-            report = run_pipeline(jobs, self._stages(), self.settings.jobs, skip_existing=False)
+            report = run_pipeline(jobs, self.upscaler, self.options, self.jobs, skip_existing=False)
             return [self._result(row, report, local, fetch_failed) for row in rows]
         finally:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
-
-    def _stages(self) -> Stages:
-        def process(pic: Picture, job: Job) -> Picture:
-            return self.upscaler.upscale_picture(pic)
-
-        s = self.settings
-        return Stages(process, s.max_pixels, s.quality, s.background)
 
     @staticmethod
     def _result(row: Row, report: Report, local: dict[str, Row], fetch_failed: dict[str, str]) -> tuple[Row, str, str, str]:

@@ -46,6 +46,7 @@ class Graph:
         self.params: list[Params | None] = []  # None: a layer the table refuses (opaque)
         self.geometry: list[Geometry | None] = []
         self.factor: dict[str, Factor | None] = {}
+        self.aligned: dict[str, bool] = {}  # on the input's grid (layers.py `Geometry.aligned`): storable
         self.shapes: dict[str, Shape | None] = {}  # at a probe_side input, None where unknown
         self.shapes2: dict[str, Shape | None] = {}  # at a larger probe side (sides[1])
         for layer in self.layers:
@@ -79,6 +80,10 @@ class Graph:
                     self.factor[blob] = None
                 else:
                     self.factor[blob] = out if out is not None else self._measured(shape, shape2)
+                # Behind an opaque layer the measured size stands for the grid (as for `factor`);
+                # a trimmed blob that comes back to exactly factor x the input is on it again.
+                grid = geometry is None or geometry.aligned and all(self.aligned.get(b, True) for b in images)
+                self.aligned[blob] = out is None or grid or self._measured(shape, shape2) == out
         self.channels: dict[str, int | None] = {b: None if s is None else s.c for b, s in self.shapes.items()}
 
     def _measured(self, shape: Shape | None, shape2: Shape | None) -> Factor | None:
@@ -138,10 +143,12 @@ class Graph:
             if any(c > position for c in self.consumers.get(blob, [])) or blob in outputs
         ]
 
-    def margins(self, start: int, stop: int, need: dict[str, tuple[int, int, int, int]]) -> dict[str, tuple[int, int, int, int]] | None:
+    def margins(self, start: int, stop: int, need: dict[str, tuple[int, int, int, int]],
+                spatial_only: bool = False) -> dict[str, tuple[int, int, int, int]] | None:
         """Margins (top, bottom, left, right), in each blob's own pixels, that layers start+1..stop
         need on their blobs so that the regions of `need` (blob -> margin) come out exact.
-        None when one of those layers is opaque."""
+        None when one of those layers is opaque. `spatial_only`: per-channel vectors (what global
+        pooling makes) get no margin, so the layers that make them are not followed."""
         margin = dict(need)
         for index in range(stop, start, -1):
             layer = self.layers[index]
@@ -154,9 +161,30 @@ class Graph:
             top_margin = tuple(max(m[i] for m in wanted) for i in range(4))
             below = geometry.bottom_margin(top_margin)  # type: ignore[arg-type]
             for blob in layer.bottoms:
-                old = margin.get(blob, (0, 0, 0, 0))
+                if spatial_only and self.vector(blob):
+                    continue
+                old = margin.get(blob, below)  # negative where a crop skips pixels: kept
                 margin[blob] = tuple(max(a, b) for a, b in zip(old, below))  # type: ignore[assignment]
         return margin
+
+    def net_context(self, input_blob: str, output_blob: str, pre_pad: int = 0) -> int | None:
+        """Input pixels of real context per tile side that make every output pixel of a tile's
+        centre exact when the whole net runs on tiles of the unpadded image (origins on multiples
+        of `stride()`). Counts the pre-padding a border-eating graph consumes (RealCUGAN: its
+        runner mirrors `pre_pad` px around each tile, garbage at interior cuts that the context
+        covers). None where a layer on the way is opaque. A graph that reads the whole image
+        (`global_layers`: squeeze-excitation's pooled vectors) gets the context of its local
+        layers: no context makes its tiles exact, this one leaves only the global part's error."""
+        margins = self.margins(0, len(self.layers) - 1, {output_blob: (0, 0, 0, 0)}, spatial_only=True)
+        if margins is None or input_blob not in margins:
+            return None
+        top, bottom, left, right = margins[input_blob]
+        return max(top + pre_pad, bottom - pre_pad, left + pre_pad, right - pre_pad, 0)
+
+    def stride(self) -> int:
+        """The multiple that tile origins must fall on so every strided layer sees the same grid
+        as in the whole run (4 after two stride-2 convolutions)."""
+        return math.lcm(1, *(f.denominator for factor in self.factor.values() if factor is not None for f in factor))
 
     def macs_per_pixel(self, start: int, stop: int) -> float:
         """Multiply-adds per net-input pixel of layers start+1..stop: each weight matrix (the tagged

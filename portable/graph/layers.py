@@ -79,16 +79,25 @@ class Geometry:
     """How a layer maps its bottoms' pixels to its tops' (same for all bottoms and tops).
 
     `factor`: top resolution / bottom resolution per axis. `context`: extra bottom pixels needed
-    before/after a region, (top, bottom, left, right). A top margin m becomes the bottom margin
-    ceil(m / factor) + context on each side.
+    before/after a region, (top, bottom, left, right). `lead`: top pixels added to a margin before
+    it is divided (a deconvolution's reach is counted in its output pixels, so rounding once is
+    exact). A top margin m becomes the bottom margin ceil((m + lead) / factor) + context.
     """
 
     factor: Factor = ONE
     context: tuple[int, int, int, int] = (0, 0, 0, 0)
+    # The top's pixel j sits at bottom pixel j / factor and the top is exactly factor x the bottom.
+    # False where the layer trims or shifts the grid (an unpadded convolution, a spatial crop, a
+    # deconvolution that is not exactly s x its input): the context, relative to that anchor
+    # (negative where a crop skips pixels), still gives exact halos, but such a blob is not on
+    # the input's grid, so feature maps are never stored or cut there.
+    aligned: bool = True
+    lead: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     def bottom_margin(self, margin: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         fy, fx = self.factor
-        return tuple(math.ceil(m / f) + c for m, f, c in zip(margin, (fy, fy, fx, fx), self.context))  # type: ignore
+        return tuple(math.ceil((m + a) / f) + c  # type: ignore
+                     for m, a, f, c in zip(margin, self.lead, (fy, fy, fx, fx), self.context))
 
 
 ShapeRule = Callable[[Params, list[Shape], str], list[Shape]]
@@ -469,16 +478,17 @@ def _layernorm(p: Params, ins: list[Shape], name: str) -> list[Shape]:
 # ---- geometry (halo) rules ---------------------------------------------------------------------
 
 def _conv_geometry(p: Params, bottoms: int) -> Geometry | None:
+    """Top pixel j reads bottom pixels j*s - pad .. j*s - pad + d*(k-1): anchored at j*s, so a
+    top region ending at J (exclusive) reads up to s*J - s + 1 - pad + d*(k-1) (exclusive)."""
     kw, kh, dw, dh, sw, sh = _kernel(p)
     pl, pt, pr, pb = _pads(p)
     if min(pl, pt, pr, pb) < 0 or bottoms != 1:
         return None  # SAME-style automatic padding or dynamic weights: not tracked
-    for k, d, s, lo, hi in ((kh, dh, sh, pt, pb), (kw, dw, sw, pl, pr)):
-        # shape preserving up to the stride: out = in / s for in a multiple of s
-        if not 1 - s <= lo + hi - d * (k - 1) <= 0:
-            return None
+    # shape preserving up to the stride (out = in / s for in a multiple of s), else the grid shifts
+    aligned = all(1 - s <= lo + hi - d * (k - 1) <= 0
+                  for k, d, s, lo, hi in ((kh, dh, sh, pt, pb), (kw, dw, sw, pl, pr)))
     return Geometry((Fraction(1, sh), Fraction(1, sw)),
-                    (pt, dh * (kh - 1) - pt + sh - 1, pl, dw * (kw - 1) - pl + sw - 1))
+                    (pt, dh * (kh - 1) - pt - sh + 1, pl, dw * (kw - 1) - pl - sw + 1), aligned)
 
 
 _INTERP_CONTEXT = {1: 0, 2: 1, 3: 2}  # nearest, bilinear, bicubic: source pixels beyond the nearest
@@ -508,16 +518,20 @@ def _reorg_geometry(p: Params, bottoms: int) -> Geometry | None:
 
 
 def _deconv_geometry(p: Params, bottoms: int) -> Geometry | None:
+    """Bottom pixel i writes top pixels i*s - pad .. i*s - pad + d*(k-1), so top pixel j (anchored
+    at j/s) gathers bottom pixels ceil((j + pad - d*(k-1))/s) .. floor((j + pad)/s): a top margin
+    m needs ceil((m + d*(k-1) - pad - s + 1)/s) bottom pixels before and ceil((m + pad)/s) after."""
     kw, kh, dw, dh, sw, sh = _kernel(p)
     pl, pt, pr, pb = _pads(p)
     opw = p.i(18, 0)
     oph = p.i(19, opw)
-    for k, d, s, lo, hi, extra in ((kh, dh, sh, pt, pb, oph), (kw, dw, sw, pl, pr, opw)):
-        if d * (k - 1) + 1 - lo - hi + extra != s:  # out = in * s exactly
-            return None
-    cy = math.ceil(dh * (kh - 1) / sh) + 1
-    cx = math.ceil(dw * (kw - 1) / sw) + 1
-    return Geometry((Fraction(sh), Fraction(sw)), (cy, cy, cx, cx))
+    if bottoms != 1:
+        return None
+    # out = in * s exactly, else the grid is trimmed or grown
+    aligned = all(d * (k - 1) + 1 - lo - hi + extra == s
+                  for k, d, s, lo, hi, extra in ((kh, dh, sh, pt, pb, oph), (kw, dw, sw, pl, pr, opw)))
+    lead = (dh * (kh - 1) - pt - sh + 1, pt, dw * (kw - 1) - pl - sw + 1, pl)
+    return Geometry((Fraction(sh), Fraction(sw)), (0, 0, 0, 0), aligned, lead)
 
 
 def _channel_axis(key: int) -> GeometryRule:
@@ -525,9 +539,30 @@ def _channel_axis(key: int) -> GeometryRule:
     return lambda p, bottoms: Geometry() if p.i(key, 0) in (0, -3) else None
 
 
+_TO_THE_END = (-233, 0)  # crop ends that keep the axis to its end (a negative one trims it)
+
+
 def _crop_geometry(p: Params, bottoms: int) -> Geometry | None:
-    axes = p.arrays.get(11, [])
-    return Geometry() if axes and all(a in (0, -3) for a in axes) else None  # a channel crop moves no pixel
+    """A channel crop moves no pixel; a spatial crop whose start is a fixed offset and whose end is
+    counted from the axis' end shifts the grid by the start: top pixel j is bottom pixel j + start.
+    A start counted from the end, or a fixed end, depends on the input size: not tileable."""
+    starts, ends = p.arrays.get(9, []), p.arrays.get(10, [])
+    axes = p.arrays.get(11, []) or list(range(len(starts)))
+    if not starts or len(ends) != len(starts) or len(axes) != len(starts):
+        return None
+    offset = {1: 0, 2: 0}  # h, w
+    for axis, start, end in zip(axes, starts, ends):
+        axis = int(axis) + 3 if axis < 0 else int(axis)
+        if axis == 0:
+            continue
+        start = 0 if start == -233 else int(start)
+        if axis not in offset or start < 0 or not (end <= 0 or end >= INT_ARRAY_RANGE[1]):
+            return None
+        offset[axis] = start
+    oy, ox = offset[1], offset[2]
+    shifts = any(offset.values()) or any(int(a) % 3 and e not in _TO_THE_END + (INT_ARRAY_RANGE[1],)
+                                         for a, e in zip(axes, ends))
+    return Geometry(ONE, (-oy, oy, -ox, ox), not shifts)
 
 
 def _padding_geometry(p: Params, bottoms: int) -> Geometry | None:

@@ -14,11 +14,10 @@ import math
 from dataclasses import dataclass
 
 from ..graph.analysis import ONE, Graph
+from .memory import CPU_FP32, MemoryModel
 
 Halo = tuple[int, int, int, int]  # top, bottom, left, right, in net-input pixels
-BYTES = 4  # fp32 activations
-TRANSFORM_FACTOR = 3.5  # Winograd F(6,3) input+output transforms: ~1.8x each of a layer's blobs
-ALLOCATOR_SLACK = 3.5  # freed blocks kept by the allocators (ncnn pools, glibc arenas), measured
+BYTES = 4  # stored features are float32 arrays on the host
 EXTRACT_MACS = 3.0e7  # fixed cost of one extractor call (~1 ms), in multiply-adds
 
 
@@ -61,17 +60,23 @@ def _area(factor) -> float:
     return float(factor[0] * factor[1]) if factor is not None else 1.0
 
 
-def _value_bytes(graph: Graph, blobs: list[str]) -> float:
-    """Bytes per input pixel of the distinct values among `blobs` (Split copies counted once)."""
+def _values(graph: Graph, blobs: list[str]) -> float:
+    """Values per input pixel of the distinct values among `blobs` (Split copies counted once)."""
     roots = {graph.root(b) for b in blobs}
-    return sum((graph.channels.get(r) or 64) * _area(graph.factor.get(r)) * BYTES for r in roots)
+    return sum((graph.channels.get(r) or 64) * _area(graph.factor.get(r)) for r in roots)
+
+
+def _value_bytes(graph: Graph, blobs: list[str]) -> float:
+    """Bytes per input pixel of `blobs` stored on the host between segments (float32)."""
+    return _values(graph, blobs) * BYTES
 
 
 def _cut_positions(graph: Graph, live: list[list[str]], window: int = 6) -> list[int]:
     """Positions after which every live blob has the input's resolution, keeping those that store
     no more than any such position within `window` layers (the cheap hand-overs)."""
     last = len(graph.layers) - 1
-    full = [i for i in range(1, last) if live[i] and all(graph.factor.get(b) == ONE for b in live[i])]
+    full = [i for i in range(1, last)
+            if live[i] and all(graph.factor.get(b) == ONE and graph.aligned.get(b, True) for b in live[i])]
     cost = {i: _value_bytes(graph, live[i]) for i in full}
     keep = [i for i in full if all(cost[i] <= cost[j] for j in range(i - window, i + window + 1) if j in cost)]
     return sorted({0, *keep, last})
@@ -108,7 +113,8 @@ def _segment(graph: Graph, live: list[list[str]], start: int, stop: int, work: l
         if blob in made:
             roots.setdefault(graph.root(blob), blob)
     outputs = tuple(roots.values())
-    geometric = all(graph.geometry[i] is not None for i in inside)
+    # a blob off the input's grid (unpadded convolution, crop) inside: tiles would not line up
+    geometric = all(graph.geometry[i] is not None for i in inside) and all(graph.aligned.get(b, True) for b in made)
     halo = _halo(graph, start, stop, inputs, outputs) if geometric else None
     out_factor = graph.factor.get(outputs[0]) if outputs else ONE
     scale = 0
@@ -118,15 +124,11 @@ def _segment(graph: Graph, live: list[list[str]], start: int, stop: int, work: l
                    graph.macs_per_pixel(start, stop), max(work[i] for i in inside), scale)
 
 
-def _work_bytes(graph: Graph, live: list[list[str]]) -> list[float]:
-    """Estimated peak working memory per net-input pixel while each layer runs: the values kept
-    alive plus the layer's own input and output with Winograd/sgemm transforms, with slack for
-    ncnn's pool allocator (calibrated against peak RSS in bench/bench_runtime_memory.py)."""
-    result = []
-    for index, layer in enumerate(graph.layers):
-        own = _value_bytes(graph, list(layer.bottoms) + list(layer.tops))
-        result.append((_value_bytes(graph, live[index]) + TRANSFORM_FACTOR * own) * ALLOCATOR_SLACK)
-    return result
+def _work_bytes(graph: Graph, live: list[list[str]], memory: MemoryModel) -> list[float]:
+    """Peak working memory per net-input pixel while each layer runs on the device, by the
+    device's measured memory model (memory.py)."""
+    return [memory.layer_bytes(_values(graph, live[index]), _values(graph, [*layer.bottoms, *layer.tops]))
+            for index, layer in enumerate(graph.layers)]
 
 
 def pixel_speed(side: int) -> float:
@@ -206,14 +208,14 @@ def best_tile(segment: Segment, region: tuple[int, int, int, int], budget: float
 class Segmenter:
     """A net's cut points, and its schedule (segments with their tiles) for one image size."""
 
-    def __init__(self, graph: Graph, input_blob: str, output_blob: str) -> None:
+    def __init__(self, graph: Graph, input_blob: str, output_blob: str, memory: MemoryModel = CPU_FP32) -> None:
         self.graph = graph
         self.input_blob = input_blob
         self.output_blob = output_blob
         self.live = _live_sets(graph, (output_blob,))
         self.cuts = _cut_positions(graph, self.live)
         self.stored_bytes_px = max((_value_bytes(graph, self.live[c]) for c in self.cuts[1:-1]), default=0.0)
-        self._work = _work_bytes(graph, self.live)
+        self._work = _work_bytes(graph, self.live, memory)
         self._segments: dict[tuple[int, int], Segment] = {}
         self._schedules: dict[tuple[int, int, float, int, bool, int], list[tuple[Segment, int]]] = {}
         if input_blob not in self.live[self.cuts[0]]:

@@ -36,6 +36,8 @@ _GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
 class BackendError(UserError, ValueError):
     """The torch backend cannot run here: no torch, no such device, or a model it cannot map."""
 
+    exit_code = 1  # a failure of this machine, not bad usage, even while the command sets up (cli/commands.py)
+
 
 @dataclass(frozen=True)
 class TorchOptions:

@@ -12,7 +12,7 @@ context.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -23,29 +23,14 @@ from ..image.scale import resize, resize_plane, target_size
 from .segrun import run_segments
 from .session import Session
 from .tiler import Box, Runner, TileJob, crop_runner, upscale_tiled
+from .options import UpscaleOptions
 from .tta import tta_average
 
-ALPHA_MODES = ("bicubic", "model")
+#: Engine's callers (tests, benches) name the per-call choices `Options`: the same one record.
+Options = UpscaleOptions
+
 PRE_PAD = (0, 10, 0, 10)  # mirrored pixels top, bottom, left, right: RealESRGANer's pre_pad
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class Options:
-    """Per-run choices. `tile=0`: automatic; `outscale=None`: the model's own scale."""
-
-    tile: int = 0
-    outscale: float | None = None
-    tta: bool = False
-    alpha: str = "bicubic"
-
-    def __post_init__(self) -> None:
-        if self.tile < 0:
-            raise ValueError(f"tile must be >= 0, got {self.tile}")
-        if self.outscale is not None and not 1.0 <= self.outscale <= 16.0:
-            raise ValueError(f"outscale must be between 1 and 16, got {self.outscale}")
-        if self.alpha not in ALPHA_MODES:
-            raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {self.alpha!r}")
 
 
 def _adapt(run: Runner, channels: int, model_in: int, model_out: int) -> Runner:
@@ -81,6 +66,8 @@ class Engine:
         self.sessions = list(sessions)
         self.spec = sessions[0].spec
         self.budget = max_memory or min(default_budget(session.device) for session in self.sessions)
+        # run/seams.py's measured seam bounds of a global graph per piece side: a probe costs two runs
+        self.seam_bounds: dict[int, tuple[int, int]] = {}
 
     def _stored_bytes_px(self) -> float:
         """Bytes per pre-padded input pixel held while a super-tile runs: the kept feature maps
@@ -133,22 +120,50 @@ class Engine:
 
         return run
 
-    def run_model(self, src: np.ndarray, options: Options, progress: Progress | None = None) -> np.ndarray:
-        """(H,W,C) uint8/uint16/float32 -> (H*s,W*s,C), same dtype, at the model's own scale."""
-        if src.ndim == 2:
-            return self.run_model(src[..., None], options, progress)[..., 0]
-        maximum = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(src.dtype, 1.0)
-        if options.tta:
-            plain = replace(options, tta=False)
-            return tta_average(lambda x: self.run_model(x, plain, progress), src, maximum)
-        h, w, c = src.shape
-        s = self.spec.scale
-        out = np.empty((h * s, w * s, c), dtype=src.dtype)
-        pad = self.spec.tile_pad
+    def _align(self) -> int:
+        """Tile origins fall on this multiple (whole-net tiles of a strided graph; 1 for segments,
+        which align their own tiles)."""
+        first = self.sessions[0]
+        return getattr(first, "net_align", 1) if first.segmenter is None else 1
+
+    def context(self) -> int:
+        """Pixels of context per side of a (super-)tile: the graph's exact context for a net run
+        whole per tile when every layer is local, else the spec's `tile_pad` (measured for our
+        models; for a graph that reads the whole image only a best effort, see run/seams.py)."""
+        first = self.sessions[0]
+        exact = getattr(first, "net_context", None) if first.segmenter is None else None
+        pad = self.spec.tile_pad if exact is None else exact
+        return self._aligned(pad)
+
+    def pieces(self, shape: tuple[int, int], options: Options) -> int:
+        """The side of the (super-)tiles an image of `shape` (h, w) is cut into; 0: one piece."""
+        h, w = shape
         first = self.sessions[0]
         # A net run whole per tile (torch, or a graph we cannot follow) is tiled by `-t` itself.
         whole_net_tiles = options.tile if first.segmenter is None else 0
-        pieces = whole_net_tiles or super_tile(h, w, self.border, pad, self._stored_bytes_px(), self.budget)
+        pieces = whole_net_tiles or super_tile(h, w, self.border, self.context(), self._stored_bytes_px(), self.budget)
+        return self._aligned(pieces)
+
+    def _aligned(self, side: int) -> int:
+        align = self._align()
+        return -(-side // align) * align
+
+    def run_model(self, src: np.ndarray, options: Options, progress: Progress | None = None,
+                  pieces: int | None = None) -> np.ndarray:
+        """(H,W,C) uint8/uint16/float32 -> (H*s,W*s,C), same dtype, at the model's own scale.
+        `pieces`: the (super-)tile side instead of the planned one (seams.py measures with it)."""
+        if src.ndim == 2:
+            return self.run_model(src[..., None], options, progress, pieces)[..., 0]
+        maximum = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(src.dtype, 1.0)
+        if options.tta:
+            plain = replace(options, tta=False)
+            return tta_average(lambda x: self.run_model(x, plain, progress, pieces), src, maximum)
+        h, w, c = src.shape
+        s = self.spec.scale
+        out = np.empty((h * s, w * s, c), dtype=src.dtype)
+        pad = self.context()
+        first = self.sessions[0]
+        pieces = self.pieces((h, w), options) if pieces is None else self._aligned(pieces)
         # `pad` even for one piece: a piece split after running out of memory still needs context
         job = TileJob(src, out, s, pad, self.spec.size_multiple, maximum, maximum, self.spec.value_range,
                       pre_pad=self.border)

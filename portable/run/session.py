@@ -24,6 +24,7 @@ from ..graph.ncnn_files import NcnnFormatError, NcnnParam, read_weights
 from ..device.quiet import quiet_stderr
 from ..device.precision import apply_options, ncnn_options
 from ..plan.cost import cache_key, device_cost
+from ..plan.memory import memory_model
 from ..plan.segments import EXTRACT_MACS, Segmenter
 from ..model.spec import ModelSpec
 
@@ -133,7 +134,10 @@ class Session:
         self.pre_pad = validate_graph(model.param, parsed, self.spec)
         self.graph = validate_weights(model.param, parsed, data, self.spec.in_channels)
         try:
-            self.segmenter: Segmenter | None = Segmenter(self.graph, self.spec.input_blob, self.spec.output_blob)
+            # working memory by the device's measured model: fp16 storage on Vulkan halves it
+            memory = memory_model(ncnn_options(device, fp16_arith, fp32))
+            self.segmenter: Segmenter | None = Segmenter(self.graph, self.spec.input_blob, self.spec.output_blob,
+                                                         memory)
         except (ValueError, KeyError):
             self.segmenter = None  # a graph we cannot follow runs whole
         if self.pre_pad and self.segmenter is not None:
@@ -142,6 +146,12 @@ class Session:
             whole = self.segmenter.segment(0, len(self.graph.layers) - 1)
             self.net_bytes_px = whole.bytes_px
             self.segmenter = None
+        # Whole-net tiles: the graph's exact context where every layer is local (unpadded
+        # convolutions, deconvolutions and crops included), on origins that keep its strides' grid.
+        self.net_context: int | None = None
+        self.net_align = self.graph.stride()
+        if self.segmenter is None:
+            self.net_context = self.graph.net_context(self.spec.input_blob, self.spec.output_blob, self.pre_pad)
         # ncnn's own threads run each tile. Tiles in parallel from Python threads (one ncnn
         # thread each) would avoid per-layer barriers, but ncnn's Python `extract` holds the GIL:
         # measured, two threads took as long as one. `workers` stays the hook for that.

@@ -41,9 +41,10 @@ class VideoReport:
 def job_settings(upscaler: object, settings: EncoderSettings, skip_duplicates: bool, threshold: int) -> dict:
     """Every setting that changes the output's pixels, keyed by option name, for the resume check.
 
-    An upscaler other than `Upscaler` is identified by its type only: its own settings are unknown.
+    `Upscaler.settings()` derives them from its `UpscaleOptions`, so a new option is in the manifest
+    without a line here; an upscaler other than `Upscaler` is identified by its type only.
     """
-    describe = getattr(upscaler, "pixel_settings", None)
+    describe = getattr(upscaler, "settings", None)
     pixels = describe() if callable(describe) else {"upscaler": type(upscaler).__name__}
     return {**pixels, "--codec": settings.codec, "--crf": settings.crf, "--preset": settings.preset,
             "--pix-fmt": settings.pix_fmt, "--skip-duplicates": skip_duplicates,

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..atomic import write_bytes_atomic
 from .probe import VideoError, VideoInfo
 
-MANIFEST_VERSION = 2  # 2: settings keyed by option name, with model hashes, --dn, --fp32, device
+MANIFEST_VERSION = 3  # 2: settings keyed by option name, with model hashes, --dn, --fp32, device; 3: every pixel field of UpscaleOptions
 
 
 @dataclass(frozen=True)
