@@ -45,6 +45,12 @@ class ArchFamily:
         ncnn_layers: layer types `write_ncnn` produces (and `match_ncnn` accepts).
         rename_keys: state_dict -> state_dict with this family's key names (old layouts); applied
             to every loaded checkpoint, so it must leave other families' keys alone.
+        foreign: a module from another package (spandrel). It is built on the CPU (it may make
+            tensors in `__init__`, so no meta-device shortcut) and its ncnn export is verified
+            by PSNR (pnnx rewrites ops such as LayerNorm whose arithmetic differs from torch's
+            beyond 1e-4, and fused weights cannot be mapped back onto the module's parameters).
+        child_import: called in a child process before the family's modules are unpickled there
+            (pnnx's export), for classes whose package needs help to import (spandrel).
     """
 
     name: str
@@ -58,6 +64,8 @@ class ArchFamily:
     match_ncnn: Callable[[NcnnParam, NcnnWeights], tuple[ArchInfo, dict[str, torch.Tensor]] | None] | None = None
     ncnn_layers: frozenset[str] = frozenset()
     rename_keys: Callable[[StateDict], StateDict] | None = None
+    foreign: bool = False
+    child_import: Callable[[], object] | None = None
 
     @property
     def is_generator(self) -> bool:

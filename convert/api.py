@@ -26,13 +26,13 @@ from ..graph.check import GraphError, check_graph
 from ..model.catalog import official_model_dir
 from ..graph.ncnn_files import NcnnParam
 from ..model.spec import ModelSpec
-from .detect import ArchInfo, UnsupportedModelError, build_model, detect_architecture
+from .detect import ArchInfo, UnsupportedModelError, build_loaded, detect_weights
 from .direct_writer import NcnnModel, torch_post, write_ncnn
 from .dn import blend_state_dicts
 from .importer import import_ncnn
-from .pnnx_export import export_with_pnnx, io_blobs
+from .pnnx_export import ExportError, export_with_pnnx, io_blobs
 from .sidecar import build_spec, effective_scale, tile_pad_for
-from .verify import NcnnRunner, Parity, check_parity, one_torch_thread
+from .verify import NcnnRunner, Parity, VerificationError, check_parity, one_torch_thread
 from .weights_io import load_state_dict, save_state_dict
 
 P = ParamSpec("P")
@@ -112,8 +112,12 @@ def _export(info: ArchInfo, module: nn.Module, state_dict: Mapping[str, torch.Te
     if route == "direct":
         raise ConvertError(f"no direct writer for {info.name}; use --route pnnx")
     traced = module if info.output_resize == 1.0 else _Resized(module, info.output_resize)
-    side = max(_PNNX_EXAMPLE, info.size_multiple)
-    return export_with_pnnx(traced, (1, info.in_channels, side, side), fp16), "pnnx"
+    multiple = info.size_multiple
+    side = -(-max(_PNNX_EXAMPLE, int(info.params.get("min_size", 0))) // multiple) * multiple  # spandrel's minimum
+    try:
+        return export_with_pnnx(traced, (1, info.in_channels, side, side), fp16, prepare=info.family.child_import), "pnnx"
+    except ExportError as err:
+        raise ExportError(f"{info.name} cannot be exported: {err}") from None
 
 
 def _write_files(out_dir: Path, name: str, model: NcnnModel, spec: ModelSpec) -> tuple[Path, Path, Path]:
@@ -150,13 +154,21 @@ def _exportable(info: ArchInfo) -> None:
         raise UnsupportedModelError(f"{info.name} is not an image-to-image generator; nothing to export")
 
 
-def _build(info: ArchInfo, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
-    """The module around `state_dict`'s tensors as float32 (built on the meta device: no random init
-    to pay for; fp16 checkpoints, common among community models, become float32 here)."""
-    with torch.device("meta"):
-        module = build_model(info)
-    module.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True, assign=True)
-    return module.eval()
+def _verified(info: ArchInfo, module: nn.Module, model: NcnnModel, fp16: bool,
+              verify: bool) -> tuple[NcnnRunner, Parity | None]:
+    """The exact runner of `model` (reused for the pad measurement) and its parity with `module`.
+
+    A foreign architecture's failure names it: there it means "cannot be exported", not a bug.
+    """
+    try:
+        runner = NcnnRunner(model, exact=True, scale=effective_scale(info), channels=(info.in_channels, info.out_channels))
+        parity = check_parity(module, model, fp16, PROBE_SIZE, post=torch_post(info), exact_runner=runner,
+                              channels=info.in_channels, foreign=info.family.foreign) if verify else None
+    except VerificationError as err:
+        if not info.family.foreign:
+            raise
+        raise VerificationError(f"{info.name} cannot be exported: {err}") from None
+    return runner, parity
 
 
 @_single_threaded
@@ -172,18 +184,15 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, nam
     (pnnx) or ConvertError (bad arguments).
     """
     name = _check_name(name)
-    info = info or detect_architecture(state_dict, families)
+    if info is None:
+        info, state_dict = detect_weights(state_dict, families)
     _exportable(info)
     check_weight_values(state_dict, fp16)
-    module = _build(info, state_dict)
+    module = build_loaded(info, state_dict)
     step(STEPS[1])
     model, used = _export(info, module, state_dict, fp16, route)
-    parity: Parity | None = None
-    runner = NcnnRunner(model, exact=True, scale=effective_scale(info), channels=(info.in_channels, info.out_channels))
     step(STEPS[2])
-    if verify:
-        parity = check_parity(module, model, fp16, PROBE_SIZE, post=torch_post(info), exact_runner=runner,
-                              channels=info.in_channels)
+    runner, parity = _verified(info, module, model, fp16, verify)
     notes = info.notes
     step(STEPS[3])
     if tile_pad is None:
@@ -235,8 +244,8 @@ def _load(src: Path, families: Sequence[ArchFamily]) -> tuple[ArchInfo, dict[str
     """Weights from a checkpoint or an ncnn pair; for ncnn also the source model (for import parity)."""
     src = _ncnn_param(src) or src  # the user may have pointed at the other half of an ncnn pair
     if src.suffix.lower() != ".param":
-        state_dict = load_state_dict(src)
-        return detect_architecture(state_dict, families), state_dict, None
+        info, state_dict = detect_weights(load_state_dict(src), families)
+        return info, state_dict, None
     bin_path = src.with_suffix(".bin")
     if not src.is_file() or not bin_path.is_file():
         raise ConvertError(f"{src}: an ncnn model needs both {src.name} and {bin_path.name}")
@@ -277,7 +286,7 @@ def convert_file(src: Path, out_dir: Path, name: str | None = None, fp16: bool =
     license = license or (OFFICIAL_LICENSE if official else "unknown")
     import_max_abs = None
     if source_model is not None and verify:
-        import_max_abs = check_parity(_build(info, state_dict), source_model, False, PROBE_SIZE,
+        import_max_abs = check_parity(build_loaded(info, state_dict), source_model, False, PROBE_SIZE,
                                       post=torch_post(info), channels=info.in_channels).max_abs
     if dn is not None and dn_src is not None:
         info_b, state_b, _ = _load(Path(dn_src), families)

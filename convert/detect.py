@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 from ..archs.families import FAMILIES, arch_info
@@ -17,7 +18,7 @@ from ..archs.family import (ArchFamily, ArchInfo, StateDict, UnsupportedModelErr
                             check_state_dict, describe_mismatch, names)
 
 __all__ = ["ArchInfo", "UnsupportedModelError", "arch_info", "build_model", "check_state_dict", "describe_mismatch",
-           "detect_architecture", "load_model"]
+           "build_loaded", "detect_architecture", "detect_weights", "load_model"]
 
 
 def _describe(sd: StateDict, limit: int = 6) -> str:
@@ -43,9 +44,41 @@ def detect_architecture(state_dict: StateDict, families: Sequence[ArchFamily] = 
     )
 
 
-def load_model(state_dict: StateDict, families: Sequence[ArchFamily] = FAMILIES) -> tuple[ArchInfo, nn.Module]:
-    """Detect, build and load (`strict=True`) in one step; the module is returned in eval mode."""
-    info = detect_architecture(state_dict, families)
-    model = build_model(info)
-    model.load_state_dict(state_dict, strict=True)
-    return info, model.eval()
+def detect_weights(state_dict: StateDict, families: Sequence[ArchFamily] = FAMILIES,
+                   spandrel: bool = True) -> tuple[ArchInfo, dict[str, torch.Tensor]]:
+    """`detect_architecture`, then spandrel for what `families` do not know (when installed).
+
+    Returns the state_dict to use with the ArchInfo: spandrel's key layout for its architectures.
+    Our families come first: they have direct ncnn writers and ncnn importers. The error for
+    unknown weights names both attempts.
+    """
+    try:
+        return detect_architecture(state_dict, families), dict(state_dict)
+    except UnsupportedModelError as ours:
+        if not spandrel:
+            raise
+        from .spandrel_arch import detect_with_spandrel
+
+        try:
+            info, canonical = detect_with_spandrel(state_dict)
+        except UnsupportedModelError as theirs:
+            raise UnsupportedModelError(f"{ours}; {theirs}") from None
+        return info, canonical
+
+
+def build_loaded(info: ArchInfo, state_dict: StateDict) -> nn.Module:
+    """The module around `state_dict`'s tensors as float32, in eval mode (built on the meta device
+    where the family allows it: no random init to pay for; fp16 checkpoints, common among
+    community models, become float32 here)."""
+    meta = not info.family.foreign
+    with torch.device("meta" if meta else "cpu"):
+        module = build_model(info)
+    module.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True, assign=meta)
+    return module.eval()
+
+
+def load_model(state_dict: StateDict, families: Sequence[ArchFamily] = FAMILIES,
+               spandrel: bool = True) -> tuple[ArchInfo, nn.Module]:
+    """Detect (spandrel after `families`, see `detect_weights`), build and load strictly, in one step."""
+    info, weights = detect_weights(state_dict, families, spandrel)
+    return info, build_loaded(info, weights)

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 from torch import nn
 
@@ -27,13 +30,52 @@ class ExportError(UserError, RuntimeError):
     """pnnx failed, was killed, or produced no usable ncnn files (one-line message)."""
 
 
-def _child(model: nn.Module, shape: tuple[int, ...], pt_path: str, fp16: bool, log_path: str) -> None:
-    """Runs in the spawned process: trace and convert, with pnnx's chatter sent to a log file."""
+class _InferenceCtx:
+    """The `ctx` a custom autograd Function's forward gets when called for tracing (no backward)."""
+
+    def save_for_backward(self, *_tensors: object) -> None:
+        pass
+
+    def mark_non_differentiable(self, *_tensors: object) -> None:
+        pass
+
+    def set_materialize_grads(self, _value: bool) -> None:
+        pass
+
+
+def _inline_autograd_functions(torch: ModuleType) -> None:
+    """Make custom autograd Functions trace as the plain ops of their forward.
+
+    Why: TorchScript cannot save a Python autograd Function (community modules use them, e.g.
+    OmniSR's LayerNorm2d), and inference never needs their backward. Patched in the spawned
+    child only, which exits after the export.
+    """
+    base_setup = torch.autograd.Function.setup_context
+
+    def apply(cls: type, *args: object, **kwargs: object) -> object:
+        if cls.setup_context is not base_setup:  # the newer style: forward takes no ctx
+            return cls.forward(*args, **kwargs)
+        return cls.forward(_InferenceCtx(), *args, **kwargs)
+
+    torch.autograd.Function.apply = classmethod(apply)
+
+
+def _child(prepare: Callable[[], object] | None, model_pickle: bytes, shape: tuple[int, ...], pt_path: str,
+           fp16: bool, log_path: str) -> None:
+    """Runs in the spawned process: trace and convert, with pnnx's chatter sent to a log file.
+
+    The model comes pickled so that `prepare` runs before its classes are imported here.
+    """
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log, 1)
     os.dup2(log, 2)
+    if prepare is not None:
+        prepare()
     import pnnx
     import torch
+
+    _inline_autograd_functions(torch)
+    model = pickle.loads(model_pickle)
 
     torch.manual_seed(0)
     example = torch.rand(*shape)
@@ -61,17 +103,22 @@ def _last_line(path: Path) -> str:
 
 
 def export_with_pnnx(model: nn.Module, example_shape: tuple[int, int, int, int], fp16: bool = True,
-                     timeout: float | None = None) -> NcnnModel:
+                     timeout: float | None = None, prepare: Callable[[], object] | None = None) -> NcnnModel:
     """Trace `model` on a random input of `example_shape` (N, C, H, W) and return its ncnn files.
 
     pnnx keeps H and W dynamic (Interp by scale factor), so any small example size works, but it
-    must be a valid input (a multiple of the model's size multiple). Raises ExportError.
+    must be a valid input (a multiple of the model's size multiple). `prepare` (a module-level
+    function) runs in the child before the model is unpickled there. Raises ExportError.
     """
     with tempfile.TemporaryDirectory(prefix="realesr-pnnx-") as tmp:
         folder = Path(tmp)
         pt_path, log_path = folder / "model.pt", folder / "pnnx.log"
         ctx = multiprocessing.get_context("spawn")
-        proc = ctx.Process(target=_child, args=(model, tuple(example_shape), str(pt_path), fp16, str(log_path)))
+        try:
+            payload = pickle.dumps(model)
+        except (pickle.PicklingError, TypeError, AttributeError) as err:
+            raise ExportError(f"the model cannot be handed to pnnx's process: {err}") from None
+        proc = ctx.Process(target=_child, args=(prepare, payload, tuple(example_shape), str(pt_path), fp16, str(log_path)))
         proc.start()
         proc.join(timeout)
         if proc.is_alive():
@@ -88,7 +135,11 @@ def export_with_pnnx(model: nn.Module, example_shape: tuple[int, int, int, int],
         text = param_path.read_text(encoding="utf-8")
         data = bin_path.read_bytes()
     try:
-        in_blob, out_blob = io_blobs(NcnnParam.parse(text))
+        param = NcnnParam.parse(text)
     except NcnnFormatError as err:
         raise ExportError(f"pnnx wrote an unreadable .param: {err}") from None
+    left = sorted({layer.type for layer in param.layers if not layer.type.isidentifier()})
+    if left:  # pnnx names what it could not map to ncnn by its torch name, e.g. Tensor.reshape
+        raise ExportError(f"pnnx could not map {', '.join(left)} to ncnn layers")
+    in_blob, out_blob = io_blobs(param)
     return NcnnModel(text, data, in_blob, out_blob)

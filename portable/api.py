@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,11 +19,12 @@ from .run.engine import Engine
 from .run.options import UpscaleOptions
 from .run.seams import seam_note
 from .image.io import Picture, split_modes
-from .model.catalog import ModelFiles, resolve_model
+from .model.catalog import ModelFiles, is_weights_file, resolve_model
 from .run.precision_probe import choose_precision, device_key, model_digest
 from .run.session import ModelLoadError, Session
 from .model.spec import ModelSpec
-from .run.backend import BackendError, TorchOptions, choose_backend, describe_sessions, load_torch_sessions
+from .run.backend import (BackendError, TorchOptions, choose_backend, describe_sessions, load_torch_sessions,
+                          load_torch_weights)
 from .video import upscale_video  # noqa: F401 - the video API beside Upscaler; PyAV loads only when called
 
 
@@ -72,16 +74,25 @@ class Upscaler:
     def __init__(self, model: str | os.PathLike[str] | None = None, *, options: UpscaleOptions | None = None,
                  **fields: Any) -> None:
         self.options = o = UpscaleOptions.given(options, fields if model is None else {**fields, "model": model})
-        files = resolve_model(o.model, scale=o.outscale)
+        self.notes: list[str] = []  # e.g. why `auto` fell back to ncnn
+        self.backend = choose_backend(o.backend, o.gpu)
+        sessions: list | None = None
+        if is_weights_file(o.model):  # PyTorch weights: only the torch backend runs them
+            if o.dn is not None:
+                raise ValueError("--dn blends ncnn models; convert the weights first (realesr-portable convert)")
+            if o.backend == "ncnn":
+                resolve_model(o.model)  # its one-line error: run them with torch, or convert them
+            files, sessions = load_torch_weights(Path(o.model), o.gpu, o.fp32, o.threads,
+                                                 o.torch_options or TorchOptions())
+            self.backend = "torch"
+        else:
+            files = resolve_model(o.model, scale=o.outscale)
         if o.value_range is not None:  # a foreign model's range, where neither graph nor sidecar say it
             files = replace(files, spec=replace(files.spec, value_range=o.value_range))
         weights = None if o.dn is None else blended_weights(files, o.dn_model, o.dn)  # type: ignore[arg-type]
         self.model = files
         self.dn_model = None if o.dn_model is None else resolve_model(o.dn_model)
-        self.notes: list[str] = []  # e.g. why `auto` fell back to ncnn
-        self.backend = choose_backend(o.backend, o.gpu)
-        sessions: list | None = None
-        if self.backend == "torch":
+        if self.backend == "torch" and sessions is None:
             try:
                 sessions = load_torch_sessions(files, o.gpu, o.fp32, o.threads, weights, o.torch_options or TorchOptions(),
                                                need_gpu=o.backend == "auto")

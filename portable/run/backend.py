@@ -104,6 +104,22 @@ def load_torch_sessions(model: ModelFiles, gpu: str | int | None, fp32: bool, th
                                      need_gpu=need_gpu)]
 
 
+def load_torch_weights(path: Path, gpu: str | int | None, fp32: bool, threads: int | None,
+                       options: TorchOptions) -> tuple[ModelFiles, list]:
+    """A `.pth`/`.safetensors` run directly by the torch engine: (its files and spec, the session).
+
+    The spec (scale, channels, size multiple, tile padding) comes from the architecture detected
+    in the weights, as `convert` would write it; BackendError (one line) for what it cannot map.
+    """
+    try:
+        engine = importlib.import_module(TORCH_ENGINE)
+    except (ImportError, OSError) as exc:
+        raise BackendError(f"{path.name}: PyTorch weights need the torch backend, which needs PyTorch "
+                           f"({str(exc).splitlines()[0]}); {INSTALL_HINT}") from None
+    session = engine.TorchSession.load_weights(path, gpu, fp32=fp32, threads=threads, options=options)
+    return session.model, [session]
+
+
 def describe_sessions(backend: str, sessions: list, fp32: bool, fp16_arith: bool = False) -> str:
     """The device line's middle: device(s), backend and precision."""
     if backend == "torch":
