@@ -55,6 +55,8 @@ class ConvertError(UserError, RuntimeError):
 class OutputIsInputError(ConvertError):
     """An output file would replace one of the input files (bad usage: exit 2 on the command line)."""
 
+    exit_code = 2  # read by the one exit-code table, cli/commands.py `exit_code`
+
 
 @dataclass(frozen=True)
 class ConvertResult:

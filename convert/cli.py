@@ -41,26 +41,22 @@ def convert(
 ) -> None:
     """Convert weights to NAME.param + NAME.bin + NAME.json, verified against PyTorch."""
     from ..cli.progress import make_progress
-    from .api import STEPS, OutputIsInputError, convert_file
+    from .api import STEPS, convert_file
 
     bar = make_progress()
-    try:
-        if bar is None:
+    if bar is None:
+        result = convert_file(src, output, name=name, fp16=not fp32, verify=verify, dn=dn, dn_src=dn_weights,
+                              route=route.value, license=license, tile_pad=tile_pad)
+    else:
+        with bar:
+            task = bar.add_task("convert", total=len(STEPS))
+
+            def step(what: str) -> None:
+                bar.update(task, completed=STEPS.index(what), description=f"convert: {what}", refresh=True)
+
             result = convert_file(src, output, name=name, fp16=not fp32, verify=verify, dn=dn, dn_src=dn_weights,
-                                  route=route.value, license=license, tile_pad=tile_pad)
-        else:
-            with bar:
-                task = bar.add_task("convert", total=len(STEPS))
-
-                def step(what: str) -> None:
-                    bar.update(task, completed=STEPS.index(what), description=f"convert: {what}", refresh=True)
-
-                result = convert_file(src, output, name=name, fp16=not fp32, verify=verify, dn=dn, dn_src=dn_weights,
-                                      route=route.value, license=license, tile_pad=tile_pad, step=step)
-                bar.update(task, completed=len(STEPS), description="convert", refresh=True)
-    except OutputIsInputError as exc:  # bad usage, like any other impossible combination of arguments
-        typer.echo(f"realesr-portable convert: error: {exc}", err=True)
-        raise typer.Exit(2) from None
+                                  route=route.value, license=license, tile_pad=tile_pad, step=step)
+            bar.update(task, completed=len(STEPS), description="convert", refresh=True)
     spec = result.spec
     typer.echo(f"wrote {result.param}, {result.bin.name}, {result.json.name}: {spec.arch} x{spec.scale}, "
                f"{'fp16' if spec.fp16_weights else 'fp32'} weights, tile_pad {spec.tile_pad}, route {result.route}")
