@@ -45,7 +45,7 @@ def cache_dir() -> Path:
     """`$REALESR_PORTABLE_CACHE`, else `$XDG_CACHE_HOME/realesr-portable`, else ~/.cache/realesr-portable."""
     explicit = os.environ.get("REALESR_PORTABLE_CACHE")
     if explicit:
-        return Path(explicit)
+        return Path(explicit).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "realesr-portable"
 

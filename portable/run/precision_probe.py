@@ -26,6 +26,7 @@ import numpy as np
 from ..atomic import write_bytes_atomic
 from ..device.select import Device
 from ..model.catalog import ModelFiles
+from ..plan.cost import cache_dir
 
 MIN_PSNR_DB = 45.0  # fp16 vs fp32 on the probe, in the [0, 1] range: below this, the model runs at fp32
 PROBE_SIDE = 32  # a multiple of every size_multiple (1..16); small enough to cost ~a tile
@@ -68,10 +69,8 @@ def device_key(device: Device) -> str:
 
 
 def cache_file() -> Path:
-    """`$REALESR_PORTABLE_CACHE` (tests), else `$XDG_CACHE_HOME` or ~/.cache, `realesr-portable/precision.json`."""
-    env = os.environ.get("REALESR_PORTABLE_CACHE")
-    base = Path(env).expanduser() if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "realesr-portable"
-    return base / "precision.json"
+    """The verdicts' file in the project's one cache folder (plan/cost.py `cache_dir`)."""
+    return cache_dir() / "precision.json"
 
 
 def _read_cache(path: Path) -> dict[str, dict]:
