@@ -105,6 +105,7 @@ GeometryRule = Callable[[Params, int], "Geometry | None"]  # (params, number of 
 WeightsRule = Callable[[Params], "list[tuple[int, bool]] | None"]  # None: storage not supported
 Locality = Literal["pointwise", "local", "global"]
 LocalityRule = Callable[[Params], Locality]
+ScratchRule = Callable[[Params], "tuple[float, float]"]  # scratch values per bottom value, per top value
 
 
 def _pointwise(p: Params, bottoms: int) -> Geometry:
@@ -123,6 +124,10 @@ def _one(p: Params) -> int:
     return 1
 
 
+def _no_scratch(p: Params) -> tuple[float, float]:
+    return 0.0, 0.0
+
+
 def _always(locality: Locality) -> LocalityRule:
     return lambda p: locality
 
@@ -138,6 +143,8 @@ class LayerKind:
     arrays stored in the `.bin`, in order. divisor: what the layer divides input sizes by.
     locality: pointwise, local (a window) or global (reads the whole image), from the params.
     copies: every top carries the bottom's value unchanged (the planner stores it once).
+    scratch: the values ncnn allocates beside the blobs while the layer runs, per value of its
+    bottoms and of its tops (plan/memory.py turns them into bytes).
     """
 
     shape: ShapeRule
@@ -153,6 +160,7 @@ class LayerKind:
     int_arrays: Mapping[int, int] = field(default_factory=dict)
     flat: bool = False
     copies: bool = False  # every top is a copy of the one bottom (Split)
+    scratch: ScratchRule = _no_scratch
 
 
 def fail(name: str, text: str) -> GraphError:
@@ -585,6 +593,15 @@ def _conv_weights(p: Params) -> list[tuple[int, bool]] | None:
     return [(p.i(6, 0), True)] + ([(p.i(0, 0), False)] if p.i(5, 0) else [])
 
 
+def _conv_scratch(p: Params) -> tuple[float, float]:
+    """A spatial kernel: ncnn pads a copy of the input (1x) and a 3x3 kernel runs Winograd F(6,3)
+    on transformed copies of input and output (~1.8x each); a 1x1 kernel multiplies the blobs as
+    they are (measured: tests/test_memory_model.py). Deconvolutions and depthwise kernels take the
+    same rule, not measured separately."""
+    kw = p.i(1, 0)
+    return (2.8, 1.8) if max(kw, p.i(11, kw)) > 1 else (0.0, 0.0)
+
+
 def _per_channel(arrays: int) -> WeightsRule:
     return lambda p: [(p.i(0, 0), False)] * arrays
 
@@ -623,9 +640,9 @@ _DECONV_INTS = {0: (1, 8192), 1: (1, 31), 11: (1, 31), 2: (1, 16), 12: (1, 16), 
                 4: _PAD, 14: _PAD, 15: _PAD, 16: _PAD, 18: (0, 16), 19: (0, 16), 5: (0, 1), 6: (1, 1 << 30),
                 9: (0, 6)}
 _DECONV = dict(shape=_deconv, arrays={10: 2}, geometry=_deconv_geometry, weights=_conv_weights,
-               locality=_always("local"))
+               locality=_always("local"), scratch=_conv_scratch)
 _CONV = dict(shape=_conv, floats={18: _FINITE}, arrays={10: 2}, geometry=_conv_geometry, weights=_conv_weights,
-             divisor=_conv_divisor, locality=_always("local"))
+             divisor=_conv_divisor, locality=_always("local"), scratch=_conv_scratch)
 
 LAYER_KINDS: Mapping[str, LayerKind] = MappingProxyType({
     "Input": LayerKind(_same, ints={0: _SIZE, 1: _SIZE, 11: _SIZE, 2: _SIZE}, bottoms=(0, 0)),
