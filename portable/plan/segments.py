@@ -126,9 +126,17 @@ def _segment(graph: Graph, live: list[list[str]], start: int, stop: int, work: l
 
 def _work_bytes(graph: Graph, live: list[list[str]], memory: MemoryModel) -> list[float]:
     """Peak working memory per net-input pixel while each layer runs on the device, by the
-    device's measured memory model (memory.py)."""
-    return [memory.layer_bytes(_values(graph, live[index]), _values(graph, [*layer.bottoms, *layer.tops]))
-            for index, layer in enumerate(graph.layers)]
+    device's measured memory model (memory.py): the values held (live blobs and the layer's own
+    bottoms, freed only after it) plus the scratch its table entry declares (graph/layers.py
+    `LayerKind.scratch`: padded copies, Winograd transforms)."""
+    work = []
+    for index, layer in enumerate(graph.layers):
+        params = graph.params[index]
+        kind = graph.kinds.get(layer.type)
+        per_bottom, per_top = kind.scratch(params) if kind is not None and params is not None else (0.0, 0.0)
+        scratch = per_bottom * _values(graph, list(layer.bottoms)) + per_top * _values(graph, list(layer.tops))
+        work.append(memory.layer_bytes(_values(graph, [*live[index], *layer.bottoms]), scratch))
+    return work
 
 
 def pixel_speed(side: int) -> float:
