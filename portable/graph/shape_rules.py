@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .params import MAX_BLOBS_PER_LAYER, Params, conv_kernel, conv_pads, fail
 
+
 @dataclass(frozen=True)
 class Shape:
     """A blob's channels, height and width (ncnn's c, h, w); `dims` 1 for a flat vector of `c`
