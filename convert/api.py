@@ -22,9 +22,10 @@ from ..errors import UserError
 from ..archs.families import FAMILIES
 from ..archs.family import ArchFamily
 from ..atomic import same_file, write_files_atomic
-from ..graph.check import GraphError, check_graph
+from ..graph.check import check_graph
 from ..model.catalog import official_model_dir
 from ..graph.ncnn_files import NcnnParam
+from ..graph.params import GraphError
 from ..model.spec import ModelSpec
 from .detect import ArchInfo, UnsupportedModelError, build_loaded, detect_weights
 from .direct_writer import NcnnModel, torch_post, write_ncnn

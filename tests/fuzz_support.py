@@ -364,19 +364,19 @@ def rule_cases(model: str = "realesr-animevideov3-x2") -> list[Case]:
 
 
 def python_validator() -> SimpleNamespace:
-    """The Python runtime's validators (graph, weights, sidecar), imported in this one place so a
-    move of their modules changes one line here."""
-    from realesr_portable.graph import check, ncnn_files
+    """The Python runtime's validators (graph, its layer table and parameters, weights, sidecar),
+    imported in this one place so a move of their modules changes one line here."""
+    from realesr_portable.graph import check, layers, ncnn_files, params
     from realesr_portable.model import spec
     from realesr_portable.run import session
 
-    return SimpleNamespace(graph=check, weights=ncnn_files, spec=spec, session=session)
+    return SimpleNamespace(graph=check, table=layers, params=params, weights=ncnn_files, spec=spec, session=session)
 
 
 def python_layer_rules() -> str:
     """The Python validator's layer table in the text of `realesr-portable-check --rules`."""
     lines = []
-    for name, kind in sorted(python_validator().graph.LAYER_KINDS.items()):
+    for name, kind in sorted(python_validator().table.LAYER_KINDS.items()):
         parts = [name, f"bottoms={kind.bottoms[0]}..{kind.bottoms[1]}", f"tops={kind.tops[0]}..{kind.tops[1]}"]
         parts += [f"int:{key}={lo}..{hi}" for key, (lo, hi) in sorted(kind.ints.items())]
         parts += [f"float:{key}={'%.17g' % lo}..{'%.17g' % hi}" for key, (lo, hi) in sorted(kind.floats.items())]
@@ -399,10 +399,10 @@ def python_verdict(case: Case, weights: bytes) -> str:
         try:
             parsed = v.weights.NcnnParam.parse(case.param)
         except v.weights.NcnnFormatError as exc:
-            raise v.graph.GraphError(str(exc)) from None
+            raise v.params.GraphError(str(exc)) from None
         v.session.graph_pre_pad(parsed, spec)  # what the Python runtime accepts, pre-padded graphs included
         v.weights.read_weights(parsed, _apply_bin(weights, case.bin_edit))
-    except (v.spec.ModelSpecError, v.graph.GraphError, v.weights.NcnnFormatError) as exc:
+    except (v.spec.ModelSpecError, v.params.GraphError, v.weights.NcnnFormatError) as exc:
         return f"refused: {exc}"
     return "ok"
 

@@ -18,8 +18,8 @@ import pytest
 from foreign_support import foreign_session, package_models, write_random_model
 from fuzz_support import zoo_models
 from realesr_portable.graph.facts import graph_facts
-from realesr_portable.graph.layers import GraphError
 from realesr_portable.graph.ncnn_files import NcnnParam
+from realesr_portable.graph.params import GraphError
 from realesr_portable.model.spec import ModelSpec
 from realesr_portable.run.engine import Engine, Options
 from realesr_portable.run.seams import seam_note

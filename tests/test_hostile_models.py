@@ -17,9 +17,11 @@ from typer.testing import CliRunner
 
 from hostile_support import edited_model, in_child, official_sidecar, replace_once
 from realesr_portable.cli import app
-from realesr_portable.graph.check import LAYER_KINDS, GraphError, check_graph
+from realesr_portable.graph.check import check_graph
+from realesr_portable.graph.layers import LAYER_KINDS
 from realesr_portable.model.catalog import resolve_model
 from realesr_portable.graph.ncnn_files import NcnnFormatError, NcnnParam, read_weights
+from realesr_portable.graph.params import GraphError
 from realesr_portable.model.spec import ModelSpec, ModelSpecError
 
 runner = CliRunner()
@@ -142,7 +144,7 @@ def test_official_graphs_pass_the_check_and_keep_their_scale() -> None:
 def test_layer_table_gives_each_layer_its_context() -> None:
     """The one table's halo rule: a 3x3 conv reads 1 px, dilation 2 reads 2, bicubic 2, PReLU 0; an
     unpadded 3x3 reads 2 px after its anchor and leaves the input's grid."""
-    from realesr_portable.graph.layers import Params
+    from realesr_portable.graph.params import Params
 
     conv = LAYER_KINDS["Convolution"]
     assert conv.geometry(Params(ints={1: 3, 4: 1}), 1).context == (1, 1, 1, 1)

@@ -17,11 +17,14 @@ import pytest
 
 from realesr_portable.archs.families import FAMILIES
 from realesr_portable.convert.importer import _GRAPH_PLUMBING
-from realesr_portable.graph import analysis, check, layers, ncnn_files
+from realesr_portable.graph import analysis, check, ncnn_files
 from realesr_portable.graph.analysis import Graph
 from realesr_portable.graph.check import check_graph
-from realesr_portable.graph.layers import LAYER_KINDS, Geometry, GraphError, LayerKind, Params, Shape
+from realesr_portable.graph.geometry_rules import Geometry
+from realesr_portable.graph.layers import LAYER_KINDS, LayerKind
 from realesr_portable.graph.ncnn_files import NcnnFormatError, NcnnParam, read_weights
+from realesr_portable.graph.params import GraphError, Params, fail
+from realesr_portable.graph.shape_rules import Shape
 from realesr_portable.plan import segments
 from realesr_portable.plan.segments import Segmenter
 from realesr_portable.run import session
@@ -29,7 +32,7 @@ from realesr_portable.run import session
 
 def _toy_shape(p: Params, ins: list[Shape], name: str) -> list[Shape]:
     if p.i(0, 0) != ins[0].c:
-        raise layers.fail(name, f"{p.i(0, 0)} gains for {ins[0].c} channels")
+        raise fail(name, f"{p.i(0, 0)} gains for {ins[0].c} channels")
     return ins[:1]
 
 

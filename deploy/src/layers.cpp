@@ -20,7 +20,7 @@ std::string shape_text(const Shape& s) {
     return "(" + std::to_string(s.c) + ", " + std::to_string(s.h) + ", " + std::to_string(s.w) + ")";
 }
 
-// A decimal integer of at most `digits` digits, optional sign: graph/check.py's `_INT` for parameter
+// A decimal integer of at most `digits` digits, optional sign: graph/params.py's `_INT` for parameter
 // values (10 digits), and Python's int() for the .param's counts and ids (18: no overflow here).
 bool parse_int(const std::string& s, long long& out, std::size_t digits) {
     std::size_t i = (!s.empty() && (s[0] == '+' || s[0] == '-')) ? 1 : 0;
@@ -86,7 +86,7 @@ void check_activation(const Params& p, const std::string& name) {
                              " parameter(s) in -23310, got " + std::to_string(n_act));
 }
 
-// The checks convolutions and deconvolutions share (graph/layers.py _grouped, _weight_count,
+// The checks convolutions and deconvolutions share (graph/shape_rules.py _grouped, _weight_count,
 // _activation): outputs and kernel, groups, the weight count for the input channels, the fused
 // activation's parameters.
 void check_kernel_weights(const Params& p, const Shape& x, const std::string& name) {
@@ -426,7 +426,7 @@ double parse_float(const std::string& name, int key, const std::string& raw, std
     return v;
 }
 
-const long long kIntArrayLow = -(1LL << 16), kIntArrayHigh = (1LL << 31) - 1;  // graph/layers.py INT_ARRAY_RANGE
+const long long kIntArrayLow = -(1LL << 16), kIntArrayHigh = (1LL << 31) - 1;  // graph/params.py INT_ARRAY_RANGE
 
 std::vector<double> parse_array(const std::string& name, int key, const std::string& raw, long longest, bool ints = false) {
     const std::size_t comma = raw.find(',');
@@ -530,7 +530,7 @@ const std::map<std::string, LayerKind>& layer_kinds() {
     return kinds;
 }
 
-// graph/check.py _typed + parse_params: the checks that do not depend on shapes.
+// graph/layers.py typed + graph/params.py parse_params: the checks that do not depend on shapes.
 Params typed_params(const Line& layer) {
     const auto& kinds = layer_kinds();
     auto found = kinds.find(layer.type);

@@ -18,7 +18,7 @@ struct Line {
     std::map<int, std::string> raw;  // parameter id (arrays negative) -> its text
 };
 
-// One layer's parameters as ncnn will read them (graph/check.py Params).
+// One layer's parameters as ncnn will read them (graph/params.py Params).
 struct Params {
     std::map<int, long long> ints;
     std::map<int, double> floats;

@@ -14,10 +14,13 @@ import math
 from collections.abc import Mapping
 from fractions import Fraction
 
-from .layers import LAYER_KINDS, ONE, Factor, Geometry, GraphError, LayerKind, Params, Shape, output_shapes, typed
+from .geometry_rules import ONE, Factor, Geometry
+from .layers import LAYER_KINDS, LayerKind, output_shapes, typed
 from .ncnn_files import NcnnLayer, NcnnParam
+from .params import GraphError, Params
+from .shape_rules import Shape
 
-__all__ = ["Factor", "Geometry", "Graph", "ONE", "PROBE_SIDE", "layer_geometry"]
+__all__ = ["Graph", "PROBE_SIDE", "layer_geometry"]
 
 PROBE_SIDE = 96  # input side at which blob shapes (channels) are followed; rounded to the graph's divisor
 
@@ -46,7 +49,7 @@ class Graph:
         self.params: list[Params | None] = []  # None: a layer the table refuses (opaque)
         self.geometry: list[Geometry | None] = []
         self.factor: dict[str, Factor | None] = {}
-        self.aligned: dict[str, bool] = {}  # on the input's grid (layers.py `Geometry.aligned`): storable
+        self.aligned: dict[str, bool] = {}  # on the input's grid (geometry_rules.py `Geometry.aligned`): storable
         self.shapes: dict[str, Shape | None] = {}  # at a probe_side input, None where unknown
         self.shapes2: dict[str, Shape | None] = {}  # at a larger probe side (sides[1])
         for layer in self.layers:

@@ -23,10 +23,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from .layers import LAYER_KINDS, GraphError, LayerKind, Params, Shape, fail, output_shapes, parse_params, typed
+from .layers import LAYER_KINDS, LayerKind, output_shapes, typed
 from .ncnn_files import NcnnFormatError, NcnnLayer, NcnnParam
-
-__all__ = ["LAYER_KINDS", "GraphError", "Params", "Shape", "check_graph", "parse_params", "probe_sides", "shapes_at"]
+from .params import GraphError, Params, fail
+from .shape_rules import Shape
 
 MAX_VALUES_PER_PIXEL = 1 << 20  # activations per input pixel at any blob (x4plus's head: 1024)
 

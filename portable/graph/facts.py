@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .check import shapes_at
-from .layers import LAYER_KINDS, GraphError, LayerKind, typed
+from .layers import LAYER_KINDS, LayerKind, typed
 from .ncnn_files import NcnnLayer, NcnnParam
+from .params import GraphError
 
 PROBE = (96, 112)  # input sides (multiples of every size_multiple tried) that give scale and offset
 MULTIPLES = (1, 2, 4, 8, 16)

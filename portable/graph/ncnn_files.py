@@ -20,7 +20,8 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from ..errors import UserError
-from .layers import LAYER_KINDS, GraphError, LayerKind, parse_params
+from .layers import LAYER_KINDS, LayerKind
+from .params import GraphError, parse_params
 
 PARAM_MAGIC = 7767517
 FP16_TAG = 0x01306B47

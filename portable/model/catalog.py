@@ -128,7 +128,7 @@ def spec_from_graph(param: Path) -> ModelSpec:
     range [0, 1] (what every known ncnn SR runner feeds). The runtime validates the graph again
     at load; this only says what a sidecar would have said."""
     from ..graph.facts import graph_facts
-    from ..graph.layers import GraphError
+    from ..graph.params import GraphError
     from ..graph.ncnn_files import NcnnFormatError, NcnnParam
 
     try:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..graph.analysis import ONE, Graph
+from ..graph.analysis import Graph
+from ..graph.geometry_rules import ONE
 from .memory import CPU_FP32, MemoryModel
 
 Halo = tuple[int, int, int, int]  # top, bottom, left, right, in net-input pixels

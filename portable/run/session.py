@@ -17,10 +17,11 @@ import numpy as np
 from ..errors import UserError
 from ..device.select import Device
 from ..graph.analysis import Graph
-from ..graph.check import GraphError, check_graph, probe_sides
+from ..graph.check import check_graph, probe_sides
 from ..graph.facts import graph_facts
 from ..model.catalog import ModelFiles
 from ..graph.ncnn_files import NcnnFormatError, NcnnParam, read_weights
+from ..graph.params import GraphError
 from ..device.quiet import quiet_stderr
 from ..device.precision import apply_options, ncnn_options
 from ..plan.cost import cache_key, device_cost
