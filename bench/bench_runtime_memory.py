@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 LIMIT_MIB = 1.5 * 1024
-CAP = "1G"  # --max-memory under which the whole process must stay below LIMIT_MIB
+CAP = "768M"  # --max-memory under which the whole process must stay below LIMIT_MIB
 
 
 def _big_photo(tmp_path: Path, size: int) -> Path:
