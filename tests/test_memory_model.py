@@ -61,7 +61,7 @@ CASES = [
     ("realesrgan-x4plus", "-1", 96, "vulkan"),
     ("realesrgan-x4plus", "-2", 96, "vulkan"),
     ("realesr-animevideov3-x4", "whole", 128, "vulkan"),
-    (f"{SPAN_MODELS}/4xSPANkendata.param", "whole", 256, "cpu"),  # global pooling: the net runs whole
+    (f"{SPAN_MODELS}/4xSPANkendata.param", "whole", 256, "cpu"),  # a foreign graph: the whole net as one segment
     (f"{SPAN_MODELS}/2x_span_anime_pretrain.param", "whole", 256, "cpu"),
     (f"{SPAN_MODELS}/4xSPANkendata.param", "whole", 96, "vulkan"),
     (f"{SPAN_MODELS}/2x_span_anime_pretrain.param", "whole", 128, "vulkan"),

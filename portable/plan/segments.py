@@ -132,9 +132,8 @@ def _work_bytes(graph: Graph, live: list[list[str]], memory: MemoryModel) -> lis
     `LayerKind.scratch`: padded copies, Winograd transforms)."""
     work = []
     for index, layer in enumerate(graph.layers):
-        params = graph.params[index]
-        kind = graph.kinds.get(layer.type)
-        per_bottom, per_top = kind.scratch(params) if kind is not None and params is not None else (0.0, 0.0)
+        params = graph.params[index]  # None: a layer the table refuses, no scratch known
+        per_bottom, per_top = (0.0, 0.0) if params is None else graph.kinds[layer.type].scratch(params)
         scratch = per_bottom * _values(graph, list(layer.bottoms)) + per_top * _values(graph, list(layer.tops))
         work.append(memory.layer_bytes(_values(graph, [*live[index], *layer.bottoms]), scratch))
     return work
