@@ -93,6 +93,9 @@ case "$arch" in
             # of the private source copy ncnn is built from: it sits on ncnn's include path and
             # its newer headers would shadow Debian's.
             -DNCNN_VULKAN=ON -DNCNN_SYSTEM_GLSLANG=$system_glslang
+            # Position-independent objects: the device-resident runner is a shared library
+            # (deploy/native/) that Python loads; it links this static ncnn.
+            -DCMAKE_POSITION_INDEPENDENT_CODE=ON
             # Runtime-dispatched kernels: SSE2, AVX, FMA, F16C, AVX2. AVX-512 and VNNI variants
             # (each a full extra compile of every layer) are off to keep CI's cold build short.
             -DNCNN_AVX512=OFF -DNCNN_AVXVNNI=OFF -DNCNN_AVXVNNIINT8=OFF -DNCNN_AVXVNNIINT16=OFF

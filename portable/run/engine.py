@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from ..plan.budget import default_budget, super_tile
+from ..device.precision import ncnn_options
 from ..plan.segments import EXTRACT_MACS
 from ..image.io import Picture
 from ..image.scale import resize, resize_plane, target_size
+from .resident import ResidentNet, library_path, program as resident_program
 from .segrun import run_segments
 from .session import Session
 from .tiler import Box, Runner, TileJob, crop_runner, upscale_tiled
@@ -58,9 +61,11 @@ class Engine:
     """Runs a model over whole pictures using one or more sessions (devices) in parallel.
 
     `max_memory`: bytes for features and working memory (None: the devices' default budget).
+    `resident`: the device-resident runner library (None: REALESR_PORTABLE_RESIDENT, if set).
     """
 
-    def __init__(self, sessions: Sequence[Session], max_memory: int | None = None) -> None:
+    def __init__(self, sessions: Sequence[Session], max_memory: int | None = None,
+                 resident: Path | None = None) -> None:
         if not sessions:
             raise ValueError("at least one session is needed")
         self.sessions = list(sessions)
@@ -68,6 +73,18 @@ class Engine:
         self.budget = max_memory or min(default_budget(session.device) for session in self.sessions)
         # run/seams.py's measured seam bounds of a global graph per piece side: a probe costs two runs
         self.seam_bounds: dict[int, tuple[int, int]] = {}
+        self.resident = self._resident(resident)
+
+    def _resident(self, library: Path | None) -> ResidentNet | None:
+        """The device-resident runner (run/resident.py) for one ncnn session on one Vulkan device
+        whose graph runs in segments, when a library is given or REALESR_PORTABLE_RESIDENT names one."""
+        library = library or library_path()
+        first = self.sessions[0]
+        if (library is None or len(self.sessions) != 1 or not first.device.is_gpu or first.workers != 1
+                or first.segmenter is None or not hasattr(first, "param_text")):
+            return None
+        options = ncnn_options(first.device, first.fp16_arith, first.fp32)
+        return ResidentNet(library, first.param_text, first.weights, first.device.index, options)
 
     def _stored_bytes_px(self) -> float:
         """Bytes per pre-padded input pixel held while a super-tile runs: the kept feature maps
@@ -113,9 +130,17 @@ class Engine:
             top, left, height, width = box
             schedule = segmenter.schedule(chw.shape[1], chw.shape[2], self.budget / 2 / len(extracts), tile,
                                           workers=len(extracts), call_macs=call_macs)
-            stored = run_segments(schedule, extracts, segmenter.graph.root, segmenter.keep, chw,
-                                  self.spec.input_blob, (top, top + height, left, left + width))
-            out = stored[segmenter.graph.root(self.spec.output_blob)]
+            wanted = (top, top + height, left, left + width)
+            if self.resident is not None:  # the maps between segments stay on the device
+                text, (y0, y1, x0, x1) = resident_program(schedule, segmenter.graph.root, segmenter.keep,
+                                                          self.spec.input_blob, self.spec.output_blob,
+                                                          chw.shape[1], chw.shape[2], wanted)
+                out = self.resident.run(text, chw, (self.spec.out_channels, (y1 - y0) * s, (x1 - x0) * s))
+                top, left = top - y0, left - x0
+            else:
+                stored = run_segments(schedule, extracts, segmenter.graph.root, segmenter.keep, chw,
+                                      self.spec.input_blob, wanted)
+                out = stored[segmenter.graph.root(self.spec.output_blob)]
             return out[:, top * s : (top + height) * s, left * s : (left + width) * s]
 
         return run

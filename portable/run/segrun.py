@@ -24,7 +24,7 @@ Extract = Callable[[dict[str, np.ndarray], Sequence[str]], list[np.ndarray]]
 Region = tuple[int, int, int, int]  # y0, y1, x0, x1 in net-input pixels
 
 
-def _grow(region: Region, halo: tuple[int, int, int, int], height: int, width: int, align: int) -> Region:
+def grow(region: Region, halo: tuple[int, int, int, int], height: int, width: int, align: int) -> Region:
     y0, y1, x0, x1 = region
     t, b, l, r = halo
     down = lambda v: max(0, v - v % align)  # noqa: E731
@@ -32,7 +32,7 @@ def _grow(region: Region, halo: tuple[int, int, int, int], height: int, width: i
     return down(y0 - t), up(y1 + b, height), down(x0 - l), up(x1 + r, width)
 
 
-def _tiles(region: Region, tile: int) -> list[Region]:
+def tiles(region: Region, tile: int) -> list[Region]:
     y0, y1, x0, x1 = region
     if tile <= 0:
         return [region]
@@ -44,8 +44,22 @@ def regions(schedule: Sequence[tuple[Segment, int]], box: Region, height: int, w
     result = [box]
     for segment, _ in reversed(schedule[1:]):
         halo = segment.halo if segment.halo is not None else (height, height, width, width)
-        result.append(_grow(result[-1], halo, height, width, segment.align))
+        result.append(grow(result[-1], halo, height, width, segment.align))
     return result[::-1]
+
+
+def steps(schedule: Sequence[tuple[Segment, int]], box: Region, height: int,
+          width: int) -> list[tuple[Segment, list[tuple[Region, Region]]]]:
+    """Each segment with its windows in row-major order: (the core a tile fills, the region it
+    reads: the core grown by the segment's halo), in net-input pixels. The one tiling that both
+    the host runner below and the device-resident one (resident.py) execute."""
+    result = []
+    for (segment, tile), region in zip(schedule, regions(schedule, box, height, width)):
+        if segment.halo is None:
+            region, tile = (0, height, 0, width), 0
+        halo = segment.halo or (0, 0, 0, 0)
+        result.append((segment, [(w, grow(w, halo, height, width, segment.align)) for w in tiles(region, tile)]))
+    return result
 
 
 def run_segments(
@@ -61,19 +75,16 @@ def run_segments(
     after the last segment (root blob -> array at its own resolution; filled over `box`)."""
     height, width = chw.shape[1:]
     stored: dict[str, np.ndarray] = {root(input_blob): chw}
-    for (segment, tile), region in zip(schedule, regions(schedule, box, height, width)):
-        if segment.halo is None:
-            region, tile = (0, height, 0, width), 0
+    for segment, windows in steps(schedule, box, height, width):
         outputs: dict[str, np.ndarray] = {}
         lock = Lock()
 
-        def one(extract: Extract, window: Region, segment: Segment = segment, outputs=outputs, lock=lock) -> None:
-            halo = segment.halo or (0, 0, 0, 0)
-            cy0, cy1, cx0, cx1 = _grow(window, halo, height, width, segment.align)
+        def one(extract: Extract, window: tuple[Region, Region], segment: Segment = segment, outputs=outputs,
+                lock=lock) -> None:
+            (y0, y1, x0, x1), (cy0, cy1, cx0, cx1) = window
             feed = {b: stored[root(b)][:, cy0:cy1, cx0:cx1] for b in segment.inputs}
             results = extract(feed, segment.outputs)
             f = segment.scale
-            y0, y1, x0, x1 = window
             for blob, result in zip(segment.outputs, results):
                 if result.shape[1:] != ((cy1 - cy0) * f, (cx1 - cx0) * f):
                     raise TileError(f"segment output {blob!r} is {result.shape}, expected x{f} of {cy1 - cy0}x{cx1 - cx0}")
@@ -84,7 +95,6 @@ def run_segments(
                     :, (y0 - cy0) * f : (y1 - cy0) * f, (x0 - cx0) * f : (x1 - cx0) * f
                 ]
 
-        windows = _tiles(region, tile)
         if len(extracts) == 1 or len(windows) == 1:
             for window in windows:
                 one(extracts[0], window)
@@ -96,7 +106,7 @@ def run_segments(
     return stored
 
 
-def _share(windows: list[Region], extracts: Sequence[Extract], one) -> None:
+def _share(windows: list[tuple[Region, Region]], extracts: Sequence[Extract], one) -> None:
     """Several devices: each worker takes the next window."""
     lock = Lock()
     cursor = iter(windows)

@@ -169,7 +169,9 @@ class Session:
         if device.is_gpu and not net.opt.use_vulkan_compute:
             raise ModelLoadError(f"Vulkan device {device.index} ({device.name}) cannot run ncnn; use -g -1 for the CPU")
         # ncnn may reference the weight buffer without copying: keep it alive as long as the net.
-        self._weights = data
+        # Both stay readable for a second runner of the same checked model (run/resident.py).
+        self.weights = data
+        self.param_text = param_text
         with quiet_stderr():
             rc = net.load_model_mem(data)
         if rc not in (0, None):
@@ -200,7 +202,7 @@ class Session:
         if not self.device.is_gpu:
             return EXTRACT_MACS
         if self._call_macs is None:
-            model = self.model.param.read_bytes() + self._weights
+            model = self.model.param.read_bytes() + self.weights
             options = ncnn_options(self.device, self.fp16_arith, self.fp32).describe()
             key = cache_key(model, self.device.name, options)
             rng = np.random.default_rng(0)
