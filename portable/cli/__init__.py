@@ -74,7 +74,7 @@ def upscale(
     background: Annotated[str, typer.Option("--background", help="Colour to flatten alpha on for jpg.")] = "white",
     suffix: Annotated[Optional[str], typer.Option("--suffix", help="Appended to output names (default _x{scale} beside the input, none in -o folder).")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists.")] = False,
-    jobs: Annotated[str, typer.Option("-j", "--jobs", help="Threads load:proc:save, save may be auto (proc 2 on a torch GPU).")] = DEFAULT_JOBS,
+    jobs: Annotated[str, typer.Option("-j", "--jobs", help="Threads load:proc:save, save may be auto (proc 2 on a torch or device-resident GPU).")] = DEFAULT_JOBS,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for ncnn (default: all).")] = None,
     quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="jpg/webp quality.")] = 95,
     png_level: Annotated[int, typer.Option("--png-level", help="PNG zlib level 0-9 (default 1: fast; 6 is ~8x slower for ~15% smaller files).")] = 1,
@@ -117,7 +117,7 @@ def upscale(
         files, missing = expand_inputs(items)
         videos, files = split_videos(files)
         upscaler = Upscaler(options=options)
-        if jobs == DEFAULT_JOBS and upscaler.backend == "torch" and upscaler.devices[0].is_gpu:
+        if jobs == DEFAULT_JOBS and upscaler.overlaps_calls:
             counts = (counts[0], 2, counts[2])  # two images in flight: one's transfers overlap the other's compute
         out_scale = options.outscale if options.outscale is not None else upscaler.spec.scale
         default_suffix = f"_x{out_scale:g}"
