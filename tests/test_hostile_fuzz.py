@@ -11,7 +11,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from fuzz_support import Case, make_cases, run_all, zoo_models
+from fuzz_cases import Case, make_cases, zoo_models
+from fuzz_python import run_all
 
 V3_CASES = 1800  # SRVGGNetCompact x2: 1.2 MB of weights, loads in ~30 ms
 ANIME_CASES = 200  # 6-block RRDBNet: loads in ~0.2 s, exercises the split-trunk path

@@ -102,8 +102,8 @@ def test_a_realistic_frame_at_the_default_options(library: Path, lavapipe: Devic
 
 
 def test_the_program_covers_the_box_or_the_whole_tile_after_a_global_segment() -> None:
-    local = Segment(0, 1, ("in",), ("mid",), (2, 2, 2, 2), 1, 1.0, 1.0, 1)
-    opaque = Segment(1, 2, ("mid",), ("out",), None, 1, 1.0, 1.0, 2)
+    local = Segment(0, 1, ("in",), ("mid",), ("in",), (2, 2, 2, 2), 1, 1.0, 1.0, 1)
+    opaque = Segment(1, 2, ("mid",), ("out",), ("mid",), None, 1, 1.0, 1.0, 2)
     keep = lambda stop: {"mid"} if stop == 1 else set()  # noqa: E731
     text, covered = program([(local, 4)], lambda b: b, keep, "in", "mid", 10, 12, (2, 9, 3, 11))
     assert covered == (2, 9, 3, 11)

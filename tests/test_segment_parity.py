@@ -77,3 +77,15 @@ def test_rrdbnet_is_cut_into_its_blocks_without_naming_them() -> None:
     assert fine[-1].scale == 4 and max(fine[-1].halo) <= 3
     schedule = segmenter.schedule(300, 300, 256 << 20, tile=0)
     assert len(schedule) > 2 and any(t > 0 for _, t in schedule)  # a small budget tiles it
+
+
+def test_each_stored_value_is_fed_once_as_the_blob_its_copies_share() -> None:
+    """A dense block's input reaches its five convolutions through a Split: the runners feed the
+    Split's input once (ncnn shares it), not each of its tops (a copy of the tile per top)."""
+    session = Session(resolve_model("realesrgan-x4plus-anime"), cpu_device(), fp32=True, threads=1)
+    graph = session.segmenter.graph
+    fine = session.segmenter.fine()
+    for segment in fine:
+        assert segment.feeds == tuple(dict.fromkeys(graph.root(b) for b in segment.inputs))
+        assert all(graph.root(b) == b for b in segment.feeds)
+    assert any(len(s.inputs) > len(s.feeds) for s in fine)  # the case the rule is for occurs

@@ -82,7 +82,7 @@ def run_segments(
         def one(extract: Extract, window: tuple[Region, Region], segment: Segment = segment, outputs=outputs,
                 lock=lock) -> None:
             (y0, y1, x0, x1), (cy0, cy1, cx0, cx1) = window
-            feed = {b: stored[root(b)][:, cy0:cy1, cx0:cx1] for b in segment.inputs}
+            feed = {b: stored[b][:, cy0:cy1, cx0:cx1] for b in segment.feeds}
             results = extract(feed, segment.outputs)
             f = segment.scale
             for blob, result in zip(segment.outputs, results):

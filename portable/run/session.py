@@ -1,8 +1,8 @@
 """One loaded ncnn net on one device, callable from several threads.
 
 Each call builds its own extractor, so a `Session` carries no per-call state and threads may share
-it (results are identical; `extract` holds the GIL, so this is for sharing, not speed). ncnn's `Mat(ndarray)` does not copy, so the
-input array is kept referenced until `extract` returns.
+it (results are identical; `extract` holds the GIL, so this is for sharing, not speed). Fed
+arrays are copied once into Mats that ncnn owns (`_owned_mat`).
 """
 
 from __future__ import annotations
@@ -227,7 +227,6 @@ class Session:
 
     def extract(self, feed: dict[str, np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:
         """Feed any blobs (ncnn then computes only what lies downstream of them), extract `outputs`."""
-        ncnn = self._ncnn
         results = []
         pools = self._pools
         with self._net.create_extractor() as ex:
@@ -235,12 +234,7 @@ class Session:
                 ex.set_blob_allocator(pools[0])
                 ex.set_workspace_allocator(pools[1])
             for name, data in feed.items():
-                # Mat(ndarray) wraps without copying and without a reference count, and ncnn's
-                # in-place layers dereference that count (a fed blob consumed by PReLU crashes):
-                # clone into a Mat that ncnn owns.
-                array = np.ascontiguousarray(data, dtype=np.float32)  # alive until cloned
-                ex.input(name, ncnn.Mat(array).clone())
-                del array
+                ex.input(name, self._owned_mat(data))
             for name in outputs:
                 rc, out = ex.extract(name)
                 if rc != 0:
@@ -250,6 +244,19 @@ class Session:
                 del out
             ex.clear()
         return results
+
+    def _owned_mat(self, data: np.ndarray):
+        """`data` copied once into a Mat that ncnn owns. Mat(ndarray) wraps without a reference
+        count, and ncnn's in-place layers dereference that count (a fed blob consumed by PReLU
+        crashes); a (C,h,w) slice is written straight into a new Mat's view (one copy, not a
+        contiguous copy and then a clone)."""
+        ncnn = self._ncnn
+        if data.ndim == 3:
+            mat = ncnn.Mat(data.shape[2], data.shape[1], data.shape[0])
+            np.asarray(mat)[...] = data
+            return mat
+        array = np.ascontiguousarray(data, dtype=np.float32)  # alive until cloned
+        return ncnn.Mat(array).clone()
 
     def _returns_residual(self) -> bool:
         """Whether the net returns only a correction to the nearest-upscaled input, which its

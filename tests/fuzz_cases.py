@@ -1,36 +1,23 @@
-"""Mutations of official model files, and a fork-based runner that survives native crashes.
+"""Mutations of official model files, the zoo of small foreign-layer graphs, and the rule cases
+both validators must agree on: the inputs of the Python fuzz (fuzz_python.py) and the C++ one
+(fuzz_verdicts.py).
 
-Each case is a mutated `.param` text, a `.bin` mutation (described, applied in the child to the
-official bytes) and a mutated sidecar JSON. Children run batches of cases and report the case
-they start before running it, so a child killed by a signal names the mutation that killed it.
+Each case is a mutated `.param` text, a `.bin` mutation (described, applied where it runs to the
+official bytes) and a mutated sidecar JSON.
 """
 
 from __future__ import annotations
 
-import faulthandler
 import json
-import multiprocessing
-import os
 import random
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from realesr_portable.device.select import cpu_device
-from realesr_portable.run.engine import Engine, Options
-from realesr_portable.errors import UserError
-from realesr_portable.model.catalog import ModelNotFoundError, resolve_model
-from realesr_portable.run.session import ModelLoadError, Session, TileError
-from realesr_portable.model.spec import ModelSpecError
+from realesr_portable.model.catalog import resolve_model
 
-ALLOWED = (UserError, ModelLoadError, ModelSpecError, ModelNotFoundError, TileError)  # the project's one-line errors
 VALUES = ["0", "1", "-1", "2", "3", "4", "5", "7", "16", "63", "64", "65", "255", "4096", "2147483647",
           "-2147483648", "-233", "-234", "1.0", "0.5", "2.000000e+00", "16.0", "1e400", "inf", "nan",
           "-0.0", "x", "", "99999999999", "1,2.0", "0,", "3,1.0"]
@@ -223,7 +210,8 @@ def make_cases(model: str, count: int, seed: int) -> list[Case]:
     return cases
 
 
-def _apply_bin(data: bytes, edit: tuple[str, int, int]) -> bytes:
+def apply_bin(data: bytes, edit: tuple[str, int, int]) -> bytes:
+    """The official bytes with a case's `.bin` mutation applied."""
     kind, pos, value = edit
     if kind == "truncate":
         return data[: len(data) - pos]
@@ -235,103 +223,6 @@ def _apply_bin(data: bytes, edit: tuple[str, int, int]) -> bytes:
         return data[:pos] + bytes([value]) + data[pos + 1 :]
     return data
 
-
-def run_case(case: Case, folder: Path, weights: dict[str, bytes]) -> str:
-    """"ran", "refused" or "ESCAPE ..." (anything but the project's one-line errors)."""
-    param = folder / "m.param"
-    param.write_text(case.param)
-    (folder / "m.json").write_text(case.sidecar)
-    binary = folder / "m.bin"
-    binary.unlink(missing_ok=True)
-    if case.bin_edit[0] == "none":
-        binary.symlink_to(resolve_model(case.model).bin)
-    else:
-        binary.write_bytes(_apply_bin(weights[case.model], case.bin_edit))
-    try:
-        files = resolve_model(str(param))
-        session = Session(files, cpu_device(), fp32=True, threads=1)
-        channels = files.spec.in_channels
-        session.run(np.random.default_rng(0).random((channels, 8, 8), dtype=np.float32))
-        image = np.random.default_rng(1).integers(0, 255, (8, 8, 3), dtype=np.uint8)
-        Engine([session]).run_model(image, Options())  # the runtime's own path: padding, segments
-    except ALLOWED as exc:
-        text = str(exc)
-        return "refused" if text and "\n" not in text and len(text) < 600 else f"ESCAPE multi-line message: {text[:200]!r}"
-    except Exception as exc:  # noqa: BLE001 - this is what the fuzz looks for
-        return f"ESCAPE {type(exc).__name__}: {str(exc)[:200]}"
-    return "ran"
-
-
-def _worker(conn: Connection, cases: list[tuple[int, Case]]) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="fuzz_"))
-    weights = {model: resolve_model(model).bin.read_bytes() for model in {case.model for _, case in cases}}
-    faulthandler.disable()  # a crash is the expected report here, not a dump on pytest's terminal
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)  # ncnn prints its own complaints on C stderr; the outcome is what counts
-    try:
-        for index, case in cases:
-            conn.send(("start", index))
-            conn.send(("done", index, run_case(case, folder, weights)))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        conn.close()
-        os._exit(0)
-
-
-def run_all(cases: list[Case], workers: int, batch: int = 50, stall_s: float = 120.0) -> dict[int, str]:
-    """Outcome per case index; a child that dies reports "CRASH <how>" for the case it was on and
-    the rest of its batch goes to a new child. A child silent for `stall_s` is a "HANG"."""
-    ctx = multiprocessing.get_context("fork")
-    pending = [list(enumerate(cases))[i : i + batch] for i in range(0, len(cases), batch)]
-    outcomes: dict[int, str] = {}
-    running: dict[Connection, tuple[Any, list[tuple[int, Case]], list[int]]] = {}
-
-    def launch(todo: list[tuple[int, Case]]) -> None:
-        parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_worker, args=(child, todo))
-        proc.start()
-        child.close()
-        running[parent] = (proc, todo, [])
-
-    while pending or running:
-        while pending and len(running) < workers:
-            launch(pending.pop())
-        ready = wait(list(running), timeout=stall_s)
-        if not ready:  # every running child is stuck
-            for conn, (proc, todo, started) in list(running.items()):
-                proc.kill()
-                proc.join()
-                stuck = started[-1] if started else todo[0][0]
-                outcomes[stuck] = "HANG"
-                rest = [item for item in todo if item[0] not in outcomes and item[0] != stuck]
-                if rest:
-                    pending.append(rest)
-                del running[conn]
-            continue
-        for conn in ready:
-            proc, todo, started = running[conn]
-            try:
-                message = conn.recv()
-            except EOFError:
-                proc.join()
-                del running[conn]
-                unfinished = [item for item in todo if item[0] not in outcomes]
-                if unfinished:  # a child that ends before its batch is done crashed on the case it was on
-                    victim = started[-1] if started and started[-1] not in outcomes else unfinished[0][0]
-                    outcomes[victim] = f"CRASH exit {proc.exitcode}"
-                    unfinished = [item for item in unfinished if item[0] != victim]
-                if unfinished:
-                    pending.append(unfinished)
-                continue
-            if message[0] == "start":
-                started.append(message[1])
-            else:
-                outcomes[message[1]] = message[2]
-    return outcomes
-
-
-# --- The C++ runner's checks: the same cases through `realesr-portable-check`, and the verdicts
-# --- of both validators side by side.
 
 CONV2 = "Conv_2                   1 1 56 57 0=64 1=3 4=1 5=1 6=36864"  # realesr-animevideov3-x2's 2nd conv
 RESIZE = "Resize_37                1 1 input.1_splitncnn_0 111 0=1 1=4.000000e+00 2=4.000000e+00"
@@ -361,98 +252,3 @@ def rule_cases(model: str = "realesr-animevideov3-x2") -> list[Case]:
         for value in values:
             cases.append(Case(model, text, ("none", 0, 0), json.dumps({**sidecar, key: value}), f"sidecar {key}={value}"))
     return cases
-
-
-def python_validator() -> SimpleNamespace:
-    """The Python runtime's validators (graph, its layer table and parameters, weights, sidecar),
-    imported in this one place so a move of their modules changes one line here."""
-    from realesr_portable.graph import check, layers, ncnn_files, params
-    from realesr_portable.model import spec
-    from realesr_portable.run import session
-
-    return SimpleNamespace(graph=check, table=layers, params=params, weights=ncnn_files, spec=spec, session=session)
-
-
-def python_layer_rules() -> str:
-    """The Python validator's layer table in the text of `realesr-portable-check --rules`."""
-    lines = []
-    for name, kind in sorted(python_validator().table.LAYER_KINDS.items()):
-        parts = [name, f"bottoms={kind.bottoms[0]}..{kind.bottoms[1]}", f"tops={kind.tops[0]}..{kind.tops[1]}"]
-        parts += [f"int:{key}={lo}..{hi}" for key, (lo, hi) in sorted(kind.ints.items())]
-        parts += [f"float:{key}={'%.17g' % lo}..{'%.17g' % hi}" for key, (lo, hi) in sorted(kind.floats.items())]
-        parts += [f"array:{key}={longest}" for key, longest in sorted(kind.arrays.items())]
-        parts += [f"intarray:{key}={longest}" for key, longest in sorted(kind.int_arrays.items())]
-        parts += ["flat"] if kind.flat else []
-        lines.append(" ".join(parts) + "\n")
-    return "".join(lines)
-
-
-def python_verdict(case: Case, weights: bytes) -> str:
-    """The Python runtime's checks on a case, in its order: sidecar, graph, weights ("ok" or the
-    one-line refusal)."""
-    v = python_validator()
-    try:
-        data = json.loads(case.sidecar)
-        if not isinstance(data, dict):
-            return "refused: model sidecar is not a JSON object"
-        spec = v.spec.ModelSpec.from_dict(data)
-        try:
-            parsed = v.weights.NcnnParam.parse(case.param)
-        except v.weights.NcnnFormatError as exc:
-            raise v.params.GraphError(str(exc)) from None
-        v.session.graph_pre_pad(parsed, spec)  # what the Python runtime accepts, pre-padded graphs included
-        v.weights.read_weights(parsed, _apply_bin(weights, case.bin_edit))
-    except (v.spec.ModelSpecError, v.params.GraphError, v.weights.NcnnFormatError) as exc:
-        return f"refused: {exc}"
-    return "ok"
-
-
-# Refusals only the C++ runner makes, by design: layers its ncnn build leaves out (docs/deploy.md),
-# RGBA models (the Python runtime upscales alpha separately) and graphs that consume a border of
-# their input (RealCUGAN-style pre-padding, which only the Python Session adds).
-CPP_ONLY_REFUSALS = ("is not built into this ncnn", "4-channel (RGBA) models run in the Python runtime only",
-                     "such models run in the Python runtime only")
-
-
-def cpp_verdicts(program: Path, cases: list[Case], run: bool, batch: int = 250, timeout: float = 600.0,
-                 stderr: list[str] | None = None) -> list[str]:
-    """`realesr-portable-check` on every case ("ok"/"ran"/"refused: ..."); a case it dies on is
-    "CRASH <signal or exit code>" (the rest of its batch goes to a fresh process), a stall "HANG".
-    What the processes print on stderr (ncnn's own complaints) is appended to `stderr`."""
-    weights = {model: resolve_model(model).bin.read_bytes() for model in {case.model for case in cases}}
-    verdicts: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="cppfuzz_") as tmp:
-        folder = Path(tmp)
-        todo = list(range(len(cases)))
-        while todo:
-            chunk, todo = todo[:batch], todo[batch:]
-            lines = []
-            for index in chunk:
-                case = cases[index]
-                stem = folder / f"c{index}"
-                stem.with_suffix(".param").write_text(case.param)
-                stem.with_suffix(".json").write_text(case.sidecar)
-                binary = stem.with_suffix(".bin")
-                if case.bin_edit[0] == "none":
-                    binary.symlink_to(resolve_model(case.model).bin)
-                else:
-                    binary.write_bytes(_apply_bin(weights[case.model], case.bin_edit))
-                lines.append(f"{stem}.param\t{binary}\t{stem}.json\n")
-            try:
-                proc = subprocess.run([str(program), *(["--run"] if run else [])], input="".join(lines),
-                                      capture_output=True, text=True, timeout=timeout)
-                out, rc, err = proc.stdout.splitlines(), proc.returncode, proc.stderr
-            except subprocess.TimeoutExpired as exc:
-                out, rc, err = (exc.stdout or b"").decode().splitlines(), None, ""
-            if stderr is not None and err:
-                stderr.append(err)
-            for line in out[: len(chunk)]:
-                verdicts.append(line.replace("\t", ": ", 1))
-            done = len(out)
-            if done < len(chunk):  # it died (or stalled) on the case after the last answer
-                verdicts.append("HANG" if rc is None else f"CRASH exit {rc}")
-                todo = chunk[done + 1 :] + todo
-            for index in chunk:
-                for suffix in (".param", ".json", ".bin"):
-                    (folder / f"c{index}").with_suffix(suffix).unlink(missing_ok=True)
-    return verdicts
