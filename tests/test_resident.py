@@ -186,3 +186,14 @@ def test_the_upscaler_says_it_uses_the_resident_runner(library: Path, lavapipe: 
     plain = Upscaler("realesr-animevideov3-x2", gpu=lavapipe.index)
     assert plain.engine.resident is None and not plain.overlaps_calls
     assert Upscaler("realesr-animevideov3-x2", gpu=-1).engine.resident is None
+
+
+def test_the_planner_counts_the_maps_the_resident_joins_hold(library: Path, lavapipe: Device) -> None:
+    """While the runner joins tile cores it holds the joined rows beside the segment's input and
+    output maps: under one budget its super-tiles are smaller than the host runner's."""
+    session = Session(resolve_model("realesr-animevideov3-x2"), lavapipe, threads=1)
+    host = Engine([session], max_memory=64 << 20)
+    resident = Engine([session], max_memory=64 << 20, resident=library)
+    assert resident.resident is not None and host.resident is None
+    shape = (1080, 1920)
+    assert 0 < resident.pieces(shape, Options()) < host.pieces(shape, Options())

@@ -205,14 +205,14 @@ void check_blobs(const ncnn::Net& net, const Program& program) {
 void run_segment(Resident& r, const SegmentStep& step, std::map<std::string, Stored>& stored, Recorder& rec,
                  ncnn::VkAllocator* blob, ncnn::VkAllocator* staging) {
     const int f = step.scale;
-    // per output: rows of tile cores (row-major windows share y0 along a row)
-    std::vector<std::vector<std::vector<ncnn::VkMat>>> rows(step.outputs.size());
-    int last_y0 = -1;
-    for (const Window& w : step.windows) {
-        if (w.y0 != last_y0) {
-            for (auto& r_rows : rows) r_rows.emplace_back();
-            last_y0 = w.y0;
-        }
+    // Per output: the tile cores of the current row (row-major windows share y0 along a row), and
+    // each finished row joined along w. A row's cores are let go once it is joined, so the device
+    // holds the segment's inputs, the joined rows and the joined map at most, plus one row of
+    // cores (engine.py's planner counts three maps for this runner).
+    std::vector<std::vector<ncnn::VkMat>> cores(step.outputs.size());
+    std::vector<std::vector<ncnn::VkMat>> joined_rows(step.outputs.size());
+    for (size_t k = 0; k < step.windows.size(); k++) {
+        const Window& w = step.windows[k];
         ncnn::Extractor ex = r.net.create_extractor();
         ex.set_blob_vkallocator(blob);
         ex.set_workspace_vkallocator(blob);
@@ -232,18 +232,20 @@ void run_segment(Resident& r, const SegmentStep& step, std::map<std::string, Sto
             if (out.h != (w.cy1 - w.cy0) * f || out.w != (w.cx1 - w.cx0) * f)
                 throw std::runtime_error("segment output '" + step.outputs[i].first + "' is not x" +
                                          std::to_string(f) + " of its tile");
-            rows[i].back().push_back(rec.crop(out, (w.y0 - w.cy0) * f, (w.y1 - w.cy0) * f,
-                                              (w.x0 - w.cx0) * f, (w.x1 - w.cx0) * f));
+            cores[i].push_back(rec.crop(out, (w.y0 - w.cy0) * f, (w.y1 - w.cy0) * f,
+                                        (w.x0 - w.cx0) * f, (w.x1 - w.cx0) * f));
         }
-        rec.submit();  // the extractor's blobs and the crop layers are released after this
+        const bool row_ends = k + 1 == step.windows.size() || step.windows[k + 1].y0 != w.y0;
+        if (row_ends)
+            for (size_t i = 0; i < step.outputs.size(); i++) joined_rows[i].push_back(rec.concat(cores[i], 2));
+        rec.submit();  // the extractor's blobs, the crop layers and a joined row's cores are released after this
+        if (row_ends)
+            for (auto& row : cores) row.clear();
     }
     std::map<std::string, Stored> outputs;
-    for (size_t i = 0; i < step.outputs.size(); i++) {
-        std::vector<ncnn::VkMat> joined_rows;
-        for (const auto& row : rows[i]) joined_rows.push_back(rec.concat(row, 2));  // along w
-        outputs[step.outputs[i].second] = Stored{rec.concat(joined_rows, 1), step.windows[0].y0 * f,
-                                                 step.windows[0].x0 * f};          // along h
-    }
+    for (size_t i = 0; i < step.outputs.size(); i++)
+        outputs[step.outputs[i].second] = Stored{rec.concat(joined_rows[i], 1), step.windows[0].y0 * f,
+                                                 step.windows[0].x0 * f};  // the rows along h
     rec.submit();
     std::map<std::string, Stored> kept;
     for (const std::string& root : step.keep) {

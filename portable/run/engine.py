@@ -88,9 +88,11 @@ class Engine:
 
     def _stored_bytes_px(self) -> float:
         """Bytes per pre-padded input pixel held while a super-tile runs: the kept feature maps
-        (in and out of a segment), the float input and the float output."""
+        (in and out of a segment; the device-resident runner also holds the joined rows of tile
+        cores while it joins them into the output map), the float input and the float output."""
         first = self.sessions[0]
-        stored = 2 * first.segmenter.stored_bytes_px if first.segmenter is not None else first.net_bytes_px
+        maps = 3 if self.resident is not None else 2
+        stored = maps * first.segmenter.stored_bytes_px if first.segmenter is not None else first.net_bytes_px
         return stored + 4 * (self.spec.in_channels + self.spec.out_channels * self.spec.scale**2)
 
     @property
