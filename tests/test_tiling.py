@@ -118,3 +118,21 @@ def test_uint16_is_processed_in_float_and_rounded() -> None:
     upscale_tiled(job, nearest_x(2), 0)
     assert job.out.dtype == np.uint16
     assert np.array_equal(job.out, src.repeat(2, axis=0).repeat(2, axis=1))
+
+
+def test_a_tile_input_ncnn_cannot_allocate_is_a_tile_error(monkeypatch) -> None:
+    """ncnn hands back an empty Mat when it cannot allocate: the tiler must hear "retry smaller"
+    (TileError), not a numpy broadcast error."""
+    import ncnn
+
+    from realesr_portable.device.select import cpu_device
+    from realesr_portable.model.catalog import resolve_model
+    from realesr_portable.run.session import Session
+
+    session = Session(resolve_model("realesr-animevideov3-x2"), cpu_device(), fp32=True, threads=1)
+    tile = np.zeros((3, 12, 12), np.float32)
+    assert session.extract({session.spec.input_blob: tile}, [session.spec.output_blob])[0].shape == (3, 24, 24)
+    real_mat = ncnn.Mat
+    monkeypatch.setattr(ncnn, "Mat", lambda *args: real_mat() if len(args) == 3 else real_mat(*args))
+    with pytest.raises(TileError, match="out of memory"):
+        session.extract({session.spec.input_blob: tile}, [session.spec.output_blob])

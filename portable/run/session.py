@@ -253,6 +253,8 @@ class Session:
         ncnn = self._ncnn
         if data.ndim == 3:
             mat = ncnn.Mat(data.shape[2], data.shape[1], data.shape[0])
+            if mat.empty():  # ncnn's allocation failed: the tiler retries smaller
+                raise TileError(f"out of memory for a {data.shape[2]}x{data.shape[1]} tile's input")
             np.asarray(mat)[...] = data
             return mat
         array = np.ascontiguousarray(data, dtype=np.float32)  # alive until cloned
