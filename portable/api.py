@@ -116,6 +116,11 @@ class Upscaler:
     def spec(self) -> ModelSpec:
         return self.model.spec
 
+    def release(self) -> None:
+        """Give back the memory kept warm for the next image of the same size (an idle Upscaler
+        otherwise holds one image's working memory until its next call)."""
+        self.engine.release()
+
     @property
     def overlaps_calls(self) -> bool:
         """Whether two images in flight overlap one's transfers with the other's compute: a GPU

@@ -154,3 +154,29 @@ def test_options_whole_or_as_keywords_and_the_manifest_names_every_pixel_option(
     tta = Upscaler(options=replace(x2.options, tta=True))
     tiled = Upscaler(options=replace(x2.options, tile=16, threads=1))
     assert tta.settings() == {**settings, "--tta": True} and tiled.settings() == settings
+
+
+def test_pools_stay_warm_for_the_next_image_of_the_same_shape(x2: Upscaler, photo_crop, monkeypatch) -> None:
+    """Images of one shape reuse the pooled memory (released once, before the first); a new shape,
+    a failure and `Upscaler.release()` each give it back. Pixels are the same either way."""
+    session = x2.engine.sessions[0]
+    released: list[int] = []
+    real = session.release
+    monkeypatch.setattr(session, "release", lambda: (released.append(1), real()))
+    x2.release()
+    a, b = photo_crop("coffee.png", 100, 150, 24, 32), photo_crop("coffee.png", 130, 170, 24, 32)
+    first = x2.upscale(a)
+    after = len(released)
+    assert np.array_equal(x2.upscale(a), first) and x2.upscale(b).shape == first.shape
+    assert len(released) == after  # same shape: warm
+    x2.upscale(photo_crop("coffee.png", 100, 150, 20, 32))
+    assert len(released) == after + 1  # another shape starts cold
+    import realesr_portable.run.engine as engine_module
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(engine_module, "upscale_tiled", out_of_memory)
+    with pytest.raises(MemoryError):
+        x2.upscale(photo_crop("coffee.png", 100, 150, 20, 32))
+    assert len(released) == after + 2  # a failed image gives its memory back

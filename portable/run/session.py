@@ -183,9 +183,10 @@ class Session:
             )
         self._net = net
         self._call_macs: float | None = None
-        # Our own (thread-safe) pools, warm across calls but emptied by `release()` after each
-        # image: the net's internal pool keeps every freed block for good, and tiles of many
-        # shapes would pile up beyond the memory budget. Fresh pools per call cost ~15%.
+        # Our own (thread-safe) pools, warm across calls and across images of one shape, emptied
+        # by `release()` when the shape changes (engine.py): the net's internal pool keeps every
+        # freed block for good, and tiles of many shapes would pile up beyond the memory budget.
+        # Fresh pools per call cost ~15%.
         self._pools = [] if device.is_gpu else [ncnn.PoolAllocator(), ncnn.PoolAllocator()]
         for pool in self._pools:
             # Reuse a free block for any request of at least half its size (ncnn's default: 3/4):
