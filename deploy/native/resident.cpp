@@ -52,7 +52,7 @@ struct Window {
 
 struct SegmentStep {
     int scale = 1;
-    std::vector<std::pair<std::string, std::string>> feeds;    // blob, stored root
+    std::vector<std::string> feeds;                            // stored roots, fed by name
     std::vector<std::pair<std::string, std::string>> outputs;  // blob, stored root
     std::vector<Window> windows;                               // row-major
     std::vector<std::string> keep;                             // stored roots kept after it
@@ -85,10 +85,14 @@ Program parse_program(const char* text) {
             program.segments.emplace_back();
             current = &program.segments.back();
             words >> current->scale;
-        } else if (current != nullptr && (op == "feed" || op == "out")) {
+        } else if (current != nullptr && op == "feed") {
+            std::string root;
+            words >> root;
+            current->feeds.push_back(root);
+        } else if (current != nullptr && op == "out") {
             std::string blob, root;
             words >> blob >> root;
-            (op == "feed" ? current->feeds : current->outputs).emplace_back(blob, root);
+            current->outputs.emplace_back(blob, root);
         } else if (current != nullptr && op == "window") {
             Window w{};
             words >> w.y0 >> w.y1 >> w.x0 >> w.x1 >> w.cy0 >> w.cy1 >> w.cx0 >> w.cx1;
@@ -194,12 +198,12 @@ const Stored& lookup(const std::map<std::string, Stored>& stored, const std::str
 void check_blobs(const ncnn::Net& net, const Program& program) {
     std::set<std::string> names;
     for (const ncnn::Blob& blob : net.blobs()) names.insert(blob.name);
-    for (const SegmentStep& step : program.segments)
-        for (const auto* list : {&step.feeds, &step.outputs})
-            for (const auto& [blob_name, root] : *list)
-                if (!names.count(blob_name) || !names.count(root))
-                    throw std::runtime_error("resident program: the net has no blob '" +
-                                             (names.count(blob_name) ? root : blob_name) + "'");
+    for (const SegmentStep& step : program.segments) {
+        std::vector<std::string> named(step.feeds);
+        for (const auto& [blob_name, root] : step.outputs) named.insert(named.end(), {blob_name, root});
+        for (const std::string& name : named)
+            if (!names.count(name)) throw std::runtime_error("resident program: the net has no blob '" + name + "'");
+    }
 }
 
 void run_segment(Resident& r, const SegmentStep& step, std::map<std::string, Stored>& stored, Recorder& rec,
@@ -217,11 +221,11 @@ void run_segment(Resident& r, const SegmentStep& step, std::map<std::string, Sto
         ex.set_blob_vkallocator(blob);
         ex.set_workspace_vkallocator(blob);
         ex.set_staging_vkallocator(staging);
-        for (const auto& [blob_name, root] : step.feeds) {
+        for (const std::string& root : step.feeds) {
             const Stored& s = lookup(stored, root);
             ncnn::VkMat part = rec.crop(s.mat, w.cy0 - s.y0, w.cy1 - s.y0, w.cx0 - s.x0, w.cx1 - s.x0);
-            if (ex.input(blob_name.c_str(), part) != 0)
-                throw std::runtime_error("resident program: the net has no blob '" + blob_name + "'");
+            if (ex.input(root.c_str(), part) != 0)
+                throw std::runtime_error("resident program: the net has no blob '" + root + "'");
         }
         for (size_t i = 0; i < step.outputs.size(); i++) {
             ncnn::VkMat out;

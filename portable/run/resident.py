@@ -100,7 +100,7 @@ def program(schedule: Sequence[tuple[Segment, int]], root: Callable[[str], str],
     covered = box
     for segment, windows in steps(schedule, box, height, width):
         lines.append(f"segment {segment.scale}")
-        lines += [f"feed {blob} {blob}" for blob in segment.feeds]
+        lines += [f"feed {blob}" for blob in segment.feeds]
         lines += [f"out {blob} {root(blob)}" for blob in segment.outputs]
         lines += ["window " + " ".join(map(str, core + read)) for core, read in windows]
         lines.append(" ".join(["keep", *sorted(keep(segment.stop))]))

@@ -247,19 +247,15 @@ class Session:
         return results
 
     def _owned_mat(self, data: np.ndarray):
-        """`data` copied once into a Mat that ncnn owns. Mat(ndarray) wraps without a reference
-        count, and ncnn's in-place layers dereference that count (a fed blob consumed by PReLU
-        crashes); a (C,h,w) slice is written straight into a new Mat's view (one copy, not a
-        contiguous copy and then a clone)."""
-        ncnn = self._ncnn
-        if data.ndim == 3:
-            mat = ncnn.Mat(data.shape[2], data.shape[1], data.shape[0])
-            if mat.empty():  # ncnn's allocation failed: the tiler retries smaller
-                raise TileError(f"out of memory for a {data.shape[2]}x{data.shape[1]} tile's input")
-            np.asarray(mat)[...] = data
-            return mat
-        array = np.ascontiguousarray(data, dtype=np.float32)  # alive until cloned
-        return ncnn.Mat(array).clone()
+        """A (C,h,w) array (a tile's slice of a stored map) copied once into a Mat that ncnn owns:
+        Mat(ndarray) wraps without a reference count, and ncnn's in-place layers dereference that
+        count (a fed blob consumed by PReLU crashes). Writing into the new Mat's view is one copy,
+        not a contiguous copy and then a clone."""
+        mat = self._ncnn.Mat(data.shape[2], data.shape[1], data.shape[0])
+        if mat.empty():  # ncnn's allocation failed: the tiler retries smaller
+            raise TileError(f"out of memory for a {data.shape[2]}x{data.shape[1]} tile's input")
+        np.asarray(mat)[...] = data
+        return mat
 
     def _returns_residual(self) -> bool:
         """Whether the net returns only a correction to the nearest-upscaled input, which its
