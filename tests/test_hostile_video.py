@@ -9,7 +9,6 @@ import os
 import resource
 import shutil
 import signal
-import time
 from fractions import Fraction
 from pathlib import Path
 

@@ -95,7 +95,7 @@ class Graph:
         later segments can start from it."""
         if shape is None or shape2 is None:
             return None
-        (a, b), (fy, fx) = self.sides, (Fraction(shape.h, self.sides[0]), Fraction(shape.w, self.sides[0]))
+        b, (fy, fx) = self.sides[1], (Fraction(shape.h, self.sides[0]), Fraction(shape.w, self.sides[0]))
         return (fy, fx) if (Fraction(shape2.h, b), Fraction(shape2.w, b)) == (fy, fx) else None
 
     def _shapes(self, layer: NcnnLayer, params: Params | None, in_channels: int, side: int,

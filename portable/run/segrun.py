@@ -78,16 +78,23 @@ def run_segments(
     for segment, windows in steps(schedule, box, height, width):
         outputs: dict[str, np.ndarray] = {}
         lock = Lock()
+        alone = len(windows) == 1
 
         def one(extract: Extract, window: tuple[Region, Region], segment: Segment = segment, outputs=outputs,
-                lock=lock) -> None:
+                lock=lock, alone: bool = alone) -> None:
             (y0, y1, x0, x1), (cy0, cy1, cx0, cx1) = window
             feed = {b: stored[b][:, cy0:cy1, cx0:cx1] for b in segment.feeds}
             results = extract(feed, segment.outputs)
             f = segment.scale
+            # the only window, and it computed the whole map (another window's copy of the same
+            # pixels may differ in the last bits under fp16 storage: each window keeps its own box)
+            whole = alone and (cy0, cy1, cx0, cx1) == (0, height, 0, width)
             for blob, result in zip(segment.outputs, results):
                 if result.shape[1:] != ((cy1 - cy0) * f, (cx1 - cx0) * f):
                     raise TileError(f"segment output {blob!r} is {result.shape}, expected x{f} of {cy1 - cy0}x{cx1 - cx0}")
+                if whole:  # store it as is: no second full-size map and copy (50 MB for a 512px x4 image)
+                    outputs[root(blob)] = result
+                    continue
                 with lock:
                     if root(blob) not in outputs:
                         outputs[root(blob)] = np.empty((result.shape[0], height * f, width * f), np.float32)

@@ -131,13 +131,17 @@ class TileJob:
                                        "its activations overflow or its weights are broken")
         s = self.scale
         lo, hi = self.value_range
+        # one new array, the rest in place; the transpose happens in the store (which casts)
+        gain = np.float32(self.out_max / (hi - lo))
         if lo:
-            crop = crop - lo
-        crop = crop.transpose(1, 2, 0) * (self.out_max / (hi - lo))
-        np.clip(crop, 0.0, self.out_max, out=crop)
+            pixels = crop - lo
+            pixels *= gain
+        else:
+            pixels = crop * gain
+        np.clip(pixels, 0.0, self.out_max, out=pixels)
         if self.out.dtype != np.float32:
-            crop = np.rint(crop)
-        self.out[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s] = crop
+            np.rint(pixels, out=pixels)
+        self.out[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s] = pixels.transpose(1, 2, 0)
 
 
 def _split(win: Window) -> list[Window]:
