@@ -145,7 +145,7 @@ class Upscaler:
     def upscale_picture(self, pic: Picture, progress=None) -> Picture:
         out = self.engine.upscale_picture(pic, self.options, progress)
         # a graph with global layers that the memory budget cut into pieces: the measured seam bound
-        seams = None if self.options.tile else seam_note(self.engine, self.options, pic.color.shape[:2])
+        seams = None if self.options.tile else seam_note(self.engine, self.options, pic.color)
         return out if seams is None else replace(out, notes=[*out.notes, seams])
 
     def upscale(self, image: np.ndarray | Image.Image) -> np.ndarray | Image.Image:

