@@ -89,6 +89,35 @@ def test_batch_lists_bad_files_at_the_end_and_does_the_good_ones(tmp_path: Path)
     assert "6 of 8 file(s) failed" in result.output  # 5 bad + 1 missing; tif is listed too
 
 
+def test_an_empty_folder_fails_before_any_model_loads(tmp_path: Path) -> None:
+    """Nothing to upscale is said, exit 1, and no output folder appears (it used to exit 0 in silence)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["-i", str(empty), "-o", str(out), "-n", "realesr-animevideov3-x2", "-g", "-1"])
+    assert result.exit_code == 1 and not out.exists()
+    assert f"{empty}: no images or videos in this folder" in result.output
+    assert " on CPU " not in result.output  # the model line: nothing was loaded
+
+
+def test_folder_entries_that_are_not_files_are_listed_not_skipped(tmp_path: Path) -> None:
+    """A pipe named .mp4 (it would hang a reader) and a broken link named .png inside a folder are
+    failures with their reason; the folder's good image is still done."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    os.mkfifo(inputs / "clip.mp4")
+    (inputs / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    _good(inputs, "a.png")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["-i", str(inputs), "-o", str(out), *FAST])
+    assert result.exit_code == 1
+    _assert_one_line_errors(result.output)
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    assert f"{inputs / 'clip.mp4'}: not a regular file" in result.output
+    assert f"{inputs / 'gone.png'}: a broken link" in result.output
+    assert "2 of 3 file(s) failed" in result.output
+
+
 def _copy_model(tmp_path: Path) -> Path:
     files = resolve_model("realesr-animevideov3-x2")
     param = tmp_path / "m.param"

@@ -39,7 +39,13 @@ def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[tuple[Path, st
     for item in items:
         path = Path(item).expanduser()
         if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES))
+            entries = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
+                             and not p.is_dir())
+            files.extend(p for p in entries if p.is_file())
+            # named like media but unreadable as a file: said, never skipped in silence (a pipe would hang)
+            missing.extend((p, _not_a_file(p)) for p in entries if not p.is_file())
+            if not entries:
+                missing.append((path, "no images or videos in this folder"))
         elif path.exists():
             files.append(path)
         elif _GLOB_CHARS & set(item):
@@ -51,6 +57,10 @@ def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[tuple[Path, st
             missing.append((path, "no such file or directory"))
     unique = list(dict.fromkeys(files))
     return unique, missing
+
+
+def _not_a_file(path: Path) -> str:
+    return "a broken link" if path.is_symlink() and not path.exists() else "not a regular file (a pipe, socket or device)"
 
 
 def plan_jobs(

@@ -18,6 +18,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..batch.report import Report
 from ..errors import UsageError
 from ..model.spec import parse_value_range
 from ..model.catalog import DEFAULT_MODEL, FAMILIES, GRAPH_ARCH, check_model_name, folder_models, list_models
@@ -116,6 +117,9 @@ def upscale(
             raise typer.Exit(run_ray(items, output, ray, quiet, options, suffix=suffix, jobs=counts))
         files, missing = expand_inputs(items)
         videos, files = split_videos(files)
+        if not files and not videos:  # nothing to upscale: say why, before loading any model
+            _print_failures(Report(failed=list(missing)))
+            raise typer.Exit(EXIT_FAILED)
         upscaler = Upscaler(options=options)
         if jobs == DEFAULT_JOBS and upscaler.overlaps_calls:
             counts = (counts[0], 2, counts[2])  # two images in flight: one's transfers overlap the other's compute
@@ -147,12 +151,16 @@ def upscale(
             typer.echo(f"{PROG}: note: {note}", err=True)
         if report.skipped:
             typer.echo(f"{PROG}: skipped {len(report.skipped)} existing output(s)", err=True)
+    _print_failures(report)
+    if report.failed or video_failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_failures(report: Report) -> None:
     if report.failed:
         typer.echo(f"{PROG}: {len(report.failed)} of {report.total} file(s) failed:", err=True)
         for line in report.failure_lines():
             typer.echo(f"  {line}", err=True)
-    if report.failed or video_failed:
-        raise typer.Exit(EXIT_FAILED)
 
 
 def _model_ref(model: Path | None, name: str) -> str:
