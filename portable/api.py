@@ -7,6 +7,7 @@ its own locals, so one `Upscaler` may be used from several threads at once.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ from .run.options import UpscaleOptions
 from .run.seams import seam_note
 from .image.io import Picture, split_modes
 from .model.catalog import ModelFiles, is_weights_file, resolve_model
-from .run.precision_probe import choose_precision, device_key, model_digest
+from .run.precision_probe import choose_precision, device_key, model_digest, remember_fp32
 from .run.session import ModelLoadError, Session
+from .run.tiler import NonFiniteOutputError
 from .model.spec import ModelSpec
 from .run.backend import (BackendError, TorchOptions, choose_backend, describe_sessions, load_torch_sessions,
                           load_torch_weights)
@@ -90,6 +92,8 @@ class Upscaler:
         if o.value_range is not None:  # a foreign model's range, where neither graph nor sidecar say it
             files = replace(files, spec=replace(files.spec, value_range=o.value_range))
         weights = None if o.dn is None else blended_weights(files, o.dn_model, o.dn)  # type: ignore[arg-type]
+        self._weights = weights
+        self._reload = threading.Lock()
         self.model = files
         self.dn_model = None if o.dn_model is None else resolve_model(o.dn_model)
         if self.backend == "torch" and sessions is None:
@@ -121,6 +125,29 @@ class Upscaler:
         otherwise holds one image's working memory until its next call)."""
         self.engine.release()
 
+    def _at_fp32(self, failed: Engine) -> str | None:
+        """After NaN/inf from `failed` (the load probe passed, this image's activations overflowed):
+        its sessions at a GPU's reduced precision are rebuilt at fp32 and the verdict cached, so the
+        image is retried and later images and runs start at fp32. None where nothing ran reduced
+        (the CPU runs fp32: then the model itself is broken and the error stands)."""
+        with self._reload:  # two images failing at once rebuild once; both retry on the new engine
+            if self.engine is not failed:
+                return f"{self.spec.name}: NaN/inf at reduced precision; running at fp32"
+            reduced = [s for s in failed.sessions
+                       if isinstance(s, Session) and s.device.is_gpu and not s.fp32]
+            if not reduced:
+                return None
+            sessions = [Session(self.model, s.device, fp32=True, threads=self.options.threads, weights=self._weights)
+                        if s in reduced else s for s in failed.sessions]
+            for session in reduced:
+                remember_fp32(self.model, device_key(session.device), self._weights)
+            failed.release()
+            self.engine = Engine(sessions, max_memory=self.options.max_memory)  # type: ignore[arg-type]
+            self.description = describe_sessions(self.backend, sessions, True)
+            names = ", ".join(dict.fromkeys(s.device.name for s in reduced))
+            return (f"{self.spec.name}: fp16 on {names} gave NaN/inf on this image (the probe at load did not); "
+                    "running at fp32 there from now on")
+
     @property
     def overlaps_calls(self) -> bool:
         """Whether two images in flight overlap one's transfers with the other's compute: a GPU
@@ -143,7 +170,15 @@ class Upscaler:
         }
 
     def upscale_picture(self, pic: Picture, progress=None) -> Picture:
-        out = self.engine.upscale_picture(pic, self.options, progress)
+        engine = self.engine
+        try:
+            out = engine.upscale_picture(pic, self.options, progress)
+        except NonFiniteOutputError:
+            note = self._at_fp32(engine)
+            if note is None:
+                raise
+            out = self.engine.upscale_picture(pic, self.options, progress)
+            out = replace(out, notes=[*out.notes, note])
         # a graph with global layers that the memory budget cut into pieces: the measured seam bound
         seams = None if self.options.tile else seam_note(self.engine, self.options, pic.color)
         return out if seams is None else replace(out, notes=[*out.notes, seams])

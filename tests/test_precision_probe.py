@@ -16,6 +16,7 @@ import pytest
 
 from realesr_portable import cli
 from realesr_portable.api import Upscaler
+from realesr_portable.image.io import Picture
 from realesr_portable.model.catalog import resolve_model
 from realesr_portable.graph.ncnn_files import NcnnParam, write_weights
 from realesr_portable.run.precision_probe import MIN_PSNR_DB, Verdict, cache_file, choose_precision, compare, probe_input
@@ -100,6 +101,32 @@ def test_lavapipe_fp16_overflow_runs_at_fp32_with_a_note(tmp_path: Path) -> None
     assert str(cache_file()).startswith(str(Path(__import__("os").environ["REALESR_PORTABLE_CACHE"])))
     again = Upscaler(model=param, gpu=_vulkan_index())  # cached: same verdict, same note
     assert again.notes == gpu.notes
+
+
+def test_an_image_that_overflows_after_the_probe_passed_is_retried_at_fp32(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe at load said fp16 is fine (seeded in the cache, as a probe whose activations
+    stayed in range would), yet this image's activations overflow fp16 on lavapipe: the image is
+    redone at fp32 (the CPU's pixels), a note says so, and the next load starts at fp32."""
+    from realesr_portable.device.select import select_devices
+    from realesr_portable.run.precision_probe import device_key
+
+    monkeypatch.setenv("REALESR_PORTABLE_CACHE", str(tmp_path / "cache"))  # not the other tests' verdicts
+    param = _overflow_model(tmp_path)
+    device = select_devices(_vulkan_index())[0]
+    fine = lambda x: np.zeros((3, 64, 64), np.float32)  # noqa: E731
+    assert not choose_precision(resolve_model(param), device_key(device), fine, lambda: fine).force_fp32
+    rgb = (np.random.default_rng(2).random((24, 28, 3)) * 255).astype(np.uint8)
+    gpu = Upscaler(model=param, gpu=_vulkan_index())
+    assert gpu.notes == [] and not gpu.engine.sessions[0].fp32  # fp16 storage, as the seeded verdict says
+    out = gpu.upscale_picture(Picture(rgb, None))
+    cpu = Upscaler(model=param, gpu=-1, fp32=True).upscale(rgb)
+    assert np.abs(out.color.astype(int) - cpu.astype(int)).max() <= 1
+    assert gpu.engine.sessions[0].fp32
+    (note,) = [n for n in out.notes if "NaN/inf on this image" in n]
+    assert "running at fp32" in note and "\n" not in note
+    again = Upscaler(model=param, gpu=_vulkan_index())  # the overflow was remembered
+    assert again.engine.sessions[0].fp32 and any("NaN/inf" in n for n in again.notes)
 
 
 def test_a_model_fine_in_fp16_keeps_it_on_lavapipe(tmp_path: Path) -> None:

@@ -152,3 +152,9 @@ def choose_precision(model: ModelFiles, device_key: str, run_reduced: Callable[[
     verdict = measure(run_reduced, make_fp32(), model.spec.in_channels, model.spec.value_range)
     _write_cache(path, key, verdict)
     return verdict
+
+
+def remember_fp32(model: ModelFiles, device_key: str, weights: bytes | None = None, cache: Path | None = None) -> None:
+    """Cache fp32 for this model on this device: an image overflowed its reduced precision though
+    the probe did not, so later runs start at fp32 instead of failing on such an image again."""
+    _write_cache(cache or cache_file(), f"{model_digest(model, weights)}|{device_key}", Verdict(True, float("-inf")))
