@@ -89,3 +89,111 @@ def test_the_upscale_command_runs_under_the_same_table(tmp_path: Path, capsys: p
     assert err == ["realesr-portable: error: --dn and --dn-model go together",
                    "realesr-portable: error: --alpha 'none': expected one of bicubic, model",
                    "realesr-portable: No such option: --no-such-flag"], err
+
+
+# --- train, prepare and preview under the same table (they once printed a bare `error:`) -------
+
+REPO = Path(__file__).resolve().parents[1]
+PRESET = REPO / "trainer" / "presets" / "realesrnet_x4plus.yml"
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+def test_train_errors_go_through_the_one_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`realesr-portable train`: a bad config (what `check_config` finds included) is bad usage, 2; a
+    failure during the work 1; Ctrl-C 130 with the resume note; under torchrun the rank in front."""
+    from realesr_portable.trainer import loop
+    from realesr_portable.trainer.stages import TrainingDiverged
+
+    missing = tmp_path / "missing.yml"
+    assert cli.main(["train", "--config", str(missing)]) == 2
+    assert _one_line(capsys) == f"realesr-portable train: error: cannot read config {missing}: No such file or directory"
+    assert cli.main(["train", "--config", str(PRESET), "--set", "network_g.num_blocks=2"]) == 2
+    assert _one_line(capsys).startswith("realesr-portable train: error: unknown config key 'network_g.num_blocks' for RRDBNet")
+    gone = tmp_path / "gone.pth"
+    assert cli.main(["train", "--config", str(PRESET), "--export", "--resume", str(gone)]) == 1
+    assert _one_line(capsys) == f"realesr-portable train: error: checkpoint {gone} does not exist"
+
+    def diverge(cfg: object, resume: object = None) -> None:
+        raise TrainingDiverged("non-finite loss at iteration 3: l_pix")
+
+    def interrupt(cfg: object, resume: object = None) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "run", diverge)
+    assert cli.main(["train", "--config", str(PRESET)]) == 1
+    assert _one_line(capsys) == "realesr-portable train: error: non-finite loss at iteration 3: l_pix"
+    monkeypatch.setattr(loop, "run", interrupt)
+    assert cli.main(["train", "--config", str(PRESET)]) == 130
+    assert _one_line(capsys) == "realesr-portable train: error: interrupted; resume with --resume auto"
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert cli.main(["train", "--config", str(missing)]) == 2
+    assert _one_line(capsys).startswith("[rank 1] realesr-portable train: error: cannot read config ")
+
+
+def test_prepare_errors_go_through_the_one_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`realesr-portable prepare`: bad options or no input folder 2; no images or a file system
+    error during the work 1."""
+    from PIL import Image
+
+    src, empty, blocker = tmp_path / "src", tmp_path / "empty", tmp_path / "a_file"
+    src.mkdir()
+    empty.mkdir()
+    blocker.write_bytes(b"")
+    Image.new("RGB", (40, 40), (9, 80, 200)).save(src / "a.png")
+    cases = [
+        ([tmp_path / "missing", tmp_path / "out"], 2, f"input folder {tmp_path / 'missing'} does not exist"),
+        ([src, tmp_path / "out", "--scales", "1,half"], 2, "--scales must be numbers separated by commas, got '1,half'"),
+        ([src, tmp_path / "out", "--scales", "1,2"], 2, "scales must be in (0, 1]"),
+        ([empty, tmp_path / "out"], 1, f"no images found under {empty}"),
+        ([src, blocker / "out", "--workers", "1"], 1, f"{blocker / 'out'}: Not a directory"),  # OSError during the work
+    ]
+    for args, code, message in cases:
+        assert cli.main(["prepare", *map(str, args)]) == code, args
+        assert _one_line(capsys) == f"realesr-portable prepare: error: {message}"
+
+
+def test_preview_errors_go_through_the_one_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`realesr-portable preview`: bad options, a missing image or a bad config 2; reading,
+    degrading or writing failing (an OSError during the work: once exit 2) 1."""
+    from PIL import Image
+
+    photo, small, blocker = tmp_path / "a.png", tmp_path / "small.png", tmp_path / "a_file"
+    Image.new("RGB", (40, 40), (9, 80, 200)).save(photo)
+    Image.new("RGB", (20, 20)).save(small)
+    blocker.write_bytes(b"")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("first:\n  blur_porb: 1\n")
+    out = tmp_path / "grid.png"
+    small_args = ["--rows", "1", "--size", "32"]
+    cases = [
+        (["-o", out, tmp_path / "missing.png"], 2, f"no such image: {tmp_path / 'missing.png'}"),
+        (["-o", out, "--size", "66", photo], 2, "need --rows >= 1 and --size >= 16, a multiple of --scale"),
+        (["-o", out, "--config", bad, *small_args, photo], 2, "first.blur_porb"),
+        (["-o", out, *small_args, small], 1, f"{small} is 20x20, smaller than the crop size 32"),
+        (["-o", blocker / "grid.png", *small_args, photo], 1, f"{blocker}: File exists"),  # OSError during the work
+    ]
+    for args, code, message in cases:
+        assert cli.main(["preview", *map(str, args)]) == code, args
+        line = _one_line(capsys)
+        assert line.startswith("realesr-portable preview: error: ") and message in line, line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("script, args, line", [
+    ("train.py", ["--config", "/nonexistent.yml"], "train.py: error: cannot read config /nonexistent.yml: No such file or directory"),
+    ("prepare_subimages.py", ["/nonexistent", "/nonexistent-out"], "prepare_subimages.py: error: input folder /nonexistent does not exist"),
+])
+def test_trainer_scripts_report_through_the_same_table(script: str, args: list[str], line: str) -> None:
+    """`python trainer/train.py` and `python trainer/prepare_subimages.py` (README) print the
+    commands' own lines, under the script's name, with the same exit code."""
+    proc = subprocess.run([sys.executable, str(REPO / "trainer" / script), *args],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [line], proc.stderr

@@ -24,6 +24,6 @@ def test_bad_input_is_one_line_error(tmp_path, capsys):
     cfg.write_text("first:\n  blur_porb: 1\n")
     assert main(["-o", str(out), "--config", str(cfg), "--rows", "1", "--size", "32"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+    assert len(err) == 3 and all(line.startswith("realesr-portable preview: error: ") for line in err)
     assert "first.blur_porb" in err[2]
     assert not out.exists()

@@ -81,6 +81,34 @@ def test_realcugan_style_folder_runs_by_name(tmp_path: Path, stem: str, scale: i
     capsys.readouterr()
 
 
+def test_a_folder_takes_its_own_tools_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`-m models-se -n 1 -s 2` as realcugan-ncnn-vulkan reads it (noise level 1 at x2), and
+    `-m models -n realesr-animevideov3 -s 2` as realesrgan-ncnn-vulkan reads it: the same pixels as
+    the file named outright; a level the folder lacks at that scale says what it has."""
+    folder = tmp_path / "models-se"
+    _copy(CUGAN / "REALCUGAN_SE_UP2X_DENOISE1X.param", folder, "up2x-denoise1x")
+    _copy(CUGAN / "REALCUGAN_SE_UP2X_CONSERVATIVE.param", folder, "up2x-conservative")
+    _copy(CUGAN / "REALCUGAN_SE_UP3X.param", folder, "up3x-no-denoise")
+    src = _image(tmp_path / "in.png", 24, 32)
+    runs = {"named": ["-m", str(folder / "up2x-denoise1x.param")], "level": ["-m", str(folder), "-n", "1", "-s", "2"],
+            "default scale": ["-m", str(folder), "-n", "1"], "conservative": ["-m", str(folder), "-n", "-1"]}
+    for label, args in runs.items():
+        assert cli.main(["-q", "-g", "-1", "-i", str(src), "-o", str(tmp_path / f"{label}.png"), *args]) == 0, label
+    named = np.asarray(Image.open(tmp_path / "named.png"))
+    assert named.shape == (48, 64, 3)
+    for label in ("level", "default scale"):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"{label}.png")), named), label
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "conservative.png")), named)
+    capsys.readouterr()
+    assert cli.main(["-q", "-g", "-1", "-i", str(src), "-o", str(tmp_path / "x.png"), "-m", str(folder), "-n", "1", "-s", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "no noise level 1 at x3" in err and "it has no-denoise" in err and len(err.strip().splitlines()) == 1
+    models = _copy(resolve_model("realesr-animevideov3-x2").param, tmp_path / "models", "realesr-animevideov3-x2")
+    assert cli.main(["-q", "-g", "-1", "-i", str(src), "-o", str(tmp_path / "av3.png"), "-m", str(models.parent),
+                     "-n", "realesr-animevideov3", "-s", "2"]) == 0
+    assert Image.open(tmp_path / "av3.png").size == (64, 48)
+
+
 def test_upscayl_style_folder_uses_the_official_spec(tmp_path: Path) -> None:
     """upscayl ships `models/realesr-animevideov3-x2.param` without a sidecar: the built-in spec applies."""
     official = resolve_model("realesr-animevideov3-x2")

@@ -155,11 +155,11 @@ def test_only_unreadable_checkpoints_is_one_line_error(trained: tuple[Path, dict
         path.write_bytes(b"")
     code = train_main(["--config", str(cfg_path), "--resume", "auto"], "test")
     err = capsys.readouterr().err.strip()
-    assert code == 1 and err.startswith("error: no readable checkpoint in ") and "0 bytes" in err and "\n" not in err
+    assert code == 1 and err.startswith("realesr-portable train: error: no readable checkpoint in ") and "0 bytes" in err and "\n" not in err
     newest = ckpt.checkpoint_path(run_dir, 2)
     code = train_main(["--config", str(cfg_path), "--resume", str(newest)], "test")  # named explicitly: no fallback
     err = capsys.readouterr().err.strip()
-    assert code == 1 and err == f"error: cannot read checkpoint {newest}: the file is empty (0 bytes)"
+    assert code == 1 and err == f"realesr-portable train: error: cannot read checkpoint {newest}: the file is empty (0 bytes)"
 
 
 @pytest.mark.parametrize("export", [False, True])

@@ -1,10 +1,14 @@
-"""The code's layout holds: no import circle anywhere in the package, and the runtime's
-subpackages import only downward, in the order docs/architecture.md walks them."""
+"""The code's layout holds: no import circle anywhere in the package, the runtime's
+subpackages import only downward, in the order docs/architecture.md walks them, and
+pyproject.toml's hand-kept `packages` list names every package folder (a forgotten one would be
+left out of the wheel)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"portable": "realesr_portable", "archs": "realesr_portable.archs", "convert": "realesr_portable.convert",
@@ -115,3 +119,39 @@ def test_runtime_imports_only_downward() -> None:
             if other != unit and other != "__init__" and rank[other] > rank[unit]:
                 wrong.append(f"{name} -> {target}")
     assert not wrong, wrong
+
+
+def _setuptools() -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: tomllib is 3.11+
+        tomllib = pytest.importorskip("tomli")
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        return tomllib.load(fh)["tool"]["setuptools"]
+
+
+def _folder_of(package: str, package_dir: dict[str, str]) -> Path:
+    """Where setuptools looks for `package`: its longest mapped prefix's folder, plus the rest."""
+    prefix = max((p for p in package_dir if package == p or package.startswith(p + ".")), key=len, default=None)
+    assert prefix is not None, f"{package}: no package-dir entry covers it"
+    rest = package[len(prefix):].lstrip(".").split(".") if package != prefix else []
+    return ROOT.joinpath(package_dir[prefix], *rest)
+
+
+def test_pyproject_lists_every_package() -> None:
+    """Every folder with an `__init__.py` under the five code folders is in `packages` under the
+    name `package-dir` maps it to, and every listed package is such a folder."""
+    tool = _setuptools()
+    package_dir: dict[str, str] = tool["package-dir"]
+    listed: list[str] = tool["packages"]
+    assert {folder: name for name, folder in package_dir.items()} == FOLDERS  # the five folders, mapped as this file reads them
+    assert len(listed) == len(set(listed)), "a package is listed twice"
+    on_disk = {}
+    for folder, package in FOLDERS.items():
+        for init in sorted((ROOT / folder).rglob("__init__.py")):
+            parts = init.parent.relative_to(ROOT / folder).parts
+            on_disk[".".join([package, *parts])] = init.parent
+    for package in listed:
+        assert _folder_of(package, package_dir) == on_disk.get(package), f"{package}: listed in pyproject.toml but no such package folder"
+    missing = sorted(set(on_disk) - set(listed))
+    assert not missing, f"add to pyproject.toml [tool.setuptools] packages: {missing}"

@@ -94,7 +94,7 @@ def test_script_config_error_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([PYTHON, str(TRAIN_PY), "--config", str(path)], capture_output=True, text=True,
                           env=script_env(), timeout=120, check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["error: unknown config key 'train.learning_rate'"]
+    assert proc.stderr.strip().splitlines() == ["train.py: error: unknown config key 'train.learning_rate'"]
     assert "Traceback" not in proc.stderr
 
 

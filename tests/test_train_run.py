@@ -147,13 +147,13 @@ def test_empty_data_folder_and_nan_stop(data_root: Path, tmp_path: Path, capsys:
     (tmp_path / "empty").mkdir()
     raw = tiny_config(tmp_path, data_root / "vgg.pth", data={"dataroot_gt": str(tmp_path / "empty")})
     code, err = _cli(["--config", str(write_config(tmp_path / "a.yml", raw))], capsys)
-    assert code == 1 and err.count("\n") == 0 and err.startswith("error: no images (png, jpg, jpeg, webp) found under")
+    assert code == 1 and err.count("\n") == 0 and err.startswith("realesr-portable train: error: no images (png, jpg, jpeg, webp) found under")
 
     raw = tiny_config(tmp_path, data_root / "vgg.pth", stage="esrnet", train={"total_iter": 6, "lr_g": 1e30},
                       data={"dataroot_gt": str(data_root / "hr")}, checkpoint={"save_every": 1})
     code, err = _cli(["--config", str(write_config(tmp_path / "b.yml", raw))], capsys)
     assert code == 1 and err.count("\n") == 0, err
-    assert err.startswith("error: non-finite loss at iteration ")
+    assert err.startswith("realesr-portable train: error: non-finite loss at iteration ")
     it = int(err.split("iteration ")[1].split(":")[0])
     assert 1 < it <= 6
     last = ckpt.checkpoint_path(tmp_path / "exp" / "tiny", it - 1)

@@ -1,8 +1,11 @@
 """`realesr-portable train` and `python trainer/train.py`: load config, run, report errors.
 
-Expected failures (bad config, no data, unreadable images, diverged loss, a checkpoint that
-cannot be written or read) print one line `error: ...` and return a non-zero code; a
-traceback means a bug.
+Errors go through the runtime's one table (`cli/commands.py`, `run_command` and `errors_exit`):
+one line `PROG: error: ...` (PROG is `realesr-portable train`, or `train.py` when the script runs;
+`[rank N] ` in front under torchrun). A bad config, anything `check_config` finds included, is
+bad usage found before any work starts: exit 2. Failures during the work (no data, unreadable
+images, a diverged loss, a checkpoint that cannot be written or read) exit 1; Ctrl-C 130 and
+SIGTERM 143, with a note on how to resume. "internal error" means a bug.
 """
 
 from __future__ import annotations
@@ -15,16 +18,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli.commands import run_command
-from ..errors import UserError
+from ..cli.commands import errors_exit, run_command
 from . import config as config_mod
-
-
-def _known_errors() -> tuple[type[BaseException], ...]:
-    """Bad input (`UserError`) and a diverged loss: one line, exit 1 (imported lazily: torch)."""
-    from .stages import TrainingDiverged
-
-    return (UserError, TrainingDiverged)
 
 
 def _prefix() -> str:
@@ -58,10 +53,8 @@ def _export_only(cfg: config_mod.Config, resume: str | None) -> int:
 
 def _dry_run(cfg: config_mod.Config, origin: str) -> int:
     from .data import HRFolderDataset, PairedDataset
-    from .loop import check_config
     from .models import build_discriminator, build_generator
 
-    check_config(cfg)
     g = build_generator(cfg.network_g, cfg.scale)
     d = build_discriminator(cfg.network_d) if cfg.train.stage == "esrgan" else None
     data = cfg.data
@@ -76,36 +69,29 @@ def _dry_run(cfg: config_mod.Config, origin: str) -> int:
     return 0
 
 
-def run_cli(args: argparse.Namespace, origin: str) -> int:
-    """Execute parsed `train.py` arguments; returns the process exit code."""
+def run_cli(args: argparse.Namespace, origin: str, prog: str = "realesr-portable train") -> int:
+    """Execute parsed `train.py` arguments; returns the process exit code.
+
+    Errors end the command through `errors_exit` (as `typer.Exit`, so run it inside the app).
+    """
+    prog = f"{_prefix()}{prog}"
     overrides = list(args.overrides)
     if args.vgg_weights:
         overrides.append(f"path.vgg_weights={args.vgg_weights}")
-    try:
+    with errors_exit(prog, setup=True):  # the config, and all that can be checked without data or weights
         cfg = config_mod.load(args.config, overrides)
-        errors = _known_errors()
-    except config_mod.ConfigError as exc:
-        print(f"{_prefix()}error: {exc}", file=sys.stderr)
-        return 2
-    try:
+        from .loop import check_config, run
+
+        check_config(cfg)
+    with errors_exit(prog):
         if args.dry_run:
             return _dry_run(cfg, origin)
         if args.export:
             return _export_only(cfg, args.resume)
-        from .loop import run
-
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(f"realesr_portable from {origin}", flush=True)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"realesr_portable from {origin}", flush=True)
+    with errors_exit(prog, after="resume with --resume auto"):
         result = run(cfg, resume=args.resume)
-    except config_mod.ConfigError as exc:
-        print(f"{_prefix()}error: {exc}", file=sys.stderr)
-        return 2
-    except errors as exc:
-        print(f"{_prefix()}error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{_prefix()}interrupted; resume with --resume auto", file=sys.stderr)
-        return 130
     if result.checkpoint is not None:
         print(f"done: iteration {result.iteration}, checkpoint {result.checkpoint}")
     return 0
@@ -117,6 +103,7 @@ def make_app(origin: str) -> typer.Typer:
 
     @app.command(help="Train Real-ESRNet / Real-ESRGAN from a YAML config (see trainer/presets).")
     def train(
+        ctx: typer.Context,
         config: Annotated[Path, typer.Option("--config", help="YAML config, e.g. trainer/presets/realesrgan_x4plus.yml")],
         overrides: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE",
                              help="override a config value, e.g. --set train.total_iter=1000 (repeatable)")] = None,
@@ -129,7 +116,7 @@ def make_app(origin: str) -> typer.Typer:
     ) -> None:
         args = argparse.Namespace(config=config, overrides=list(overrides or []), resume=resume,
                                   vgg_weights=vgg_weights, export=export, dry_run=dry_run)
-        raise typer.Exit(run_cli(args, origin))
+        raise typer.Exit(run_cli(args, origin, ctx.info_name or "realesr-portable train"))
 
     return app
 

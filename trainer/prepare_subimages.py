@@ -10,6 +10,10 @@ multi-scale DF2K). Windows start every `step` pixels; a last window is added flu
 border when the leftover is larger than `thresh-size`. The meta file lists the sub-images
 relative to the output folder (use it as `data.meta_file`). Unreadable inputs are skipped and
 reported. Outputs are written to a temporary name and renamed.
+
+Errors go through the runtime's one table (`cli/commands.py`): one line `PROG: error: ...`; bad
+options or a missing input folder exit 2, a failure during the work (no images found, a file
+system error) exits 1, and so does a run in which no image could be read.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ if __name__ == "__main__" and not __package__:  # run as a script: import the pa
     sys.exit(_main(prog="prepare_subimages.py"))
 
 from ..atomic import write_bytes_atomic
-from ..cli.commands import run_command
+from ..cli.commands import EXIT_FAILED, errors_exit, run_command
+from ..errors import UsageError, UserError
 from ..image.io import ImageError, Picture, read_image, save_image
 from ..image.scale import resize, target_size
 
@@ -83,6 +88,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_mar
 
 @app.command(help="Cut HR images into overlapping sub-images and write a meta file (as DF2K is prepared).")
 def prepare(
+    ctx: typer.Context,
     input: Annotated[Path, typer.Argument(help="folder of HR images (searched recursively)")],
     output: Annotated[Path, typer.Argument(help="folder for the sub-images")],
     crop_size: Annotated[int, typer.Option("--crop-size", min=1, metavar="PIXELS", help="side of each sub-image")] = 480,
@@ -93,7 +99,8 @@ def prepare(
     meta: Annotated[Optional[Path], typer.Option("--meta", help="meta file (default OUTPUT/meta_info.txt)")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="processes")] = min(4, os.cpu_count() or 1),
 ) -> None:
-    raise typer.Exit(_prepare(input, output, crop_size, step, thresh_size, scales, meta, workers))
+    raise typer.Exit(_prepare(input, output, crop_size, step, thresh_size, scales, meta, workers,
+                              prog=ctx.info_name or "realesr-portable prepare"))
 
 
 def main(argv: list[str] | None = None, prog: str = "realesr-portable prepare") -> int:
@@ -102,22 +109,20 @@ def main(argv: list[str] | None = None, prog: str = "realesr-portable prepare") 
 
 
 def _prepare(input: Path, output: Path, crop_size: int, step: int, thresh: int, scales_text: str,
-             meta: Path | None, workers: int) -> int:
-    try:
-        scales = tuple(float(s) for s in scales_text.split(","))
-    except ValueError:
-        print(f"error: --scales must be numbers separated by commas, got {scales_text!r}", file=sys.stderr)
-        return 2
-    if any(not 0 < s <= 1 for s in scales):
-        print("error: scales must be in (0, 1]", file=sys.stderr)
-        return 2
-    if not input.is_dir():
-        print(f"error: input folder {input} does not exist", file=sys.stderr)
-        return 2
+             meta: Path | None, workers: int, prog: str = "realesr-portable prepare") -> int:
+    with errors_exit(prog, setup=True):  # the options and the input folder: bad usage, exit 2
+        try:
+            scales = tuple(float(s) for s in scales_text.split(","))
+        except ValueError:
+            raise UsageError(f"--scales must be numbers separated by commas, got {scales_text!r}") from None
+        if any(not 0 < s <= 1 for s in scales):
+            raise UsageError("scales must be in (0, 1]")
+        if not input.is_dir():
+            raise UsageError(f"input folder {input} does not exist")
+    # from here on an error is a failure of the work: `run_command` gives it one line and exit 1
     files = sorted(f for f in input.rglob("*") if f.suffix.lower() in SUFFIXES and f.is_file())
     if not files:
-        print(f"error: no images found under {input}", file=sys.stderr)
-        return 1
+        raise UserError(f"no images found under {input}")
     output.mkdir(parents=True, exist_ok=True)
     jobs = [(f, f.relative_to(input), output, crop_size, step, thresh, scales) for f in files]
     lines: list[str] = []
@@ -135,7 +140,7 @@ def _prepare(input: Path, output: Path, crop_size: int, step: int, thresh: int, 
     meta = meta or output / "meta_info.txt"
     write_bytes_atomic(meta, "".join(f"{line}\n" for line in lines).encode("utf-8"))
     print(f"{len(lines)} sub-images from {len(files) - len(errors)} images ({len(errors)} unreadable); meta file {meta}")
-    return 0 if len(errors) < len(files) else 1
+    return 0 if len(errors) < len(files) else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import UserError
 from .config import Config
 from .distributed import DistInfo, any_true, max_reduce_, unwrap, wrap
 from .ema import ModelEMA
@@ -30,8 +31,11 @@ from .speedups import compiled, to_format
 from .timing import PhaseTimer, maybe
 
 
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN or Inf; the message names the iteration and the loss."""
+class TrainingDiverged(UserError, RuntimeError):
+    """A loss became NaN or Inf; the message names the iteration and the loss.
+
+    A `UserError` (the remedy is the user's: a lower learning rate, other data), so the command
+    line reports it as one line, exit 1, like every other failure during the work."""
 
 
 def _adam(params: Any, lr: float, cfg: Config, fused: bool) -> torch.optim.Adam:

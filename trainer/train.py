@@ -7,8 +7,9 @@
 
 Works from a checkout without installing: when `realesr_portable` is not importable from this
 checkout, the folders beside this file are registered as the package (`portable/` as
-`realesr_portable`, `archs/`, `convert/`, `torch_backend/` and `trainer/` as its subpackages). Errors print one line and
-exit non-zero (2 for config errors, 1 otherwise).
+`realesr_portable`, `archs/`, `convert/`, `torch_backend/` and `trainer/` as its subpackages). Errors
+print one line `train.py: error: ...` and exit by the runtime's one table, as `realesr-portable
+train` does (2 for a bad config or bad usage, 1 for a failure during the work, 130/143 interrupted).
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ import typer
 from ..batch.report import Report
 from ..errors import UsageError
 from ..model.spec import parse_value_range
-from ..model.catalog import DEFAULT_MODEL, FAMILIES, GRAPH_ARCH, check_model_name, folder_models, list_models
-from .commands import EXIT_FAILED, EXIT_USAGE, errors_exit, run_command
+from ..model.catalog import DEFAULT_MODEL, GRAPH_ARCH, SCALE_VARIANTS, folder_model, folder_models, list_models
+from .commands import EXIT_FAILED, errors_exit, exit_code, run_command
 from .signals import end_process_if_workers_busy
 
 PROG = "realesr-portable"
@@ -106,7 +106,7 @@ def upscale(
         if not items:
             raise UsageError("no input; give -i FILE|DIR|GLOB (see --help)")
         options = UpscaleOptions(
-            model=_model_ref(model, name), gpu=gpu, backend=backend, fp32=fp32, fp16_arith=fp16_arith, threads=threads,
+            model=_model_ref(model, name, scale), gpu=gpu, backend=backend, fp32=fp32, fp16_arith=fp16_arith, threads=threads,
             max_memory=max_memory, dn=dn, dn_model=dn_model, tile=tile, outscale=scale, tta=tta, alpha=alpha,
             value_range=None if value_range is None else parse_value_range(value_range), fmt=fmt, quality=quality,
             png_level=png_level, background=_background(background), max_pixels=max_pixels)
@@ -163,12 +163,12 @@ def _print_failures(report: Report) -> None:
             typer.echo(f"  {line}", err=True)
 
 
-def _model_ref(model: Path | None, name: str) -> str:
-    """`-m` as a .param path, or as a folder combined with `-n`."""
+def _model_ref(model: Path | None, name: str, scale: float | None) -> str:
+    """`-m` as a .param path, or as a folder read with `-n` (and `-s`) as its own tool reads it."""
     if model is None:
         return name
     if model.is_dir():
-        return str(model / f"{check_model_name(name)}.param")
+        return str(folder_model(model, name, scale))
     return str(model)
 
 
@@ -194,7 +194,7 @@ def models(
                    f"{size:7.1f}MB  {files.origin:8} {told:8} {spec.license:13} {spec.source}")
     if folder is not None:
         return
-    for family, members in FAMILIES.items():
+    for family, members in SCALE_VARIANTS.items():
         typer.echo(f"{family}: picks {', '.join(members.values())} by -s {'/'.join(map(str, members))}")
 
 
@@ -204,8 +204,8 @@ def _subcommand(name: str, argv: list[str]) -> int:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        typer.echo(f"{PROG}: error: `{name}` needs the {extra} extra (pip install 'realesr-portable[{extra}]'): {exc}", err=True)
-        return EXIT_USAGE
+        return exit_code(UsageError(f"`{name}` needs the {extra} extra (pip install 'realesr-portable[{extra}]'): {exc}"),
+                         PROG, setup=True)
     return int(module.main(argv) or 0)
 
 

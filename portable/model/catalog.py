@@ -78,7 +78,7 @@ OFFICIAL: dict[str, tuple[str, ModelSpec]] = {
     )
 }
 # Names that pick a variant by the requested scale, as realesrgan-ncnn-vulkan does.
-FAMILIES: dict[str, dict[int, str]] = {
+SCALE_VARIANTS: dict[str, dict[int, str]] = {
     "realesr-animevideov3": {2: "realesr-animevideov3-x2", 3: "realesr-animevideov3-x3", 4: "realesr-animevideov3-x4"},
 }
 
@@ -175,8 +175,8 @@ def resolve_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, scale: f
     if as_path.suffix in (".param", ".bin", ".json") or os.sep in text or as_path.is_file():
         return _from_param_path(as_path, "path")
     name = text
-    if name in FAMILIES:
-        members = FAMILIES[name]
+    if name in SCALE_VARIANTS:
+        members = SCALE_VARIANTS[name]
         want = int(round(scale)) if scale is not None else max(members)
         name = members.get(want, members[max(members)])
     user_param = user_model_dir() / f"{name}.param"
@@ -200,6 +200,33 @@ def check_model_name(name: str) -> str:
     if not name or name in (".", "..") or "/" in name or "\\" in name or os.sep in name or "\0" in name:
         raise ModelNotFoundError(f"{name!r}: a model name has no path separators (give the folder with -m)")
     return name
+
+
+REALCUGAN_NOISE = {"-1": "conservative", "0": "no-denoise", "1": "denoise1x", "2": "denoise2x", "3": "denoise3x"}
+
+
+def folder_model(folder: Path, name: str, scale: float | None = None) -> Path:
+    """The `.param` that `-m DIR -n NAME [-s S]` means, as the tools that ship such folders read it:
+    NAME.param; else NAME-xS.param (realesrgan-ncnn-vulkan's `-n realesr-animevideov3 -s 2`); else, in
+    a realcugan-ncnn-vulkan folder (`upSx-*.param`), NAME as its noise level -1..3 at scale S
+    (default 2), e.g. `-m models-se -n 1 -s 2` -> up2x-denoise1x.param. A missing file is left for
+    the loader to report."""
+    plain = folder / f"{check_model_name(name)}.param"
+    if plain.is_file():
+        return plain
+    want = int(round(scale)) if scale is not None else None
+    if want is not None and (folder / f"{name}-x{want}.param").is_file():
+        return folder / f"{name}-x{want}.param"
+    if name in REALCUGAN_NOISE:
+        level = want or 2
+        cugan = folder / f"up{level}x-{REALCUGAN_NOISE[name]}.param"
+        if cugan.is_file():
+            return cugan
+        have = sorted(p.stem.split("-", 1)[1] for p in folder.glob(f"up{level}x-*.param"))
+        if have:
+            raise ModelNotFoundError(f"{folder}: no noise level {name} at x{level} ({cugan.name}); "
+                                     f"it has {', '.join(have)}")
+    return plain
 
 
 def folder_models(folder: Path, origin: str = "path") -> list[ModelFiles]:

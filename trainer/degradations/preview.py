@@ -5,6 +5,9 @@
 
 Without images it crops scikit-image's sample photos. One row per sample: GT | LQ | first
 kernel | second kernel | final sinc, with the drawn parameters written on each kernel tile.
+Errors go through the runtime's one table (`cli/commands.py`): one line `PROG: error: ...`; bad
+options, a missing image or a bad config exit 2, a failure while reading, degrading or writing
+(an image smaller than the crop, a file system error) exits 1.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import typer
 from PIL import Image, ImageDraw
 
 from ...atomic import write_atomic
-from ...cli.commands import run_command
-from .config import RESIZE_MODES, ConfigError, DegradationConfig
+from ...cli.commands import errors_exit, run_command
+from ...errors import UsageError
+from .config import RESIZE_MODES, DegradationConfig
 from .params import DOWN, UP, StageDraw
 from .pipeline import DegradationResult, Degrader
 
@@ -45,7 +49,7 @@ def load_crops(paths: list[Path], rows: int, size: int) -> torch.Tensor:
         with Image.open(path) as im:
             a = np.asarray(im.convert("RGB"))
         if a.shape[0] < size or a.shape[1] < size:
-            raise ValueError(f"{path} is {a.shape[1]}x{a.shape[0]}, smaller than the crop size {size}")
+            raise UsageError(f"{path} is {a.shape[1]}x{a.shape[0]}, smaller than the crop size {size}")
         shift = (i // len(paths)) * size // 3
         top = min((a.shape[0] - size) // 2 + shift, a.shape[0] - size)
         left = min((a.shape[1] - size) // 2 + shift, a.shape[1] - size)
@@ -117,6 +121,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_mar
 
 @app.command(help="Write a PNG grid of GT crops, their degraded LQ and the kernels used.")
 def preview(
+    ctx: typer.Context,
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write")],
     images: Annotated[Optional[list[Path]], typer.Argument(help="source images (default: scikit-image photos)", show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", help="random seed of the degradations")] = 0,
@@ -127,7 +132,7 @@ def preview(
 ) -> None:
     args = argparse.Namespace(images=list(images or []), output=output, seed=seed, rows=rows, size=size,
                               scale=scale, config=config)
-    raise typer.Exit(_run(args))
+    raise typer.Exit(_run(args, ctx.info_name or "realesr-portable preview"))
 
 
 def main(argv: list[str] | None = None, prog: str = "realesr-portable preview") -> int:
@@ -135,23 +140,21 @@ def main(argv: list[str] | None = None, prog: str = "realesr-portable preview") 
     return run_command(app, list(sys.argv[1:] if argv is None else argv), prog)
 
 
-def _run(args: argparse.Namespace) -> int:
-    try:
+def _run(args: argparse.Namespace, prog: str = "realesr-portable preview") -> int:
+    with errors_exit(prog, setup=True):  # options, image paths and config: bad usage, exit 2
         if args.rows < 1 or args.size < 16 or args.size % args.scale:
-            raise ValueError("need --rows >= 1 and --size >= 16, a multiple of --scale")
+            raise UsageError("need --rows >= 1 and --size >= 16, a multiple of --scale")
         paths = args.images or _default_images()
         if not paths:
-            raise ValueError("no images given and scikit-image's sample photos are not installed")
+            raise UsageError("no images given and scikit-image's sample photos are not installed")
         for path in paths:
             if not path.is_file():
-                raise ValueError(f"no such image: {path}")
+                raise UsageError(f"no such image: {path}")
         config = DegradationConfig.from_yaml(args.config) if args.config else DegradationConfig.x4plus()
-        gt = load_crops(paths, args.rows, args.size)
-        result = Degrader(config, args.scale).run(gt, torch.Generator().manual_seed(args.seed))
-        _save_atomic(render(gt, result, args.scale), args.output)
-    except (ValueError, ConfigError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # from here on an error is a failure of the work: `run_command` gives it one line and exit 1
+    gt = load_crops(paths, args.rows, args.size)
+    result = Degrader(config, args.scale).run(gt, torch.Generator().manual_seed(args.seed))
+    _save_atomic(render(gt, result, args.scale), args.output)
     print(f"wrote {args.output}")
     return 0
 
