@@ -40,7 +40,9 @@ class Case:
 def _mutate_line(rng: random.Random, line: str, blobs: list[str]) -> tuple[str, str]:
     tokens = line.split()
     n_bottom, n_top = int(tokens[2]), int(tokens[3])
-    first_param = 4 + n_bottom + n_top
+    # An earlier "count" mutation of this line may declare more blobs than it names: the blob
+    # names end at the counts or at the line's end, whichever comes first.
+    first_param = min(4 + n_bottom + n_top, len(tokens))
     op = rng.choice(["value", "value", "value", "key", "add", "drop", "type", "blob", "count"])
     if op == "value" and len(tokens) > first_param:
         i = rng.randrange(first_param, len(tokens))
@@ -115,7 +117,10 @@ def bin_edit(rng: random.Random, size: int) -> tuple[str, int, int]:
 # LayerNorm, Reshape, Softmax, GELU), each valid as written and x2, so mutations start from a model
 # that runs. "zoo-image" uses only layers the C++ runner's ncnn holds; "zoo-global" also the rest
 # (Deconvolution, Pooling, Softmax, LayerNorm, GELU: refused there as not built in);
-# "zoo-border" eats 2 px per side (unpadded convolutions, pre-padded by the Python Session).
+# "zoo-border" eats 2 px per side (unpadded convolutions, pre-padded by the Python Session);
+# "zoo-depthwise" upscales with DeconvolutionDepthWise, one per channel (7= group = channels,
+# stride 2) and one grouped (7=2 of 8 channels: ncnn's other path), with a leaky activation
+# (also not built into the C++ runner's ncnn).
 ZOO = {
     "zoo-image": """Input in 0 1 data
 MemoryData mean 0 1 cst 0=1 1=1 2=3
@@ -161,6 +166,12 @@ Convolution c2 1 1 r output 0=3 1=3 4=1 5=1 6=216
 Convolution c1 1 1 data a 0=8 1=3 5=1 6=216 9=1
 Convolution c2 1 1 a b 0=12 1=3 5=1 6=864
 PixelShuffle ps 1 1 b output 0=2
+""",
+    "zoo-depthwise": """Input in 0 1 data
+Convolution c1 1 1 data a 0=8 1=3 4=1 5=1 6=216
+DeconvolutionDepthWise up 1 1 a b 0=8 1=4 3=2 4=1 5=1 6=128 7=8
+DeconvolutionDepthWise dg 1 1 b c 0=8 1=3 4=1 5=1 6=288 7=2 9=2 -23310=1,1.000000e-01
+Convolution c2 1 1 c output 0=3 1=3 4=1 5=1 6=216
 """,
 }
 

@@ -43,8 +43,9 @@ def test_facts_of_hand_made_and_zoo_graphs(tmp_path: Path) -> None:
     valid = graph_facts(NcnnParam.parse(VALID))
     assert (valid.scale, valid.pre_pad, valid.size_multiple, valid.global_layers) == (2, 2, 1, ())
     assert (valid.input_blob, valid.output_blob, valid.in_channels, valid.out_channels) == ("data", "output", 3, 3)
-    image, whole, border = (_facts(Path(p)) for p in zoo_models(tmp_path))
+    image, whole, border, depthwise = (_facts(Path(p)) for p in zoo_models(tmp_path))
     assert (border.scale, border.pre_pad) == (2, 2)
+    assert (depthwise.scale, depthwise.pre_pad, depthwise.size_multiple, depthwise.global_layers) == (2, 0, 1, ())
     assert (image.scale, image.pre_pad, image.size_multiple) == (2, 0, 1)
     assert set(whole.global_layers) >= {"gp", "ip1", "ip2", "ln"} and whole.has_global
     with pytest.raises(GraphError, match="ends in 2 blobs"):

@@ -11,7 +11,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from fuzz_cases import Case, make_cases, zoo_models
+from fuzz_cases import Case, _mutate_line, make_cases, zoo_models
 from fuzz_python import run_all
 
 V3_CASES = 1800  # SRVGGNetCompact x2: 1.2 MB of weights, loads in ~30 ms
@@ -61,6 +61,33 @@ def test_the_runner_catches_a_native_crash_and_names_the_case(monkeypatch) -> No
 
 def test_mutated_graphs_of_foreign_layer_types_never_crash_or_escape(tmp_path: Path) -> None:
     """The layer types of SPAN, RealCUGAN and transformer models (MemoryData, Deconvolution, Crop,
-    Pooling, InnerProduct, Padding, Reshape, Permute, Slice, Softmax, LayerNorm, ...), mutated."""
+    Pooling, InnerProduct, Padding, Reshape, Permute, Slice, Softmax, LayerNorm,
+    DeconvolutionDepthWise, ...), mutated."""
     _assert_no_crash([case for seed, model in enumerate(zoo_models(tmp_path / "zoo"))
                       for case in make_cases(model, ZOO_CASES, seed=30 + seed)])
+
+
+def test_case_generation_works_for_any_seed(tmp_path: Path) -> None:
+    """The harness itself (generation only, no model runs): CI's seeds are fixed, but a fuzz run
+    by hand takes any; a "count" mutation that declares more blobs than the line names, followed
+    by a "blob" mutation of that line, once raised IndexError (seed 105 here)."""
+    models = [*zoo_models(tmp_path / "zoo"), "realesr-animevideov3-x2"]
+    for model in models:
+        for seed in range(200):
+            cases = make_cases(model, 50, seed)
+            assert len(cases) == 50 and all(case.label for case in cases), (model, seed)
+    assert make_cases(models[0], 50, 105) == make_cases(models[0], 50, 105)  # a seed names its cases
+
+
+def test_a_line_declaring_more_blobs_than_it_names_still_mutates() -> None:
+    import random
+
+    line = "Convolution c1 9 3 a b 0=8"  # after a "count" mutation: 9 bottoms, 3 tops, 2 names
+    ops = set()
+    for seed in range(300):
+        mutated, op = _mutate_line(random.Random(seed), line, ["a", "b", "x"])
+        ops.add(op)
+        if op == "blob":  # one of the tokens ncnn would read as blob names, renamed in place
+            tokens = mutated.split()
+            assert tokens[:4] == line.split()[:4] and len(tokens) == 7, (seed, mutated)
+    assert "blob" in ops
