@@ -141,7 +141,9 @@ def one_torch_thread() -> Iterator[None]:
 
 def torch_forward(forward: TorchForward, chw: np.ndarray) -> np.ndarray:
     with torch.no_grad(), one_torch_thread():
-        return forward(torch.from_numpy(chw).unsqueeze(0))[0].float().numpy()
+        # a copy: a module may work in place on its input (RCAN's `x *= rgb_range` turned the probe
+        # the ncnn side then read into 255x itself, and a correct export was refused at 6 dB)
+        return forward(torch.from_numpy(chw.copy()).unsqueeze(0))[0].float().numpy()
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
