@@ -1,4 +1,5 @@
-"""Hostile input to the C++ runner (issue 17 items 1, 11-16 and "-i given twice").
+"""Hostile input to the C++ runner (issue 17 items 1, 11-16 and "-i given twice"; the audit's
+named pipes, /dev/zero, folders, huge images and --name=value flags).
 
 Each case once crashed it, exited 0 with a wrong result, or printed more than one line: now every
 one is one `error:` line, a non-zero exit, no output file and the input untouched.
@@ -7,7 +8,11 @@ one is one `error:` line, a non-zero exit, no output file and the input untouche
 from __future__ import annotations
 
 import os
+import resource
+import struct
+import subprocess
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +22,7 @@ from PIL import Image
 from deploy_support import build_runner, run_cli
 from fuzz_cases import CONV2, RESIZE
 from hostile_support import edited_model, official_sidecar, replace_once
+from realesr_portable.image.io import ImageError, read_image
 
 V3 = "realesr-animevideov3-x2"
 
@@ -171,9 +177,6 @@ def test_help_and_no_arguments(runner: Path) -> None:
 def test_a_tile_out_of_memory_is_one_line(runner: Path, tmp_path: Path) -> None:
     """A tile ncnn cannot allocate (here: a 400 MB address-space limit) made it print "FATAL ERROR!
     pool allocator destroyed too early" before the runner's own line (issue 17 item 16)."""
-    import resource
-    import subprocess
-
     src = tmp_path / "big.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (700, 700, 3), dtype=np.uint8)).save(src)
     limit = 400 << 20
@@ -182,3 +185,160 @@ def test_a_tile_out_of_memory_is_one_line(runner: Path, tmp_path: Path) -> None:
                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
     _refused(proc, 1, "ncnn failed on a 710x710 tile")
     _nothing_written(tmp_path)
+
+
+# A hang (a named pipe, /dev/zero) fails the test instead of blocking it.
+QUICK = 60
+
+
+def _quick(runner: Path, args: list[str | Path]) -> subprocess.CompletedProcess[str]:
+    return run_cli(runner, args, timeout=QUICK)
+
+
+def _special(tmp_path: Path, kind: str) -> Path:
+    """A path that is not a regular file: a named pipe (also behind a symlink), a device, a folder."""
+    if kind == "directory":
+        (tmp_path / "folder.png").mkdir()
+        return tmp_path / "folder.png"
+    if kind == "device":
+        return Path("/dev/zero")
+    os.mkfifo(tmp_path / "fifo.png")
+    if kind == "symlink to a named pipe":
+        (tmp_path / "link.png").symlink_to(tmp_path / "fifo.png")
+        return tmp_path / "link.png"
+    return tmp_path / "fifo.png"
+
+
+NOT_FILES = {"named pipe": "a named pipe", "symlink to a named pipe": "a named pipe",
+             "device": "a device", "directory": "a directory"}
+
+
+@pytest.mark.parametrize("kind", list(NOT_FILES))
+def test_an_input_that_is_not_a_regular_file_is_refused(runner: Path, tmp_path: Path, kind: str) -> None:
+    """A named pipe or /dev/zero was read forever; a folder printed "basic_filebuf::underflow"."""
+    proc = _quick(runner, ["-i", _special(tmp_path, kind), "-o", tmp_path / "out.png", "-m", _model(tmp_path)])
+    _refused(proc, 1, f"cannot read the image: it is {NOT_FILES[kind]}, not a regular file")
+    _nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("suffix, what, kind", [(".param", "the model .param", "directory"),
+                                                (".bin", "the model weights", "device"),
+                                                (".json", "the model sidecar", "named pipe")])
+def test_model_files_that_are_not_regular_files_are_refused(runner: Path, photo: Path, tmp_path: Path,
+                                                            suffix: str, what: str, kind: str) -> None:
+    param = _model(tmp_path)
+    target = param.with_suffix(suffix)
+    target.unlink()
+    if kind == "directory":
+        target.mkdir()
+    elif kind == "device":
+        target.symlink_to("/dev/zero")
+    else:
+        os.mkfifo(target)
+    proc = _quick(runner, ["-i", photo, "-o", tmp_path / "out.png", "-m", param])
+    _refused(proc, 1, f"cannot read {what}: it is {NOT_FILES[kind]}, not a regular file")
+    _nothing_written(tmp_path)
+
+
+def test_files_over_1_gib_are_refused_unread(runner: Path, photo: Path, tmp_path: Path) -> None:
+    """The cap on every file read: 1 GiB + 1 byte (sparse) is refused from its size, at once."""
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:
+        f.truncate((1 << 30) + 1)
+    proc = _quick(runner, ["-i", big, "-o", tmp_path / "out.png", "-m", _model(tmp_path)])
+    _refused(proc, 1, "big.png: cannot read the image: it is larger than the limit of 1073741824 bytes (1 GiB)")
+    param = _model(tmp_path)
+    param.with_suffix(".bin").unlink()
+    param.with_suffix(".bin").symlink_to(big)
+    proc = _quick(runner, ["-i", photo, "-o", tmp_path / "out.png", "-m", param])
+    _refused(proc, 1, "cannot read the model weights: it is larger than the limit of 1073741824 bytes")
+    _nothing_written(tmp_path)
+
+
+def _blank_png(path: Path, width: int, height: int) -> Path:
+    """A black RGB PNG written row by row: 12000x12000 without 432 MB in the test process."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(1)
+    row = bytes(1 + 3 * width)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def huge_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _blank_png(tmp_path_factory.mktemp("huge") / "huge.png", 12000, 12000)
+
+
+def test_max_pixels_is_the_python_clis_limit_and_message(runner: Path, photo: Path, huge_png: Path, tmp_path: Path) -> None:
+    """144 MP is over the default 100 MP and refused from its header; the message is the Python
+    CLI's own (read_image's), word for word; --max-pixels moves the limit."""
+    proc = _quick(runner, ["-i", huge_png, "-o", tmp_path / "out.png", "-m", _model(tmp_path)])
+    _refused(proc, 1, "12000x12000 = 144000000 pixels exceeds the limit of 100000000 (raise it with --max-pixels)")
+    proc = _quick(runner, ["-i", photo, "-o", tmp_path / "out.png", "-m", _model(tmp_path), "--max-pixels", "62"])
+    with pytest.raises(ImageError) as python:
+        read_image(photo, max_pixels=62)
+    _refused(proc, 1, "7x9 = 63 pixels exceeds the limit of 62")
+    assert proc.stderr.strip() == f"error: {python.value}"
+    _nothing_written(tmp_path)
+    ok = _quick(runner, ["-i", photo, "-o", tmp_path / "out.png", "-m", _model(tmp_path), "--max-pixels", "63"])
+    assert ok.returncode == 0 and ok.stderr == "", ok.stderr
+
+
+def _limited(runner: Path, args: list[str | Path], megabytes: int) -> subprocess.CompletedProcess[str]:
+    limit = megabytes << 20
+    return subprocess.run([str(runner), *map(str, args)], capture_output=True, text=True, timeout=QUICK,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+
+
+@pytest.mark.parametrize("megabytes, tile, message", [
+    (400, 64, "huge.png: out of memory for an image of 12000x12000"),  # decoding (stb's 432 MB)
+    (1000, 64, "huge.png: out of memory for an image of 12000x12000 (upscaled: 24000x24000)"),  # the output
+    (1000, 0, "huge.png: out of memory for an image of 12000x12000"),  # the output, or ncnn's one tile
+])
+def test_a_huge_image_out_of_memory_is_one_line(runner: Path, huge_png: Path, tmp_path: Path,
+                                                megabytes: int, tile: int, message: str) -> None:
+    """Under an address-space limit a 12000x12000 PNG printed "error: std::bad_alloc"."""
+    args = ["-i", huge_png, "-o", tmp_path / "out.png", "-m", _model(tmp_path), "--max-pixels", "0",
+            "--threads", "1", "-t", tile]
+    _refused(_limited(runner, args, megabytes), 1, message)
+    _nothing_written(tmp_path)
+
+
+def test_a_whole_image_tile_ncnn_cannot_allocate_is_one_line(runner: Path, tmp_path: Path) -> None:
+    """-t 0 on 5000x5000 under 600 MB: ncnn's input Mat came back empty and the runner wrote into
+    it (SIGSEGV)."""
+    src = _blank_png(tmp_path / "mid.png", 5000, 5000)
+    args = ["-i", src, "-o", tmp_path / "out.png", "-m", _model(tmp_path), "--threads", "1", "-t", "0"]
+    _refused(_limited(runner, args, 600), 1, "ncnn failed on a 5010x5010 tile (out of memory)")
+    _nothing_written(tmp_path)
+
+
+def test_long_options_take_name_equals_value(runner: Path, photo: Path, tmp_path: Path) -> None:
+    """--threads=4 said "needs a value": every long option now takes --name=VALUE, through the
+    same checks as --name VALUE; a short option's =VALUE is refused with the form to use."""
+    param = _model(tmp_path)
+    ok = _quick(runner, ["-i", photo, "-o", tmp_path / "out.png", "-m", param, "--threads=1", "--max-pixels=63"])
+    assert ok.returncode == 0 and ok.stderr == "", ok.stderr
+    with Image.open(tmp_path / "out.png") as im:
+        assert im.size == (14, 18)
+    (tmp_path / "out.png").unlink()
+    base = ["-i", photo, "-o", tmp_path / "out.png", "-m", param]
+    for extra, message in (
+        (["--threads=0"], "--threads needs an integer in 1..256, got '0'"),
+        (["--threads="], "--threads needs an integer in 1..256, got ''"),
+        (["--threads=1", "--threads", "2"], "--threads given twice"),
+        (["--max-pixels=62"], None),
+        (["--fp32=yes"], "--fp32 takes no value"),
+        (["-t=4"], "-t=4: write -t 4"),
+        (["--tile=4"], "unknown option --tile"),
+    ):
+        proc = _quick(runner, base + extra)
+        if message is None:
+            _refused(proc, 1, "pixels exceeds the limit of 62")
+        else:
+            _refused(proc, 2, message)
+        _nothing_written(tmp_path)

@@ -20,6 +20,9 @@ struct Model::Impl {
 
 namespace {
 
+// Appended to a tile's failure when ncnn could not allocate its memory.
+const char* const kOutOfMemory = " (out of memory)";
+
 bool contains(const std::vector<const char*>& names, const std::string& name) {
     return std::any_of(names.begin(), names.end(), [&](const char* n) { return name == n; });
 }
@@ -56,6 +59,7 @@ struct Levels {
 ncnn::Mat read_tile(const Image& src, Span ys, Span xs, int channels, const Levels& lv) {
     const int rows = ys.stop - ys.start, cols = xs.stop - xs.start;
     ncnn::Mat tile(cols, rows, channels);
+    if (tile.empty()) throw Error("ncnn failed on a " + std::to_string(cols) + "x" + std::to_string(rows) + " tile" + kOutOfMemory);
     for (int y = 0; y < rows; ++y) {
         const int sy = reflect_index(ys.start + y, src.height);
         for (int x = 0; x < cols; ++x) {
@@ -136,8 +140,10 @@ Image Model::upscale(const Image& src, int tile) const {
         ncnn::Mat in = read_tile(src, ys, xs, spec.in_channels, levels);
         ncnn::Mat out;
         ncnn::Extractor ex = impl_->net.create_extractor();
-        if (ex.input(spec.input_blob.c_str(), in) != 0 || ex.extract(spec.output_blob.c_str(), out) != 0)
-            throw Error("ncnn failed on a " + std::to_string(cols) + "x" + std::to_string(rows) + " tile");
+        int rc = ex.input(spec.input_blob.c_str(), in);
+        if (rc == 0) rc = ex.extract(spec.output_blob.c_str(), out);
+        if (rc != 0)  // -100: ncnn's code for a failed allocation
+            throw Error("ncnn failed on a " + std::to_string(cols) + "x" + std::to_string(rows) + " tile" + (rc == -100 ? kOutOfMemory : ""));
         if (out.dims != 3 || out.c != spec.out_channels || out.h != rows * s || out.w != cols * s)
             throw Error("model output does not match the sidecar's scale x" + std::to_string(s) + " and channels");
         write_tile(dst, out, win, win.y0 - ys.start, win.x0 - xs.start, s, levels);
