@@ -43,6 +43,8 @@ class Geometry:
 
     def bottom_margin(self, margin: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         fy, fx = self.factor
+        if fy == 1 and fx == 1:  # most layers: integer margins, no Fraction arithmetic (the planner's hot path)
+            return tuple(m + a + c for m, a, c in zip(margin, self.lead, self.context))  # type: ignore
         return tuple(math.ceil((m + a) / f) + c  # type: ignore
                      for m, a, f, c in zip(margin, self.lead, (fy, fy, fx, fx), self.context))
 
