@@ -164,7 +164,7 @@ def test_hostile_sidecarless_models_fail_in_one_line(tmp_path: Path, capsys: pyt
     (folder / "flat.bin").write_bytes(b"")
     shutil.copyfile(SPAN / "4xSPANkendata.param", folder / "nobin.param")
     for name, needle in [("garbage", "cannot read"), ("flat", "does not say how to run it"), ("nobin", ".bin file not found"),
-                         ("../models/flat", "no path separators"), ("absent", ".param file not found")]:
+                         ("../models/flat", "no path separators"), ("absent", "no model 'absent' (it has flat, garbage, nobin)")]:
         out = tmp_path / f"{name.replace('/', '_')}.png"
         code = cli.main(["-q", "-i", str(img), "-o", str(out), "-m", str(folder), "-n", name])
         err = capsys.readouterr().err.strip()

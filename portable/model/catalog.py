@@ -209,8 +209,8 @@ def folder_model(folder: Path, name: str, scale: float | None = None) -> Path:
     """The `.param` that `-m DIR -n NAME [-s S]` means, as the tools that ship such folders read it:
     NAME.param; else NAME-xS.param (realesrgan-ncnn-vulkan's `-n realesr-animevideov3 -s 2`); else, in
     a realcugan-ncnn-vulkan folder (`upSx-*.param`), NAME as its noise level -1..3 at scale S
-    (default 2), e.g. `-m models-se -n 1 -s 2` -> up2x-denoise1x.param. A missing file is left for
-    the loader to report."""
+    (default 2), e.g. `-m models-se -n 1 -s 2` -> up2x-denoise1x.param. None of these: one line
+    naming what the folder has."""
     plain = folder / f"{check_model_name(name)}.param"
     if plain.is_file():
         return plain
@@ -226,7 +226,13 @@ def folder_model(folder: Path, name: str, scale: float | None = None) -> Path:
         if have:
             raise ModelNotFoundError(f"{folder}: no noise level {name} at x{level} ({cugan.name}); "
                                      f"it has {', '.join(have)}")
-    return plain
+    stems = sorted(p.stem for p in folder.glob("*.param"))
+    if not stems:
+        raise ModelNotFoundError(f"{folder}: no model {name!r}, and no .param files in this folder")
+    listed = ", ".join(stems[:8]) + (f" and {len(stems) - 8} more" if len(stems) > 8 else "")
+    hint = "; or -n -1..3 (noise) with -s 2..4 as in realcugan-ncnn-vulkan" if any(
+        s.startswith("up") and "x-" in s for s in stems) else ""
+    raise ModelNotFoundError(f"{folder}: no model {name!r} (it has {listed}{hint})")
 
 
 def folder_models(folder: Path, origin: str = "path") -> list[ModelFiles]:
