@@ -126,26 +126,35 @@ class Upscaler:
         self.engine.release()
 
     def _at_fp32(self, failed: Engine) -> str | None:
-        """After NaN/inf from `failed` (the load probe passed, this image's activations overflowed):
-        its sessions at a GPU's reduced precision are rebuilt at fp32 and the verdict cached, so the
-        image is retried and later images and runs start at fp32. None where nothing ran reduced
-        (the CPU runs fp32: then the model itself is broken and the error stands)."""
+        """After NaN/inf from `failed` (this image's activations overflowed fp16, though an ncnn load
+        probe passed): its sessions at reduced precision are rebuilt at fp32 (for ncnn on a GPU the
+        verdict is cached, so later runs start at fp32), and the image is retried. None where nothing
+        ran reduced (ncnn's CPU path is fp32: then the model itself is broken and the error stands)."""
         with self._reload:  # two images failing at once rebuild once; both retry on the new engine
             if self.engine is not failed:
                 return f"{self.spec.name}: NaN/inf at reduced precision; running at fp32"
-            reduced = [s for s in failed.sessions
-                       if isinstance(s, Session) and s.device.is_gpu and not s.fp32]
-            if not reduced:
-                return None
-            sessions = [Session(self.model, s.device, fp32=True, threads=self.options.threads, weights=self._weights)
-                        if s in reduced else s for s in failed.sessions]
-            for session in reduced:
-                remember_fp32(self.model, device_key(session.device), self._weights)
+            o = self.options
+            if self.backend == "torch":  # fp16 on CUDA by default; no probe at load, so nothing cached
+                reduced = [s for s in failed.sessions if s.precision != "fp32"]
+                if not reduced:
+                    return None
+                sessions = (load_torch_weights(Path(o.model), o.gpu, True, o.threads, o.torch_options or TorchOptions())[1]
+                            if is_weights_file(o.model) else
+                            load_torch_sessions(self.model, o.gpu, True, o.threads, self._weights,
+                                                o.torch_options or TorchOptions(), need_gpu=False))
+            else:
+                reduced = [s for s in failed.sessions if isinstance(s, Session) and s.device.is_gpu and not s.fp32]
+                if not reduced:
+                    return None
+                sessions = [Session(self.model, s.device, fp32=True, threads=o.threads, weights=self._weights)
+                            if s in reduced else s for s in failed.sessions]
+                for session in reduced:
+                    remember_fp32(self.model, device_key(session.device), self._weights)
             failed.release()
-            self.engine = Engine(sessions, max_memory=self.options.max_memory)  # type: ignore[arg-type]
+            self.engine = Engine(sessions, max_memory=o.max_memory)  # type: ignore[arg-type]
             self.description = describe_sessions(self.backend, sessions, True)
             names = ", ".join(dict.fromkeys(s.device.name for s in reduced))
-            return (f"{self.spec.name}: fp16 on {names} gave NaN/inf on this image (the probe at load did not); "
+            return (f"{self.spec.name}: reduced precision on {names} gave NaN/inf on this image; "
                     "running at fp32 there from now on")
 
     @property

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from export_support import rrdb_info, small_model
 from realesr_portable.run import backend as backend_mod
 from realesr_portable.api import Upscaler
+from realesr_portable.image.io import Picture
 from realesr_portable.run.backend import BackendError, TorchOptions, torch_gpu_possible
 from realesr_portable.cli import app
 from realesr_portable.convert.api import convert_file
@@ -332,3 +333,25 @@ def test_ray_actors_run_the_torch_backend(tmp_path: Path, photo_crop) -> None:
     assert len(odd.failed) == 2 and all("cannot map" in reason for _, reason in odd.failed)
     for name in ("p0.png", "p1.png"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
+
+
+def test_an_fp16_overflow_is_redone_at_fp32(tmp_path: Path) -> None:
+    """What fp16 on CUDA does to a model whose activations pass 65504 (black or NaN frames in
+    other tools), on the CPU with fp16 asked for: NaN/inf is never written; the image is redone at
+    fp32 with a note, equal to a plain fp32 run, and the Upscaler stays at fp32."""
+    from export_support import srvgg_info
+
+    net = small_model(srvgg_info(2, convs=2))
+    with torch.no_grad():
+        net.body[0].weight.mul_(1e5)  # ~1e5 activations: inf in fp16
+        net.body[2].weight.mul_(1e-5)  # and back to image scale in fp32
+    weights = save_state_dict(net.state_dict(), tmp_path / "hot.pth")
+    rgb = (np.random.default_rng(4).random((20, 24, 3)) * 255).astype(np.uint8)
+    half = Upscaler(weights, backend="torch", gpu=-1, torch_options=TorchOptions(precision="fp16"))
+    assert half.engine.sessions[0].precision == "fp16"
+    out = half.upscale_picture(Picture(rgb, None))
+    exact = Upscaler(weights, backend="torch", gpu=-1).upscale(rgb)
+    assert _diff(out.color, exact) <= 1 and int(exact.max()) - int(exact.min()) > 20  # a real picture
+    assert half.engine.sessions[0].precision == "fp32"
+    (note,) = [n for n in out.notes if "NaN/inf" in n]
+    assert "running at fp32" in note and "\n" not in note

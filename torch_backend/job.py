@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..run.tiler import TileJob, Window
+from ..run.tiler import TileJob, Window, non_finite
 
 if TYPE_CHECKING:
     from .session import TorchSession
@@ -49,6 +49,9 @@ class DeviceJob(TileJob):
         lo, hi = self.value_range
         target = self.out[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s]
         with self.session.stream():
+            # as the host job: clamp and round would turn NaN/inf (fp16 overflow) into black pixels
+            if not bool(torch.isfinite(crop).all()):
+                raise non_finite(win)
             if lo:
                 crop = crop - lo
             hwc = crop.permute(1, 2, 0) * (self.out_max / (hi - lo))

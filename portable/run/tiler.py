@@ -127,8 +127,7 @@ class TileJob:
         """Store a window's output (C, h*s, w*s), clipped and rounded, in the output array."""
         self.check(win, tuple(crop.shape))
         if not np.isfinite(crop).all():  # clip and rint would turn NaN/inf into plausible pixels
-            raise NonFiniteOutputError(f"the model produced NaN/inf on the tile at ({win.x0}, {win.y0}); "
-                                       "its activations overflow or its weights are broken")
+            raise non_finite(win)
         s = self.scale
         lo, hi = self.value_range
         # one new array, the rest in place; the transpose happens in the store (which casts)
@@ -142,6 +141,12 @@ class TileJob:
         if self.out.dtype != np.float32:
             np.rint(pixels, out=pixels)
         self.out[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s] = pixels.transpose(1, 2, 0)
+
+
+def non_finite(win: Window) -> NonFiniteOutputError:
+    """The error for a tile whose output holds NaN/inf (every job's `write` checks before converting)."""
+    return NonFiniteOutputError(f"the model produced NaN/inf on the tile at ({win.x0}, {win.y0}); "
+                                "its activations overflow or its weights are broken")
 
 
 def _split(win: Window) -> list[Window]:
