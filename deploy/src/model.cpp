@@ -84,6 +84,10 @@ void write_tile(Image& dst, const ncnn::Mat& out, const Window& win, int top, in
             const int oy = top * scale + y, ox = left * scale + x;
             float v[3];
             for (int c = 0; c < out.c; ++c) v[c] = out.channel(c).row(oy)[ox];
+            for (int c = 0; c < out.c; ++c)  // clamping NaN is undefined: never a plausible pixel from it
+                if (!std::isfinite(v[c]))
+                    throw Error("the model produced NaN/inf on the tile at (" + std::to_string(win.x0) + ", " +
+                                std::to_string(win.y0) + "); its activations overflow or its weights are broken");
             if (dst.channels == 1 && out.c == 3) v[0] = (v[0] + v[1] + v[2]) / 3.0f;
             if (dst.channels == 3 && out.c == 1) v[1] = v[2] = v[0];
             for (int c = 0; c < dst.channels; ++c) row[x * dst.channels + c] = lv.out(v[c]);
