@@ -1,5 +1,6 @@
 """Shared pieces of the hostile-input tests: official models copied with edits, and a forked
-child that reports a native crash (SIGSEGV, SIGFPE) as a result instead of taking pytest down."""
+child that reports a native crash (SIGSEGV, SIGFPE) as a result instead of taking pytest down, and
+a net that overflows fp16 (or fp32) on purpose."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from realesr_portable.graph.ncnn_files import NcnnParam, write_weights
 from realesr_portable.model.catalog import resolve_model
 
 
@@ -75,3 +79,26 @@ def in_child(func: Callable[[], Any], timeout: float = 120.0) -> tuple[str, Any]
         code = proc.exitcode or 0
         return ("signal", signal.Signals(-code).name if code < 0 else f"exit {code}")
     return result
+
+
+OVERFLOW = """7767517
+4 4
+Input in 0 1 data
+Convolution up 1 1 data big 0=12 1=3 4=1 5=1 6=324
+Convolution down 1 1 big small 0=12 1=1 5=1 6=144
+PixelShuffle ps 1 1 small output 0=2
+"""
+
+
+def overflow_model(folder: Path, up: float = 3e5) -> Path:
+    """`overflow.param/.bin`, x2: activations ~1e6 after `up` (fp16's max is 65504), brought back
+    to ~1 by `down`; `up=1e38` overflows fp32 too (inf weights on purpose)."""
+    rng = np.random.default_rng(0)
+    with np.errstate(over="ignore"):
+        big = rng.normal(0, 1, 324).astype(np.float32) * np.float32(up)
+    weights = {"up": [big, np.zeros(12, np.float32)],
+               "down": [rng.normal(0, 1, 144).astype(np.float32) * np.float32(1e-6), np.full(12, 0.5, np.float32)]}
+    param = folder / "overflow.param"
+    param.write_text(OVERFLOW)
+    param.with_suffix(".bin").write_bytes(write_weights(NcnnParam.parse(OVERFLOW), weights, fp16=False))
+    return param

@@ -21,7 +21,7 @@ from PIL import Image
 
 from deploy_support import build_runner, run_cli
 from fuzz_cases import CONV2, RESIZE
-from hostile_support import edited_model, official_sidecar, replace_once
+from hostile_support import edited_model, official_sidecar, overflow_model, replace_once
 from realesr_portable.image.io import ImageError, read_image
 
 V3 = "realesr-animevideov3-x2"
@@ -344,31 +344,16 @@ def test_long_options_take_name_equals_value(runner: Path, photo: Path, tmp_path
         _nothing_written(tmp_path)
 
 
-NAN_GRAPH = """7767517
-4 4
-Input in 0 1 data
-Convolution up 1 1 data big 0=12 1=3 4=1 5=1 6=324
-Convolution down 1 1 big small 0=12 1=1 5=1 6=144
-PixelShuffle ps 1 1 small output 0=2
-"""
-
-
 def test_nan_output_is_one_line_and_no_file(runner: Path, photo: Path, tmp_path: Path) -> None:
     """Weights past fp32's range make inf then NaN even on the CPU: clamping NaN to a byte is
     undefined in C++ (it wrote whatever came out); the Python CLI's line instead, exit 1, no file."""
     import json
 
-    from realesr_portable.graph.ncnn_files import NcnnParam, write_weights
-
     folder = tmp_path / "nan"
     folder.mkdir()
-    rng = np.random.default_rng(0)
-    weights = {"up": [np.full(324, 1e38, np.float32), np.zeros(12, np.float32)],
-               "down": [rng.normal(0, 1, 144).astype(np.float32), np.zeros(12, np.float32)]}
-    (folder / "m.param").write_text(NAN_GRAPH)
-    (folder / "m.bin").write_bytes(write_weights(NcnnParam.parse(NAN_GRAPH), weights, fp16=False))
-    sidecar = {**official_sidecar(V3), "name": "m", "fp16_weights": False, "tile_pad": 2}
-    (folder / "m.json").write_text(json.dumps(sidecar))
-    proc = run_cli(runner, ["-i", photo, "-o", tmp_path / "out.png", "-m", folder / "m.param", "-g", "-1"])
+    param = overflow_model(folder, up=1e38)
+    sidecar = {**official_sidecar(V3), "name": "overflow", "fp16_weights": False, "tile_pad": 2}
+    param.with_suffix(".json").write_text(json.dumps(sidecar))
+    proc = run_cli(runner, ["-i", photo, "-o", tmp_path / "out.png", "-m", param, "-g", "-1"])
     _refused(proc, 1, "the model produced NaN/inf on the tile at (0, 0)")
     _nothing_written(tmp_path)

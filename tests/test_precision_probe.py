@@ -14,35 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hostile_support import overflow_model
 from realesr_portable import cli
 from realesr_portable.api import Upscaler
 from realesr_portable.image.io import Picture
 from realesr_portable.model.catalog import resolve_model
-from realesr_portable.graph.ncnn_files import NcnnParam, write_weights
 from realesr_portable.run.precision_probe import MIN_PSNR_DB, Verdict, cache_file, choose_precision, compare, probe_input
 from realesr_portable.run.tiler import NonFiniteOutputError, TileJob, Window
-
-OVERFLOW = """7767517
-4 4
-Input in 0 1 data
-Convolution up 1 1 data big 0=12 1=3 4=1 5=1 6=324
-Convolution down 1 1 big small 0=12 1=1 5=1 6=144
-PixelShuffle ps 1 1 small output 0=2
-"""
-
-
-def _overflow_model(folder: Path, up: float = 3e5) -> Path:
-    """Activations ~1e6 after `up` (fp16's max is 65504), brought back to ~1 by `down`."""
-    rng = np.random.default_rng(0)
-    with np.errstate(over="ignore"):  # up=1e38: inf weights on purpose
-        big = rng.normal(0, 1, 324).astype(np.float32) * np.float32(up)
-    weights = {"up": [big, np.zeros(12, np.float32)],
-               "down": [rng.normal(0, 1, 144).astype(np.float32) * np.float32(1e-6), np.full(12, 0.5, np.float32)]}
-    param = folder / "overflow.param"
-    param.write_text(OVERFLOW)
-    param.with_suffix(".bin").write_bytes(write_weights(NcnnParam.parse(OVERFLOW), weights, fp16=False))
-    return param
-
 
 def test_compare_states_its_bound() -> None:
     x = probe_input(3, (0.0, 1.0))
@@ -62,7 +40,7 @@ def test_the_verdict_is_cached_per_model_and_device(tmp_path: Path) -> None:
     """A NaN-producing reduced run (what fp16 gives this net on a GPU) forces fp32; the verdict
     then comes from the cache (the fp32 reference is not built again); other devices measure anew;
     a corrupt cache is ignored and rewritten."""
-    model = resolve_model(_overflow_model(tmp_path))
+    model = resolve_model(overflow_model(tmp_path))
     cache = tmp_path / "cache" / "precision.json"
     nan_run = lambda x: np.full((3, 64, 64), np.nan, np.float32)  # noqa: E731
     exact = lambda: (lambda x: np.zeros((3, 64, 64), np.float32))  # noqa: E731
@@ -91,7 +69,7 @@ def _vulkan_index() -> int:
 
 
 def test_lavapipe_fp16_overflow_runs_at_fp32_with_a_note(tmp_path: Path) -> None:
-    param = _overflow_model(tmp_path)
+    param = overflow_model(tmp_path)
     rgb = (np.random.default_rng(1).random((24, 28, 3)) * 255).astype(np.uint8)
     gpu = Upscaler(model=param, gpu=_vulkan_index())
     assert any("differs from fp32" in note and "NaN/inf" in note for note in gpu.notes), gpu.notes
@@ -112,7 +90,7 @@ def test_an_image_that_overflows_after_the_probe_passed_is_retried_at_fp32(tmp_p
     from realesr_portable.run.precision_probe import device_key
 
     monkeypatch.setenv("REALESR_PORTABLE_CACHE", str(tmp_path / "cache"))  # not the other tests' verdicts
-    param = _overflow_model(tmp_path)
+    param = overflow_model(tmp_path)
     device = select_devices(_vulkan_index())[0]
     fine = lambda x: np.zeros((3, 64, 64), np.float32)  # noqa: E731
     assert not choose_precision(resolve_model(param), device_key(device), fine, lambda: fine).force_fp32
@@ -130,7 +108,7 @@ def test_an_image_that_overflows_after_the_probe_passed_is_retried_at_fp32(tmp_p
 
 
 def test_a_model_fine_in_fp16_keeps_it_on_lavapipe(tmp_path: Path) -> None:
-    param = _overflow_model(tmp_path, up=1.0)  # activations ~1: fp16 is close to fp32
+    param = overflow_model(tmp_path, up=1.0)  # activations ~1: fp16 is close to fp32
     assert Upscaler(model=param, gpu=_vulkan_index()).notes == []
 
 
@@ -142,7 +120,7 @@ def test_non_finite_output_is_never_written(tmp_path: Path, capsys: pytest.Captu
     with pytest.raises(NonFiniteOutputError):
         job.write(Window(0, 4, 0, 4), crop)
     # weights beyond fp32's range: inf even at fp32 -> one line, exit non-zero, no file
-    param = _overflow_model(tmp_path, up=1e38)
+    param = overflow_model(tmp_path, up=1e38)
     from PIL import Image
 
     Image.fromarray((np.random.default_rng(2).random((16, 16, 3)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
