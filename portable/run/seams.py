@@ -94,13 +94,14 @@ def seam_note(engine: Engine, options: Options, image: np.ndarray | None = None)
                 f"-t {options.tile} tiles differ from one whole run by up to {bound} levels "
                 f"(measured on a {side}x{side} probe; an image whose content changes more across it "
                 "can differ more); -t 0 runs it whole")
-    pieces = 0 if image is None else engine.pieces(image.shape[:2], options)
+    if image is None:
+        return None
+    pieces = engine.pieces(image.shape[:2], options)
     if not pieces:
         return None
     if pieces not in engine.seam_bounds:  # threads may measure it twice: harmless
         engine.seam_bounds[pieces] = _bound(engine, options, pieces, pieces=True)
     probe_bound, side = engine.seam_bounds[pieces]
-    assert image is not None
     small, small_pieces = reduced(image, pieces)
     own = _difference(engine, options, small, small_pieces, pieces=True)
     bound = max(own, probe_bound)
