@@ -183,6 +183,14 @@ class Upscaler:
         }
 
     def upscale_picture(self, pic: Picture, progress=None) -> Picture:
+        """The picture upscaled, with notes for the user (a refused precision, the seam bound of
+        a global graph cut into pieces, measured on this picture)."""
+        out = self._upscaled(pic, progress)
+        seams = None if self.options.tile else seam_note(self.engine, self.options, pic.color)
+        return out if seams is None else replace(out, notes=[*out.notes, seams])
+
+    def _upscaled(self, pic: Picture, progress=None) -> Picture:
+        """The picture upscaled; an image that overflows reduced precision is redone at fp32."""
         engine = self.engine
         try:
             out = engine.upscale_picture(pic, self.options, progress)
@@ -192,9 +200,7 @@ class Upscaler:
                 raise
             out = self.engine.upscale_picture(pic, self.options, progress)
             out = replace(out, notes=[*out.notes, note])
-        # a graph with global layers that the memory budget cut into pieces: the measured seam bound
-        seams = None if self.options.tile else seam_note(self.engine, self.options, pic.color)
-        return out if seams is None else replace(out, notes=[*out.notes, seams])
+        return out
 
     def upscale(self, image: np.ndarray | Image.Image) -> np.ndarray | Image.Image:
         """Upscale an (H,W), (H,W,1|2|3|4) array (uint8, uint16, or float in [0,1]) or a PIL image.
@@ -214,7 +220,7 @@ class Upscaler:
         planes = work[..., None] if work.ndim == 2 else work
         has_alpha = planes.shape[2] in (2, 4)
         pic = Picture(planes[..., :-1] if has_alpha else planes, planes[..., -1] if has_alpha else None)
-        out = self.upscale_picture(pic)
+        out = self._upscaled(pic)  # an array carries no notes: no seam measurement per call (video frames)
         result = out.color if out.alpha is None else np.concatenate([out.color, out.alpha[..., None]], axis=2)
         if array.ndim == 2:
             result = result[..., 0]
@@ -223,7 +229,7 @@ class Upscaler:
     def _upscale_pil(self, image: Image.Image) -> Image.Image:
         notes: list[str] = []
         color, alpha = split_modes(image, notes)
-        out = self.upscale_picture(Picture(color, alpha))
+        out = self._upscaled(Picture(color, alpha))
         planes = out.color if out.alpha is None else np.concatenate([out.color, out.alpha[..., None]], axis=2)
         if planes.dtype == np.uint16:
             return Image.fromarray(planes[..., 0]) if planes.shape[2] == 1 else Image.fromarray(
