@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -80,6 +81,8 @@ def write_files_atomic(files: Mapping[Path, Writer | bytes], fsync: bool = False
     from the file system unchanged; callers turn it into their own one-line error.
     """
     items = [(Path(p), (lambda fh, d=w: fh.write(d)) if isinstance(w, bytes) else w) for p, w in files.items()]
+    for path, _ in items:
+        refuse_special(path)
     with ExitStack() as stack:
         temps = [stack.enter_context(_temp_beside(p, w, fsync)) for p, w in items]
         for (path, _), tmp in zip(items, temps):
@@ -87,6 +90,20 @@ def write_files_atomic(files: Mapping[Path, Writer | bytes], fsync: bool = False
     if fsync:
         for folder in {path.parent for path, _ in items}:
             _fsync_dir(folder)
+
+
+def refuse_special(path: Path) -> None:
+    """An existing destination that is not a regular file (a pipe, a device such as /dev/full, a
+    socket) would be replaced by the rename, losing the device and the data: IsADirectoryError/
+    OSError naming it instead. A missing destination or a regular file (or a link to one) passes."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing (or unreadable: the write itself reports that)
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(21, "is a directory", str(path))
+    if not stat.S_ISREG(mode):
+        raise OSError(f"{path}: not a regular file (a pipe, socket or device); refusing to replace it")
 
 
 def write_atomic(path: Path, writer: Writer, fsync: bool = False) -> None:

@@ -118,6 +118,42 @@ def test_folder_entries_that_are_not_files_are_listed_not_skipped(tmp_path: Path
     assert "2 of 3 file(s) failed" in result.output
 
 
+def test_an_unreadable_folder_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder that cannot be listed (the kernel's refusal, simulated: root lists anything) is one
+    failure with its reason; the other inputs are done (it used to end the whole batch, exit 2)."""
+    real = Path.iterdir
+
+    def iterdir(self: Path):
+        if self.name == "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    good = tmp_path / "good"
+    good.mkdir()
+    _good(good, "a.png")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _good(locked, "b.png")
+    out = tmp_path / "out"
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    result = runner.invoke(app, ["-i", str(locked), "-i", str(good), "-o", str(out), *FAST])
+    assert result.exit_code == 1, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    assert f"{locked}: Permission denied" in result.output and "1 of 2 file(s) failed" in result.output
+
+
+def test_an_output_that_is_a_pipe_or_device_is_never_replaced(tmp_path: Path) -> None:
+    """The atomic rename would turn a named pipe (or /dev/full) given as -o into a plain file:
+    one line naming it, exit 1, and the pipe is still a pipe."""
+    import stat
+
+    fifo = tmp_path / "out.png"
+    os.mkfifo(fifo)
+    result = runner.invoke(app, ["-i", str(_good(tmp_path)), "-o", str(fifo), *FAST])
+    assert result.exit_code == 1 and "not a regular file" in result.output, result.output
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
 def _copy_model(tmp_path: Path) -> Path:
     files = resolve_model("realesr-animevideov3-x2")
     param = tmp_path / "m.param"

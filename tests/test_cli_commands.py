@@ -175,7 +175,7 @@ def test_preview_errors_go_through_the_one_table(tmp_path: Path, capsys: pytest.
     small_args = ["--rows", "1", "--size", "32"]
     cases = [
         (["-o", out, tmp_path / "missing.png"], 2, f"no such image: {tmp_path / 'missing.png'}"),
-        (["-o", out, "--size", "66", photo], 2, "need --rows >= 1 and --size >= 16, a multiple of --scale"),
+        (["-o", out, "--size", "66", photo], 2, "need --rows 1..64 and --size 16..1024, a multiple of --scale"),
         (["-o", out, "--config", bad, *small_args, photo], 2, "first.blur_porb"),
         (["-o", out, *small_args, small], 1, f"{small} is 20x20, smaller than the crop size 32"),
         (["-o", blocker / "grid.png", *small_args, photo], 1, f"{blocker}: File exists"),  # OSError during the work
@@ -197,3 +197,20 @@ def test_trainer_scripts_report_through_the_same_table(script: str, args: list[s
     proc = subprocess.run([sys.executable, str(REPO / "trainer" / script), *args],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [line], proc.stderr
+
+
+def test_a_config_that_never_ends_or_is_huge_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--config /dev/zero` read until memory ran out (killed by the kernel); a config is a regular
+    file of at most 1 MiB, and the trainer says so in one line (exit 2). preview refuses a grid of
+    absurd size before any work."""
+    from realesr_portable.cli import main
+
+    big = tmp_path / "big.yml"
+    big.write_bytes(b"#" * ((1 << 20) + 1))
+    for config, needle in (("/dev/zero", "not a regular file"), (str(big), "larger than 1 MiB")):
+        assert main(["train", "--config", config, "--dry-run"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1, err
+    assert main(["preview", "-o", str(tmp_path / "p.png"), "--rows", "99999999999999999999", "--size", "32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--rows 1..64" in err and len(err.splitlines()) == 1 and not (tmp_path / "p.png").exists()

@@ -163,7 +163,7 @@ def test_a_failed_write_leaves_no_partial_file(runner: Path, photo: Path, tmp_pa
     (a folder named out.png) leaves neither it changed nor a temporary file behind."""
     (tmp_path / "out.png").mkdir()
     proc = run_cli(runner, ["-i", photo, "-o", tmp_path / "out.png", "-m", _model(tmp_path)])
-    _refused(proc, 1, "cannot write")
+    _refused(proc, 2, "the output is a directory, not a regular file")  # said before any work
     assert (tmp_path / "out.png").is_dir() and not list(tmp_path.glob("out.png.*"))
 
 
@@ -357,3 +357,14 @@ def test_nan_output_is_one_line_and_no_file(runner: Path, photo: Path, tmp_path:
     proc = run_cli(runner, ["-i", photo, "-o", tmp_path / "out.png", "-m", param, "-g", "-1"])
     _refused(proc, 1, "the model produced NaN/inf on the tile at (0, 0)")
     _nothing_written(tmp_path)
+
+
+def test_an_output_that_is_a_pipe_is_refused(runner: Path, photo: Path, tmp_path: Path) -> None:
+    """-o naming a named pipe (or a device) would be replaced by a plain file by the rename."""
+    import stat
+
+    fifo = tmp_path / "out.png"
+    os.mkfifo(fifo)
+    proc = run_cli(runner, ["-i", photo, "-o", fifo, "-m", _model(tmp_path)])
+    _refused(proc, 2, "the output is a named pipe, not a regular file")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)

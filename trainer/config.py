@@ -268,13 +268,24 @@ def from_dict(data: dict[str, Any]) -> Config:
     return cfg
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a YAML config is a few KiB
+
+
 def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config and apply `key=value` overrides; relative data paths stay as written."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.exists() and not path.is_file():  # a device (/dev/zero) or a folder: never read without end
+            raise ConfigError(f"cannot read config {path}: not a regular file")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config {path} is larger than {MAX_CONFIG_BYTES >> 20} MiB")
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config {path} is not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -151,6 +151,13 @@ const char* file_kind(mode_t mode) {
     return "not a plain file";
 }
 
+// The rename would replace a pipe or a device (/dev/full) named as -o with a plain file.
+void refuse_special_output(const std::string& output) {
+    struct stat st {};
+    if (stat(output.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+        throw std::invalid_argument(output + ": the output is " + file_kind(st.st_mode) + ", not a regular file");
+}
+
 // The bytes of a regular file (symlinks followed), at most kMaxFileBytes. Anything else is
 // refused before reading: a named pipe or /dev/zero would block or never end.
 std::vector<unsigned char> read_file(const std::string& path, const char* what) {
@@ -302,6 +309,7 @@ int main(int argc, char** argv) {
     try {
         args = parse_args(argc, argv);
         refuse_output_onto_input(args);
+        refuse_special_output(args.output);
     } catch (const std::invalid_argument& e) {
         std::cerr << "error: " << e.what() << " (see --help)\n";
         return 2;

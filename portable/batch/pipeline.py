@@ -38,25 +38,33 @@ def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[tuple[Path, st
     missing: list[tuple[Path, str]] = []
     for item in items:
         path = Path(item).expanduser()
-        if path.is_dir():
-            entries = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
-                             and not p.is_dir())
-            files.extend(p for p in entries if p.is_file())
-            # named like media but unreadable as a file: said, never skipped in silence (a pipe would hang)
-            missing.extend((p, _not_a_file(p)) for p in entries if not p.is_file())
-            if not entries:
-                missing.append((path, "no images or videos in this folder"))
-        elif path.exists():
-            files.append(path)
-        elif _GLOB_CHARS & set(item):
-            matches = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
-            if not matches:
-                missing.append((path, "no file matches this pattern"))
-            files.extend(matches)
-        else:
-            missing.append((path, "no such file or directory"))
+        try:
+            _expand_one(item, path, files, missing)
+        except OSError as exc:  # an unreadable folder fails itself, not the whole batch
+            missing.append((path, exc.strerror or str(exc)))
     unique = list(dict.fromkeys(files))
     return unique, missing
+
+
+def _expand_one(item: str, path: Path, files: list[Path], missing: list[tuple[Path, str]]) -> None:
+    """One `-i` entry: a folder's media files, a file, or a glob's matches; what fails goes to `missing`."""
+    if path.is_dir():
+        entries = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
+                         and not p.is_dir())
+        files.extend(p for p in entries if p.is_file())
+        # named like media but unreadable as a file: said, never skipped in silence (a pipe would hang)
+        missing.extend((p, _not_a_file(p)) for p in entries if not p.is_file())
+        if not entries:
+            missing.append((path, "no images or videos in this folder"))
+    elif path.exists():
+        files.append(path)
+    elif _GLOB_CHARS & set(item):
+        matches = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+        if not matches:
+            missing.append((path, "no file matches this pattern"))
+        files.extend(matches)
+    else:
+        missing.append((path, "no such file or directory"))
 
 
 def _not_a_file(path: Path) -> str:

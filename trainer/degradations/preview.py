@@ -31,6 +31,8 @@ from .pipeline import DegradationResult, Degrader
 
 _DEFAULT_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png")
 _HEADER = 18
+MAX_ROWS = 64  # a grid to look at, not a dataset
+MAX_SIZE = 1024
 _TITLES = ("GT (USM input)", "LQ (nearest up)", "first blur", "second blur", "final sinc")
 
 
@@ -142,8 +144,8 @@ def main(argv: list[str] | None = None, prog: str = "realesr-portable preview") 
 
 def _run(args: argparse.Namespace, prog: str = "realesr-portable preview") -> int:
     with errors_exit(prog, setup=True):  # options, image paths and config: bad usage, exit 2
-        if args.rows < 1 or args.size < 16 or args.size % args.scale:
-            raise UsageError("need --rows >= 1 and --size >= 16, a multiple of --scale")
+        if not 1 <= args.rows <= MAX_ROWS or not 16 <= args.size <= MAX_SIZE or args.scale < 1 or args.size % args.scale:
+            raise UsageError(f"need --rows 1..{MAX_ROWS} and --size 16..{MAX_SIZE}, a multiple of --scale")
         paths = args.images or _default_images()
         if not paths:
             raise UsageError("no images given and scikit-image's sample photos are not installed")
