@@ -98,8 +98,7 @@ class Upscaler:
         self.dn_model = None if o.dn_model is None else resolve_model(o.dn_model)
         if self.backend == "torch" and sessions is None:
             try:
-                sessions = load_torch_sessions(files, o.gpu, o.fp32, o.threads, weights, o.torch_options or TorchOptions(),
-                                               need_gpu=o.backend == "auto")
+                sessions = self._torch_sessions(o.fp32, need_gpu=o.backend == "auto")
             except BackendError as exc:
                 if o.backend == "torch":
                     raise
@@ -125,6 +124,14 @@ class Upscaler:
         otherwise holds one image's working memory until its next call)."""
         self.engine.release()
 
+    def _torch_sessions(self, fp32: bool, need_gpu: bool) -> list:
+        """The torch engine's sessions for this model: a `.pth` run directly, else the `.param` imported."""
+        o = self.options
+        if is_weights_file(o.model):
+            return load_torch_weights(Path(o.model), o.gpu, fp32, o.threads, o.torch_options or TorchOptions())[1]
+        return load_torch_sessions(self.model, o.gpu, fp32, o.threads, self._weights, o.torch_options or TorchOptions(),
+                                   need_gpu=need_gpu)
+
     def _at_fp32(self, failed: Engine) -> str | None:
         """After NaN/inf from `failed` (this image's activations overflowed fp16, though an ncnn load
         probe passed): its sessions at reduced precision are rebuilt at fp32 (for ncnn on a GPU the
@@ -138,16 +145,13 @@ class Upscaler:
                 reduced = [s for s in failed.sessions if s.precision != "fp32"]
                 if not reduced:
                     return None
-                sessions = (load_torch_weights(Path(o.model), o.gpu, True, o.threads, o.torch_options or TorchOptions())[1]
-                            if is_weights_file(o.model) else
-                            load_torch_sessions(self.model, o.gpu, True, o.threads, self._weights,
-                                                o.torch_options or TorchOptions(), need_gpu=False))
+                sessions = self._torch_sessions(True, need_gpu=False)
             else:
                 reduced = [s for s in failed.sessions if isinstance(s, Session) and s.device.is_gpu and not s.fp32]
                 if not reduced:
                     return None
-                sessions = [Session(self.model, s.device, fp32=True, threads=o.threads, weights=self._weights)
-                            if s in reduced else s for s in failed.sessions]
+                rebuilt = iter(load_sessions(self.model, [s.device for s in reduced], True, o.threads, self._weights))
+                sessions = [next(rebuilt) if s in reduced else s for s in failed.sessions]
                 for session in reduced:
                     remember_fp32(self.model, device_key(session.device), self._weights)
             failed.release()
