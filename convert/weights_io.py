@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ import torch
 
 from ..errors import UserError, one_line
 from ..archs.families import rename_keys
-from ..atomic import write_atomic, write_bytes_atomic
+from ..atomic import special_kind, write_atomic, write_bytes_atomic
 from .pth_guard import UnsafeWeightsError, check_torch_zip
 
 #: Keys under which checkpoints nest the weights, in order of preference (EMA weights first,
@@ -56,6 +57,10 @@ def _read_torch(path: Path) -> object:
         raise WeightsError(f"{path}: not a readable PyTorch weights file ({detail})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError) as err:
         raise WeightsError(f"{path}: truncated or not a PyTorch weights file ({one_line(err)})") from None
+    except (KeyError, IndexError, AttributeError, struct.error):
+        # garbage read as a legacy (non-zip) pickle fails inside the restricted unpickler with
+        # whatever its opcode handlers raise (unknown memo keys, short stacks): nothing to quote
+        raise WeightsError(f"{path}: truncated or not a PyTorch weights file (a corrupt pickle)") from None
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -102,8 +107,9 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     Returns float tensors on the CPU keyed like `model.state_dict()`. Raises WeightsError.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found")
+    if not path.is_file():  # a FIFO would block the reader; a folder or device is no weights file
+        kind = special_kind(path)
+        raise WeightsError(f"{path}: weights file not found" if kind is None else f"{path}: not a regular file ({kind})")
     if path.stat().st_size == 0:
         raise WeightsError(f"{path}: file is empty")
     if path.suffix.lower() in _SAFETENSORS_SUFFIXES:

@@ -96,14 +96,29 @@ def refuse_special(path: Path) -> None:
     """An existing destination that is not a regular file (a pipe, a device such as /dev/full, a
     socket) would be replaced by the rename, losing the device and the data: IsADirectoryError/
     OSError naming it instead. A missing destination or a regular file (or a link to one) passes."""
+    kind = special_kind(path)
+    if kind == "a folder":
+        raise IsADirectoryError(21, "is a directory", str(path))
+    if kind is not None:
+        raise OSError(f"{path}: not a regular file ({kind}); refusing to replace it")
+
+
+def special_kind(path: Path) -> str | None:
+    """What an existing `path` is when it is no regular file: "a folder", "a FIFO", "a socket" or
+    "a device"; None for a regular file (or a link to one) and for nothing there (or unreadable).
+    Why: the one test every reader and writer makes before opening, since opening a FIFO blocks
+    until some writer comes and a folder or device fails later with a misleading message."""
     try:
         mode = os.stat(path).st_mode
-    except OSError:
-        return  # missing (or unreadable: the write itself reports that)
+    except (OSError, ValueError):  # missing, a link loop, a name too long, a NUL in the name
+        return None
+    if stat.S_ISREG(mode):
+        return None
     if stat.S_ISDIR(mode):
-        raise IsADirectoryError(21, "is a directory", str(path))
-    if not stat.S_ISREG(mode):
-        raise OSError(f"{path}: not a regular file (a pipe, socket or device); refusing to replace it")
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return "a socket" if stat.S_ISSOCK(mode) else "a device"
 
 
 def write_atomic(path: Path, writer: Writer, fsync: bool = False) -> None:
@@ -164,8 +179,11 @@ def remove_stale(folder: Path) -> list[Path]:
 def same_file(src: Path, dst: Path) -> bool:
     """Whether writing `dst` would replace `src`: same path after resolving, or a hard link to it
     (the (st_dev, st_ino) pair). Every command checks its outputs with this before writing."""
-    if Path(src).resolve() == Path(dst).resolve():
-        return True
+    try:
+        if Path(src).resolve() == Path(dst).resolve():
+            return True
+    except RuntimeError:  # a symlink loop (Python < 3.13 raises): the samefile below says False
+        pass
     try:
         return os.path.samefile(src, dst)
     except OSError:  # dst does not exist (yet): it cannot be the input

@@ -20,3 +20,9 @@ def one_line(err: BaseException) -> str:
     """The error's message on one line (whitespace collapsed), or its class name when empty."""
     text = " ".join(str(err).split())
     return text or type(err).__name__
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (a newline in a file name) and undecodable bytes escaped as
+    Python writes them (\\n, \\udcff), so a name stays on its line and can be told apart."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)

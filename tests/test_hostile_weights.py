@@ -179,3 +179,27 @@ def test_legacy_format_opcode_bomb_is_refused(tmp_path: Path) -> None:
     legacy.write_bytes(buf.getvalue())
     with pytest.raises(WeightsError, match="opcodes"):
         load_state_dict(legacy)
+
+
+def test_garbage_and_mutated_legacy_pickles_fail_with_one_line(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Bytes that are no zip are read as a pre-1.6 pickle; the restricted unpickler then raises
+    KeyError, IndexError or struct.error on garbage (b'hello world' gave "internal error: KeyError: 101")."""
+    import random
+
+    path = tmp_path / "t.pth"
+    path.write_bytes(b"hello world")
+    code, err = _convert(path, tmp_path, capsys)
+    assert code == 1 and "internal error" not in err and "not a PyTorch weights file" in err
+    legacy = io.BytesIO()
+    torch.save({"a.weight": torch.zeros(2, 3)}, legacy, _use_new_zipfile_serialization=False)
+    rng = random.Random(0)
+    for case in range(300):
+        data = bytearray(legacy.getvalue())
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] = rng.getrandbits(8)
+        path.write_bytes(bytes(data[: rng.randint(1, len(data))]) if case % 2 else rng.randbytes(rng.randint(1, 64)))
+        try:
+            load_state_dict(path)
+        except WeightsError as exc:
+            assert "\n" not in str(exc)

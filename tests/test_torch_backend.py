@@ -129,7 +129,7 @@ def test_cli_torch_backend_line_and_output(tmp_path: Path, photo_crop) -> None:
     result = runner.invoke(app, [*args, "-o", str(tmp_path / "t.png"), "--backend", "torch"])
     assert result.exit_code == 0, result.output
     line = [row for row in result.output.splitlines() if "backend torch" in row]
-    assert len(line) == 1 and "CPU" in line[0] and "fp32" in line[0] and "tile 0" in line[0]
+    assert len(line) == 1 and "CPU" in line[0] and "fp32" in line[0] and "tile auto" in line[0]
     assert runner.invoke(app, [*args, "-o", str(tmp_path / "n.png"), "--backend", "ncnn"]).exit_code == 0
     with Image.open(tmp_path / "t.png") as t, Image.open(tmp_path / "n.png") as n:
         assert _diff(np.asarray(t), np.asarray(n)) <= 1

@@ -19,6 +19,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..cli.commands import errors_exit, run_command
+from ..errors import UsageError
 from . import config as config_mod
 
 
@@ -79,6 +80,8 @@ def run_cli(args: argparse.Namespace, origin: str, prog: str = "realesr-portable
     if args.vgg_weights:
         overrides.append(f"path.vgg_weights={args.vgg_weights}")
     with errors_exit(prog, setup=True):  # the config, and all that can be checked without data or weights
+        if args.resume is not None and not args.resume.strip():  # "" once meant "start from scratch"
+            raise UsageError("--resume needs 'auto' or a checkpoint file, got an empty value")
         cfg = config_mod.load(args.config, overrides)
         from .loop import check_config, run
 

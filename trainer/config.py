@@ -9,11 +9,11 @@ are checked against the architecture constructor's signature before training sta
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from . import typed_dict
 from .degradations.config import DegradationConfig
@@ -268,28 +268,9 @@ def from_dict(data: dict[str, Any]) -> Config:
     return cfg
 
 
-MAX_CONFIG_BYTES = 1 << 20  # a YAML config is a few KiB
-
-
 def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config and apply `key=value` overrides; relative data paths stay as written."""
-    path = Path(path)
-    try:
-        if path.exists() and not path.is_file():  # a device (/dev/zero) or a folder: never read without end
-            raise ConfigError(f"cannot read config {path}: not a regular file")
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_CONFIG_BYTES + 1)
-        if len(raw) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"config {path} is larger than {MAX_CONFIG_BYTES >> 20} MiB")
-        text = raw.decode("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"config {path} is not UTF-8 text") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    data = typed_dict.read_yaml(path)
     if data is None:
         data = {}
     for item in overrides or []:
@@ -314,7 +295,7 @@ def validate(cfg: Config) -> None:
     for key, (value, allowed) in choices.items():
         if allowed and value not in allowed:
             raise ConfigError(f"config key '{key}' must be one of {', '.join(allowed)}, got {value!r}")
-    if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,4})?", cfg.device):
         raise ConfigError(f"config key 'device' must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
     if cfg.scale not in (1, 2, 3, 4):
         raise ConfigError(f"config key 'scale' must be 1, 2, 3 or 4, got {cfg.scale}")
@@ -346,10 +327,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'data.max_unreadable' must be in [0, 1), got {cfg.data.max_unreadable}")
     if not 0.0 <= cfg.train.ema_decay < 1.0:
         raise ConfigError(f"config key 'train.ema_decay' must be in [0, 1), got {cfg.train.ema_decay}")
-    if len(cfg.train.betas) != 2:
-        raise ConfigError(f"config key 'train.betas' must hold two numbers, got {cfg.train.betas}")
-    if cfg.train.lr_g <= 0 or (cfg.train.stage == "esrgan" and cfg.train.lr_d <= 0):
-        raise ConfigError("learning rates train.lr_g / train.lr_d must be positive")
+    _check_optimizer(cfg.train)
+    _check_run_name(cfg.name)
+    if not 0 <= cfg.data.num_workers <= MAX_WORKERS:
+        raise ConfigError(f"config key 'data.num_workers' must be 0..{MAX_WORKERS}, got {cfg.data.num_workers}")
     if cfg.data.mode == "degrade" and not cfg.data.dataroot_gt:
         raise ConfigError("config key 'data.dataroot_gt' is required (a folder of HR images)")
     if cfg.data.mode == "paired" and not (cfg.data.dataroot_gt and cfg.data.dataroot_lq):
@@ -358,6 +339,25 @@ def validate(cfg: Config) -> None:
         net = getattr(cfg, section)
         if not isinstance(net.get("type"), str):
             raise ConfigError(f"config key '{section}.type' is required (an architecture name)")
+
+
+MAX_WORKERS = 256  # DataLoader processes; 100000 would fork until the machine stops
+
+
+def _check_optimizer(train: TrainConfig) -> None:
+    """Adam's settings: torch raises a bare ValueError mid-setup for these (NaN included)."""
+    if len(train.betas) != 2 or not all(0 <= b < 1 for b in train.betas):
+        raise ConfigError(f"config key 'train.betas' must hold two numbers in [0, 1), got {train.betas}")
+    if not 0 < train.lr_g < math.inf or (train.stage == "esrgan" and not 0 < train.lr_d < math.inf):
+        raise ConfigError("learning rates train.lr_g / train.lr_d must be positive and finite")
+
+
+def _check_run_name(name: str) -> None:
+    """The run folder is `experiments_root/name`: an empty, absolute or `..` name would put
+    checkpoints outside it (or straight into it, beside other runs)."""
+    parts = Path(name).parts
+    if not name or "\0" in name or Path(name).is_absolute() or ".." in parts or all(p == "." for p in parts):
+        raise ConfigError(f"config key 'name' must be a folder name inside path.experiments_root, got {name!r}")
 
 
 def with_overrides(cfg: Config, items: list[str]) -> Config:

@@ -36,16 +36,25 @@ def list_images(root: str | Path, meta_file: str | Path | None = None) -> list[P
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist or is not a folder")
     if meta_file:
-        try:
-            lines = Path(meta_file).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise DataError(f"cannot read meta file {meta_file}: {exc.strerror or exc}") from None
-        files = [root / line.strip() for line in lines if line.strip()]
+        files = [root / line.strip() for line in _meta_lines(Path(meta_file)) if line.strip()]
     else:
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise DataError(f"no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}) found under {root}")
     return files
+
+
+def _meta_lines(meta_file: Path) -> list[str]:
+    """The lines of a meta file; a FIFO or device (which would block or never end), a folder or
+    binary data is one DataError naming the file."""
+    try:
+        if meta_file.exists() and not meta_file.is_file():
+            raise DataError(f"cannot read meta file {meta_file}: not a regular file")
+        return meta_file.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataError(f"cannot read meta file {meta_file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"meta file {meta_file} is not UTF-8 text") from None
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..errors import UserError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -38,8 +40,10 @@ def pick_device(name: str, local_rank: int) -> torch.device:
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise ValueError(f"device '{name}' requested but CUDA is not available")
+        raise UserError(f"device '{name}' requested but CUDA is not available")
     if name.startswith("cuda:"):
+        if int(name[5:]) >= torch.cuda.device_count():  # torch would fail later, deep in a kernel launch
+            raise UserError(f"device '{name}' requested but only {torch.cuda.device_count()} CUDA device(s) are visible")
         return torch.device(name)
     return torch.device("cuda", local_rank)
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import yaml
 
+from ..atomic import write_bytes_atomic
 from ..errors import UserError
 from ..cli.progress import make_progress
 from . import checkpoint as ckpt
@@ -208,7 +209,7 @@ def _run(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> R
         log.info(f"no checkpoint in {ckpt.checkpoint_dir(cfg.run_dir)}: starting at iteration 0")
     if info.is_main:
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
-        (cfg.run_dir / "config.yml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+        write_bytes_atomic(cfg.run_dir / "config.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode("utf-8"))
     validator = None
     want_val = cfg.val.every > 0 and bool(cfg.val.dataroot_gt)
     if info.is_main and want_val:

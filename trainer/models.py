@@ -27,6 +27,9 @@ from ..graph.ncnn_files import NcnnFormatError
 from .config import ConfigError
 
 
+MAX_NET_INT = 512  # channels, blocks, convs: 0 or -1 fail deep inside torch, 1e8 builds for hours
+
+
 class InitError(UserError, ValueError):
     """Pretrained weights are missing, unreadable or do not match the configured network."""
 
@@ -49,6 +52,8 @@ def _check_params(cls: type, params: dict[str, Any], section: str, reserved: tup
                 raise ConfigError(
                     f"config key '{section}.{key}' must be {type(default).__name__}, got {value!r}"
                 )
+            if type(default) is int and not 1 <= value <= MAX_NET_INT:
+                raise ConfigError(f"config key '{section}.{key}' must be 1..{MAX_NET_INT}, got {value!r}")
 
 
 def _family(net: dict[str, Any], section: str, choices: Sequence[ArchFamily]) -> ArchFamily:

@@ -12,8 +12,12 @@ relative to the output folder (use it as `data.meta_file`). Unreadable inputs ar
 reported. Outputs are written to a temporary name and renamed.
 
 Errors go through the runtime's one table (`cli/commands.py`): one line `PROG: error: ...`; bad
-options or a missing input folder exit 2, a failure during the work (no images found, a file
-system error) exits 1, and so does a run in which no image could be read.
+options, a missing input folder, an output folder inside the input folder (a rerun would cut the
+crops again) or a meta file over an input image exit 2, a failure during the work (no images
+found, a file system error) exits 1, and so does a run in which no image could be read. Entries
+that cannot be inputs (a FIFO, socket or device, a broken link) and images whose sub-images
+would overwrite another's (`a.png` and `a.jpg`) get one line each and are skipped; the others
+are still cut, and the run exits 1 at the end.
 """
 
 from __future__ import annotations
@@ -35,13 +39,14 @@ if __name__ == "__main__" and not __package__:  # run as a script: import the pa
 
     sys.exit(_main(prog="prepare_subimages.py"))
 
-from ..atomic import write_bytes_atomic
+from ..atomic import refuse_special, same_file, special_kind, write_bytes_atomic
 from ..cli.commands import EXIT_FAILED, errors_exit, run_command
 from ..errors import UsageError, UserError
 from ..image.io import ImageError, Picture, read_image, save_image
 from ..image.scale import resize, target_size
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+MAX_WORKERS = 256  # a process each: --workers 100000 would fork until the machine stops
 
 
 def window_starts(length: int, crop: int, step: int, thresh: int) -> list[int]:
@@ -52,6 +57,11 @@ def window_starts(length: int, crop: int, step: int, thresh: int) -> list[int]:
     if length - (starts[-1] + crop) > thresh:
         starts.append(length - crop)
     return starts
+
+
+def scale_tag(scale: float) -> str:
+    """The name part of a downscaled copy's sub-images ("" at full size, 0.75 -> "_T075")."""
+    return "" if scale == 1 else f"_T{scale:g}".replace(".", "")
 
 
 def cut_one(src: Path, rel: Path, out_dir: Path, crop: int, step: int, thresh: int, scales: tuple[float, ...]) -> tuple[list[str], str]:
@@ -66,11 +76,8 @@ def cut_one(src: Path, rel: Path, out_dir: Path, crop: int, step: int, thresh: i
         return [], str(exc)
     written: list[str] = []
     for scale in scales:
-        img = base
-        tag = ""
-        if scale != 1:
-            img = resize(base, target_size(base.shape[1], base.shape[0], scale))
-            tag = f"_T{scale:g}".replace(".", "")
+        img = base if scale == 1 else resize(base, target_size(base.shape[1], base.shape[0], scale))
+        tag = scale_tag(scale)
         index = 0
         for top in window_starts(img.shape[0], crop, step, thresh):
             for left in window_starts(img.shape[1], crop, step, thresh):
@@ -97,7 +104,7 @@ def prepare(
                            help="add a last window flush with the border when more than this is left over")] = 0,
     scales: Annotated[str, typer.Option("--scales", help="comma-separated downscale factors in (0, 1], e.g. 1,0.75,0.5,0.3333")] = "1",
     meta: Annotated[Optional[Path], typer.Option("--meta", help="meta file (default OUTPUT/meta_info.txt)")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="processes")] = min(4, os.cpu_count() or 1),
+    workers: Annotated[int, typer.Option("--workers", min=1, max=MAX_WORKERS, help="processes")] = min(4, os.cpu_count() or 1),
 ) -> None:
     raise typer.Exit(_prepare(input, output, crop_size, step, thresh_size, scales, meta, workers,
                               prog=ctx.info_name or "realesr-portable prepare"))
@@ -108,27 +115,93 @@ def main(argv: list[str] | None = None, prog: str = "realesr-portable prepare") 
     return run_command(app, list(sys.argv[1:] if argv is None else argv), prog)
 
 
+def parse_scales(text: str) -> tuple[float, ...]:
+    """`--scales`: factors in (0, 1] whose sub-image names differ (0.5 and 0.50 would write the
+    same files twice and list them twice in the meta file)."""
+    try:
+        scales = tuple(float(s) for s in text.split(","))
+    except ValueError:
+        raise UsageError(f"--scales must be numbers separated by commas, got {text!r}") from None
+    if any(not 0 < s <= 1 for s in scales):
+        raise UsageError("scales must be in (0, 1]")
+    tags = [scale_tag(s) for s in scales]
+    twice = next((s for s, tag in zip(scales, tags) if tags.count(tag) > 1), None)
+    if twice is not None:
+        raise UsageError(f"--scales lists {twice:g} more than once (as written or to 6 digits)")
+    return scales
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or below it, by resolved path and by (device, inode) of each
+    ancestor, so neither a symlink, `..` nor a second mount of the same folder hides it."""
+    target = Path(os.path.realpath(path))  # unlike Path.resolve, never raises on a link loop
+    return any(same_file(folder, p) for p in (target, *target.parents))
+
+
+def check_paths(input: Path, output: Path, meta: Path | None) -> None:
+    """Refuse what would write into the inputs: an output folder in the input folder (a rerun
+    would take its crops for images) or a meta file named as an image there."""
+    if not input.is_dir():
+        raise UsageError(f"input folder {input} does not exist")
+    if inside(output, input):
+        raise UsageError(f"output folder {output} is inside the input folder {input}; choose one outside it")
+    if meta is not None:
+        refuse_special(meta)
+        if meta.suffix.lower() in SUFFIXES and inside(meta, input):
+            raise UsageError(f"--meta {meta} is named like an image inside the input folder {input}; choose another name")
+
+
+def not_an_input(entry: Path) -> str:
+    """Why an entry that is neither a folder nor a regular file cannot be read as an image."""
+    kind = special_kind(entry)
+    if kind is not None:
+        return f"not a regular file ({kind})"
+    try:
+        os.stat(entry)
+    except OSError as exc:  # a broken link, a link loop
+        return exc.strerror or str(exc)
+    return "not a regular file"
+
+
+def list_inputs(input: Path) -> tuple[list[Path], list[str]]:
+    """The images under `input` (sorted) and one failure line for each entry that is skipped:
+    no regular file (a FIFO would block the reader), or an image whose sub-images would
+    overwrite those of an earlier one with the same name stem."""
+    files: list[Path] = []
+    failures: list[str] = []
+    stems: dict[Path, Path] = {}
+    for entry in sorted(input.rglob("*")):
+        if entry.is_dir():
+            continue
+        if not entry.is_file():
+            failures.append(f"{entry}: {not_an_input(entry)}; skipped")
+        elif entry.suffix.lower() in SUFFIXES:
+            stem = entry.relative_to(input).with_suffix("")
+            if stem in stems:
+                failures.append(f"{entry}: skipped, its sub-images would overwrite those of {stems[stem]}")
+            else:
+                stems[stem] = entry
+                files.append(entry)
+    return files, failures
+
+
 def _prepare(input: Path, output: Path, crop_size: int, step: int, thresh: int, scales_text: str,
              meta: Path | None, workers: int, prog: str = "realesr-portable prepare") -> int:
-    with errors_exit(prog, setup=True):  # the options and the input folder: bad usage, exit 2
-        try:
-            scales = tuple(float(s) for s in scales_text.split(","))
-        except ValueError:
-            raise UsageError(f"--scales must be numbers separated by commas, got {scales_text!r}") from None
-        if any(not 0 < s <= 1 for s in scales):
-            raise UsageError("scales must be in (0, 1]")
-        if not input.is_dir():
-            raise UsageError(f"input folder {input} does not exist")
+    with errors_exit(prog, setup=True):  # the options, the input folder, the outputs: bad usage, exit 2
+        scales = parse_scales(scales_text)
+        check_paths(input, output, meta)
     # from here on an error is a failure of the work: `run_command` gives it one line and exit 1
-    files = sorted(f for f in input.rglob("*") if f.suffix.lower() in SUFFIXES and f.is_file())
+    files, failures = list_inputs(input)
+    for line in failures:
+        print(f"{prog}: error: {line}", file=sys.stderr)
     if not files:
         raise UserError(f"no images found under {input}")
     output.mkdir(parents=True, exist_ok=True)
     jobs = [(f, f.relative_to(input), output, crop_size, step, thresh, scales) for f in files]
     lines: list[str] = []
     errors: list[str] = []
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+    if min(workers, len(jobs)) > 1:
+        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
             results = list(pool.map(cut_one, *zip(*jobs)))
     else:
         results = [cut_one(*job) for job in jobs]
@@ -138,9 +211,11 @@ def _prepare(input: Path, output: Path, crop_size: int, step: int, thresh: int, 
             errors.append(err)
             print(f"skipped unreadable {err}", file=sys.stderr)
     meta = meta or output / "meta_info.txt"
+    meta.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(meta, "".join(f"{line}\n" for line in lines).encode("utf-8"))
-    print(f"{len(lines)} sub-images from {len(files) - len(errors)} images ({len(errors)} unreadable); meta file {meta}")
-    return 0 if len(errors) < len(files) else EXIT_FAILED
+    print(f"{len(lines)} sub-images from {len(files) - len(errors)} images ({len(errors)} unreadable, "
+          f"{len(failures)} skipped); meta file {meta}")
+    return 0 if len(errors) < len(files) and not failures else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import difflib
 import types
 import typing
 from dataclasses import fields, is_dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -21,6 +22,35 @@ from ..errors import UserError
 
 class ConfigError(UserError, ValueError):
     """A config file or override is invalid; the message names the offending key."""
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a YAML config is a few KiB
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The parsed YAML of a config file (None when empty); every problem is a one-line ConfigError.
+
+    Why one reader: a FIFO or /dev/zero would block or fill memory, a huge file takes minutes to
+    parse, and binary or malformed text raises yaml's own errors; training and preview configs
+    must fail the same way.
+    """
+    path = Path(path)
+    try:
+        if path.exists() and not path.is_file():  # a device (/dev/zero) or a folder: never read without end
+            raise ConfigError(f"cannot read config {path}: not a regular file")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config {path} is larger than {MAX_CONFIG_BYTES >> 20} MiB")
+        text = raw.decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config {path} is not UTF-8 text") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
 
 
 def to_plain(obj: Any) -> Any:

@@ -6,6 +6,7 @@ end, and every good file is still written (atomically, via `imageio.save_image`)
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import queue
@@ -15,14 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..atomic import remove_stale, same_file
+from PIL import Image
+
+from ..atomic import remove_stale, same_file, special_kind
 from ..errors import UsageError, one_line
 from ..image.io import FORMATS, ImageError, Picture, flatten, format_for, read_image, save_image
 from ..suffixes import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from ..run.options import UpscaleOptions
-from .report import Report
+from .report import Report, name_once
 
 _GLOB_CHARS = set("*?[")
+#: Image formats Pillow has no plugin for here; `-o` with one of them is refused, not made a folder.
+_OTHER_IMAGE_SUFFIXES = (".heic", ".heif", ".jxl", ".exr", ".hdr", ".svg", ".raw", ".dng")
 
 
 @dataclass(frozen=True)
@@ -49,33 +54,51 @@ def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[tuple[Path, st
 def _expand_one(item: str, path: Path, files: list[Path], missing: list[tuple[Path, str]]) -> None:
     """One `-i` entry: a folder's media files, a file, or a glob's matches; what fails goes to `missing`."""
     if path.is_dir():
-        entries = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
-                         and not p.is_dir())
-        files.extend(p for p in entries if p.is_file())
-        # named like media but unreadable as a file: said, never skipped in silence (a pipe would hang)
-        missing.extend((p, _not_a_file(p)) for p in entries if not p.is_file())
-        if not entries:
+        entries = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES]
+        if not _add_files(entries, files, missing):
             missing.append((path, "no images or videos in this folder"))
-    elif path.exists():
-        files.append(path)
+    elif path.exists() or path.is_symlink():
+        _add_files([path], files, missing)
     elif _GLOB_CHARS & set(item):
-        matches = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
-        if not matches:
+        if not _add_files([Path(p) for p in glob.glob(str(path))], files, missing):
             missing.append((path, "no file matches this pattern"))
-        files.extend(matches)
     else:
         missing.append((path, "no such file or directory"))
 
 
-def _not_a_file(path: Path) -> str:
-    return "a broken link" if path.is_symlink() and not path.exists() else "not a regular file (a pipe, socket or device)"
+def _add_files(entries: list[Path], files: list[Path], missing: list[tuple[Path, str]]) -> int:
+    """Regular files (sorted) to `files`; folders left out; anything else named like media (a FIFO
+    would block the reader for good, a link loop or broken link fails) to `missing`, said, never
+    skipped in silence. Returns how many entries were not folders."""
+    count = 0
+    for entry in sorted(entries):
+        kind = special_kind(entry)
+        if kind == "a folder":
+            continue
+        count += 1
+        if entry.is_file():
+            files.append(entry)
+        else:
+            missing.append((entry, _not_a_file(entry, kind)))
+    return count
+
+
+def _not_a_file(path: Path, kind: str | None) -> str:
+    """Why `path` (no regular file) cannot be read, in a few words."""
+    if kind is not None:
+        return f"not a regular file ({kind})"
+    try:
+        os.stat(path)
+    except OSError as exc:  # a broken link, a link loop (ELOOP), a name too long
+        return "a broken link" if exc.errno == errno.ENOENT else (exc.strerror or str(exc))
+    return "not a regular file"
 
 
 def plan_jobs(
     files: list[Path], output: Path | None, fmt: str | None, suffix: str | None, default_suffix: str
 ) -> list[Job]:
     """Output path per input. `output` is a file only for a single input with an image suffix."""
-    if output is not None and not output.is_dir() and output.suffix.lower() in IMAGE_SUFFIXES \
+    if output is not None and not output.is_dir() and _image_suffix(output.suffix) \
             and output.suffix.lower().lstrip(".") not in FORMATS:
         raise UsageError(f"{output}: cannot write {output.suffix.lstrip('.')} files (png, jpg, webp); "
                          "name an output folder without an image suffix")
@@ -87,23 +110,40 @@ def plan_jobs(
         return [Job(files[0], output, format_for(output, fmt))] if files else []
     jobs = []
     for src in files:
-        folder = output if output is not None else src.parent
         ext = (fmt or src.suffix.lstrip(".")).lower()
         if ext not in FORMATS:
             ext = "png"
-        tail = suffix if suffix is not None else ("" if output is not None and folder != src.parent else default_suffix)
-        dst = folder / f"{src.stem}{tail}.{ext}"
-        jobs.append(Job(src, dst, FORMATS[ext]))
+        jobs.append(Job(src, output_path(src, output, suffix, default_suffix, f".{ext}"), FORMATS[ext]))
     refuse_clashes([(job.src, job.dst) for job in jobs])
     return jobs
+
+
+def output_path(src: Path, output: Path | None, suffix: str | None, default_suffix: str, ext: str) -> Path:
+    """Where one input's output goes in folder mode (images and videos): into `output`, or beside
+    the input with `default_suffix` (an `-o` that is the input's own folder, however spelled:
+    ./, $PWD, a link, counts as beside it); `suffix` when given wins."""
+    folder = output if output is not None else src.parent
+    beside = output is None or same_file(folder, src.parent)
+    tail = suffix if suffix is not None else (default_suffix if beside else "")
+    return folder / f"{src.stem}{tail}{ext}"
+
+
+def _image_suffix(suffix: str) -> bool:
+    """Whether `-o NAME.suffix` reads as an image file (.tif, .avif, .jxl, ...) rather than a folder
+    with a dot: made as a folder, `-o out.avif` would leave the user a folder where they asked
+    for a file."""
+    suffix = suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return False
+    return suffix in IMAGE_SUFFIXES + _OTHER_IMAGE_SUFFIXES or suffix in Image.registered_extensions()
 
 
 def refuse_clashes(pairs: list[tuple[Path, Path]]) -> None:
     """UsageError when two inputs would write one output or an output would replace its input.
 
-    The one check for images and videos alike (a video's output is planned apart, in video/command.py).
+    The one check for images and videos alike (a video's output is planned apart, in cli/video.py).
     """
-    targets = [dst.resolve() for _, dst in pairs]
+    targets = [_resolved(dst) for _, dst in pairs]
     if len(set(targets)) != len(targets):
         dup = next(dst for (_, dst), t in zip(pairs, targets) if targets.count(t) > 1)
         raise UsageError(f"{dup}: several inputs would write this output; use --suffix or separate folders")
@@ -112,10 +152,44 @@ def refuse_clashes(pairs: list[tuple[Path, Path]]) -> None:
         raise UsageError(f"{clash}: output would overwrite the input; use -o or --suffix")
 
 
+def make_folder(folder: Path) -> None:
+    """`mkdir -p` for an output folder; its failure an ImageError saying what is in the way (mkdir
+    says "File exists" for a file, a dead link and a link loop alike)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ImageError(f"{folder}: cannot create output folder ({_in_the_way(folder)})") from None
+    except OSError as exc:
+        raise ImageError(f"{folder}: cannot create output folder ({exc.strerror or exc})") from None
+
+
+def _in_the_way(folder: Path) -> str:
+    """The first of `folder` and its parents that exists but is no folder, and what it is."""
+    for part in (folder, *folder.parents):
+        if os.path.lexists(part) and not part.is_dir():
+            what = "a broken link or a link loop" if part.is_symlink() else "a file"
+            return f"it is {what}" if part == folder else f"{part} is {what}"
+    return "something else is in the way"
+
+
+def _resolved(path: Path) -> Path:
+    """`path` absolute with its links followed; a link loop (RuntimeError before Python 3.13,
+    OSError since) stays as written, and writing the output reports it as that file's failure."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
 def auto_save_threads() -> int:
     """Save threads for `-j ...:auto`: PNG at level 1 encodes a 4K frame in ~0.35 s on one core where
     a GPU computes it in ~0.25 s, so half the cores (2 to 4) keep saving off the critical path."""
     return max(2, min(4, (os.cpu_count() or 1) // 2))
+
+
+#: Most threads one `-j` stage may have: each holds a decoded image, and Python cannot start
+#: tens of thousands (RuntimeError: can't start new thread, after the batch had begun).
+MAX_STAGE_THREADS = 64
 
 
 def parse_threads(text: str) -> tuple[int, int, int]:
@@ -127,8 +201,9 @@ def parse_threads(text: str) -> tuple[int, int, int]:
         parts = tuple(int(p) for p in fields)
     except ValueError:
         parts = ()
-    if len(parts) != 3 or min(parts) < 1:
-        raise UsageError(f"-j {text!r}: expected load:proc:save thread counts, e.g. 1:1:2 or 1:1:auto")
+    if len(parts) != 3 or min(parts) < 1 or max(parts) > MAX_STAGE_THREADS:
+        raise UsageError(f"-j {text!r}: expected load:proc:save thread counts 1-{MAX_STAGE_THREADS}, "
+                         "e.g. 1:1:2 or 1:1:auto")
     return parts  # type: ignore[return-value]
 
 
@@ -202,9 +277,8 @@ def run_pipeline(jobs: list[Job], upscaler: PictureUpscaler, options: UpscaleOpt
             todo.put(job)
 
     def fail(job: Job, exc: BaseException) -> None:
-        reason = one_line(exc)
         with lock:
-            report.failed.append((job.src, reason if str(job.src) in reason else f"{job.src}: {reason}"))
+            report.failed.append((job.src, name_once(job.src, one_line(exc))))
         if progress is not None:
             progress.file_done(job)
 
@@ -243,10 +317,7 @@ def run_pipeline(jobs: list[Job], upscaler: PictureUpscaler, options: UpscaleOpt
                 return
             job, pic = item
             try:
-                try:
-                    job.dst.parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise ImageError(f"{job.dst.parent}: cannot create output folder ({exc.strerror or exc})") from None
+                make_folder(job.dst.parent)
                 save_image(job.dst, pic, job.fmt, options.quality, options.png_level)
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
                 fail(job, exc)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import one_line, printable
+
 Source = Path | str  # a local path, or a URI a cluster reads
 
 
@@ -39,5 +41,17 @@ class Report:
                 f"in {self.seconds:.1f} s ({self.images_per_s:.2f} images/s on {self.workers} worker(s))")
 
     def failure_lines(self) -> list[str]:
-        """One line per failure, naming the source once (reasons usually start with it)."""
-        return [reason if str(src) in reason else f"{src}: {reason}" for src, reason in self.failed]
+        """One line per failure, naming the source once (reasons usually start with it), a name
+        with a newline or odd bytes escaped (`printable`) so each failure stays one line."""
+        return [name_once(src, reason) for src, reason in self.failed]
+
+
+def name_once(source: Source, reason: str) -> str:
+    """`reason` on one line with `source` in it written printable, or `source: reason` when it does
+    not name it (`one_line` may already have turned the name's newlines into spaces)."""
+    src = str(source)
+    shown = printable(src)
+    for said in dict.fromkeys((shown, src, " ".join(src.split()))):
+        if said and said in reason:
+            return one_line(Exception(reason.replace(said, shown, 1)))
+    return one_line(Exception(f"{shown}: {reason}"))

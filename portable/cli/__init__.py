@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..batch.report import Report
-from ..errors import UsageError
+from ..errors import UsageError, printable
 from ..model.spec import parse_value_range
 from ..model.catalog import DEFAULT_MODEL, GRAPH_ARCH, SCALE_VARIANTS, folder_model, folder_models, list_models
 from .commands import EXIT_FAILED, errors_exit, exit_code, run_command
@@ -96,7 +96,7 @@ def upscale(
 ) -> None:
     """Upscale images with a Real-ESRGAN model."""
     from ..api import Upscaler  # loads ncnn, numpy, Pillow: `--help` stays fast without them
-    from ..batch.pipeline import expand_inputs, parse_threads, plan_jobs, run_pipeline
+    from ..batch.pipeline import expand_inputs, make_folder, parse_threads, plan_jobs, run_pipeline
     from ..run.options import UpscaleOptions
     from .progress import ProgressLine
     from .video import is_video_output, plan_videos, run_videos, split_videos
@@ -128,13 +128,14 @@ def upscale(
         video_jobs = plan_videos(videos, files, output, suffix, default_suffix)
         plan = plan_jobs(files, None if is_video_output(output) else output, options.fmt, suffix, default_suffix)
         if output is not None and not output.suffix and not output.exists():
-            output.mkdir(parents=True, exist_ok=True)
+            make_folder(output)
     if not quiet:
         for note in upscaler.notes:
             typer.echo(f"{PROG}: note: {note}", err=True)
-        tile_text = upscaler.engine.tile_size(upscaler.options)
-        typer.echo(f"{PROG}: {upscaler.spec.name} x{upscaler.spec.scale} on {upscaler.description}, tile {tile_text}"
-                   f"{' (auto)' if options.tile == 0 else ''}", err=True)
+        # an automatic tile is planned per image size (one tile where the image fits), so no number here
+        tile_text = options.tile or "auto"
+        typer.echo(f"{PROG}: {upscaler.spec.name} x{upscaler.spec.scale} on {upscaler.description}, tile {tile_text}",
+                   err=True)
     progress = ProgressLine(len(plan), enabled=False if quiet or not plan else None)
     with errors_exit(PROG, after="finished files are complete, no partial output was left"):
         try:
@@ -147,8 +148,8 @@ def upscale(
         video_failed = run_videos(video_jobs, upscaler, video_options, quiet, skip_existing, lambda t: typer.echo(f"{PROG}: {t}", err=True))
     report.failed = missing + report.failed
     if not quiet:
-        for note in report.notices:
-            typer.echo(f"{PROG}: note: {note}", err=True)
+        for note in report.notices:  # they name files: a newline in a name must not split the line
+            typer.echo(f"{PROG}: note: {printable(note)}", err=True)
         if report.skipped:
             typer.echo(f"{PROG}: skipped {len(report.skipped)} existing output(s)", err=True)
     _print_failures(report)

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 
 import typer
 
-from ..errors import UserError, one_line
+from ..errors import UserError, one_line, printable
 from .signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_as_exception
 
 EXIT_FAILED = 1
@@ -36,7 +36,7 @@ KNOWN_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError, MemoryError
 def _describe(err: BaseException) -> str:
     """One line; an OSError as `path: reason` rather than `[Errno 2] ...: 'path'`."""
     if isinstance(err, OSError) and err.strerror and err.filename:
-        return f"{err.filename}: {err.strerror}"
+        return f"{printable(str(err.filename))}: {err.strerror}"
     return one_line(err)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..atomic import same_file
-from ..batch.pipeline import refuse_clashes
+from ..batch.pipeline import output_path, refuse_clashes
 from ..errors import UsageError
 from ..suffixes import VIDEO_SUFFIXES
 from ..video.api import VideoReport, upscale_video
@@ -41,9 +41,7 @@ def plan_videos(videos: list[Path], images: list[Path], output: Path | None, suf
         return [(videos[0], output)]  # type: ignore[list-item]
     jobs = []
     for src in videos:
-        folder = output if output is not None else src.parent
-        tail = suffix if suffix is not None else ("" if output is not None and folder != src.parent else default_suffix)
-        jobs.append((src, folder / f"{src.stem}{tail}{src.suffix}"))
+        jobs.append((src, output_path(src, output, suffix, default_suffix, src.suffix)))
     refuse_clashes(jobs)
     return jobs
 

@@ -104,6 +104,7 @@ def split_modes(im: Image.Image, notes: list[str]) -> tuple[np.ndarray, np.ndarr
 def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
     """Decode `path`; any problem is an `ImageError` whose message names the file."""
     path = Path(path)
+    _require_regular(path)
     try:
         if path.stat().st_size == 0:
             raise ImageError(f"{path}: empty file")
@@ -117,6 +118,9 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
                     f"{path}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} (raise it with --max-pixels)"
                 )
             notes: list[str] = []
+            frames = getattr(im, "n_frames", 1)  # GIF, APNG, WebP: the output keeps one frame, said
+            if frames > 1:
+                notes.append(f"animated ({frames} frames): only the first frame is upscaled")
             raw16 = png16.colour16_rawmode(im)  # before getexif(), which may load the pixels
             icc = im.info.get("icc_profile")
             exif = im.getexif()
@@ -146,6 +150,20 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     exif_bytes = _exif_bytes(exif, orientation, notes)
     return Picture(np.ascontiguousarray(color), alpha if alpha is None else np.ascontiguousarray(alpha),
                    icc, exif_bytes, source_format, notes)
+
+
+def _require_regular(path: Path) -> None:
+    """Refuse what is no regular file before Pillow opens it: a FIFO would block for good (and look
+    empty to stat), a link loop or missing file deserves its own reason, not "cannot decode"."""
+    kind = atomic.special_kind(path)
+    if kind is not None:
+        raise ImageError(f"{path}: not a regular file ({kind})")
+    try:
+        os.stat(path)
+    except OSError as exc:
+        raise ImageError(f"{path}: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL in the name
+        raise ImageError(f"{str(path)!r}: not a valid file name") from None
 
 
 def _orientation(exif: Image.Exif, notes: list[str]) -> int:

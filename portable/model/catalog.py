@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..atomic import special_kind
 from ..errors import UserError
 from .spec import ModelSpec, ModelSpecError
 
@@ -104,11 +105,9 @@ def _from_param_path(param: Path, origin: str) -> ModelFiles:
     """A model given as files: `NAME.param` needs `NAME.bin` and the `NAME.json` sidecar beside it."""
     if param.suffix in (".bin", ".json"):
         param = param.with_suffix(".param")
-    if not param.is_file():
-        raise ModelNotFoundError(f"{param}: model .param file not found")
+    _require_file(param, "model .param file")
     weights = param.with_suffix(".bin")
-    if not weights.is_file():
-        raise ModelNotFoundError(f"{weights}: model .bin file not found (next to {param.name})")
+    _require_file(weights, "model .bin file", f" (next to {param.name})")
     sidecar = param.with_suffix(".json")
     if sidecar.is_file():  # the file stem is the name users type, whatever the sidecar says
         return ModelFiles(param, weights, replace(ModelSpec.load(sidecar), name=param.stem), origin)
@@ -116,6 +115,18 @@ def _from_param_path(param: Path, origin: str) -> ModelFiles:
     if official is not None:  # an official file copied elsewhere: its spec is known.
         return ModelFiles(param, weights, official, origin)
     return ModelFiles(param, weights, spec_from_graph(param), origin)
+
+
+def _require_file(path: Path, what: str, where: str = "") -> None:
+    """ModelNotFoundError unless `path` is a regular file, saying which way it is not: missing, or
+    there but a folder, FIFO, device or a link that leads nowhere (ncnn would crash or block on it)."""
+    if path.is_file():
+        return
+    kind = special_kind(path)
+    if kind is None and path.is_symlink():
+        kind = "a broken link or a link loop"
+    raise ModelNotFoundError(f"{path}: {what} not found{where}" if kind is None else
+                             f"{path}: {what} is {kind}, not a regular file")
 
 
 GRAPH_ARCH = "read from the graph"  # the arch of a sidecar-less model
@@ -211,28 +222,36 @@ def folder_model(folder: Path, name: str, scale: float | None = None) -> Path:
     a realcugan-ncnn-vulkan folder (`upSx-*.param`), NAME as its noise level -1..3 at scale S
     (default 2), e.g. `-m models-se -n 1 -s 2` -> up2x-denoise1x.param. None of these: one line
     naming what the folder has."""
-    plain = folder / f"{check_model_name(name)}.param"
-    if plain.is_file():
-        return plain
     want = int(round(scale)) if scale is not None else None
-    if want is not None and (folder / f"{name}-x{want}.param").is_file():
-        return folder / f"{name}-x{want}.param"
+    candidates = [folder / f"{check_model_name(name)}.param"]
+    if want is not None:
+        candidates.append(folder / f"{name}-x{want}.param")
+    if name in REALCUGAN_NOISE:
+        candidates.append(folder / f"up{want or 2}x-{REALCUGAN_NOISE[name]}.param")
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is not None:
+        return found
+    for candidate in filter(os.path.lexists, candidates):  # there, but a folder, FIFO or dead link
+        _require_file(candidate, "model .param file")
     if name in REALCUGAN_NOISE:
         level = want or 2
-        cugan = folder / f"up{level}x-{REALCUGAN_NOISE[name]}.param"
-        if cugan.is_file():
-            return cugan
-        have = sorted(p.stem.split("-", 1)[1] for p in folder.glob(f"up{level}x-*.param"))
+        cugan = candidates[-1]
+        have = sorted(p.stem.split("-", 1)[1] for p in _param_files(folder, f"up{level}x-*.param"))
         if have:
             raise ModelNotFoundError(f"{folder}: no noise level {name} at x{level} ({cugan.name}); "
                                      f"it has {', '.join(have)}")
-    stems = sorted(p.stem for p in folder.glob("*.param"))
+    stems = sorted(p.stem for p in _param_files(folder))
     if not stems:
         raise ModelNotFoundError(f"{folder}: no model {name!r}, and no .param files in this folder")
     listed = ", ".join(stems[:8]) + (f" and {len(stems) - 8} more" if len(stems) > 8 else "")
     hint = "; or -n -1..3 (noise) with -s 2..4 as in realcugan-ncnn-vulkan" if any(
         s.startswith("up") and "x-" in s for s in stems) else ""
     raise ModelNotFoundError(f"{folder}: no model {name!r} (it has {listed}{hint})")
+
+
+def _param_files(folder: Path, pattern: str = "*.param") -> list[Path]:
+    """The regular files of `folder` matching `pattern`: a folder or FIFO named like a model is no model."""
+    return [p for p in folder.glob(pattern) if p.is_file()]
 
 
 def folder_models(folder: Path, origin: str = "path") -> list[ModelFiles]:

@@ -25,6 +25,9 @@ from ..plan.budget import parse_memory
 from .backend import BACKENDS, TorchOptions
 
 ALPHA_MODES = ("bicubic", "model")
+#: `--threads` ceiling: the largest CPUs have a few hundred; ncnn's OpenMP pool aborts ("Thread
+#: creation failed") or crashes when asked for tens of thousands.
+MAX_THREADS = 1024
 
 
 def _flag(flag: str, pixels: bool = True) -> dict[str, Any]:
@@ -103,6 +106,8 @@ class UpscaleOptions:
             raise UsageError(f"--quality {self.quality}: expected 1 to 100")
         if self.max_pixels < 0:
             raise UsageError(f"--max-pixels {self.max_pixels}: expected 0 (no limit) or more")
+        if self.threads is not None and not (isinstance(self.threads, int) and 1 <= self.threads <= MAX_THREADS):
+            raise UsageError(f"--threads {self.threads}: expected 1 to {MAX_THREADS} CPU threads")
         check_png_level(self.png_level)
 
     @classmethod

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..typed_dict import ConfigError, build, to_plain
+from ..typed_dict import ConfigError, build, read_yaml, to_plain
 
 __all__ = ["ConfigError", "DegradationConfig", "FinalConfig", "KernelConfig", "StageConfig", "USMConfig"]
 
@@ -29,6 +29,8 @@ KERNEL_TYPES = (
 )
 RESIZE_MODES = ("area", "bilinear", "bicubic")
 _MAX_KERNEL = 21
+_MAX_RESIZE = 4.0  # a stage's upscale: x4 already makes a 1024 px GT a 4096 px canvas per sample
+_MAX_USM_RADIUS = 1000  # the recipe uses 50; 1e8 ran for minutes building the blur matrices
 
 
 
@@ -44,7 +46,7 @@ def _check_prob(name: str, p: float) -> None:
 
 
 def _check_probs(name: str, probs: tuple[float, ...], n: int) -> None:
-    if len(probs) != n or any(p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
+    if len(probs) != n or not all(p >= 0 for p in probs) or not abs(sum(probs) - 1.0) <= 1e-6:  # NaN fails
         raise ConfigError(f"{name} must be {n} non-negative probabilities summing to 1, got {probs}")
 
 
@@ -138,7 +140,7 @@ class StageConfig:
         _check_prob(f"{where}.blur_prob", self.blur_prob)
         self.kernel.validate(f"{where}.kernel")
         _check_probs(f"{where}.resize_probs", self.resize_probs, 3)
-        _check_range(f"{where}.resize_range", self.resize_range, 1e-3, 1e3)
+        _check_range(f"{where}.resize_range", self.resize_range, 1e-3, _MAX_RESIZE)
         if not self.resize_range[0] <= 1.0 <= self.resize_range[1]:
             raise ConfigError(f"{where}.resize_range must contain 1 (down below 1, up above 1)")
         _check_modes(f"{where}.resize_modes", self.resize_modes)
@@ -184,8 +186,9 @@ class USMConfig:
     threshold: float = 10.0
 
     def validate(self, where: str) -> None:
-        if self.radius < 1 or self.weight < 0 or self.threshold < 0:
-            raise ConfigError(f"{where}: need radius >= 1, weight >= 0, threshold >= 0, got {self}")
+        ok = 1 <= self.radius <= _MAX_USM_RADIUS and 0 <= self.weight < math.inf and 0 <= self.threshold < math.inf
+        if not ok:  # written so that NaN fails too
+            raise ConfigError(f"{where}: need 1 <= radius <= {_MAX_USM_RADIUS}, finite weight >= 0 and threshold >= 0, got {self}")
 
 
 @dataclass(frozen=True)
@@ -224,10 +227,7 @@ class DegradationConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> DegradationConfig:
         """Read a YAML mapping (optionally under a top-level `degradation:` key)."""
-        import yaml
-
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         if len(data) == 1 and set(data) <= {"degradation", "degradations"}:

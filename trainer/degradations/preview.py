@@ -6,8 +6,9 @@
 Without images it crops scikit-image's sample photos. One row per sample: GT | LQ | first
 kernel | second kernel | final sinc, with the drawn parameters written on each kernel tile.
 Errors go through the runtime's one table (`cli/commands.py`): one line `PROG: error: ...`; bad
-options, a missing image or a bad config exit 2, a failure while reading, degrading or writing
-(an image smaller than the crop, a file system error) exits 1.
+options, a missing image, a bad config, or an output that is a folder, a pipe or one of the
+inputs exit 2, a failure while reading, degrading or writing (an unreadable image or one smaller
+than the crop, a file system error) exits 1.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import torch
 import typer
 from PIL import Image, ImageDraw
 
-from ...atomic import write_atomic
+from ...atomic import refuse_special, same_file, write_atomic
 from ...cli.commands import errors_exit, run_command
 from ...errors import UsageError
+from ..data import read_image
 from .config import RESIZE_MODES, DegradationConfig
 from .params import DOWN, UP, StageDraw
 from .pipeline import DegradationResult, Degrader
@@ -33,6 +35,7 @@ _DEFAULT_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "
 _HEADER = 18
 MAX_ROWS = 64  # a grid to look at, not a dataset
 MAX_SIZE = 1024
+SEEDS = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
 _TITLES = ("GT (USM input)", "LQ (nearest up)", "first blur", "second blur", "final sinc")
 
 
@@ -48,15 +51,14 @@ def load_crops(paths: list[Path], rows: int, size: int) -> torch.Tensor:
     crops = []
     for i in range(rows):
         path = paths[i % len(paths)]
-        with Image.open(path) as im:
-            a = np.asarray(im.convert("RGB"))
+        a = read_image(path)  # the trainer's reader: a corrupt file or a pixel bomb is one DataError
         if a.shape[0] < size or a.shape[1] < size:
             raise UsageError(f"{path} is {a.shape[1]}x{a.shape[0]}, smaller than the crop size {size}")
         shift = (i // len(paths)) * size // 3
         top = min((a.shape[0] - size) // 2 + shift, a.shape[0] - size)
         left = min((a.shape[1] - size) // 2 + shift, a.shape[1] - size)
         crops.append(a[top : top + size, left : left + size])
-    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255)
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()
 
 
 def _to_image(x: torch.Tensor) -> Image.Image:
@@ -126,7 +128,7 @@ def preview(
     ctx: typer.Context,
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write")],
     images: Annotated[Optional[list[Path]], typer.Argument(help="source images (default: scikit-image photos)", show_default=False)] = None,
-    seed: Annotated[int, typer.Option("--seed", help="random seed of the degradations")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=SEEDS[0], max=SEEDS[1], help="random seed of the degradations")] = 0,
     rows: Annotated[int, typer.Option("--rows", help="number of GT crops (grid rows)")] = 6,
     size: Annotated[int, typer.Option("--size", metavar="PIXELS", help="GT crop side, a multiple of --scale")] = 256,
     scale: Annotated[int, typer.Option("--scale", help="downscale factor GT -> LQ")] = 4,
@@ -142,6 +144,15 @@ def main(argv: list[str] | None = None, prog: str = "realesr-portable preview") 
     return run_command(app, list(sys.argv[1:] if argv is None else argv), prog)
 
 
+def _check_output(output: Path, sources: list[Path]) -> None:
+    """Refuse, before the work, an output that is a folder, pipe or device, or one of the sources
+    (writing the grid over an input photo or the config would lose it)."""
+    refuse_special(output)
+    for source in sources:
+        if same_file(source, output):
+            raise UsageError(f"output {output} is the input {source}; choose another file")
+
+
 def _run(args: argparse.Namespace, prog: str = "realesr-portable preview") -> int:
     with errors_exit(prog, setup=True):  # options, image paths and config: bad usage, exit 2
         if not 1 <= args.rows <= MAX_ROWS or not 16 <= args.size <= MAX_SIZE or args.scale < 1 or args.size % args.scale:
@@ -153,6 +164,7 @@ def _run(args: argparse.Namespace, prog: str = "realesr-portable preview") -> in
             if not path.is_file():
                 raise UsageError(f"no such image: {path}")
         config = DegradationConfig.from_yaml(args.config) if args.config else DegradationConfig.x4plus()
+        _check_output(args.output, [*paths, *([args.config] if args.config else [])])
     # from here on an error is a failure of the work: `run_command` gives it one line and exit 1
     gt = load_crops(paths, args.rows, args.size)
     result = Degrader(config, args.scale).run(gt, torch.Generator().manual_seed(args.seed))
