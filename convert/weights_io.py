@@ -34,13 +34,24 @@ class WeightsError(UserError, ValueError):
     """A weights file is missing, unreadable, unsafe, or does not hold a state_dict (one-line message)."""
 
 
-def _read_torch(path: Path) -> object:
+class TorchFileError(WeightsError):
+    """A `.pth` the restricted reader refused or could not read; `reason` is the message without
+    the path, for callers that name the file their own way ("cannot read checkpoint X: ...")."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
+
+
+def read_torch_file(path: Path) -> object:
+    """`torch.load` as every `.pth` reader here uses it (weights, trainer checkpoints, VGG19):
+    a bounded look inside first, then `weights_only=True`; every failure one TorchFileError."""
     try:
         check_torch_zip(path)  # bounded look inside first: torch.load trusts sizes
     except UnsafeWeightsError as err:
-        raise WeightsError(f"{path}: refused: {err}") from None
+        raise TorchFileError(path, f"refused: {err}") from None
     except OSError as err:
-        raise WeightsError(f"{path}: cannot read ({err.strerror or err})") from None
+        raise TorchFileError(path, f"cannot read ({err.strerror or err})") from None
     try:
         with warnings.catch_warnings():  # protocol-version chatter; errors still raise
             warnings.simplefilter("ignore", UserWarning)
@@ -49,18 +60,18 @@ def _read_torch(path: Path) -> object:
         # The restricted unpickler met a global it does not allow (code or an unknown class).
         detail = one_line(err)
         if "weights only load failed" in detail.lower() or "unsupported global" in str(err).lower():
-            raise WeightsError(
-                f"{path}: refused: the pickle references code or classes outside plain tensors "
+            raise TorchFileError(
+                path, "refused: the pickle references code or classes outside plain tensors "
                 "(read with weights_only=True, nothing was executed); if you trust it, re-save it as "
                 "torch.save(model.state_dict(), path) or as .safetensors"
             ) from None
-        raise WeightsError(f"{path}: not a readable PyTorch weights file ({detail})") from None
+        raise TorchFileError(path, f"not a readable PyTorch weights file ({detail})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError) as err:
-        raise WeightsError(f"{path}: truncated or not a PyTorch weights file ({one_line(err)})") from None
+        raise TorchFileError(path, f"truncated or not a PyTorch weights file ({one_line(err)})") from None
     except (KeyError, IndexError, AttributeError, struct.error):
         # garbage read as a legacy (non-zip) pickle fails inside the restricted unpickler with
         # whatever its opcode handlers raise (unknown memo keys, short stacks): nothing to quote
-        raise WeightsError(f"{path}: truncated or not a PyTorch weights file (a corrupt pickle)") from None
+        raise TorchFileError(path, "truncated or not a PyTorch weights file (a corrupt pickle)") from None
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -115,7 +126,7 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if path.suffix.lower() in _SAFETENSORS_SUFFIXES:
         obj: object = _read_safetensors(path)
     else:
-        obj = _read_torch(path)
+        obj = read_torch_file(path)
     return unwrap_state_dict(obj, path)
 
 

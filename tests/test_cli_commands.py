@@ -151,7 +151,7 @@ def test_prepare_errors_go_through_the_one_table(tmp_path: Path, capsys: pytest.
     cases = [
         ([tmp_path / "missing", tmp_path / "out"], 2, f"input folder {tmp_path / 'missing'} does not exist"),
         ([src, tmp_path / "out", "--scales", "1,half"], 2, "--scales must be numbers separated by commas, got '1,half'"),
-        ([src, tmp_path / "out", "--scales", "1,2"], 2, "scales must be in (0, 1]"),
+        ([src, tmp_path / "out", "--scales", "1,2"], 2, "--scales: each factor must be between 0.01 and 1"),
         ([empty, tmp_path / "out"], 1, f"no images found under {empty}"),
         ([src, blocker / "out", "--workers", "1"], 1, f"{blocker / 'out'}: Not a directory"),  # OSError during the work
     ]

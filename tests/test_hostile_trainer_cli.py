@@ -269,6 +269,28 @@ def test_prepare_name_clashes_and_duplicate_scales(src: Path, tmp_path: Path, ca
         assert "more than once" in _lines(capsys)[0]
 
 
+def test_prepare_a_downscaled_copy_never_takes_another_images_names(src: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`a.png` at 0.5 and `a_T05.png` at 1 both once wrote `a_T05_s001.png`: the second replaced
+    the first's crop and the meta file listed it twice."""
+    Image.open(src / "a.png").convert("RGB").resize((64, 64)).save(src / "a_T05.png")
+    out = tmp_path / "out"
+    assert prepare_main([str(src), str(out), "--crop-size", "16", "--step", "16", "--scales", "1,0.5", "--workers", "1"]) == 1
+    assert _lines(capsys) == [f"{PREPARE}error: {src / 'a_T05.png'}: skipped, its sub-images would overwrite those of {src / 'a.png'}"]
+    meta = (out / "meta_info.txt").read_text().splitlines()
+    assert len(meta) == len(set(meta)) > 0
+    assert not any(Path(line).stem.startswith("a_T05_T05") for line in meta)
+
+
+@pytest.mark.parametrize("scales", ["1e-9", "nan", "1,0.009", "inf", "-0.5"])
+def test_prepare_refuses_scales_that_leave_nothing_to_train_from(src: Path, tmp_path: Path, scales: str,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`--scales 1e-9` was accepted (exit 0): a copy that small holds nothing to train from."""
+    assert prepare_main([str(src), str(tmp_path / "out"), "--scales", scales, "--workers", "1"]) == 2
+    assert _lines(capsys) == [f"{PREPARE}error: --scales: each factor must be between 0.01 and 1"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_prepare_meta_file_checks(src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--meta over an input image once replaced it; a folder, FIFO or device once failed after
     all the cutting; a missing folder once named the temporary file."""
@@ -359,6 +381,42 @@ def test_train_resume_from_no_regular_file(kind: str, reason: str, train_config:
         os.symlink(path, path)
     code, line = _train(["--config", train_config, "--export", "--resume", path], capsys)
     assert code == 1 and line == f"{TRAIN}cannot read checkpoint {path}: {reason}"
+
+
+class _RunsCode:
+    """Pickles as a call of os.system: what a hostile checkpoint or VGG file would hold."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, ("true",)
+
+
+@pytest.mark.parametrize("kind", ["code", "junk", "zip-junk"])
+def test_train_resume_and_vgg_from_hostile_pickles_say_why_in_a_short_line(
+        kind: str, train_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--resume and --vgg-weights once called torch.load themselves: a code pickle gave torch's
+    paragraph on weights_only (~700 characters), garbage a bare number ("2154524277", a KeyError),
+    and a pickle bomb was not bounded. Both now go through the converter's reader."""
+    import pickle
+    import zipfile
+
+    from realesr_portable.trainer.vgg import VGGWeightsError, load_vgg19_state
+
+    path = tmp_path / f"{kind}.pth"
+    if kind == "code":
+        path.write_bytes(pickle.dumps({"iteration": 1, "net_g": _RunsCode()}))
+    elif kind == "junk":
+        path.write_bytes(b"\x80\x02junk" * 50)
+    else:
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("archive/data.pkl", b"\x80\x02}q\x00.")  # no version record, no tensors
+    reason = {"code": "refused: the pickle references code or classes outside plain tensors",
+              "junk": "truncated or not a PyTorch weights file", "zip-junk": "truncated or not a PyTorch weights file"}[kind]
+    code, line = _train(["--config", train_config, "--export", "--resume", path], capsys)
+    assert code == 1 and line.startswith(f"{TRAIN}cannot read checkpoint {path}: {reason}"), line
+    assert len(line) < 400, line
+    with pytest.raises(VGGWeightsError) as caught:
+        load_vgg19_state(path)
+    assert str(caught.value).startswith(f"cannot read VGG19 weights {path}: {reason}")
 
 
 @pytest.mark.parametrize("kind", ["fifo", "binary", "folder"])

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ..archs.family import describe_mismatch
-from ..errors import UserError, one_line
+from ..convert.weights_io import TorchFileError, read_torch_file
+from ..errors import UserError
 from ..atomic import write_atomic
 
 _NAME = re.compile(r"^iter_(\d{8,})\.pth$")
@@ -68,21 +69,21 @@ def save(run_dir: Path, iteration: int, state: dict[str, Any], keep_last: int) -
 
 
 def load(path: Path) -> dict[str, Any]:
-    """Read a checkpoint (safe unpickling only)."""
+    """Read a checkpoint (the bounded, restricted reader every `.pth` goes through)."""
     try:
         if Path(path).exists() and not Path(path).is_file():  # a FIFO would block torch.load for good
             raise CheckpointError(f"cannot read checkpoint {path}: not a regular file")
         if Path(path).stat().st_size == 0:  # a full disk or a copy cut short; torch says only "EOFError"
             raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_torch_file(Path(path))
+    except TorchFileError as exc:  # torch's own text for some of these is a paragraph
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.reason}") from None
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except CheckpointError:
         raise
     except OSError as exc:  # a link loop, no permission: the reason, not "[Errno 40] ..."
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
-    except Exception as exc:  # torch raises several types (some without a message) for corrupt files
-        raise CheckpointError(f"cannot read checkpoint {path}: {one_line(exc)}") from None
     if not isinstance(state, dict) or "iteration" not in state:
         raise CheckpointError(f"{path} is not a trainer checkpoint (no 'iteration')")
     return state

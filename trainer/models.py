@@ -100,8 +100,8 @@ def _read_weights(source: str, part: str) -> dict[str, torch.Tensor]:
         return _imported(lambda: import_ncnn(path, path.with_suffix(".bin")), source)
     if part == "discriminator" and path.suffix.lower() in (".pth", ".pt"):
         try:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # weights_io below gives the one-line message
+            raw = weights_io.read_torch_file(path)  # bounded first: a pickle bomb is refused, not loaded
+        except weights_io.WeightsError:  # load_state_dict below gives the one-line message
             raw = None
         if isinstance(raw, dict) and isinstance(raw.get("net_d"), dict):
             return raw["net_d"]  # a trainer checkpoint

@@ -47,6 +47,7 @@ from ..image.scale import resize, target_size
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 MAX_WORKERS = 256  # a process each: --workers 100000 would fork until the machine stops
+MIN_SCALE = 0.01  # a smaller copy of a 2K photo is a few pixels: nothing to train from
 
 
 def window_starts(length: int, crop: int, step: int, thresh: int) -> list[int]:
@@ -102,7 +103,7 @@ def prepare(
     step: Annotated[int, typer.Option("--step", min=1, metavar="PIXELS", help="distance between window starts")] = 240,
     thresh_size: Annotated[int, typer.Option("--thresh-size", min=0, metavar="PIXELS",
                            help="add a last window flush with the border when more than this is left over")] = 0,
-    scales: Annotated[str, typer.Option("--scales", help="comma-separated downscale factors in (0, 1], e.g. 1,0.75,0.5,0.3333")] = "1",
+    scales: Annotated[str, typer.Option("--scales", help="comma-separated downscale factors in [0.01, 1], e.g. 1,0.75,0.5,0.3333")] = "1",
     meta: Annotated[Optional[Path], typer.Option("--meta", help="meta file (default OUTPUT/meta_info.txt)")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, max=MAX_WORKERS, help="processes")] = min(4, os.cpu_count() or 1),
 ) -> None:
@@ -116,14 +117,14 @@ def main(argv: list[str] | None = None, prog: str = "realesr-portable prepare") 
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
-    """`--scales`: factors in (0, 1] whose sub-image names differ (0.5 and 0.50 would write the
+    """`--scales`: factors in [MIN_SCALE, 1] whose sub-image names differ (0.5 and 0.50 would write the
     same files twice and list them twice in the meta file)."""
     try:
         scales = tuple(float(s) for s in text.split(","))
     except ValueError:
         raise UsageError(f"--scales must be numbers separated by commas, got {text!r}") from None
-    if any(not 0 < s <= 1 for s in scales):
-        raise UsageError("scales must be in (0, 1]")
+    if any(not MIN_SCALE <= s <= 1 for s in scales):  # also refuses nan; 1e-9 once cut 1x1 "crops"
+        raise UsageError(f"--scales: each factor must be between {MIN_SCALE:g} and 1")
     tags = [scale_tag(s) for s in scales]
     twice = next((s for s, tag in zip(scales, tags) if tags.count(tag) > 1), None)
     if twice is not None:
@@ -163,24 +164,27 @@ def not_an_input(entry: Path) -> str:
     return "not a regular file"
 
 
-def list_inputs(input: Path) -> tuple[list[Path], list[str]]:
+def list_inputs(input: Path, scales: tuple[float, ...]) -> tuple[list[Path], list[str]]:
     """The images under `input` (sorted) and one failure line for each entry that is skipped:
     no regular file (a FIFO would block the reader), or an image whose sub-images would
-    overwrite those of an earlier one with the same name stem."""
+    overwrite those of an earlier one: the same name stem (`a.png`, `a.jpg`), or a stem that
+    another's downscaled copy takes (`a_T05.png` at 1 and `a.png` at 0.5)."""
     files: list[Path] = []
     failures: list[str] = []
-    stems: dict[Path, Path] = {}
+    stems: dict[str, Path] = {}
     for entry in sorted(input.rglob("*")):
         if entry.is_dir():
             continue
         if not entry.is_file():
             failures.append(f"{entry}: {not_an_input(entry)}; skipped")
         elif entry.suffix.lower() in SUFFIXES:
-            stem = entry.relative_to(input).with_suffix("")
-            if stem in stems:
-                failures.append(f"{entry}: skipped, its sub-images would overwrite those of {stems[stem]}")
+            stem = entry.relative_to(input).with_suffix("").as_posix()
+            names = [stem + scale_tag(s) for s in scales]
+            taken = next((stems[name] for name in names if name in stems), None)
+            if taken is not None:
+                failures.append(f"{entry}: skipped, its sub-images would overwrite those of {taken}")
             else:
-                stems[stem] = entry
+                stems.update(dict.fromkeys(names, entry))
                 files.append(entry)
     return files, failures
 
@@ -191,7 +195,7 @@ def _prepare(input: Path, output: Path, crop_size: int, step: int, thresh: int, 
         scales = parse_scales(scales_text)
         check_paths(input, output, meta)
     # from here on an error is a failure of the work: `run_command` gives it one line and exit 1
-    files, failures = list_inputs(input)
+    files, failures = list_inputs(input, scales)
     for line in failures:
         print(f"{prog}: error: {line}", file=sys.stderr)
     if not files:

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..convert.weights_io import TorchFileError, read_torch_file
 from ..errors import UserError
 
 #: torchvision's URL of the ImageNet VGG19 weights (the file name carries its sha256 prefix).
@@ -67,9 +68,9 @@ def load_vgg19_state(path: str | Path | None = None) -> dict[str, torch.Tensor]:
         if not path.is_file():
             raise VGGWeightsError(f"VGG19 weight file {path} does not exist")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises several types for corrupt files
-            raise VGGWeightsError(f"cannot read VGG19 weights {path}: {str(exc).splitlines()[0]}") from None
+            state = read_torch_file(path)
+        except TorchFileError as exc:
+            raise VGGWeightsError(f"cannot read VGG19 weights {path}: {exc.reason}") from None
     else:
         try:
             state = torch.hub.load_state_dict_from_url(
