@@ -341,3 +341,37 @@ def test_output_folder_equal_to_the_inputs_however_spelled_keeps_the_suffix(tmp_
         assert made.is_file() and Image.open(made).size == (16, 12), spelled
         assert np.array_equal(np.asarray(Image.open(src)), _pixels()), spelled
         made.unlink()
+
+
+@pytest.mark.parametrize("suffix", ["../../evil", "/", "sub/x", "x\0y"])
+def test_a_suffix_with_a_path_separator_is_refused_before_any_work(tmp_path: Path, suffix: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`--suffix ../../evil` wrote `evil.png` two folders up and left a folder `a..`; `--suffix /`
+    made a folder `a` holding `.png`. A suffix is part of a name: a separator in it is bad usage."""
+    work = tmp_path / "deep" / "work"
+    work.mkdir(parents=True)
+    _good(work, "a.png")
+    assert main(["-i", str(work / "a.png"), "--suffix", suffix, *FAST]) == 2
+    err = capsys.readouterr().err
+    _assert_clean(err)
+    assert err.count("\n") == 1 and "cannot hold a path separator" in err, err
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["deep", "deep/work", "deep/work/a.png"]
+
+
+@pytest.mark.parametrize("name, fmt, written", [("o.png", "jpg", None), ("o.webp", "png", None), ("o.jpg", "jpeg", "JPEG"),
+                                                ("o.PNG", "png", "PNG")])
+def test_format_flag_that_contradicts_the_output_name_is_refused(tmp_path: Path, name: str, fmt: str, written: str | None,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`-o o.png -f jpg` wrote JPEG bytes into o.png (exit 0): a file whose name lies about its
+    contents. Agreeing spellings (jpg/jpeg, any case) still write."""
+    src = _good(tmp_path, "a.png")
+    code = main(["-i", str(src), "-o", str(tmp_path / name), "-f", fmt, *FAST])
+    err = capsys.readouterr().err
+    _assert_clean(err)
+    if written is None:
+        assert code == 2 and f"names a {Image.registered_extensions()[Path(name).suffix]} file but -f {fmt}" in err, err
+        assert not (tmp_path / name).exists()
+    else:
+        assert code == 0, err
+        with Image.open(tmp_path / name) as im:
+            assert im.format == written and im.size == (16, 12)

@@ -19,7 +19,7 @@ from typing import Protocol
 from PIL import Image
 
 from ..atomic import remove_stale, same_file, special_kind
-from ..errors import UsageError, one_line
+from ..errors import UsageError, one_line, printable
 from ..image.io import FORMATS, ImageError, Picture, flatten, format_for, read_image, save_image
 from ..suffixes import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from ..run.options import UpscaleOptions
@@ -107,6 +107,10 @@ def plan_jobs(
             raise UsageError(f"{output}: {len(files)} inputs cannot go into one output file; give a directory")
         if files and same_file(files[0], output):
             raise UsageError(f"{output}: output would overwrite the input; choose another output file")
+        named = FORMATS[output.suffix.lower().lstrip(".")]
+        if fmt is not None and FORMATS.get(fmt.lower(), named) != named:  # once wrote JPEG bytes into out.png
+            raise UsageError(f"-o {output} names a {named} file but -f {fmt} asks for {FORMATS[fmt.lower()]}; "
+                             f"drop -f or name the output {output.stem}.{fmt.lower()}")
         return [Job(files[0], output, format_for(output, fmt))] if files else []
     jobs = []
     for src in files:
@@ -122,10 +126,19 @@ def output_path(src: Path, output: Path | None, suffix: str | None, default_suff
     """Where one input's output goes in folder mode (images and videos): into `output`, or beside
     the input with `default_suffix` (an `-o` that is the input's own folder, however spelled:
     ./, $PWD, a link, counts as beside it); `suffix` when given wins."""
+    check_suffix(suffix)
     folder = output if output is not None else src.parent
     beside = output is None or same_file(folder, src.parent)
     tail = suffix if suffix is not None else (default_suffix if beside else "")
     return folder / f"{src.stem}{tail}{ext}"
+
+
+def check_suffix(suffix: str | None) -> None:
+    """`--suffix` is part of a file name: a separator in it (`--suffix ../x`, `--suffix /`) once
+    made folders and wrote outside the output folder."""
+    if suffix is not None and ("/" in suffix or os.sep in suffix or "\0" in suffix):
+        raise UsageError(f"--suffix '{printable(suffix)}': a name part cannot hold a path separator; "
+                         "use -o for another folder")
 
 
 def _image_suffix(suffix: str) -> bool:

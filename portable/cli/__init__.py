@@ -96,7 +96,7 @@ def upscale(
 ) -> None:
     """Upscale images with a Real-ESRGAN model."""
     from ..api import Upscaler  # loads ncnn, numpy, Pillow: `--help` stays fast without them
-    from ..batch.pipeline import expand_inputs, make_folder, parse_threads, plan_jobs, run_pipeline
+    from ..batch.pipeline import check_suffix, expand_inputs, make_folder, parse_threads, plan_jobs, run_pipeline
     from ..run.options import UpscaleOptions
     from .progress import ProgressLine
     from .video import is_video_output, plan_videos, run_videos, split_videos
@@ -111,6 +111,7 @@ def upscale(
             value_range=None if value_range is None else parse_value_range(value_range), fmt=fmt, quality=quality,
             png_level=png_level, background=_background(background), max_pixels=max_pixels)
         counts = parse_threads(jobs)
+        check_suffix(suffix)  # before the model loads
         if ray is not None:  # the cluster path plans and reports on its own (portable/distributed)
             from .ray import run_ray
 
