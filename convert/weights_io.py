@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import struct
 import warnings
 import zipfile
@@ -59,6 +60,13 @@ def read_torch_file(path: Path) -> object:
     except pickle.UnpicklingError as err:
         # The restricted unpickler met a global it does not allow (code or an unknown class).
         detail = one_line(err)
+        if not _starts_like_a_pickle(path):  # a PNG, a text file: their bytes read as opcodes or globals
+            raise TorchFileError(path, "not a PyTorch weights file (neither a torch.save archive nor a pickle)") from None
+        operand = re.search(r"Unsupported operand (\d+)", detail)
+        if operand is not None:  # pickle.dump's protocol 4/5 framing: torch's paragraph says "operand 149"
+            raise TorchFileError(path, f"refused: the pickle uses opcode {int(operand[1]):#04x} (protocol 4 or newer), "
+                                       "which the restricted reader does not read (nothing was executed); re-save it "
+                                       "with torch.save's defaults or as .safetensors") from None
         if "weights only load failed" in detail.lower() or "unsupported global" in str(err).lower():
             raise TorchFileError(
                 path, "refused: the pickle references code or classes outside plain tensors "
@@ -72,6 +80,15 @@ def read_torch_file(path: Path) -> object:
         # garbage read as a legacy (non-zip) pickle fails inside the restricted unpickler with
         # whatever its opcode handlers raise (unknown memo keys, short stacks): nothing to quote
         raise TorchFileError(path, "truncated or not a PyTorch weights file (a corrupt pickle)") from None
+
+
+def _starts_like_a_pickle(path: Path) -> bool:
+    """Whether the file is shaped as torch.save writes: a zip archive, or (legacy) a pickle that
+    begins with the PROTO opcode."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(1) == b"\x80"
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -390,7 +390,7 @@ class _RunsCode:
         return os.system, ("true",)
 
 
-@pytest.mark.parametrize("kind", ["code", "junk", "zip-junk"])
+@pytest.mark.parametrize("kind", ["code", "junk", "zip-junk", "png"])
 def test_train_resume_and_vgg_from_hostile_pickles_say_why_in_a_short_line(
         kind: str, train_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--resume and --vgg-weights once called torch.load themselves: a code pickle gave torch's
@@ -403,14 +403,17 @@ def test_train_resume_and_vgg_from_hostile_pickles_say_why_in_a_short_line(
 
     path = tmp_path / f"{kind}.pth"
     if kind == "code":
-        path.write_bytes(pickle.dumps({"iteration": 1, "net_g": _RunsCode()}))
+        path.write_bytes(pickle.dumps({"iteration": 1, "net_g": _RunsCode()}, protocol=2))  # as torch.save writes
+    elif kind == "png":
+        Image.new("RGB", (4, 4)).save(path, "PNG")
     elif kind == "junk":
         path.write_bytes(b"\x80\x02junk" * 50)
     else:
         with zipfile.ZipFile(path, "w") as zf:
             zf.writestr("archive/data.pkl", b"\x80\x02}q\x00.")  # no version record, no tensors
     reason = {"code": "refused: the pickle references code or classes outside plain tensors",
-              "junk": "truncated or not a PyTorch weights file", "zip-junk": "truncated or not a PyTorch weights file"}[kind]
+              "junk": "truncated or not a PyTorch weights file", "zip-junk": "truncated or not a PyTorch weights file",
+              "png": "not a PyTorch weights file (neither a torch.save archive nor a pickle)"}[kind]
     code, line = _train(["--config", train_config, "--export", "--resume", path], capsys)
     assert code == 1 and line.startswith(f"{TRAIN}cannot read checkpoint {path}: {reason}"), line
     assert len(line) < 400, line

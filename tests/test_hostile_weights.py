@@ -203,3 +203,23 @@ def test_garbage_and_mutated_legacy_pickles_fail_with_one_line(tmp_path: Path,
             load_state_dict(path)
         except WeightsError as exc:
             assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("png", "not a PyTorch weights file (neither a torch.save archive nor a pickle)"),
+    ("text", "not a PyTorch weights file (neither a torch.save archive nor a pickle)"),
+    ("protocol5", "refused: the pickle uses opcode 0x95 (protocol 4 or newer)"),
+])
+def test_files_that_are_no_torch_save_output_say_what_they_are(kind: str, reason: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A PNG given as weights was "refused: the pickle references code or classes" (it is no
+    pickle at all); pickle.dump's protocol-5 framing was called code too."""
+    path = tmp_path / f"{kind}.pth"
+    if kind == "png":
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    elif kind == "text":
+        path.write_text("conv.weight: 1, 2, 3\n")
+    else:
+        path.write_bytes(pickle.dumps({"conv.weight": [1.0, 2.0]}, protocol=5))
+    code, line = _convert(path, tmp_path, capsys)
+    assert code == 1 and line.startswith(f"realesr-portable convert: error: {path}: {reason}"), line
