@@ -375,3 +375,16 @@ def test_format_flag_that_contradicts_the_output_name_is_refused(tmp_path: Path,
         assert code == 0, err
         with Image.open(tmp_path / name) as im:
             assert im.format == written and im.size == (16, 12)
+
+
+def test_a_video_into_an_image_name_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`-i clip.mp4 -o out.png` made a folder `out.png` holding the upscaled clip (exit 0)."""
+    from video_support import make_clip
+
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, 3)
+    assert main(["-i", str(clip), "-o", str(tmp_path / "out.png"), *FAST]) == 2
+    err = capsys.readouterr().err
+    _assert_clean(err)
+    assert "a video cannot be written as an image file" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]

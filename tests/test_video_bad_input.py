@@ -9,11 +9,12 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from realesr_portable.cli import app
 from realesr_portable.video import VideoError, upscale_video
-from video_support import make_clip
+from video_support import frame_image, make_clip
 
 runner = CliRunner()
 FAST = ["-n", "realesr-animevideov3", "-s", "2", "-g", "-1", "--threads", "1", "-q"]
@@ -58,8 +59,8 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _check_clean_failure(result, inputs: Path, out: Path, src: Path, digest: str) -> None:
-    assert result.exit_code == 1, result.output
+def _check_clean_failure(result, inputs: Path, out: Path, src: Path, digest: str, code: int = 1) -> None:
+    assert result.exit_code == code, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("realesr-portable: error: "), result.output
     assert "Traceback" not in result.output
@@ -92,13 +93,20 @@ def test_unreadable_videos(tmp_path: Path, kind: str, message: str) -> None:
     (["--codec", "libx264", "--preset", "warp9"], "rejects --pix-fmt yuv420p, --preset warp9"),
 ])
 def test_bad_encoder_settings(tmp_path: Path, options: list[str], message: str) -> None:
+    """Bad usage (exit 2), refused before any work: with an image in the same batch, that image
+    was once written first and the video failed after it (exit 1)."""
     inputs = tmp_path / "in"
     inputs.mkdir()
     src = inputs / "clip.mp4"
     make_clip(src, 4)
     digest = _digest(src)
     result = runner.invoke(app, ["-i", str(src), "-o", str(tmp_path / "out" / "x.mkv"), *FAST, *options])
-    _check_clean_failure(result, inputs, tmp_path / "out", src, digest)
+    _check_clean_failure(result, inputs, tmp_path / "out", src, digest, code=2)
+    assert message in result.output
+    still = tmp_path / "still.png"
+    Image.fromarray(frame_image(0)).save(still)
+    result = runner.invoke(app, ["-i", str(src), "-i", str(still), "-o", str(tmp_path / "out"), *FAST, *options])
+    _check_clean_failure(result, inputs, tmp_path / "out", src, digest, code=2)
     assert message in result.output
 
 

@@ -98,7 +98,7 @@ def plan_jobs(
     files: list[Path], output: Path | None, fmt: str | None, suffix: str | None, default_suffix: str
 ) -> list[Job]:
     """Output path per input. `output` is a file only for a single input with an image suffix."""
-    if output is not None and not output.is_dir() and _image_suffix(output.suffix) \
+    if output is not None and not output.is_dir() and names_an_image_file(output.suffix) \
             and output.suffix.lower().lstrip(".") not in FORMATS:
         raise UsageError(f"{output}: cannot write {output.suffix.lstrip('.')} files (png, jpg, webp); "
                          "name an output folder without an image suffix")
@@ -141,7 +141,7 @@ def check_suffix(suffix: str | None) -> None:
                          "use -o for another folder")
 
 
-def _image_suffix(suffix: str) -> bool:
+def names_an_image_file(suffix: str) -> bool:
     """Whether `-o NAME.suffix` reads as an image file (.tif, .avif, .jxl, ...) rather than a folder
     with a dot: made as a folder, `-o out.avif` would leave the user a folder where they asked
     for a file."""

@@ -99,7 +99,7 @@ def upscale(
     from ..batch.pipeline import check_suffix, expand_inputs, make_folder, parse_threads, plan_jobs, run_pipeline
     from ..run.options import UpscaleOptions
     from .progress import ProgressLine
-    from .video import is_video_output, plan_videos, run_videos, split_videos
+    from .video import check_encoders, is_video_output, plan_videos, run_videos, split_videos
 
     items = list(inputs or []) + list(more or [])
     with errors_exit(PROG, setup=True):  # before any work: every error is bad usage (exit 2)
@@ -128,6 +128,9 @@ def upscale(
         default_suffix = f"_x{out_scale:g}"
         video_jobs = plan_videos(videos, files, output, suffix, default_suffix)
         plan = plan_jobs(files, None if is_video_output(output) else output, options.fmt, suffix, default_suffix)
+        video_options = {"codec": codec, "crf": crf, "preset": preset, "pix_fmt": pix_fmt, "resume": resume,
+                         "skip_duplicates": skip_duplicates, "max_pixels": options.max_pixels}
+        check_encoders(video_jobs, video_options)
         if output is not None and not output.suffix and not output.exists():
             make_folder(output)
     if not quiet:
@@ -143,8 +146,6 @@ def upscale(
             report = run_pipeline(plan, upscaler, options, counts, skip_existing, progress)
         finally:
             progress.close()
-    video_options = {"codec": codec, "crf": crf, "preset": preset, "pix_fmt": pix_fmt, "resume": resume,
-                     "skip_duplicates": skip_duplicates, "max_pixels": options.max_pixels}
     with errors_exit(PROG, after="rerun with --resume to continue the video from its last finished segment"):
         video_failed = run_videos(video_jobs, upscaler, video_options, quiet, skip_existing, lambda t: typer.echo(f"{PROG}: {t}", err=True))
     report.failed = missing + report.failed

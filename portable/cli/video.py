@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import TextIO
 
 from ..atomic import same_file
-from ..batch.pipeline import output_path, refuse_clashes
+from ..batch.pipeline import names_an_image_file, output_path, refuse_clashes
 from ..errors import UsageError
 from ..suffixes import VIDEO_SUFFIXES
 from ..video.api import VideoReport, upscale_video
+from ..video.encoder import EncoderSettings, check_settings, container_format
 from ..video.probe import VideoError, is_video
 
 
@@ -39,11 +40,23 @@ def plan_videos(videos: list[Path], images: list[Path], output: Path | None, suf
         if same_file(videos[0], output):  # type: ignore[arg-type]
             raise UsageError(f"{output}: output would overwrite the input; choose another output file")
         return [(videos[0], output)]  # type: ignore[list-item]
+    if videos and output is not None and not output.is_dir() and names_an_image_file(output.suffix):
+        # made as a folder, `-o out.png` left the user a folder holding the video
+        raise UsageError(f"{output}: a video cannot be written as an image file; name a video file "
+                         "(.mp4, .mkv, .webm, ...) or a folder")
     jobs = []
     for src in videos:
         jobs.append((src, output_path(src, output, suffix, default_suffix, src.suffix)))
     refuse_clashes(jobs)
     return jobs
+
+
+def check_encoders(jobs: list[tuple[Path, Path]], options: dict) -> None:
+    """Refuse encoder settings before any work (bad usage, exit 2): a bad --codec or --pix-fmt
+    once failed each video only after the batch's images were done, with exit 1."""
+    settings = EncoderSettings(options["codec"], options["crf"], options["preset"], options["pix_fmt"])
+    for fmt in dict.fromkeys(container_format(dst) for _, dst in jobs):
+        check_settings(settings, fmt)
 
 
 class FrameProgress:

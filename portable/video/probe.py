@@ -25,12 +25,18 @@ class VideoError(UserError, ValueError):
     """A video that cannot be read, encoded or resumed; the message is one line naming the file."""
 
 
+class MissingAvError(VideoError):
+    """PyAV is not installed: this machine's set-up, not bad usage, even while the command sets up."""
+
+    exit_code = 1  # read by the one exit-code table, cli/commands.py `exit_code`
+
+
 def require_av() -> ModuleType:
     """The `av` module, or a one-line VideoError saying which extra to install."""
     try:
         import av
     except ImportError:
-        raise VideoError("video needs PyAV: pip install 'realesr-portable[video]'") from None
+        raise MissingAvError("video needs PyAV: pip install 'realesr-portable[video]'") from None
     return av
 
 
