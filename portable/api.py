@@ -212,15 +212,24 @@ class Upscaler:
         Arrays come back with the same dtype and channel layout; PIL images as the same mode (palette
         images as RGB/RGBA, since an upscaled image no longer fits a palette).
         """
+        if isinstance(image, (str, bytes, os.PathLike)):  # np.asarray would make it a 0-d array
+            raise TypeError(f"upscale takes an array or a PIL image, got {type(image).__name__}; "
+                            "read files with PIL.Image.open or upscale_many")
         if isinstance(image, Image.Image):
+            if 0 in image.size:
+                raise ValueError(f"empty image ({image.width}x{image.height})")
             return self._upscale_pil(image)
         array = np.asarray(image)
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
             raise ValueError(f"expected an (H,W) or (H,W,C) image with C in 1..4, got shape {array.shape}")
+        if 0 in array.shape[:2]:  # once "range() arg 3 must not be zero" from the tiler
+            raise ValueError(f"empty image ({array.shape[1]}x{array.shape[0]})")
         dtype = array.dtype
         work = array.astype(np.float32) if dtype.kind == "f" else array
         if work.dtype not in (np.uint8, np.uint16, np.float32):
             raise ValueError(f"unsupported dtype {dtype} (uint8, uint16 or float in [0,1])")
+        if dtype.kind == "f" and not np.isfinite(work).all():  # else blamed on the model's arithmetic
+            raise ValueError("the image holds NaN or inf values (float input must be in [0, 1])")
         planes = work[..., None] if work.ndim == 2 else work
         has_alpha = planes.shape[2] in (2, 4)
         pic = Picture(planes[..., :-1] if has_alpha else planes, planes[..., -1] if has_alpha else None)

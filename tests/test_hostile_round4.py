@@ -388,3 +388,30 @@ def test_a_video_into_an_image_name_is_refused(tmp_path: Path, capsys: pytest.Ca
     _assert_clean(err)
     assert "a video cannot be written as an image file" in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+@pytest.fixture(scope="module")
+def x2_cpu():
+    from realesr_portable.api import Upscaler
+
+    return Upscaler("realesr-animevideov3-x2", gpu=-1)
+
+
+@pytest.mark.parametrize("image, error, fragment", [
+    (np.zeros((0, 0, 3), np.uint8), ValueError, "empty image (0x0)"),  # was "range() arg 3 must not be zero"
+    (np.zeros((5, 0), np.uint16), ValueError, "empty image (0x5)"),
+    (Image.new("RGB", (0, 4)), ValueError, "empty image (0x4)"),
+    (np.full((6, 8, 3), np.nan, np.float32), ValueError, "holds NaN or inf"),  # was blamed on the model
+    (np.full((6, 8), np.inf), ValueError, "holds NaN or inf"),
+    ("photo.png", TypeError, "got str; read files with"),  # was "got shape ()"
+    (Path("photo.png"), TypeError, "got PosixPath"),
+])
+def test_python_api_names_what_is_wrong_with_the_array(x2_cpu, image: object, error: type, fragment: str) -> None:
+    with pytest.raises(error) as caught:
+        x2_cpu.upscale(image)
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_python_api_still_takes_float_arrays_in_range(x2_cpu) -> None:
+    out = x2_cpu.upscale(np.linspace(0, 1, 6 * 8 * 3).reshape(6, 8, 3))
+    assert out.shape == (12, 16, 3) and out.dtype == np.float64 and np.isfinite(out).all()
