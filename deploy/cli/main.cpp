@@ -264,8 +264,8 @@ int run(const Args& args) {
     const std::string json_path = stem_path(args.param, ".json");
     struct stat sidecar {};
     if (stat(json_path.c_str(), &sidecar) != 0 && errno == ENOENT)  // official and foreign models ship without one
-        throw realesr::Error(json_path + ": no sidecar beside the model; `realesr-portable convert " + args.param +
-                             " -o DIR` writes NAME.param, NAME.bin and NAME.json (docs/deploy.md)");
+        throw realesr::Error(json_path + ": no sidecar beside the model; `realesr-portable models DIR --write-sidecars` "
+                             "writes one for each model in its folder DIR (docs/deploy.md)");
     const std::vector<unsigned char> json = read_file(json_path, "the model sidecar");
     realesr::ModelSpec spec;
     try {

