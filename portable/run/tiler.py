@@ -26,7 +26,8 @@ class NonFiniteOutputError(UserError, ArithmeticError):
 
 # A runner gets a padded (C,H,W) float32 tile and the box (top, left, height, width) of it that is
 # wanted, and returns only that box's output, (C, height*s, width*s): a split model can then run
-# its high-resolution head on the box alone.
+# its high-resolution head on the box alone. The result is handed over: `TileJob.write` converts
+# it in place, so a runner never returns an array it keeps.
 Box = tuple[int, int, int, int]
 Runner = Callable[[np.ndarray, Box], np.ndarray]
 
@@ -124,19 +125,21 @@ class TileJob:
             raise TileError(f"runner returned {shape}, expected {expected}")
 
     def write(self, win: Window, crop: np.ndarray) -> None:
-        """Store a window's output (C, h*s, w*s), clipped and rounded, in the output array."""
+        """Store a window's output (C, h*s, w*s), clipped and rounded, in the output array.
+
+        A runner hands over its result (see `Runner`), so it is converted in place: a new array
+        of the output's size costs the first image more in page faults than the arithmetic."""
         self.check(win, tuple(crop.shape))
-        if not np.isfinite(crop).all():  # clip and rint would turn NaN/inf into plausible pixels
-            raise non_finite(win)
         s = self.scale
         lo, hi = self.value_range
-        # one new array, the rest in place; the transpose happens in the store (which casts)
         gain = np.float32(self.out_max / (hi - lo))
+        pixels = crop if crop.dtype == np.float32 and crop.flags.writeable else crop.astype(np.float32)
         if lo:
-            pixels = crop - lo
-            pixels *= gain
-        else:
-            pixels = crop * gain
+            pixels -= lo
+        pixels *= gain
+        # clip and rint would turn NaN/inf into plausible pixels; a sum finds them without a mask
+        if not np.isfinite(pixels.sum(dtype=np.float64)):
+            raise non_finite(win)
         np.clip(pixels, 0.0, self.out_max, out=pixels)
         if self.out.dtype != np.float32:
             np.rint(pixels, out=pixels)
