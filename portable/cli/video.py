@@ -13,10 +13,10 @@ from typing import TextIO
 
 from ..atomic import same_file
 from ..batch.pipeline import names_an_image_file, output_path, refuse_clashes
-from ..errors import UsageError
+from ..errors import UsageError, printable
 from ..suffixes import VIDEO_SUFFIXES
 from ..video.api import VideoReport, upscale_video
-from ..video.encoder import EncoderSettings, check_settings, container_format
+from ..video.encoder import CONTAINERS, EncoderSettings, check_settings, container_format
 from ..video.probe import VideoError, is_video
 
 
@@ -46,9 +46,16 @@ def plan_videos(videos: list[Path], images: list[Path], output: Path | None, suf
                          "(.mp4, .mkv, .webm, ...) or a folder")
     jobs = []
     for src in videos:
-        jobs.append((src, output_path(src, output, suffix, default_suffix, src.suffix)))
+        jobs.append((src, output_path(src, output, suffix, default_suffix, writable_suffix(src))))
     refuse_clashes(jobs)
     return jobs
+
+
+def writable_suffix(src: Path) -> str:
+    """The output's suffix in folder mode: the input's, or .mkv (Matroska holds every stream
+    the others do) where FFmpeg cannot write the input's container (.ts, .flv, .mpg, ...): a
+    .ts in a folder once stopped the whole batch with "unsupported video container"."""
+    return src.suffix if src.suffix.lower() in CONTAINERS else ".mkv"
 
 
 def check_encoders(jobs: list[tuple[Path, Path]], options: dict) -> None:
@@ -90,17 +97,22 @@ class FrameProgress:
 
 def run_videos(jobs: list[tuple[Path, Path]], upscaler, options: dict, quiet: bool, skip_existing: bool,
                say: Callable[[str], None]) -> int:
-    """Upscale each video; print one line per failure (and notices unless quiet). Returns the failure count."""
+    """Upscale each video; print one line per failure (and notices unless quiet). Returns the failure count.
+
+    Every line goes through `printable`: a newline in a file name once split an error in two."""
     failed = 0
+    tell = lambda text: say(printable(text))  # noqa: E731 - the one way out for this function's lines
     for src, dst in jobs:
         if skip_existing and dst.exists():
             continue
         progress = FrameProgress(src.name, enabled=False if quiet else None)
+        if not quiet and dst.suffix.lower() != src.suffix.lower() and src.suffix.lower() not in CONTAINERS:
+            tell(f"note: {src}: written as {dst.name} (the {src.suffix} container cannot be written)")
         try:
             report: VideoReport = upscale_video(src, dst, upscaler, progress=progress, **options)
         except VideoError as exc:
             progress.close()
-            say(f"error: {exc}")
+            tell(f"error: {exc}")
             failed += 1
             continue
         except KeyboardInterrupt:
@@ -109,14 +121,14 @@ def run_videos(jobs: list[tuple[Path, Path]], upscaler, options: dict, quiet: bo
         except Exception as exc:  # noqa: BLE001 - one line per failed video, never a traceback
             progress.close()
             detail = str(exc).splitlines()[0] if str(exc) else ""
-            say(f"error: {src}: {type(exc).__name__}{': ' + detail if detail else ''}")
+            tell(f"error: {src}: {type(exc).__name__}{': ' + detail if detail else ''}")
             failed += 1
             continue
         progress.close()
         if not quiet:
             for note in report.notices:
-                say(f"note: {note}")
+                tell(f"note: {note}")
             extra = f", {report.duplicates} repeated frame(s) reused" if report.duplicates else ""
             resumed = f", {report.chunks_reused} segment(s) resumed" if report.chunks_reused else ""
-            say(f"{dst}: {report.frames} frames{extra}{resumed}")
+            tell(f"{dst}: {report.frames} frames{extra}{resumed}")
     return failed

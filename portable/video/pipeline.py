@@ -107,11 +107,12 @@ def encode_chunk(path: Path, fmt: str, items: "_Peek", settings: EncoderSettings
         sink = Sink(fh)
         with av.open(sink, "w", format=fmt) as out:
             stream = open_video_stream(out, settings, size, timing.time_base, timing.rate, rotation)
-            _tag_colour(stream, colour)
+            _tag_colour(stream, colour, settings.pix_fmt)
             while (item := items.peek()) is not _END and item.chunk is chunk:
                 next(items)
                 frame = av.VideoFrame.from_ndarray(pad_to(item.image, *size), format=rgb_format)
-                frame = frame.reformat(format=settings.pix_fmt, dst_colorspace=_space(colour))
+                frame = frame.reformat(format=settings.pix_fmt, dst_colorspace=_space(colour),
+                                       dst_color_range=_range(colour, settings.pix_fmt))
                 frame.pts, frame.time_base = timing.pts(item.pts), timing.time_base
                 duration = timing.duration(item.duration)
                 if duration:
@@ -164,10 +165,25 @@ def _space(colour: Colour):
     return space if space is not None and int(space) != _UNSPECIFIED["colorspace"] else None
 
 
-def _tag_colour(stream, colour: Colour) -> None:
-    """Copy the input's colour tags that are set onto the encoder."""
+def _range(colour: Colour, pix_fmt: str) -> int | None:
+    """The output's colour range: full for the yuvj formats, else the input's where it is set.
+    The RGB -> YUV conversion must use it too: with the input's full-range tag on limited-range
+    pixels, black played as 16 and white as 235 (washed out)."""
+    if pix_fmt.startswith("yuvj"):
+        return _FULL_RANGE
+    value = colour.tags.get("color_range")
+    return int(value) if value is not None and int(value) != _UNSPECIFIED["color_range"] else None
+
+
+_FULL_RANGE = 2  # FFmpeg's AVCOL_RANGE_JPEG
+
+
+def _tag_colour(stream, colour: Colour, pix_fmt: str) -> None:
+    """Copy the input's colour tags that are set onto the encoder (the range as `_range` says)."""
     ctx = stream.codec_context
-    for key, value in colour.tags.items():
+    out_range = _range(colour, pix_fmt)
+    tags = {**colour.tags, "color_range": out_range} if out_range is not None else colour.tags
+    for key, value in tags.items():
         if value is not None and int(value) != _UNSPECIFIED[key]:
             try:
                 setattr(ctx, key, value)

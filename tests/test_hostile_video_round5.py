@@ -1,0 +1,101 @@
+"""Hostile round 5 on video: colour range, containers the output cannot be, names, notes.
+
+Each test comes from a broken promise found by probing (tiny clips, Nearest upscaler where only
+the plumbing is under test).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from realesr_portable.video import upscale_video
+from video_support import decode_rgb, make_clip
+
+BLACK_WHITE = [np.zeros((24, 32, 3), np.uint8), np.full((24, 32, 3), 255, np.uint8)] * 2
+
+
+class Nearest:
+    """Pixel repetition: the pixels in are the pixels out, so colour handling alone is tested."""
+
+    def upscale(self, image: np.ndarray) -> np.ndarray:
+        return image.repeat(2, 0).repeat(2, 1)
+
+    def settings(self) -> dict:
+        return {"upscaler": "nearest x2"}
+
+
+def _range_and_levels(path: Path) -> tuple[int, int, int]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+        levels = [frame.to_ndarray(format="rgb24") for frame in frames]
+        return int(frames[0].color_range), int(levels[0].max()), int(levels[1].min())
+
+
+@pytest.mark.parametrize("pix_fmt, out_fmt", [("yuvj420p", "yuv420p"), ("yuv420p", "yuvj420p"), ("yuvj420p", "yuvj420p")])
+def test_full_range_video_keeps_black_black_and_white_white(tmp_path: Path, pix_fmt: str, out_fmt: str) -> None:
+    """A full-range (yuvj) input came out with limited-range pixels under a full-range tag:
+    black played as 16 and white as 235, washed out, exit 0."""
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_clip(src, 4, pix_fmt=pix_fmt, images=BLACK_WHITE)
+    upscale_video(src, dst, Nearest(), pix_fmt=out_fmt)
+    tag, black_max, white_min = _range_and_levels(dst)
+    assert black_max <= 6 and white_min >= 245, (tag, black_max, white_min)  # broken: 16 and 235
+    if pix_fmt.startswith("yuvj") or out_fmt.startswith("yuvj"):
+        assert tag == 2  # full range, as the pixels are
+
+
+def _flv(path: Path, frames: int = 4) -> None:
+    """A clip in a container FFmpeg reads but the runtime does not write (.flv)."""
+    with av.open(str(path), "w", format="flv") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 40 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def test_a_folder_with_a_video_in_an_unwritable_container_is_done_whole(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A .flv (or .ts, .mpg) in a folder once stopped the whole batch, images included, with
+    "unsupported video container .flv" (exit 2): its output now goes to NAME.mkv, with a note."""
+    from PIL import Image
+
+    from realesr_portable.cli import main
+
+    src = tmp_path / "mix"
+    src.mkdir()
+    _flv(src / "clip.flv")
+    make_clip(src / "base.mp4", 4)
+    Image.new("RGB", (8, 6), (10, 200, 30)).save(src / "a.png")
+    out = tmp_path / "out"
+    assert main(["-i", str(src), "-o", str(out), "-n", "realesr-animevideov3-x2", "-g", "-1"]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"note: {src / 'clip.flv'}: written as clip.mkv" in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "base.mp4", "clip.mkv"]
+    frames = decode_rgb(out / "clip.mkv")
+    assert len(frames) == 4 and frames[0].shape == (48, 64, 3)
+
+
+def test_a_newline_in_a_video_name_stays_on_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A broken video named `bad\\nname.mp4` split its error line in two."""
+    from realesr_portable.cli import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "bad\nname.mp4").write_bytes(b"not a video at all")
+    make_clip(src / "good\nclip.mp4", 3)
+    assert main(["-i", str(src), "-o", str(tmp_path / "out"), "-n", "realesr-animevideov3-x2", "-g", "-1"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert any(line.startswith("realesr-portable: error: ") and "bad\\nname.mp4: not a readable video" in line
+               for line in lines), lines
+    assert any("good\\nclip.mp4: 3 frames" in line for line in lines), lines
+    assert all(line.startswith(("realesr-portable: ", "  ")) for line in lines), lines
