@@ -180,6 +180,9 @@ class Upscaler:
                   if global_layers(self.engine) else {})
         return {
             **self.options.manifest_settings(), **tiling,
+            # the scale as run: no -s and -s equal to the model's give the same pixels (a resume
+            # once refused `-s 2` after a run without -s on an x2 model)
+            "-s": float(self.options.outscale if self.options.outscale is not None else self.spec.scale),
             "model": self.spec.name, "model files": model_digest(self.model), "model scale": self.spec.scale,
             "--dn-model": None if self.dn_model is None else model_digest(self.dn_model),
             "--value-range": list(self.spec.value_range), "--backend": self.backend,

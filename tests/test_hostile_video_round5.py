@@ -99,3 +99,28 @@ def test_a_newline_in_a_video_name_stays_on_its_line(tmp_path: Path, capsys: pyt
                for line in lines), lines
     assert any("good\\nclip.mp4: 3 frames" in line for line in lines), lines
     assert all(line.startswith(("realesr-portable: ", "  ")) for line in lines), lines
+
+
+def test_resume_takes_a_scale_equal_to_the_models(tmp_path: Path) -> None:
+    """A run without -s on an x2 model, resumed with `-s 2`, was refused as "made with other
+    settings (-s None -> 2.0)" although the pixels are the same; it now resumes, equal to an
+    uninterrupted run."""
+    from typer.testing import CliRunner
+
+    from realesr_portable.api import Upscaler
+    from realesr_portable.cli import app
+    from video_support import FailAfter
+
+    src, dst, whole = tmp_path / "in.mkv", tmp_path / "out.mkv", tmp_path / "whole.mkv"
+    make_clip(src, 12, codec="ffv1", pix_fmt="bgr0", gop=4)
+    inner = Upscaler("realesr-animevideov3-x2", gpu=-1, threads=1)
+    work = tmp_path / ".out.mkv.resume"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        upscale_video(src, dst, FailAfter(inner, 6, wait_for=work / "segment_00000.mkv"), codec="ffv1",
+                      pix_fmt="bgr0", chunk_seconds=0.1)
+    assert sorted(work.glob("segment_*"))  # something to resume
+    common = ["-n", "realesr-animevideov3-x2", "-g", "-1", "--threads", "1", "-q", "--codec", "ffv1", "--pix-fmt", "bgr0"]
+    result = CliRunner().invoke(app, ["-i", str(src), "-o", str(dst), "-s", "2", "--resume", *common])
+    assert result.exit_code == 0, result.output
+    assert CliRunner().invoke(app, ["-i", str(src), "-o", str(whole), *common]).exit_code == 0
+    assert all(np.array_equal(a, b) for a, b in zip(decode_rgb(dst), decode_rgb(whole), strict=True))
