@@ -124,3 +124,62 @@ def test_resume_takes_a_scale_equal_to_the_models(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert CliRunner().invoke(app, ["-i", str(src), "-o", str(whole), *common]).exit_code == 0
     assert all(np.array_equal(a, b) for a, b in zip(decode_rgb(dst), decode_rgb(whole), strict=True))
+
+
+def _with_extras(path: Path, *, audio: str | None = None, timecode: str | None = None, font: bool = False) -> None:
+    """A 4-frame 25 fps clip with an audio codec, a video timecode tag or a font attachment."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 32, 24, "yuv420p"
+        if timecode:
+            video.metadata["timecode"] = timecode
+        sound = out.add_stream(audio, rate=48000, layout="mono") if audio else None
+        if font:
+            out.add_attachment("font.ttf", "application/x-truetype-font", b"\0\1\0\0 not really a font")
+        for i in range(4):
+            frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 50 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        if sound is not None:
+            samples = av.AudioFrame.from_ndarray(np.zeros((1, 960 * 8), np.float32 if audio == "libopus" else np.int16),
+                                                 format="flt" if audio == "libopus" else "s16", layout="mono")
+            samples.sample_rate, samples.pts = 48000, 0
+            for packet in [*sound.encode(samples), *sound.encode(None)]:
+                out.mux(packet)
+
+
+@pytest.mark.parametrize("audio", ["libopus", "flac"])
+def test_an_audio_codec_the_output_refuses_is_dropped_with_a_note_not_after_the_work(tmp_path: Path, audio: str) -> None:
+    """Opus or FLAC from .mkv into .mov: every frame was upscaled, then "joining the chunks failed
+    (Invalid argument)", exit 1, and every --resume failed the same way."""
+    src, dst = tmp_path / "in.mkv", tmp_path / "out.mov"
+    _with_extras(src, audio=audio)
+    report = upscale_video(src, dst, Nearest())
+    assert report.frames == 4 and len(decode_rgb(dst)) == 4
+    assert any(f"audio stream #1 not copied (the mov container refuses {audio.removeprefix('lib')}" in n
+               for n in report.notices), report.notices
+    with av.open(str(dst)) as out:
+        assert [s.type for s in out.streams] == ["video"]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov"])
+def test_a_timecode_is_kept_not_fatal(tmp_path: Path, suffix: str) -> None:
+    """A video with a timecode (a tmcd track) failed at the join after all the upscaling."""
+    src, dst = tmp_path / f"in{suffix}", tmp_path / f"out{suffix}"
+    _with_extras(src, timecode="10:00:00:00")
+    report = upscale_video(src, dst, Nearest())
+    assert report.frames == 4 and not report.notices, report.notices
+    with av.open(str(dst)) as out:
+        assert out.streams.video[0].metadata.get("timecode") == "10:00:00:00"
+
+
+def test_an_attachment_that_is_not_copied_is_named(tmp_path: Path) -> None:
+    """A Matroska font attachment vanished without a word."""
+    src, dst = tmp_path / "in.mkv", tmp_path / "out.mkv"
+    _with_extras(src, font=True)
+    report = upscale_video(src, dst, Nearest())
+    assert report.frames == 4
+    assert any("attachment stream #1 (font.ttf) not copied" in n for n in report.notices), report.notices

@@ -9,6 +9,7 @@ and dispositions are copied where the output container can hold them.
 from __future__ import annotations
 
 import heapq
+import io
 from fractions import Fraction
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,18 +77,30 @@ def join(src: Path, dst: Path, fmt: str, work: WorkFolder, chunks: list[Chunk], 
     def writer(fh) -> None:
         sink = Sink(fh)
         with av.open(str(src), metadata_errors="ignore") as source, av.open(sink, "w", format=fmt) as out:
+            in_video = main_video(source)
             with av.open(str(paths[0])) as first:
                 template = first.streams.video[0]
                 video = out.add_stream_from_template(template, opaque=True)
-            in_video = main_video(source)
-            _copy_tags(in_video, video)
+                _copy_tags(in_video, video)
+                _keep_timecode(av, template, in_video, video, fmt, notices, dst)
             mapping = {}
             for stream in source.streams:
+                if stream.type == "attachment":  # fonts and files of a Matroska input: no packets to copy
+                    notices.append(f"{dst.name}: attachment stream #{stream.index} "
+                                   f"({stream.metadata.get('filename', 'unnamed')}) not copied")
+                    continue
                 if stream.type not in _COPY_TYPES and not (stream.type == "video" and stream.index != in_video.index):
                     continue
                 if stream.codec_context is None:  # e.g. mp4's chapter track: chapters are copied below
+                    if _is_timecode_track(stream) and "timecode" in video.metadata:
+                        continue  # the muxer writes it again from the video's timecode tag
                     if not source.chapters():
                         notices.append(f"{dst.name}: {stream.type} stream #{stream.index} has no codec; not copied")
+                    continue
+                refused = _header_fails(av, stream, fmt)
+                if refused is not None:
+                    notices.append(f"{dst.name}: {stream.type} stream #{stream.index} not copied (the {fmt} container "
+                                   f"refuses {_codec(stream)}: {refused})")
                     continue
                 try:
                     copied = out.add_stream_from_template(stream, opaque=True)
@@ -110,6 +123,50 @@ def join(src: Path, dst: Path, fmt: str, work: WorkFolder, chunks: list[Chunk], 
         raise VideoError(f"{dst}: joining the chunks failed ({_reason(exc)})") from None
     except OSError as exc:
         raise VideoError(f"{dst}: cannot write ({exc.strerror or exc})") from None
+
+
+def _header_fails(av, stream, fmt: str) -> str | None:
+    """Why the output container refuses `stream` once it writes its header (Opus or FLAC in .mov,
+    a timecode track in .mp4), or None. Tried alone in memory first: the join once failed there
+    after every frame was upscaled, and so did each --resume."""
+    try:
+        with av.open(io.BytesIO(), "w", format=fmt) as probe:
+            probe.add_stream_from_template(stream, opaque=True)
+            probe.start_encoding()
+    except (av.FFmpegError, ValueError) as exc:
+        return _reason(exc)
+    return None
+
+
+def _keep_timecode(av, template, in_video, video, fmt: str, notices: list[str], dst: Path) -> None:
+    """A video `timecode` tag makes the mov/mp4 muxer write a timecode track at the stream's
+    frame rate, which a stream copied from a chunk does not carry: the join once failed there
+    ("Invalid argument") after every frame was upscaled. Give it the input's rate; where the
+    muxer still refuses, drop the tag with a note."""
+    timecode = video.metadata.get("timecode")
+    if timecode is None:
+        return
+    rate = in_video.average_rate or in_video.guessed_rate
+    if rate:
+        video.codec_context.framerate = rate
+    try:
+        with av.open(io.BytesIO(), "w", format=fmt) as probe:
+            trial = probe.add_stream_from_template(template, opaque=True)
+            trial.metadata["timecode"] = timecode
+            if rate:
+                trial.codec_context.framerate = rate
+            probe.start_encoding()
+    except (av.FFmpegError, ValueError) as exc:
+        del video.metadata["timecode"]
+        notices.append(f"{dst.name}: timecode {timecode} not kept: the {fmt} container refuses it ({_reason(exc)})")
+
+
+def _is_timecode_track(stream) -> bool:
+    return stream.type == "data" and "timecode" in stream.metadata
+
+
+def _codec(stream) -> str:
+    return stream.codec_context.name if stream.codec_context is not None else "no codec"
 
 
 def _copy_tags(source, target) -> None:
