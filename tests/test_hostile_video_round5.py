@@ -183,3 +183,14 @@ def test_an_attachment_that_is_not_copied_is_named(tmp_path: Path) -> None:
     report = upscale_video(src, dst, Nearest())
     assert report.frames == 4
     assert any("attachment stream #1 (font.ttf) not copied" in n for n in report.notices), report.notices
+
+
+@pytest.mark.parametrize("codec, pix_fmt, noted", [("ffv1", "yuva420p", True), ("png", "rgba", True), ("ffv1", "bgr0", False),
+                                                   ("libx264", "yuv420p", False)])
+def test_a_dropped_alpha_plane_is_noted(tmp_path: Path, codec: str, pix_fmt: str, noted: bool) -> None:
+    """Transparency in a video input vanished without a word (frames travel as RGB)."""
+    src, dst = tmp_path / ("in.mov" if codec == "png" else "in.mkv"), tmp_path / "out.mkv"
+    make_clip(src, 3, codec=codec, pix_fmt=pix_fmt)
+    report = upscale_video(src, dst, Nearest())
+    assert report.frames == 3
+    assert any(f"its alpha channel ({pix_fmt}) is dropped" in n for n in report.notices) == noted, report.notices

@@ -78,11 +78,26 @@ class VideoInfo:
     keyframe_pts: tuple[int, ...]
     rotation: int
     by_order: bool = False  # frame_pts are decode-order stamps (AVI): the n-th decoded frame gets the n-th
-    notes: tuple[str, ...] = ()  # what could not be checked (a Matroska file announcing no length)
+    notes: tuple[str, ...] = ()  # for the user: what could not be checked (a Matroska file announcing no length), a dropped alpha plane
 
     @property
     def frames(self) -> int:
         return len(self.frame_pts)
+
+
+def _alpha_note(path: Path, pix_fmt: str | None) -> tuple[str, ...]:
+    """A note for a video with an alpha plane (yuva420p, rgba, ...): frames travel as RGB, so its
+    transparency is dropped; it once vanished without a word."""
+    if pix_fmt is None:
+        return ()
+    av = require_av()
+    try:
+        planes = len(av.video.format.VideoFormat(pix_fmt).components)
+    except (ValueError, av.FFmpegError):
+        return ()
+    if planes in (2, 4):  # gray + alpha, colour + alpha (bgr0's padding is no component)
+        return (f"{path.name}: its alpha channel ({pix_fmt}) is dropped: video output carries colour only",)
+    return ()
 
 
 def probe(path: Path) -> VideoInfo:
@@ -126,6 +141,7 @@ def probe(path: Path) -> VideoInfo:
             rotation = _first_rotation(container, stream) if pts else 0
             width, height = stream.codec_context.width, stream.codec_context.height
             rate = stream.average_rate or stream.guessed_rate
+            notes = (*notes, *_alpha_note(path, stream.codec_context.pix_fmt))
     except VideoError:
         raise
     except av.FFmpegError as exc:
