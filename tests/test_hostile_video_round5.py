@@ -194,3 +194,52 @@ def test_a_dropped_alpha_plane_is_noted(tmp_path: Path, codec: str, pix_fmt: str
     report = upscale_video(src, dst, Nearest())
     assert report.frames == 3
     assert any(f"its alpha channel ({pix_fmt}) is dropped" in n for n in report.notices) == noted, report.notices
+
+
+def _remux(src: Path, dst: Path, *, shift_s: float = 0.0, skip: int = 0) -> None:
+    """Copy `src`'s video packets into `dst`: pts/dts moved by -shift_s (a negative start: an mp4
+    edit list hiding pre-roll, as `ffmpeg -ss ... -c copy` writes) or the first `skip` dropped (a
+    recording that starts mid-GOP)."""
+    with av.open(str(src)) as source, av.open(str(dst), "w") as out:
+        stream = source.streams.video[0]
+        copied = out.add_stream_from_template(stream)
+        shift = int(shift_s / stream.time_base)
+        for index, packet in enumerate(source.demux(stream)):
+            if not packet.size or index < skip:
+                continue
+            packet.pts, packet.dts = packet.pts - shift, packet.dts - shift
+            packet.stream = copied
+            out.mux(packet)
+
+
+@pytest.mark.parametrize("kind", ["edit list", "mid-GOP"])
+def test_frames_the_decoder_never_shows_are_not_counted_missing(tmp_path: Path, kind: str) -> None:
+    """A complete mp4 whose edit list hides 3 pre-roll frames, and a .ts that starts mid-GOP, were
+    refused as "segment 0: decoded 5 of 8 frames (truncated or damaged input?)", not naming the file."""
+    base = tmp_path / "base.mp4"
+    make_clip(base, 8 if kind == "edit list" else 10, gop=8 if kind == "edit list" else 4)
+    src = tmp_path / ("cut.mp4" if kind == "edit list" else "cut.ts")
+    _remux(base, src, shift_s=0.12) if kind == "edit list" else _remux(base, src, skip=2)
+    with av.open(str(src)) as container:
+        shown = [frame.pts for frame in container.decode(container.streams.video[0])]
+    dst = tmp_path / "out.mkv"
+    report = upscale_video(src, dst, Nearest())
+    assert report.frames == len(shown) == len(decode_rgb(dst)) > 0
+    if kind == "mid-GOP":
+        assert any("2 frame(s) before the first keyframe cannot be decoded; skipped" in n for n in report.notices), report.notices
+
+
+def test_an_encoder_side_error_names_the_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """"segment 0: decoded 5 of 8 frames" named no file: in a folder of videos, which one?"""
+    from realesr_portable.video import VideoError, pipeline
+
+    def broken(path: Path, *args: object, **kwargs: object) -> None:
+        raise VideoError("segment 0: decoded 1 of 4 frames (truncated or damaged input?)")
+
+    src = tmp_path / "clip.mp4"
+    make_clip(src, 4)
+    monkeypatch.setattr(pipeline, "encode_chunk", broken)
+    with pytest.raises(VideoError) as caught:
+        upscale_video(src, tmp_path / "out.mkv", Nearest())
+    assert str(caught.value) == f"{src}: segment 0: decoded 1 of 4 frames (truncated or damaged input?)"
+    assert not (tmp_path / "out.mkv").exists()

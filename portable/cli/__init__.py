@@ -147,7 +147,8 @@ def upscale(
         finally:
             progress.close()
     with errors_exit(PROG, after="rerun with --resume to continue the video from its last finished segment"):
-        video_failed = run_videos(video_jobs, upscaler, video_options, quiet, skip_existing, lambda t: typer.echo(f"{PROG}: {t}", err=True))
+        video_failed = run_videos(video_jobs, upscaler, video_options, quiet, skip_existing,
+                                  lambda t: typer.echo(f"{PROG}: {t}", err=True), named=is_video_output(output))
     report.failed = missing + report.failed
     if not quiet:
         for note in report.notices:  # they name files: a newline in a name must not split the line

@@ -96,17 +96,18 @@ class FrameProgress:
 
 
 def run_videos(jobs: list[tuple[Path, Path]], upscaler, options: dict, quiet: bool, skip_existing: bool,
-               say: Callable[[str], None]) -> int:
+               say: Callable[[str], None], named: bool = False) -> int:
     """Upscale each video; print one line per failure (and notices unless quiet). Returns the failure count.
 
-    Every line goes through `printable`: a newline in a file name once split an error in two."""
+    Every line goes through `printable`: a newline in a file name once split an error in two.
+    `named`: `-o` named the output file, so a changed container is the user's choice, not noted."""
     failed = 0
     tell = lambda text: say(printable(text))  # noqa: E731 - the one way out for this function's lines
     for src, dst in jobs:
         if skip_existing and dst.exists():
             continue
         progress = FrameProgress(src.name, enabled=False if quiet else None)
-        if not quiet and dst.suffix.lower() != src.suffix.lower() and src.suffix.lower() not in CONTAINERS:
+        if not (quiet or named) and dst.suffix.lower() != src.suffix.lower() and src.suffix.lower() not in CONTAINERS:
             tell(f"note: {src}: written as {dst.name} (the {src.suffix} container cannot be written)")
         try:
             report: VideoReport = upscale_video(src, dst, upscaler, progress=progress, **options)

@@ -251,7 +251,8 @@ def run(src: Path, info: VideoInfo, todo: list[Chunk], work: WorkFolder, fmt: st
                 encode_chunk(work.chunk_path(items.peek().chunk), fmt, items, settings, timing,
                                info.rotation, rgb_format, colour, notices, on_frame)
         except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
+            named = isinstance(exc, VideoError) and str(src) not in str(exc) and str(exc) != "stopped"
+            errors.append(VideoError(f"{src}: {exc}") if named else exc)  # which input, in a batch
             stop.set()
 
     threads = [threading.Thread(target=decoder, daemon=True), threading.Thread(target=encoder, daemon=True)]

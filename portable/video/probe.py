@@ -120,8 +120,9 @@ def probe(path: Path) -> VideoInfo:
             # AVI stores no presentation times: FFmpeg guesses pts = dts + a reorder delay, so frames
             # (B-frames included) are numbered by decode order: the n-th frame shown is the n-th dts.
             by_order = container.format.name == "avi"
-            pts: list[int] = []
+            pts: list[int] = []  # in decode order until sorted below
             keys: list[int] = []
+            first_key: int | None = None  # index in `pts` of the first keyframe
             video_end = Fraction(0)  # where the video stream's last frame ends, in seconds
             end = Fraction(0)  # where the last packet of any stream ends, in seconds
             tb = Fraction(stream.time_base)
@@ -134,10 +135,16 @@ def probe(path: Path) -> VideoInfo:
                 if packet.stream.index != stream.index:
                     continue
                 video_end = max(video_end, stop if packet.duration else stamp * tb + _shortest(pts, tb))
+                if getattr(packet, "is_discard", False):  # an edit list's hidden pre-roll: never shown
+                    continue
                 pts.append(stamp)
                 if packet.is_keyframe:
                     keys.append(stamp)
+                    first_key = len(pts) - 1 if first_key is None else first_key
             notes = _check_complete(path, container, stream, video_end, end, pts) if pts else ()
+            if first_key:  # a recording cut mid-GOP: the decoder starts at the first keyframe
+                notes = (*notes, f"{path.name}: {first_key} frame(s) before the first keyframe cannot be decoded; skipped")
+                pts = pts[first_key:]
             rotation = _first_rotation(container, stream) if pts else 0
             width, height = stream.codec_context.width, stream.codec_context.height
             rate = stream.average_rate or stream.guessed_rate
