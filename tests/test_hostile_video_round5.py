@@ -243,3 +243,33 @@ def test_an_encoder_side_error_names_the_input(tmp_path: Path, monkeypatch: pyte
         upscale_video(src, tmp_path / "out.mkv", Nearest())
     assert str(caught.value) == f"{src}: segment 0: decoded 1 of 4 frames (truncated or damaged input?)"
     assert not (tmp_path / "out.mkv").exists()
+
+
+def test_a_frame_size_change_mid_stream_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Two recordings joined (48x32 then 32x24) came out padded and smeared, exit 0; small then
+    large failed with "ValueError: index can't contain negative values"."""
+    from realesr_portable.video import VideoError
+
+    parts = [tmp_path / "a.ts", tmp_path / "b.ts"]  # in-band SPS/PPS, so the decoder sees the change
+    make_clip(parts[0], 4, size=(48, 32))
+    make_clip(parts[1], 4, size=(32, 24))
+    src = tmp_path / "joined.ts"
+    with av.open(str(src), "w") as out:
+        copied = None
+        offset = 0
+        for part in parts:
+            with av.open(str(part)) as source:
+                stream = source.streams.video[0]
+                copied = copied or out.add_stream_from_template(stream)
+                last = 0
+                for packet in source.demux(stream):
+                    if not packet.size:
+                        continue
+                    packet.pts, packet.dts = packet.pts + offset, packet.dts + offset
+                    last = max(last, packet.pts)
+                    packet.stream = copied
+                    out.mux(packet)
+                offset = last + int(0.04 / stream.time_base)
+    with pytest.raises(VideoError, match=r"joined.ts: the frame size changes from 48x32 to 32x24 at [0-9.]+ s; split"):
+        upscale_video(src, tmp_path / "out.mkv", Nearest())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ts", "b.ts", "joined.ts"]

@@ -85,6 +85,10 @@ def decode(path: Path, info: VideoInfo, todo: list[Chunk], rgb_format: str, colo
                 if chunk is None:
                     continue
                 check_frame_size(path, frame.width, frame.height, max_pixels)
+                if (frame.width, frame.height) != (info.width, info.height):  # once padded and smeared, exit 0
+                    raise VideoError(f"{path}: the frame size changes from {info.width}x{info.height} to "
+                                     f"{frame.width}x{frame.height} at {float(pts * info.time_base):.3f} s; "
+                                     "split the file where it changes")
                 if not colour.tags:
                     colour.tags = {k: getattr(frame, k) for k in ("colorspace", "color_range", "color_primaries", "color_trc")}
                 yield Item(chunk, pts, frame.duration or None, frame.to_ndarray(format=rgb_format))
