@@ -22,7 +22,7 @@ from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
 from realesr_portable.cli import app, main
-from realesr_portable.errors import UsageError
+from realesr_portable.errors import UsageError, UserError
 from realesr_portable.image.io import ImageError, read_image
 from realesr_portable.model.catalog import resolve_model
 from realesr_portable.run.options import UpscaleOptions
@@ -415,3 +415,31 @@ def test_python_api_names_what_is_wrong_with_the_array(x2_cpu, image: object, er
 def test_python_api_still_takes_float_arrays_in_range(x2_cpu) -> None:
     out = x2_cpu.upscale(np.linspace(0, 1, 6 * 8 * 3).reshape(6, 8, 3))
     assert out.shape == (12, 16, 3) and out.dtype == np.float64 and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("options, fragment", [
+    ({"value_range": (0, 0)}, "LOW < HIGH"),  # was ZeroDivisionError in the tiler
+    ({"value_range": (1, 0)}, "LOW < HIGH"),  # wrote an inverted image
+    ({"value_range": (float("nan"), 1)}, "LOW < HIGH"),  # blamed on the model
+    ({"value_range": (0, 1, 2)}, "expected LOW,HIGH"),  # silently truncated
+    ({"background": (300, -1, 0)}, "three integers 0-255"),
+    ({"background": (1.5, 2, 3)}, "three integers 0-255"),
+    ({"tile": 3.5}, "-t 3.5"),  # was a TypeError inside the segment runner
+    ({"gpu": "abc"}, "-g 'abc'"),  # under --ray it failed every file after Ray started
+])
+def test_python_options_are_checked_as_the_command_line_checks_them(options: dict, fragment: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        UpscaleOptions(**options)
+    assert fragment in str(caught.value)
+    assert isinstance(caught.value, UserError)  # one line, exit 2 in the CLI
+
+
+def test_ray_refuses_a_malformed_gpu_before_ray_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--ray auto -g abc` started Ray (~9 s), failed each file in its worker and left an empty folder."""
+    src = _good(tmp_path, "a.png")
+    assert main(["-i", str(src), "-o", str(tmp_path / "out"), "--ray", "auto", "-n", "realesr-animevideov3-x2",
+                 "-g", "abc", "-q"]) == 2
+    err = capsys.readouterr().err
+    _assert_clean(err)
+    assert err.strip() == "realesr-portable: error: -g 'abc': expected auto, -1 (CPU), a GPU index or a list like 0,1"
+    assert not (tmp_path / "out").exists()

@@ -64,12 +64,18 @@ def _check_types(data: dict[str, Any]) -> None:
 def parse_value_range(text: str) -> tuple[float, float]:
     """`--value-range LO,HI`: the float range a foreign model expects for pixel values (e.g.
     `0,255` for nets trained on raw 8-bit values); overrides the sidecar or the [0, 1] default."""
+    return check_value_range(text.split(","), repr(text[:40]))
+
+
+def check_value_range(values: object, shown: str) -> tuple[float, float]:
+    """Two finite floats LOW < HIGH, from the command line's text or the API's tuple (`(0, 0)`
+    once divided by zero in the tiler, `(1, 0)` wrote an inverted image)."""
     try:
-        lo, hi = (float(part) for part in text.split(","))
-    except ValueError:
-        raise ModelSpecError(f"--value-range {text[:40]!r}: expected LOW,HIGH, e.g. 0,1 or 0,255") from None
+        lo, hi = (float(v) for v in values)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise ModelSpecError(f"--value-range {shown}: expected LOW,HIGH, e.g. 0,1 or 0,255") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ModelSpecError(f"--value-range {text[:40]!r}: two finite numbers with LOW < HIGH")
+        raise ModelSpecError(f"--value-range {shown}: two finite numbers with LOW < HIGH")
     return lo, hi
 
 

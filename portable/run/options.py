@@ -14,13 +14,16 @@ does not touch a video's frames).
 
 from __future__ import annotations
 
+import operator
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..device.select import parse_gpu_option
 from ..errors import UsageError
 from ..image.io import DEFAULT_MAX_PIXELS, FORMATS, PNG_LEVEL, check_png_level
 from ..model.catalog import DEFAULT_MODEL
+from ..model.spec import check_value_range
 from ..plan.budget import parse_memory
 from .backend import BACKENDS, TorchOptions
 
@@ -86,10 +89,17 @@ class UpscaleOptions:
         if self.max_memory is not None:
             put(self, "max_memory", parse_memory(self.max_memory))
         if self.value_range is not None:
-            put(self, "value_range", (float(self.value_range[0]), float(self.value_range[1])))
-        put(self, "background", tuple(int(v) for v in self.background))
-        if self.tile < 0:
-            raise UsageError(f"-t {self.tile}: expected 0 (automatic) or a tile size")
+            put(self, "value_range", check_value_range(self.value_range, repr(self.value_range)))
+        try:  # operator.index: ints of any kind (numpy's too), never a float or text
+            rgb = tuple(operator.index(v) for v in self.background)
+        except TypeError:
+            rgb = ()
+        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+            raise UsageError(f"--background {self.background!r}: expected three integers 0-255")
+        put(self, "background", rgb)
+        parse_gpu_option(self.gpu)  # its format only: which devices exist is known where they open
+        if not isinstance(self.tile, int) or isinstance(self.tile, bool) or self.tile < 0:
+            raise UsageError(f"-t {self.tile!r}: expected 0 (automatic) or a tile size")
         if self.outscale is not None and not 1.0 <= self.outscale <= 16.0:
             raise UsageError(f"-s {self.outscale:g}: expected a scale between 1 and 16")
         if self.alpha not in ALPHA_MODES:
