@@ -159,6 +159,20 @@ def is_stale_part(path: Path, now: float | None = None) -> bool:
     return age > STALE_AFTER_S and pid != os.getpid() and not _pid_alive(pid)
 
 
+def live_writer(path: Path) -> bool:
+    """Whether another process on this machine that is still running writes `path` (a temporary
+    file named by `write_atomic`, less than a day old): its file must not be deleted."""
+    match = _PART.match(Path(path).name)
+    if match is None:
+        return False
+    try:
+        age = time.time() - Path(path).lstat().st_mtime
+    except OSError:
+        return False
+    pid = int(match["pid"])
+    return age <= ABANDONED_AFTER_S and pid != os.getpid() and _pid_alive(pid)
+
+
 def remove_stale(folder: Path) -> list[Path]:
     """Delete the leftovers of killed writers in `folder` (only names this module makes)."""
     removed: list[Path] = []

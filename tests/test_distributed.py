@@ -246,6 +246,13 @@ def test_actor_sizing_leaves_cpu_for_ray_data_and_gives_each_actor_a_gpu():
     assert (forced_cpu.actors, forced_cpu.num_gpus, forced_cpu.threads) == (1, 0.0, 16)
     with pytest.raises(ValueError, match="has 0 GPU"):
         size_actors({"CPU": 2.0}, nodes=1, actors=None, num_cpus=None, num_gpus=1.0, threads=None)
+    # asking for more CPUs than the cluster has once waited forever without a word
+    with pytest.raises(ValueError, match=r"has 2 CPU\(s\); 1 actor\(s\) asking for 100 each need 100"):
+        size_actors({"CPU": 2.0}, nodes=1, actors=None, num_cpus=100.0, num_gpus=0.0, threads=None)
+    with pytest.raises(ValueError, match=r"has 2 CPU\(s\); 3 actor\(s\) asking for 1 each need 3"):
+        size_actors({"CPU": 2.0}, nodes=1, actors=3, num_cpus=1.0, num_gpus=0.0, threads=None)
+    with pytest.raises(ValueError, match="has 16 CPU"):
+        size_actors({"CPU": 16.0, "GPU": 4.0}, nodes=1, actors=None, num_cpus=32.0, num_gpus=1.0, threads=None)
     assert assigned_vulkan_device(["3"], [0, 1, 2, 3]) == 3  # Vulkan sees every GPU
     assert assigned_vulkan_device(["3"], [5]) == 5  # the driver filtered the list down to ours
     assert assigned_vulkan_device([], [0]) is None
@@ -258,3 +265,44 @@ def test_model_paths_reach_workers_as_absolute_paths_names_stay_names(tmp_path, 
     Path("mine.param").write_text("7767517\n")
     assert _for_workers("mine.param") == str(tmp_path / "mine.param")  # a worker's cwd is not ours
     assert _for_workers("realesr-animevideov3") == "realesr-animevideov3"
+
+
+def test_an_address_where_nothing_listens_fails_in_one_line_not_a_hang(tmp_path):
+    """`--ray 127.0.0.1:1` waited past 200 s with no error (Ray retries its GCS for minutes).
+    In its own process: this module's Ray is already initialised, and an initialised Ray is used."""
+    import socket
+
+    from PIL import Image
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    Image.new("RGB", (8, 6)).save(tmp_path / "a.png")
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "realesr_portable", "-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"),
+                           "--ray", f"127.0.0.1:{port}", "-q", "-n", "realesr-animevideov3-x2"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "RAY_ADDRESS": ""})
+    assert proc.returncode == 2 and time.monotonic() - started < 60, proc.stderr
+    assert proc.stderr.strip() == (f"realesr-portable: error: cannot reach the Ray cluster at '127.0.0.1:{port}' "
+                                   "(Connection refused); is it running?")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_leftovers_of_a_live_writer_are_kept_dead_ones_removed(tmp_path):
+    """The Ray driver deleted `.a.png.PID.xxxxxxxx.part` files that a running process still wrote."""
+    import subprocess
+
+    from realesr_portable.distributed.plan import Row, remove_leftovers
+
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        kept = tmp_path / f".a.png.{live.pid}.abcd1234.part"
+        dead = tmp_path / ".a.png.999999999.abcd1234.part"
+        unnamed = tmp_path / ".a.png.k1ll3d.part"
+        for part in (kept, dead, unnamed):
+            part.write_bytes(b"half")
+        assert remove_leftovers([Row(src="a.png", dst=str(tmp_path / "a.png"), fmt="PNG")]) == 2
+        assert kept.exists() and not dead.exists() and not unnamed.exists()
+    finally:
+        live.kill()
+        live.wait()

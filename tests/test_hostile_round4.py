@@ -443,3 +443,23 @@ def test_ray_refuses_a_malformed_gpu_before_ray_starts(tmp_path: Path, capsys: p
     _assert_clean(err)
     assert err.strip() == "realesr-portable: error: -g 'abc': expected auto, -1 (CPU), a GPU index or a list like 0,1"
     assert not (tmp_path / "out").exists()
+
+
+def test_a_rerun_into_the_input_folder_never_upscales_its_own_outputs(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """`-i dir -o dir` run twice wrote a_x2_x2.png from the first run's a_x2.png (exit 0), and
+    rewrote a_x2.png while it was an input. Ray planned the same (distributed/plan.py)."""
+    from realesr_portable.distributed.plan import plan_rows
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _good(folder, "a.png")
+    _good(folder, "b.png", seed=1)
+    for run in range(2):
+        assert main(["-i", str(folder), "-o", str(folder), *FAST[:-1]]) == 0, run
+    err = capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x2.png", "b.png", "b_x2.png"]
+    assert f"note: {folder / 'a_x2.png'}: skipped: it is the output of {folder / 'a.png'} (from an earlier run)" in err
+    notes: list[str] = []
+    rows = plan_rows([str(folder / n) for n in ("a.png", "a_x2.png", "b.png")], None, None, None, "_x2", notes)
+    assert [Path(r.dst).name for r in rows] == ["a_x2.png", "b_x2.png"] and len(notes) == 1

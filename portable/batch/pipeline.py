@@ -95,9 +95,14 @@ def _not_a_file(path: Path, kind: str | None) -> str:
 
 
 def plan_jobs(
-    files: list[Path], output: Path | None, fmt: str | None, suffix: str | None, default_suffix: str
+    files: list[Path], output: Path | None, fmt: str | None, suffix: str | None, default_suffix: str,
+    notes: list[str] | None = None,
 ) -> list[Job]:
-    """Output path per input. `output` is a file only for a single input with an image suffix."""
+    """Output path per input. `output` is a file only for a single input with an image suffix.
+
+    An input that is another input's output (`a_x2.png` beside `a.png`, left by an earlier run
+    into the same folder) is left out with a note in `notes`: it was once upscaled again into
+    `a_x2_x2.png`, and replaced while it was read."""
     if output is not None and not output.is_dir() and names_an_image_file(output.suffix) \
             and output.suffix.lower().lstrip(".") not in FORMATS:
         raise UsageError(f"{output}: cannot write {output.suffix.lstrip('.')} files (png, jpg, webp); "
@@ -118,6 +123,12 @@ def plan_jobs(
         if ext not in FORMATS:
             ext = "png"
         jobs.append(Job(src, output_path(src, output, suffix, default_suffix, f".{ext}"), FORMATS[ext]))
+    made = {_resolved(job.dst): job.src for job in jobs}
+    earlier = [job for job in jobs if _resolved(job.src) in made and made[_resolved(job.src)] != job.src]
+    for job in earlier:
+        if notes is not None:
+            notes.append(f"{job.src}: skipped: it is the output of {made[_resolved(job.src)]} (from an earlier run)")
+    jobs = [job for job in jobs if job not in earlier]
     refuse_clashes([(job.src, job.dst) for job in jobs])
     return jobs
 

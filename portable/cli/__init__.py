@@ -127,15 +127,17 @@ def upscale(
         out_scale = options.outscale if options.outscale is not None else upscaler.spec.scale
         default_suffix = f"_x{out_scale:g}"
         video_jobs = plan_videos(videos, files, output, suffix, default_suffix)
-        plan = plan_jobs(files, None if is_video_output(output) else output, options.fmt, suffix, default_suffix)
+        plan_notes: list[str] = []
+        plan = plan_jobs(files, None if is_video_output(output) else output, options.fmt, suffix, default_suffix,
+                         plan_notes)
         video_options = {"codec": codec, "crf": crf, "preset": preset, "pix_fmt": pix_fmt, "resume": resume,
                          "skip_duplicates": skip_duplicates, "max_pixels": options.max_pixels}
         check_encoders(video_jobs, video_options)
         if output is not None and not output.suffix and not output.exists():
             make_folder(output)
     if not quiet:
-        for note in upscaler.notes:
-            typer.echo(f"{PROG}: note: {note}", err=True)
+        for note in [*upscaler.notes, *plan_notes]:
+            typer.echo(f"{PROG}: note: {printable(note)}", err=True)
         # an automatic tile is planned per image size (one tile where the image fits), so no number here
         tile_text = options.tile or "auto"
         typer.echo(f"{PROG}: {upscaler.spec.name} x{upscaler.spec.scale} on {upscaler.description}, tile {tile_text}",

@@ -12,7 +12,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from ..device.quiet import quiet_stderr
-from ..distributed.run import upscale_many
+from ..distributed.run import RayUnreachableError, upscale_many
 from ..errors import UsageError
 from ..run.options import UpscaleOptions
 from .commands import EXIT_FAILED, errors_exit
@@ -34,6 +34,8 @@ def run_ray(items: list[str], output: Path | None, address: str, quiet: bool, op
             with quiet_stderr() if quiet else nullcontext():
                 report = upscale_many(items, output, options=options, suffix=suffix, jobs=jobs, address=address,
                                       progress=not quiet, skip_existing=True)
+        except RayUnreachableError:
+            raise  # its line says it all
         except ConnectionError as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UsageError(f"cannot reach the Ray cluster at {address!r} ({reason})") from None

@@ -13,6 +13,7 @@ import glob
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import live_writer
 from ..batch.pipeline import expand_inputs, plan_jobs
 from ..errors import UsageError
 from ..suffixes import IMAGE_SUFFIXES
@@ -96,15 +97,17 @@ def _stand_in(source: str) -> Path:
 
 
 def plan_rows(
-    sources: list[str], output: Path | None, fmt: str | None, suffix: str | None, default_suffix: str
+    sources: list[str], output: Path | None, fmt: str | None, suffix: str | None, default_suffix: str,
+    notes: list[str] | None = None,
 ) -> list[Row]:
-    """One Row per source, its output placed by the CLI's own `plan_jobs`."""
+    """One Row per source, its output placed by the CLI's own `plan_jobs` (which leaves out, with
+    a note, a source that is another's output from an earlier run)."""
     if output is None and any(is_uri(s) for s in sources):
         raise UsageError("URI inputs need -o FOLDER (outputs are written to a file system the workers share)")
     stand_ins = [_stand_in(s) for s in sources]
-    jobs = plan_jobs(stand_ins, output, fmt, suffix, default_suffix)
+    jobs = {job.src: job for job in plan_jobs(stand_ins, output, fmt, suffix, default_suffix, notes)}
     return [Row(src if is_uri(src) else str(Path(src).absolute()), str(job.dst.absolute()), job.fmt, src)
-            for src, job in zip(sources, jobs)]
+            for src, stand_in in zip(sources, stand_ins) if (job := jobs.get(stand_in)) is not None]
 
 
 def split_existing(rows: list[Row]) -> tuple[list[Row], list[Row]]:
@@ -120,6 +123,8 @@ def remove_leftovers(rows: list[Row]) -> int:
 
     `atomic.write_atomic` names its temporary file after the destination; a SIGKILL between
     create and rename leaves it behind, and a finished job must hold exactly one file per output.
+    A file that a process still running on this machine writes (another job, the plain CLI) is
+    left alone: it was once deleted under its writer.
     """
     removed = 0
     for row in rows:
@@ -127,6 +132,8 @@ def remove_leftovers(rows: list[Row]) -> int:
         if not dst.parent.is_dir():
             continue
         for part in dst.parent.glob(f".{glob.escape(dst.name)}.*.part"):
+            if live_writer(part):
+                continue
             try:
                 part.unlink()
                 removed += 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..batch.report import Report
-from ..errors import UserError
+from ..errors import UsageError, UserError
 from ..model.catalog import resolve_model
 from ..run.backend import choose_backend
 from ..run.options import UpscaleOptions
@@ -34,6 +35,27 @@ RESERVED_CPUS = 0.5  # left free on CPU clusters for Ray Data's own tasks (an al
 
 class RayMissingError(UserError, ImportError):
     """The `distributed` extra (ray[data]) is not installed."""
+
+
+class RayUnreachableError(UsageError, ConnectionError):
+    """The cluster address answers no connection: Ray itself would retry for minutes, silently."""
+
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str) -> None:
+    """Open (and close) a TCP connection to `host:port` or `ray://host:port` before `ray.init`:
+    an address where nothing listens once hung the job with no error (Ray retries for minutes)."""
+    hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return  # a form Ray resolves itself (a bare host, `auto`): left to it
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        raise RayUnreachableError(f"cannot reach the Ray cluster at {address!r} ({reason}); is it running?") from None
 
 
 def import_ray():
@@ -60,6 +82,7 @@ def ray_session(address: str | None, quiet: bool) -> Iterator[object]:
         target = os.environ.get("RAY_ADDRESS") if address in (None, "", "auto") else address
         options = dict(log_to_driver=False, logging_level=logging.ERROR if quiet else logging.WARNING)
         if target:
+            check_reachable(target)
             ray.init(address=target, **options)
         else:  # "local": a new Ray, never a stray one found on this machine
             ray.init(address="local", include_dashboard=False, **options)
@@ -116,11 +139,16 @@ def size_actors(resources: dict, nodes: int, actors: int | None, num_cpus: float
         gpus = float(resources.get("GPU", 0.0))
         if gpus < num_gpus:
             raise ValueError(f"the Ray cluster has {gpus:g} GPU(s); each actor asks for {num_gpus:g}")
+        if num_cpus is not None and num_cpus > cpus:
+            raise ValueError(f"the Ray cluster has {cpus:g} CPU(s); each actor asks for {num_cpus:g}")
         count = actors or max(1, int(gpus // num_gpus))
         return Sizing(count, num_cpus if num_cpus is not None else 1.0, num_gpus, threads)
     count = actors or max(1, nodes)
     share = cpus / count
     per_actor = num_cpus if num_cpus is not None else max(0.25, share - RESERVED_CPUS / count)
+    if per_actor * count > cpus:  # Ray would wait for CPUs that never come, silently
+        raise ValueError(f"the Ray cluster has {cpus:g} CPU(s); {count} actor(s) asking for {per_actor:g} each need "
+                         f"{per_actor * count:g}")
     return Sizing(count, per_actor, 0.0, threads if threads is not None else max(1, math.ceil(share - 1e-9)))
 
 
@@ -165,9 +193,10 @@ def upscale_many(
     files = resolve_model(options.model, scale=options.outscale)  # the driver needs the scale for default names; fails early
     out_scale = options.outscale if options.outscale is not None else files.spec.scale
     sources, missing = expand_sources([str(i) for i in items])
-    rows = plan_rows(sources, out, options.fmt, suffix, f"_x{out_scale:g}")
+    notes: list[str] = []
+    rows = plan_rows(sources, out, options.fmt, suffix, f"_x{out_scale:g}", notes)
     todo, existing = split_existing(rows) if skip_existing else (rows, [])
-    report = Report(skipped=[r.name for r in existing], failed=list(missing))
+    report = Report(skipped=[r.name for r in existing], failed=list(missing), notices=notes)
     if out is not None and not out.suffix and not out.exists():
         out.mkdir(parents=True, exist_ok=True)
     remove_leftovers(todo)
