@@ -67,6 +67,13 @@ class _StorageType:
         self.itemsize = _ITEMSIZE[name]
 
 
+class _UnknownStorage:
+    """A torch storage class outside `_ITEMSIZE` (quantized ones), kept by name for the message."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
 class _Storage:
     def __init__(self, kind: _StorageType, numel: int) -> None:
         self.kind, self.numel = kind, numel
@@ -105,11 +112,16 @@ class _DryRun(pickle.Unpickler):
             return _check_tensor
         if module == "torch" and name.endswith("Storage") and name[: -len("Storage")] in _ITEMSIZE:
             return _StorageType(name[: -len("Storage")])
+        if module == "torch" and name.endswith("Storage"):  # QInt8Storage, ...: said by name below
+            return _UnknownStorage(name)
         return _Opaque
 
     def persistent_load(self, pid: object) -> object:
+        if isinstance(pid, tuple) and len(pid) == 5 and isinstance(pid[1], _UnknownStorage):
+            raise UnsafeWeightsError(f"its tensors use torch.{pid[1].name}, which is not supported "
+                                     "(quantized weights?); save float weights")
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
-            raise UnsafeWeightsError(f"an unsupported storage reference {str(pid)[:60]}")
+            raise UnsafeWeightsError("an unsupported storage reference (not a torch.save of plain tensors)")
         kind, key, numel = pid[1], str(pid[2]), pid[4]
         stored = self._members.get(key)
         if stored is None:

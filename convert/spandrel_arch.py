@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..archs.family import ArchFamily, ArchInfo, StateDict, UnsupportedModelError
+from ..errors import one_line
 
 #: Spandrel's purposes whose models map an image to an image by a whole scale (what the runtime runs).
 _PURPOSES = ("SR", "Restoration")
@@ -142,8 +143,10 @@ def detect_with_spandrel(state_dict: StateDict) -> tuple[ArchInfo, dict[str, tor
     except spandrel.UnsupportedModelError:
         raise UnsupportedModelError("spandrel knows no architecture for these keys either") from None
     except (RuntimeError, ValueError, KeyError, IndexError, AssertionError, TypeError) as err:
-        line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UnsupportedModelError(f"spandrel could not load these weights: {line[:200]}") from None
+        # the whole message on one line: torch puts the key that does not fit on its second line
+        detail = one_line(err)
+        detail = detail if len(detail) <= 300 else detail[:297] + "..."
+        raise UnsupportedModelError(f"spandrel could not load these weights: {detail}") from None
     _check_exportable(descriptor)
     module = descriptor.model.float().eval()
     params: dict[str, Any] = {

@@ -121,12 +121,33 @@ def unwrap_state_dict(obj: object, path: Path | str = "<memory>") -> dict[str, t
     complex_key = next((k for k, v in tensors.items() if v.is_complex()), None)
     if complex_key is not None:
         raise WeightsError(f"{path}: entry {complex_key!r} holds complex values; a super-resolution network has real weights")
+    for key, value in tensors.items():
+        why = _unusable(value)
+        if why is not None:
+            raise WeightsError(f"{path}: entry {key!r} {why}")
     if len(tensors) != len(inner):
         odd = next(k for k, v in inner.items() if not isinstance(v, torch.Tensor))
         raise WeightsError(f"{path}: entry {odd!r} is a {type(inner[odd]).__name__}, not a tensor; not a state_dict")
     if all(k.startswith("module.") for k in tensors):  # saved from a DDP-wrapped model
         tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     return rename_keys(tensors)
+
+
+#: Integer types that only quantized weights use: int8 weights read as floats once converted
+#: "successfully" into garbage. (int32/int64 stay: SwinIR and DAT keep position indices in them.)
+_QUANTIZED_DTYPES = (torch.bool, torch.int8, torch.uint8, torch.int16)
+
+
+def _unusable(value: torch.Tensor) -> str | None:
+    """Why a tensor cannot be a weight here (sparse, meta, quantized), or None. Each once ended
+    as an "internal error" thousands of characters long, or as a silently wrong model."""
+    if value.layout != torch.strided:
+        return f"is a {str(value.layout).removeprefix('torch.')} tensor; save dense weights (tensor.to_dense())"
+    if value.is_meta:
+        return "is a meta tensor: it holds no values (saved from a model that was never materialised)"
+    if value.is_quantized or value.dtype in _QUANTIZED_DTYPES:
+        return f"holds {str(value.dtype).removeprefix('torch.')} values: quantized weights are not supported; use float weights"
+    return None
 
 
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

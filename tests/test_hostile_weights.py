@@ -223,3 +223,42 @@ def test_files_that_are_no_torch_save_output_say_what_they_are(kind: str, reason
         path.write_bytes(pickle.dumps({"conv.weight": [1.0, 2.0]}, protocol=5))
     code, line = _convert(path, tmp_path, capsys)
     assert code == 1 and line.startswith(f"realesr-portable convert: error: {path}: {reason}"), line
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("sparse", "entry 'w' is a sparse_coo tensor; save dense weights"),  # was a 6,615-character internal error
+    ("meta", "entry 'w' is a meta tensor: it holds no values"),  # was "internal error: ... meta tensors"
+    ("int8", "entry 'w' holds int8 values: quantized weights are not supported"),  # converted into garbage, exit 0
+    ("bool", "entry 'w' holds bool values: quantized weights are not supported"),
+    ("qint8", "its tensors use torch.QInt8Storage, which is not supported"),  # message cut at "<class '...._Opaq"
+])
+def test_weights_that_are_not_plain_float_tensors_are_named(kind: str, reason: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from safetensors.torch import save_file
+
+    dense = torch.randn(4, 4)
+    if kind in ("int8", "bool"):
+        path = tmp_path / "w.safetensors"
+        save_file({"w": dense.to(torch.int8 if kind == "int8" else torch.bool)}, str(path))
+    else:
+        value = {"sparse": dense.to_sparse(), "meta": torch.empty(4, 4, device="meta"),
+                 "qint8": torch.quantize_per_tensor(dense, 0.1, 0, torch.qint8)}[kind]
+        path = tmp_path / "w.pth"
+        torch.save({"w": value}, path)
+    with pytest.raises(WeightsError) as caught:
+        load_state_dict(path)
+    assert reason in str(caught.value)
+    code, line = _convert(path, tmp_path, capsys)
+    assert code == 1 and reason in line and len(line) < 400, line
+
+
+def test_an_extra_key_is_named_in_the_refusal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The refusal stopped at "Error(s) in loading state_dict for SRVGGNetCompact:" and never
+    named the key that did not fit."""
+    from export_support import small_model, srvgg_info
+
+    state = {**small_model(srvgg_info(2)).state_dict(), "extra.weight": torch.zeros(3)}
+    path = tmp_path / "extra.pth"
+    torch.save(state, path)
+    code, line = _convert(path, tmp_path, capsys)
+    assert code == 1 and 'Unexpected key(s) in state_dict: "extra.weight"' in line, line
