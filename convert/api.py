@@ -26,7 +26,7 @@ from ..graph.check import check_graph
 from ..model.catalog import official_model_dir
 from ..graph.ncnn_files import NcnnParam
 from ..graph.params import GraphError
-from ..model.spec import ModelSpec
+from ..model.spec import MAX_TILE_PAD, ModelSpec
 from .detect import ArchInfo, UnsupportedModelError, build_loaded, detect_weights
 from .direct_writer import NcnnModel, torch_post, write_ncnn
 from .dn import blend_state_dicts
@@ -53,10 +53,18 @@ class ConvertError(UserError, RuntimeError):
     """A conversion request that cannot be carried out (bad options, names or files; one-line message)."""
 
 
-class OutputIsInputError(ConvertError):
-    """An output file would replace one of the input files (bad usage: exit 2 on the command line)."""
+class ConvertUsageError(ConvertError):
+    """Options that cannot work, found before any conversion work (bad usage: exit 2)."""
 
     exit_code = 2  # read by the one exit-code table, cli/commands.py `exit_code`
+
+
+class OutputIsInputError(ConvertUsageError):
+    """An output file would replace one of the input files."""
+
+
+MAX_NAME_BYTES = 200  # NAME.param's temporary file adds ~30 bytes; most file systems take 255
+MAX_LICENSE_CHARS = 200  # an SPDX id or a short phrase; the sidecar it goes into is bounded (1 MiB)
 
 
 @dataclass(frozen=True)
@@ -102,9 +110,29 @@ def _single_threaded(func: Callable[P, R]) -> Callable[P, R]:
 
 
 def _check_name(name: str) -> str:
-    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name.startswith("."):
-        raise ConvertError(f"model name {name!r} is not a plain file name")
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name.startswith(".") \
+            or not name.isprintable():
+        raise ConvertUsageError(f"model name {name!r} is not a plain file name")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise ConvertUsageError(f"model name is {len(name.encode('utf-8', 'surrogateescape'))} bytes long; "
+                                f"at most {MAX_NAME_BYTES}")
     return name
+
+
+def _check_request(out_dir: Path, name: str, license: str | None, tile_pad: int | None) -> None:
+    """What the options themselves make impossible, before any work: these once failed after the
+    whole conversion (`-o` a file, --tile-pad 2000, a folder named NAME.pth after the other three
+    files were written) or wrote a terminal escape into the sidecar."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConvertUsageError(f"-o {out_dir}: not a folder")
+    for suffix in (".param", ".bin", ".json", ".pth"):
+        target = out_dir / f"{name}{suffix}"
+        if (target.exists() or target.is_symlink()) and not target.is_file():
+            raise ConvertUsageError(f"{target}: something that is not a file is in the way")
+    if license is not None and (not license.isprintable() or len(license) > MAX_LICENSE_CHARS):
+        raise ConvertUsageError(f"--license: printable text of at most {MAX_LICENSE_CHARS} characters, e.g. MIT")
+    if tile_pad is not None and not 0 <= tile_pad <= MAX_TILE_PAD:
+        raise ConvertUsageError(f"--tile-pad {tile_pad}: expected 0..{MAX_TILE_PAD}")
 
 
 def _export(info: ArchInfo, module: nn.Module, state_dict: Mapping[str, torch.Tensor], fp16: bool, route: str) -> tuple[NcnnModel, str]:
@@ -277,8 +305,9 @@ def convert_file(src: Path, out_dir: Path, name: str | None = None, fp16: bool =
     """
     src = Path(src)
     if (dn is None) != (dn_src is None):
-        raise ConvertError("--dn and --dn-weights go together: give both or neither")
+        raise ConvertUsageError("--dn and --dn-weights go together: give both or neither")
     name = _check_name(name or src.stem)
+    _check_request(Path(out_dir), name, license, tile_pad)
     _refuse_overwriting([src] + ([Path(dn_src)] if dn_src is not None else []), Path(out_dir), name)
     step(STEPS[0])
     info, state_dict, source_model = _load(src, families)

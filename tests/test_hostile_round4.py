@@ -463,3 +463,21 @@ def test_a_rerun_into_the_input_folder_never_upscales_its_own_outputs(tmp_path: 
     notes: list[str] = []
     rows = plan_rows([str(folder / n) for n in ("a.png", "a_x2.png", "b.png")], None, None, None, "_x2", notes)
     assert [Path(r.dst).name for r in rows] == ["a_x2.png", "b_x2.png"] and len(notes) == 1
+
+
+def test_models_listing_escapes_what_a_sidecar_says(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A sidecar licence holding a terminal escape (OSC title) or a newline reached the terminal raw."""
+    import json
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    official = resolve_model("realesr-animevideov3-x2")
+    for suffix in (".param", ".bin"):
+        (folder / f"m{suffix}").write_bytes(official.param.with_suffix(suffix).read_bytes())
+    spec = json.loads(official.spec.to_json())
+    spec.update(license="\x1b]0;pwned\x07MIT", source="line one\nline two")
+    (folder / "m.json").write_text(json.dumps(spec))
+    assert main(["models", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and len(out.strip().splitlines()) == 2, out
+    assert "\\x1b]0;pwned\\x07MIT" in out and "line one\\nline two" in out

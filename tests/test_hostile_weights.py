@@ -262,3 +262,36 @@ def test_an_extra_key_is_named_in_the_refusal(tmp_path: Path, capsys: pytest.Cap
     torch.save(state, path)
     code, line = _convert(path, tmp_path, capsys)
     assert code == 1 and 'Unexpected key(s) in state_dict: "extra.weight"' in line, line
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("dn alone", "--dn and --dn-weights go together"),  # exit 1 before
+    ("name with a separator", "is not a plain file name"),  # exit 1 before
+    ("name with a newline", "is not a plain file name"),  # made files with a newline in their names
+    ("name too long", "bytes long; at most 200"),  # failed after the work, naming the temporary file
+    ("tile pad", "--tile-pad 2000: expected 0..1024"),  # failed after the whole conversion
+    ("output is a file", "not a folder"),  # "File exists", after the work
+    ("licence escape", "--license: printable text"),  # `models` sent the escape to the terminal
+    ("pth in the way", "something that is not a file is in the way"),  # three of four files were written
+])
+def test_convert_refuses_impossible_options_before_any_work(case: str, fragment: str, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from realesr_portable.convert import api
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the conversion started")
+
+    monkeypatch.setattr(api, "_load", never)
+    out = tmp_path / "out"
+    args = {"dn alone": ["--dn", "0.3"], "name with a separator": ["--name", "../evil"],
+            "name with a newline": ["--name", "a\nb"], "name too long": ["--name", "n" * 300],
+            "tile pad": ["--tile-pad", "2000"], "licence escape": ["--license", "\x1b]0;pwned\x07MIT"],
+            "output is a file": [], "pth in the way": []}[case]
+    if case == "output is a file":
+        out.write_text("a file")
+    if case == "pth in the way":
+        (out / "w.pth").mkdir(parents=True)
+    code = convert_main(["convert", str(tmp_path / "w.pth"), "-o", str(out), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err

@@ -203,8 +203,9 @@ def models(
         size = files.bin.stat().st_size / (1 << 20)
         told = "sidecar" if files.param.with_suffix(".json").is_file() else ("builtin" if spec.arch != GRAPH_ARCH else "graph")
         name = spec.name if folder is None else files.param.stem  # what -n takes
-        typer.echo(f"{name:28} {'x' + str(spec.scale):>5} {f'{spec.in_channels}>{spec.out_channels}':>5} "
-                   f"{size:7.1f}MB  {files.origin:8} {told:8} {spec.license:13} {spec.source}")
+        # a sidecar is anyone's text: a terminal escape or a newline in it must not reach the terminal
+        typer.echo(f"{printable(name):28} {'x' + str(spec.scale):>5} {f'{spec.in_channels}>{spec.out_channels}':>5} "
+                   f"{size:7.1f}MB  {files.origin:8} {told:8} {printable(spec.license):13} {printable(spec.source)}")
     if folder is not None:
         return
     for family, members in SCALE_VARIANTS.items():
