@@ -481,3 +481,27 @@ def test_models_listing_escapes_what_a_sidecar_says(tmp_path: Path, capsys: pyte
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and len(out.strip().splitlines()) == 2, out
     assert "\\x1b]0;pwned\\x07MIT" in out and "line one\\nline two" in out
+
+
+def test_a_four_channel_model_gets_an_opaque_alpha_plane_and_gives_colour(tmp_path: Path) -> None:
+    """A 4-in/4-out model converted fine, then failed every image with "runner returned (4, ...),
+    expected (3, ...)"; a 4-in/3-out one was fed the 3 colour planes into its 4-channel input."""
+    import torch
+
+    from export_support import small_model, srvgg_info
+    from realesr_portable.api import Upscaler
+    from realesr_portable.convert.cli import main as convert_main
+    from realesr_portable.convert.weights_io import save_state_dict
+
+    model = small_model(srvgg_info(2, channels=4))
+    save_state_dict(model.state_dict(), tmp_path / "rgba.pth")
+    assert convert_main(["convert", str(tmp_path / "rgba.pth"), "-o", str(tmp_path / "m"), "--fp32", "--no-verify"]) == 0
+    rgb = _pixels(12, 16, seed=3)
+    got = Upscaler(str(tmp_path / "m" / "rgba.param"), gpu=-1, threads=1).upscale(rgb)
+    x = torch.from_numpy(rgb.transpose(2, 0, 1).astype(np.float32) / 255)
+    x = torch.cat([x, torch.ones_like(x[:1])])[None]
+    x = torch.nn.functional.pad(x, (0, 10, 0, 10), mode="reflect")  # the runtime's pre-pad
+    with torch.no_grad():
+        ref = model(x)[0, :3, : 12 * 2, : 16 * 2].clamp(0, 1).mul(255).round().byte().numpy().transpose(1, 2, 0)
+    assert got.shape == (24, 32, 3)
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1

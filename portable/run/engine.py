@@ -36,8 +36,12 @@ PRE_PAD = (0, 10, 0, 10)  # mirrored pixels top, bottom, left, right: RealESRGAN
 Progress = Callable[[int, int], None]
 
 
-def _adapt(run: Runner, channels: int, model_in: int, model_out: int) -> Runner:
-    """Feed a 1- or 3-channel image to a 1- or 3-channel model and return the image's channels."""
+def _adapt(run: Runner, channels: int, model_in: int, model_out: int, opaque: float = 1.0) -> Runner:
+    """Feed a 1- or 3-channel image to a 1-, 3- or 4-channel model and return the image's channels.
+
+    A 4-channel model gets an opaque alpha plane (`opaque`: the top of its value range; a
+    3-channel tile once went into its 4-channel convolution as it was) and its own alpha output
+    is dropped: `--alpha` decides the picture's."""
     if channels == model_in == model_out:
         return run
 
@@ -47,7 +51,12 @@ def _adapt(run: Runner, channels: int, model_in: int, model_out: int) -> Runner:
             x = np.repeat(chw, 3, axis=0)
         elif channels == 3 and model_in == 1:
             x = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), chw, axes=1)[None]
+        if model_in == 4:
+            colour = np.repeat(x, 3, axis=0) if x.shape[0] == 1 else x
+            x = np.concatenate([colour, np.full_like(colour[:1], opaque)])
         y = run(x, box)
+        if y.shape[0] == 4 and channels != 4:  # an RGBA model's alpha: the picture's alpha is upscaled apart
+            y = y[:3]
         if channels == 1 and y.shape[0] == 3:
             return y.mean(axis=0, keepdims=True)
         if channels == 3 and y.shape[0] == 1:
@@ -195,7 +204,8 @@ class Engine:
         # `pad` even for one piece: a piece split after running out of memory still needs context
         job = TileJob(src, out, s, pad, self.spec.size_multiple, maximum, maximum, self.spec.value_range,
                       pre_pad=self.border)
-        run = _adapt(self._runner(options.tile), c, self.spec.in_channels, self.spec.out_channels)
+        run = _adapt(self._runner(options.tile), c, self.spec.in_channels, self.spec.out_channels,
+                     opaque=self.spec.value_range[1])
         on_device = first.device_job(job) if c == self.spec.in_channels == self.spec.out_channels else None
         if on_device is not None:  # the engine converts pixels where it runs the net
             job, run = on_device
