@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+import warnings
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
@@ -139,7 +140,9 @@ def detect_with_spandrel(state_dict: StateDict) -> tuple[ArchInfo, dict[str, tor
     """
     spandrel = import_spandrel()
     try:
-        descriptor = spandrel.ModelLoader(device="cpu").load_from_state_dict(dict(state_dict))
+        with warnings.catch_warnings():  # SwinIR/OmniSR build with torch.meshgrid: two lines of torch's advice
+            warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
+            descriptor = spandrel.ModelLoader(device="cpu").load_from_state_dict(dict(state_dict))
     except spandrel.UnsupportedModelError:
         raise UnsupportedModelError("spandrel knows no architecture for these keys either") from None
     except (RuntimeError, ValueError, KeyError, IndexError, AssertionError, TypeError) as err:

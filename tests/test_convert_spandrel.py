@@ -196,3 +196,16 @@ def test_without_spandrel_the_refusal_says_how_to_get_it(tmp_path: Path) -> None
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "no known architecture" in done.stderr and "realesr-portable[spandrel]" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_refusal_is_one_line_outside_pytests_warning_capture(tmp_path: Path) -> None:
+    """torch's two-line `torch.meshgrid` UserWarning (SwinIR builds with it) came before the one
+    error line; pytest captures warnings, so only a real process shows it."""
+    import subprocess
+    import sys
+
+    src = save_state_dict(swinir().state_dict(), tmp_path / "SwinIR.pth")
+    proc = subprocess.run([sys.executable, "-m", "realesr_portable", "convert", str(src), "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "SwinIR cannot be exported" in proc.stderr
