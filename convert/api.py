@@ -85,6 +85,7 @@ class ConvertResult:
     import_max_abs: float | None = None
     route: str = "direct"
     notes: tuple[str, ...] = ()
+    bound: str = ""  # the verification limits applied (they differ for spandrel's architectures)
 
 
 class _Resized(nn.Module):
@@ -237,7 +238,8 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], out_dir: Path, nam
     param, weights, sidecar = _write_files(Path(out_dir), name, model, spec)
     max_abs = parity.max_abs if parity else None
     quality = parity.psnr if parity else None
-    return ConvertResult(param, weights, sidecar, spec, max_abs, quality, route=used, notes=notes)
+    return ConvertResult(param, weights, sidecar, spec, max_abs, quality, route=used, notes=notes,
+                         bound=parity.bound if parity else "")
 
 
 def _is_official(param: Path) -> bool:

@@ -50,6 +50,7 @@ class Parity:
     max_abs: float
     psnr: float
     probe: str
+    bound: str = ""  # the limits this result was held to, as the user reads them
 
     def describe(self) -> str:
         return f"max abs {self.max_abs:.3g}, PSNR {self.psnr:.2f} dB on {self.probe}"
@@ -211,12 +212,14 @@ def check_parity(module: nn.Module, model: NcnnModel, fp16: bool, probe_size: in
     else:
         max_abs = _max_abs(exact, reference)
         quality = psnr(exact, reference)
-    result = Parity(max_abs, quality, probe)
-    if foreign:
+    if foreign:  # spandrel's modules: held to PSNR only
         limit = FP16_MIN_PSNR if fp16 else FOREIGN_FP32_MIN_PSNR
+        result = Parity(max_abs, quality, probe, f"PSNR >= {limit:g} dB")
         if not quality >= limit:
             raise VerificationError(f"ncnn and torch disagree: {result.describe()} (limit PSNR >= {limit:g} dB)")
         return result
+    result = Parity(max_abs, quality, probe,
+                    f"max abs < {FP32_MAX_ABS:g}" + (f", PSNR >= {FP16_MIN_PSNR:g} dB" if fp16 else ""))
     if not max_abs < FP32_MAX_ABS:
         raise VerificationError(f"ncnn and torch disagree: {result.describe()} (limit max abs < {FP32_MAX_ABS:g})")
     if fp16 and not quality >= FP16_MIN_PSNR:

@@ -100,6 +100,7 @@ def test_span_fp16_through_the_command_and_the_runtime(tmp_path: Path, capsys, p
     assert sidecar["arch"] == "SPAN" and sidecar["scale"] == 2 and sidecar["fp16_weights"] is True
     assert sidecar["arch_params"]["hyperparameters"]["feature_channels"] == 8
     assert "PSNR" in stdout and sidecar["tile_pad"] >= 0
+    assert stdout.splitlines()[1].endswith(" dB (PSNR >= 45 dB)")  # the bound applied: not max abs < 1e-4
     # The runtime runs it by path, and its picture is the spandrel module's within fp16 storage
     # (the module run on the runtime's pre-pad: 10 px mirrored at the bottom and the right).
     image = photo_crop("chelsea.png", 80, 150, 20, 24)
