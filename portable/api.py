@@ -212,8 +212,10 @@ class Upscaler:
     def upscale(self, image: np.ndarray | Image.Image) -> np.ndarray | Image.Image:
         """Upscale an (H,W), (H,W,1|2|3|4) array (uint8, uint16, or float in [0,1]) or a PIL image.
 
-        Arrays come back with the same dtype and channel layout; PIL images as the same mode (palette
-        images as RGB/RGBA, since an upscaled image no longer fits a palette).
+        Arrays come back with the same dtype and channel layout. PIL images come back in the mode
+        that holds the result: L, LA, RGB, RGBA as given; 16-bit gray (I, I;16*) as I;16; 1 as L;
+        palette as RGB/RGBA (an upscaled image no longer fits a palette); CMYK, YCbCr, LAB, HSV and
+        RGBX as RGB; premultiplied RGBa/La as RGBA/LA. Float mode F is refused (use a float array).
         """
         if isinstance(image, (str, bytes, os.PathLike)):  # np.asarray would make it a 0-d array
             raise TypeError(f"upscale takes an array or a PIL image, got {type(image).__name__}; "
@@ -233,6 +235,9 @@ class Upscaler:
             raise ValueError(f"unsupported dtype {dtype} (uint8, uint16 or float in [0,1])")
         if dtype.kind == "f" and not np.isfinite(work).all():  # else blamed on the model's arithmetic
             raise ValueError("the image holds NaN or inf values (float input must be in [0, 1])")
+        if dtype.kind == "f" and (work.min() < 0.0 or work.max() > 1.0):  # 0..255 floats came back all white
+            raise ValueError(f"float input must be in [0, 1]; this one spans {float(work.min()):g} to "
+                             f"{float(work.max()):g} (divide 8-bit values by 255)")
         planes = work[..., None] if work.ndim == 2 else work
         has_alpha = planes.shape[2] in (2, 4)
         pic = Picture(planes[..., :-1] if has_alpha else planes, planes[..., -1] if has_alpha else None)

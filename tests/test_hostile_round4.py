@@ -505,3 +505,120 @@ def test_a_four_channel_model_gets_an_opaque_alpha_plane_and_gives_colour(tmp_pa
         ref = model(x)[0, :3, : 12 * 2, : 16 * 2].clamp(0, 1).mul(255).round().byte().numpy().transpose(1, 2, 0)
     assert got.shape == (24, 32, 3)
     assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
+
+
+# Round 5 on images (a deeper probe of the image command line and the Python API).
+
+def test_an_output_folder_path_taken_by_a_file_is_refused_before_any_work(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`-o plainfile` (no suffix, an existing file) upscaled the whole batch, then failed every image."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        _good(src, f"{i}.png", seed=i)
+    (tmp_path / "plainfile").write_text("data")
+    assert main(["-i", str(src), "-o", str(tmp_path / "plainfile"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"realesr-portable: error: -o {tmp_path / 'plainfile'}: a file is in the way of the output folder"
+    assert (tmp_path / "plainfile").read_text() == "data"
+
+
+def test_an_empty_input_and_one_file_spelled_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`-i ""` (an empty "$VAR") upscaled the current folder; `-i a.png -i $PWD/a.png` was refused
+    as "several inputs would write this output"."""
+    monkeypatch.chdir(tmp_path)
+    _good(tmp_path, "a.png")
+    assert main(["-i", "", *FAST]) == 2
+    assert "an empty input" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+    assert main(["-i", "a.png", "-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), *FAST]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+
+
+def test_skip_existing_skips_only_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder named like the output counted as an existing output: the image was never made."""
+    src = _good(tmp_path, "a.png")
+    (tmp_path / "out" / "a.webp").mkdir(parents=True)
+    assert main(["-i", str(src), "-o", str(tmp_path / "out"), "-f", "webp", "--skip-existing", *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "skipped" not in err and "a.png" in err and (tmp_path / "out" / "a.webp").is_dir()
+
+
+@pytest.mark.parametrize("mode, key", [("RGB", (10, 20, 30)), ("L", 7), ("I;16", 1234)])
+def test_a_png_colour_key_becomes_alpha(tmp_path: Path, mode: str, key: object) -> None:
+    """tRNS on an RGB or gray PNG (8 and 16 bits) was dropped: the transparent areas came out
+    opaque in the key colour."""
+    rng = np.random.default_rng(5)
+    if mode == "RGB":
+        pixels = rng.integers(40, 255, (6, 8, 3), dtype=np.uint8)
+        pixels[:3] = key
+    elif mode == "L":
+        pixels = rng.integers(40, 255, (6, 8), dtype=np.uint8)
+        pixels[:3] = key
+    else:
+        pixels = rng.integers(2000, 60000, (6, 8), dtype=np.uint16)
+        pixels[:3] = key
+    path = tmp_path / "key.png"
+    (Image.fromarray(pixels) if mode == "I;16" else Image.fromarray(pixels, mode)).save(path, transparency=key)
+    pic = read_image(path)
+    assert pic.alpha is not None and pic.alpha.dtype == pixels.dtype
+    assert (pic.alpha[:3] == 0).all() and (pic.alpha[3:] == np.iinfo(pixels.dtype).max).all()
+
+
+def test_pillows_own_bomb_limit_never_overrides_max_pixels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow refuses over 2 x its MAX_IMAGE_PIXELS (~179 MP) by itself: `--max-pixels 0` or 300M
+    could not open a 200 MP image, and a tighter limit got Pillow's message instead of ours.
+    (Simulated with Pillow's limit at 1000 pixels on a 64x48 image.)"""
+    path = tmp_path / "a.png"
+    Image.fromarray(_pixels(48, 64)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    assert read_image(path, max_pixels=0).size == (64, 48)
+    assert read_image(path, max_pixels=10_000).size == (64, 48)
+    with pytest.raises(ImageError, match=r"64x48 = 3072 pixels exceeds the limit of 3000 \(raise it with --max-pixels\)"):
+        read_image(path, max_pixels=3000)
+    assert Image.MAX_IMAGE_PIXELS == 1000  # restored after each open
+
+
+def test_tiff_inputs_say_what_pillow_drops_and_carry_no_layout_tags(tmp_path: Path) -> None:
+    """A 16-bit RGB TIFF came out 8-bit without a word; a TIFF's own layout tags (its size, bits,
+    strips) went into the output's EXIF and described the old file."""
+    import tifffile
+
+    deep = tmp_path / "deep.tif"
+    tifffile.imwrite(deep, (np.arange(6 * 8 * 3, dtype=np.uint16).reshape(6, 8, 3) * 500), photometric="rgb")
+    assert any("16-bit TIFF colour read at 8 bits" in n for n in read_image(deep).notes)
+    plain = tmp_path / "plain.tif"
+    Image.fromarray(_pixels()).save(plain)
+    exif = Image.Exif()
+    exif.load(read_image(plain).exif or b"")
+    assert not set(exif) & {256, 257, 258, 259, 262, 273, 277, 278, 279, 284}, dict(exif)
+
+
+def test_exif_too_long_for_jpeg_is_dropped_with_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """70 KB of EXIF into a JPEG failed the image after the upscale ("EXIF data is too long")."""
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 70_000  # ImageDescription
+    src = tmp_path / "a.png"
+    Image.fromarray(_pixels()).save(src, exif=exif.tobytes())
+    out = tmp_path / "a.jpg"
+    assert main(["-i", str(src), "-o", str(out), *FAST[:-1]]) == 0
+    assert "EXIF does not fit a JPEG (64 KB); not copied" in capsys.readouterr().err
+    with Image.open(out) as im:
+        assert im.size == (16, 12) and im.format == "JPEG"
+
+
+def test_a_folder_takes_the_other_image_suffixes_pillow_reads(tmp_path: Path) -> None:
+    """.tga, .jfif and .ppm files in a folder were skipped in silence (named one by one they worked)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, fmt in (("a.tga", "TGA"), ("b.jfif", "JPEG"), ("c.ppm", "PPM"), ("d.png", "PNG")):
+        Image.fromarray(_pixels()).save(src / name, fmt)
+    assert main(["-i", str(src), "-o", str(tmp_path / "out"), *FAST]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png", "d.png"]
+
+
+def test_float_arrays_outside_zero_one_are_refused(x2_cpu) -> None:
+    """0..255 floats came back clipped to all white, without a word."""
+    with pytest.raises(ValueError, match=r"float input must be in \[0, 1\]; this one spans 0 to 255"):
+        x2_cpu.upscale(np.linspace(0, 255, 6 * 8 * 3, dtype=np.float32).reshape(6, 8, 3))

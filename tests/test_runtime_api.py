@@ -62,6 +62,16 @@ def test_family_name_picks_the_member_by_scale() -> None:
     assert resolve_model("realesr-animevideov3", scale=3).spec.scale == 3
     assert resolve_model("realesr-animevideov3", scale=8).spec.scale == 4
     assert resolve_model("realesr-animevideov3").spec.scale == 4
+    # between members: the smallest that reaches -s (round() once sent 2.5 to x2 and 3.5 to x4)
+    assert [resolve_model("realesr-animevideov3", scale=s).spec.scale for s in (1, 1.5, 2.5, 3.5)] == [2, 2, 3, 4]
+
+
+def test_output_sizes_round_halves_up() -> None:
+    """round() went halves to even: 15 x 1.5 gave 22 but 15 x 2.5 gave 38."""
+    from realesr_portable.image.scale import target_size
+
+    assert target_size(15, 11, 1.5) == (23, 17) and target_size(15, 11, 2.5) == (38, 28)
+    assert target_size(33, 25, 1.3) == (43, 33) and target_size(1, 1, 0.2) == (1, 1)
 
 
 def test_one_upscaler_is_safe_from_several_threads(x2: Upscaler, photo_crop) -> None:

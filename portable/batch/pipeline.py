@@ -12,7 +12,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..atomic import remove_stale, same_file, special_kind
 from ..errors import UsageError, one_line, printable
-from ..image.io import FORMATS, ImageError, Picture, flatten, format_for, read_image, save_image
+from ..image.io import FORMATS, JPEG_MAX_EXIF, ImageError, Picture, flatten, format_for, read_image, save_image
 from ..suffixes import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from ..run.options import UpscaleOptions
 from .report import Report, name_once
@@ -42,12 +42,15 @@ def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[tuple[Path, st
     files: list[Path] = []
     missing: list[tuple[Path, str]] = []
     for item in items:
+        if not str(item).strip():  # an empty "$VAR" once meant the current folder
+            raise UsageError("-i '': an empty input; give a file, folder or glob")
         path = Path(item).expanduser()
         try:
             _expand_one(item, path, files, missing)
         except OSError as exc:  # an unreadable folder fails itself, not the whole batch
             missing.append((path, exc.strerror or str(exc)))
-    unique = list(dict.fromkeys(files))
+    # one file however spelled (a/x.png, $PWD/a/x.png): once "several inputs would write this output"
+    unique = list({_resolved(f): f for f in reversed(files)}.values())[::-1]
     return unique, missing
 
 
@@ -117,6 +120,9 @@ def plan_jobs(
             raise UsageError(f"-o {output} names a {named} file but -f {fmt} asks for {FORMATS[fmt.lower()]}; "
                              f"drop -f or name the output {output.stem}.{fmt.lower()}")
         return [Job(files[0], output, format_for(output, fmt))] if files else []
+    if output is not None and output.exists() and not output.is_dir():  # (a link loop: make_folder says so)
+        # a folder's outputs cannot go under a file: once every image was upscaled, then failed
+        raise UsageError(f"-o {output}: a file is in the way of the output folder")
     jobs = []
     for src in files:
         ext = (fmt or src.suffix.lstrip(".")).lower()
@@ -257,6 +263,11 @@ def _prepare_output(pic: Picture, job: Job, options: UpscaleOptions, report: Rep
     if job.fmt != "PNG" and pic.bits == 16:
         with lock:
             report.notices.append(f"{job.dst}: {job.fmt} is 8-bit; 16-bit input saved as 8-bit")
+    if job.fmt == "JPEG" and pic.exif is not None and len(pic.exif) > JPEG_MAX_EXIF:
+        # it once failed the image after the upscale ("EXIF data is too long")
+        with lock:
+            report.notices.append(f"{job.dst}: its {len(pic.exif)}-byte EXIF does not fit a JPEG (64 KB); not copied")
+        pic = replace(pic, exif=None)
     return pic
 
 
@@ -295,7 +306,7 @@ def run_pipeline(jobs: list[Job], upscaler: PictureUpscaler, options: UpscaleOpt
         if removed:
             report.notices.append(f"{folder}: removed {len(removed)} temporary file(s) left by a killed run")
     for job in jobs:
-        if skip_existing and job.dst.exists():
+        if skip_existing and job.dst.is_file():  # a folder in its place is no output: writing it fails, said
             report.skipped.append(job.src)
         else:
             todo.put(job)

@@ -9,7 +9,10 @@ no half-written output survives a failure or Ctrl-C.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -24,6 +27,14 @@ from ..errors import UserError
 DEFAULT_MAX_PIXELS = 100_000_000
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 _ORIENTATION = 0x0112
+#: IFD0 tags that describe how a TIFF stores its pixels (width, height, bits, compression,
+#: photometric, strips, samples, planar, predictor, tiles, sample format, ...): Pillow reads a
+#: TIFF's header as its EXIF, so these once described the old file in the output's EXIF.
+_LAYOUT_TAGS = (254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325,
+                330, 338, 339, 340, 341, 513, 514, 530, 531, 532)
+_EXIF_IFD = 0x8769
+_EXIF_DIMENSIONS = (0xA002, 0xA003)  # PixelXDimension, PixelYDimension
+JPEG_MAX_EXIF = 65533  # one APP1 segment: Pillow cannot write more into a JPEG
 
 
 class ImageError(UserError, ValueError):
@@ -108,7 +119,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     try:
         if path.stat().st_size == 0:
             raise ImageError(f"{path}: empty file")
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pillow_limit():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(path)
         with im:
@@ -127,6 +138,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
             orientation = _orientation(exif, notes)
             if im.mode == "CMYK":
                 icc = None  # a CMYK profile would mislabel the converted RGB pixels.
+            colour_key = im.info.get("transparency") if im.mode in ("RGB", "L", "I", "I;16", "I;16B") else None
             if raw16:
                 data = png16.read_16bit_colour(str(path), raw16)
                 color, alpha = (data[..., :-1], data[..., -1]) if data.shape[2] in (2, 4) else (data, None)
@@ -134,9 +146,13 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
                 im.load()
                 color, alpha = split_modes(im, notes)
             source_format = im.format or "PNG"
+            if source_format == "TIFF" and color.dtype == np.uint8 and _tiff_bits(im) > 8:
+                notes.append(f"{_tiff_bits(im)}-bit TIFF colour read at 8 bits (Pillow reads such TIFFs so)")
+            if alpha is None and colour_key is not None:
+                alpha = _colour_key_alpha(color, colour_key)
     except ImageError:
         raise
-    except Image.DecompressionBombError:
+    except Image.DecompressionBombError:  # a plugin that checks again while decoding
         raise ImageError(f"{path}: image exceeds Pillow's decompression-bomb limit") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file (or a format Pillow cannot read)") from None
@@ -150,6 +166,46 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     exif_bytes = _exif_bytes(exif, orientation, notes)
     return Picture(np.ascontiguousarray(color), alpha if alpha is None else np.ascontiguousarray(alpha),
                    icc, exif_bytes, source_format, notes)
+
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextmanager
+def _pillow_limit() -> Iterator[None]:
+    """Pillow refuses images over twice its module-wide MAX_IMAGE_PIXELS (~179 MP) on its own:
+    `--max-pixels 0` or 300M once could not open a 200 MP image, and a smaller limit got Pillow's
+    message instead of ours. Pillow's is lifted for the open (the header only); `--max-pixels` is
+    checked right after, before any pixel is decoded."""
+    pillow = Image.MAX_IMAGE_PIXELS
+    if pillow is None:
+        yield
+        return
+    with _PILLOW_LIMIT_LOCK:
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = pillow
+
+
+def _colour_key_alpha(color: np.ndarray, key: object) -> np.ndarray | None:
+    """The alpha a PNG tRNS colour key means (that colour transparent, all else opaque), or None
+    when no pixel has it; it was once dropped, the transparent areas coming out in the key colour."""
+    values = key if isinstance(key, tuple) else (key,)
+    if len(values) != color.shape[2] or not all(isinstance(v, int) for v in values):
+        return None
+    transparent = np.all(color == np.asarray(values, dtype=np.int64).astype(color.dtype), axis=2)
+    if not transparent.any():
+        return None
+    top = np.iinfo(color.dtype).max
+    return np.where(transparent, 0, top).astype(color.dtype)
+
+
+def _tiff_bits(im: Image.Image) -> int:
+    """The widest BitsPerSample a TIFF declares (0 when it says none)."""
+    bits = getattr(im, "tag_v2", {}).get(258, 0)
+    return max(bits) if isinstance(bits, tuple) and bits else int(bits or 0)
 
 
 def _require_regular(path: Path) -> None:
@@ -190,7 +246,13 @@ def _exif_bytes(exif: Image.Exif, orientation: int, notes: list[str]) -> bytes |
     try:
         if _ORIENTATION in exif:
             exif[_ORIENTATION] = 1
-        return exif.tobytes()
+        for tag in _LAYOUT_TAGS:  # a TIFF's own layout (size, bits, strips) would describe the old file
+            exif.pop(tag, None)
+        if _EXIF_IFD in exif:
+            sub = exif.get_ifd(_EXIF_IFD)
+            for tag in _EXIF_DIMENSIONS:  # the old pixel size: wrong once upscaled
+                sub.pop(tag, None)
+        return exif.tobytes() if len(exif) else None
     except Exception as exc:  # noqa: BLE001 - Pillow's EXIF writer raises many types
         notes.append(f"EXIF could not be re-encoded ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); not copied")
         return None

@@ -7,6 +7,8 @@ planes through its 32-bit float mode, one plane at a time.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image
 
@@ -14,8 +16,9 @@ METHODS = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICU
 
 
 def target_size(width: int, height: int, outscale: float) -> tuple[int, int]:
-    """Output (width, height) for a float scale; never below one pixel."""
-    return max(1, int(round(width * outscale))), max(1, int(round(height * outscale)))
+    """Output (width, height) for a float scale, to the nearest pixel with halves up (round() took
+    halves to even: 15 x 1.5 gave 22 but 15 x 2.5 gave 38); never below one pixel."""
+    return max(1, math.floor(width * outscale + 0.5)), max(1, math.floor(height * outscale + 0.5))
 
 
 def resize_plane(plane: np.ndarray, size: tuple[int, int], method: str = "lanczos") -> np.ndarray:

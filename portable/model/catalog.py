@@ -188,8 +188,10 @@ def resolve_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, scale: f
     name = text
     if name in SCALE_VARIANTS:
         members = SCALE_VARIANTS[name]
-        want = int(round(scale)) if scale is not None else max(members)
-        name = members.get(want, members[max(members)])
+        # the smallest member that reaches -s, then Lanczos down: never a resize up from a smaller net
+        # (round() once sent -s 2.5 to x2 and -s 3.5 to x4, halves to even)
+        want = max(members) if scale is None else min((m for m in members if m >= scale - 1e-9), default=max(members))
+        name = members[want]
     user_param = user_model_dir() / f"{name}.param"
     if user_param.is_file():
         return _from_param_path(user_param, "user")
