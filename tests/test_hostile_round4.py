@@ -622,3 +622,15 @@ def test_float_arrays_outside_zero_one_are_refused(x2_cpu) -> None:
     """0..255 floats came back clipped to all white, without a word."""
     with pytest.raises(ValueError, match=r"float input must be in \[0, 1\]; this one spans 0 to 255"):
         x2_cpu.upscale(np.linspace(0, 255, 6 * 8 * 3, dtype=np.float32).reshape(6, 8, 3))
+
+
+def test_a_trailing_slash_on_o_means_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`-o out/newdir.png/` wrote a file named newdir.png; with two inputs `-o out/v1.0.png/` said
+    "2 inputs cannot go into one output file; give a directory". `-o ''` is refused."""
+    a, b = _good(tmp_path, "a.png"), _good(tmp_path, "b.png", seed=1)
+    assert main(["-i", str(a), "-o", f"{tmp_path / 'newdir.png'}/", *FAST]) == 0
+    assert (tmp_path / "newdir.png" / "a.png").is_file()
+    assert main(["-i", str(a), "-i", str(b), "-o", f"{tmp_path / 'v1.0.png'}/", *FAST]) == 0
+    assert sorted(p.name for p in (tmp_path / "v1.0.png").iterdir()) == ["a.png", "b.png"]
+    assert main(["-i", str(a), "-o", "", *FAST]) == 2
+    assert "an empty output" in capsys.readouterr().err

@@ -12,6 +12,7 @@ the other commands' modules (torch for convert/train) only when that command run
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -61,7 +62,7 @@ def _background(text: str) -> tuple[int, int, int]:
 def upscale(
     inputs: Annotated[Optional[list[str]], typer.Option("-i", "--input", help="Image file, directory or glob (repeatable).")] = None,
     more: Annotated[Optional[list[str]], typer.Argument(metavar="[INPUTS]...", help="More inputs (e.g. a shell-expanded -i *.png).", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input) or directory.")] = None,
+    output_text: Annotated[Optional[str], typer.Option("-o", "--output", metavar="<path>", help="Output file (one input) or directory (a trailing / says directory).")] = None,
     name: Annotated[str, typer.Option("-n", "--name", help="Model name (see `realesr-portable models`).")] = DEFAULT_MODEL,
     model: Annotated[Optional[Path], typer.Option("-m", "--model", help="Model .param path (NAME.bin and NAME.json beside it), or a folder holding NAME.param.")] = None,
     scale: Annotated[Optional[float], typer.Option("-s", "--scale", min=1.0, max=16.0, help="Output scale; other than the model's own, the output is resized (Lanczos).")] = None,
@@ -102,9 +103,12 @@ def upscale(
     from .video import check_encoders, is_video_output, plan_videos, run_videos, split_videos
 
     items = list(inputs or []) + list(more or [])
+    output = None if output_text is None else Path(output_text)  # as text first: a Path drops a trailing /
     with errors_exit(PROG, setup=True):  # before any work: every error is bad usage (exit 2)
         if not items:
             raise UsageError("no input; give -i FILE|DIR|GLOB (see --help)")
+        if output_text is not None and not output_text.strip():
+            raise UsageError("-o '': an empty output; give a file or folder")
         options = UpscaleOptions(
             model=_model_ref(model, name, scale), gpu=gpu, backend=backend, fp32=fp32, fp16_arith=fp16_arith, threads=threads,
             max_memory=max_memory, dn=dn, dn_model=dn_model, tile=tile, outscale=scale, tta=tta, alpha=alpha,
@@ -112,6 +116,8 @@ def upscale(
             png_level=png_level, background=_background(background), max_pixels=max_pixels)
         counts = parse_threads(jobs)
         check_suffix(suffix)  # before the model loads
+        if output is not None and output_text.endswith(("/", os.sep)) and not output.is_dir():
+            make_folder(output)  # `-o out/v1.png/` is a folder (it once wrote a file named v1.png)
         if ray is not None:  # the cluster path plans and reports on its own (portable/distributed)
             from .ray import run_ray
 
