@@ -350,10 +350,22 @@ def _train(args: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int,
     ("name=/abs", "config key 'name'"),
     ("degradation.usm.radius=100000000", "radius"),
     ("degradation.first.resize_range=[1, 1000]", "resize_range"),
+    # round 5: each once passed the start checks and failed later as an internal error, or ran wrong
+    ("train.gamma=.nan", "train.gamma"),  # trained to NaN weights and said "done"
+    ("train.gamma=-1", "train.gamma"),  # gradient ascent, exit 0
+    ("train.weight_decay=-1", "train.weight_decay"),
+    ("train.lr_g=1e38", "at most 1e+30"),  # float32 overflow mid-setup
+    ("train.layer_weights.conv9_9=1", "unknown VGG19 layers ['conv9_9']"),
+    ("export.name=../../evil", "export.name"),  # found only after the whole training
+    ("val.max_size=0", "val.max_size"),
+    ("degradation.usm.weight=1e300", "weight <= 100"),  # float32 overflow in train and preview
+    ("path.pretrain_g=/nonexistent.pth", "path.pretrain_g': /nonexistent.pth does not exist"),  # dry-run said ok
+    ("val.every=2", "val.dataroot_gt"),  # with a missing val folder (set below)
 ])
 def test_train_bad_values_are_usage(override: str, fragment: str, train_config: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
-    code, line = _train(["--config", train_config, "--set", override, "--dry-run"], capsys)
+    extra = ["--set", "val.dataroot_gt=/nonexistent"] if override == "val.every=2" else []
+    code, line = _train(["--config", train_config, "--set", override, *extra, "--dry-run"], capsys)
     assert code == 2 and line.startswith(TRAIN) and fragment in line, line
 
 
@@ -452,3 +464,114 @@ def test_train_cuda_device_without_cuda_is_one_line(train_config: Path, monkeypa
 
     with pytest.raises(UserError, match="only 1 CUDA device"):
         pick_device("cuda:3", 0)
+
+
+def test_train_refuses_a_second_run_into_a_folder_with_checkpoints(train_config: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A rerun under one name without --resume replaced the first run's checkpoints one by one,
+    and a later --resume auto picked the other run's newest."""
+    import shutil
+
+    from realesr_portable.trainer import config as config_mod
+
+    run_dir = config_mod.load(train_config, []).run_dir
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "iter_00000008.pth").write_bytes(b"an earlier run's")
+    try:
+        code, line = _train(["--config", train_config], capsys)
+        assert code == 2 and "already holds this run's checkpoints (newest: iteration 8)" in line, line
+        assert (run_dir / "checkpoints" / "iter_00000008.pth").read_bytes() == b"an earlier run's"
+    finally:
+        shutil.rmtree(run_dir)
+
+
+def test_train_refuses_a_run_folder_another_training_holds(train_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two trainings into one folder interleaved their checkpoints and log records."""
+    from realesr_portable.trainer import checkpoint as ckpt
+    from realesr_portable.trainer import config as config_mod
+
+    run_dir = config_mod.load(train_config, []).run_dir
+    with ckpt.run_lock(run_dir):
+        code, line = _train(["--config", train_config], capsys)
+    assert code == 1 and line == f"{TRAIN}another training is writing {run_dir}; wait for it or choose another name"
+
+
+def test_run_lock_removes_a_killed_saves_temporary_file(tmp_path: Path) -> None:
+    """A SIGKILL during a checkpoint write left a .part (hundreds of MB for x4plus) forever."""
+    import time
+
+    from realesr_portable.atomic import STALE_AFTER_S
+    from realesr_portable.trainer import checkpoint as ckpt
+
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    part = folder / ".iter_00000013.pth.999999999.519e2b9b.part"
+    part.write_bytes(b"half a checkpoint")
+    old = time.time() - STALE_AFTER_S - 5
+    os.utime(part, (old, old))
+    with ckpt.run_lock(tmp_path / "run"):
+        assert not part.exists()
+
+
+def test_signals_wait_for_the_checkpoint_being_written() -> None:
+    """Ctrl-C inside torch's zip writer ended as "internal error: RuntimeError: [enforce fail ...]"."""
+    import signal
+
+    from realesr_portable.trainer.checkpoint import signals_held
+
+    reached = False
+    with pytest.raises(KeyboardInterrupt):
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached = True  # the interrupt waits until the write is done
+    assert reached
+
+
+@pytest.mark.parametrize("line", ["/etc/passwd", "../one/a.png", "sub/../../x.png"])
+def test_meta_file_paths_stay_inside_the_data_folder(line: str, tmp_path: Path) -> None:
+    """Absolute and `..` paths in a meta file were opened (and trained on)."""
+    from realesr_portable.trainer.data import DataError, list_images
+
+    (tmp_path / "gt").mkdir()
+    meta = tmp_path / "meta.txt"
+    meta.write_text(f"a.png\n{line}\n")
+    with pytest.raises(DataError, match=r"line 2: .* is not inside"):
+        list_images(tmp_path / "gt", meta)
+
+
+def test_meta_file_with_a_byte_order_mark(tmp_path: Path) -> None:
+    """Notepad's BOM made the first listed file "missing", with an invisible character in its name."""
+    from realesr_portable.trainer.data import list_images
+
+    (tmp_path / "gt").mkdir()
+    meta = tmp_path / "meta.txt"
+    meta.write_bytes("\ufeffa.png\nb.png\n".encode("utf-8"))
+    assert [p.name for p in list_images(tmp_path / "gt", meta)] == ["a.png", "b.png"]
+
+
+@pytest.mark.parametrize("sig, code, word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_prepare_stops_at_once_on_an_interrupt(sig: str, code: int, word: str, tmp_path: Path) -> None:
+    """With a process pool, SIGINT waited for every queued image and SIGTERM for minutes; workers
+    printed their own tracebacks."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (600, 600, 3), dtype=np.uint8)).save(src / f"{i}.png")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "realesr_portable", "prepare", str(src), str(out), "--crop-size", "32",
+                             "--step", "4", "--workers", "2"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out.is_dir() and any(out.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, sig))
+    started = time.monotonic()
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == code and time.monotonic() - started < 10
+    assert err.strip() == f"realesr-portable prepare: error: {word}", err
+    assert not list(out.rglob(".*.part"))

@@ -160,7 +160,8 @@ def test_empty_data_folder_and_nan_stop(data_root: Path, tmp_path: Path, capsys:
     assert f"last good checkpoint {last}" in err and ckpt.load(last)["iteration"] == it - 1
 
     code, err = _cli(["--config", str(write_config(tmp_path / "c.yml", {**raw, "path": {**raw["path"], "pretrain_g": "missing.pth"}})), "--set", "name=other"], capsys)
-    assert code == 1 and "missing.pth do not exist" in err and err.count("\n") == 0
+    # a missing file the config names is bad usage, found before any data or weights load
+    assert code == 2 and "config key 'path.pretrain_g': missing.pth does not exist" in err and err.count("\n") == 0
 
 
 def test_script_runs_from_a_plain_checkout_copy(data_root: Path, tmp_path: Path) -> None:
@@ -206,3 +207,21 @@ def test_other_modes_run(variant: str, data_root: Path, tmp_path: Path) -> None:
         assert state["params_ema"]["conv_first.weight"].shape[1] == 12  # pixel-unshuffled input
     if variant == "paired_x4":
         assert "net_d" in state and state["ranks"][0]["pool"] is None
+
+
+def test_resume_refuses_settings_the_checkpoint_overrides(data_root: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A resumed run with another lr_g kept the checkpoint's (the optimizer state) while config.yml
+    claimed the new one; a total_iter below the checkpoint's iteration logged "iterations 7..3"."""
+    raw = tiny_config(tmp_path, data_root / "vgg.pth", stage="esrnet", train={"total_iter": 2},
+                      data={"dataroot_gt": str(data_root / "hr")}, checkpoint={"save_every": 1}, export={"at_end": False})
+    cfg_path = write_config(tmp_path / "r.yml", raw)
+    assert train_main(["--config", str(cfg_path)], "test") == 0
+    capsys.readouterr()
+    newest = ckpt.checkpoint_path(tmp_path / "exp" / "tiny", 2)
+    code, err = _cli(["--config", str(cfg_path), "--set", "train.total_iter=4", "--set", "train.lr_g=1e-7",
+                      "--resume", "auto"], capsys)
+    assert code == 1 and err.count("\n") == 0 and f"--resume from {newest}: train.lr_g" in err and "would not take effect" in err
+    code, err = _cli(["--config", str(cfg_path), "--set", "train.total_iter=1", "--resume", "auto"], capsys)
+    assert code == 1 and "train.total_iter 1 is below the checkpoint's iteration 2" in err, err
+    assert train_main(["--config", str(cfg_path), "--set", "train.total_iter=3", "--resume", "auto"], "test") == 0

@@ -8,8 +8,13 @@ file, never a torn one; a full disk leaves the previous checkpoint in place and 
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
-from collections.abc import Callable
+import signal
+import threading
+from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +24,36 @@ from torch import nn
 from ..archs.family import describe_mismatch
 from ..convert.weights_io import TorchFileError, read_torch_file
 from ..errors import UserError
-from ..atomic import write_atomic
+from ..atomic import remove_stale, write_atomic
 
 _NAME = re.compile(r"^iter_(\d{8,})\.pth$")
 
 
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint cannot be written or read; the message names the file."""
+
+
+class RunBusyError(UserError):
+    """Another training holds the run folder's lock (two runs once interleaved one folder's
+    checkpoints and log)."""
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold `run_dir/.lock` (an advisory flock, gone with the process, SIGKILL included) while a
+    training writes the folder; a second training into it fails at once instead."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusyError(f"another training is writing {run_dir}; wait for it or choose another name") from None
+        remove_stale(checkpoint_dir(run_dir))  # a SIGKILLed save's temporary file (hundreds of MB)
+        yield
+    finally:
+        os.close(fd)
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -56,7 +84,8 @@ def save(run_dir: Path, iteration: int, state: dict[str, Any], keep_last: int) -
     """Write the checkpoint of `iteration`, then delete all but the newest `keep_last`."""
     path = checkpoint_path(run_dir, iteration)
     try:
-        atomic_save({**state, "iteration": iteration}, path)
+        with signals_held():
+            atomic_save({**state, "iteration": iteration}, path)
     except OSError as exc:
         previous = list_checkpoints(run_dir)
         kept = f"; the previous checkpoint {previous[-1][1]} is intact" if previous else ""
@@ -66,6 +95,23 @@ def save(run_dir: Path, iteration: int, state: dict[str, Any], keep_last: int) -
     for _, old in list_checkpoints(run_dir)[:-keep_last]:
         old.unlink(missing_ok=True)
     return path
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C or SIGTERM waits until the checkpoint is written (a few seconds at most): arriving
+    inside torch's zip writer it once ended as "internal error: RuntimeError: [enforce fail ...]"
+    with the checkpoint lost. Delivered right after, it ends the run as usual (exit 130/143).
+    Only the main thread can hold them; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -83,9 +83,16 @@ def run_cli(args: argparse.Namespace, origin: str, prog: str = "realesr-portable
         if args.resume is not None and not args.resume.strip():  # "" once meant "start from scratch"
             raise UsageError("--resume needs 'auto' or a checkpoint file, got an empty value")
         cfg = config_mod.load(args.config, overrides)
-        from .loop import check_config, run
+        from . import checkpoint as ckpt
+        from .loop import check_config, check_inputs, run
 
         check_config(cfg)
+        if not args.export:
+            check_inputs(cfg)
+        if not (args.export or args.dry_run or args.resume) and ckpt.list_checkpoints(cfg.run_dir):
+            # a second run under one name once replaced the first's checkpoints one by one, mixed
+            raise UsageError(f"{cfg.run_dir} already holds this run's checkpoints (newest: iteration "
+                             f"{ckpt.list_checkpoints(cfg.run_dir)[-1][0]}); continue with --resume auto, or set another name")
     with errors_exit(prog):
         if args.dry_run:
             return _dry_run(cfg, origin)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from . import typed_dict
 from .degradations.config import DegradationConfig
 from .typed_dict import ConfigError
+from .vgg import layer_indices
 
 
 @dataclass
@@ -329,6 +330,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'train.ema_decay' must be in [0, 1), got {cfg.train.ema_decay}")
     _check_optimizer(cfg.train)
     _check_run_name(cfg.name)
+    if cfg.export.name:  # once found only after the whole training
+        _check_export_name(cfg.export.name)
+    if cfg.val.max_size < 16 * cfg.scale:
+        raise ConfigError(f"config key 'val.max_size' must be at least {16 * cfg.scale} (16 px at scale {cfg.scale}), "
+                          f"got {cfg.val.max_size}")
     if not 0 <= cfg.data.num_workers <= MAX_WORKERS:
         raise ConfigError(f"config key 'data.num_workers' must be 0..{MAX_WORKERS}, got {cfg.data.num_workers}")
     if cfg.data.mode == "degrade" and not cfg.data.dataroot_gt:
@@ -342,14 +348,32 @@ def validate(cfg: Config) -> None:
 
 
 MAX_WORKERS = 256  # DataLoader processes; 100000 would fork until the machine stops
+MAX_LR = 1e30  # torch keeps lr as a float32: 1e38 overflowed mid-setup (a diverging lr is caught as a non-finite loss)
 
 
 def _check_optimizer(train: TrainConfig) -> None:
     """Adam's settings: torch raises a bare ValueError mid-setup for these (NaN included)."""
     if len(train.betas) != 2 or not all(0 <= b < 1 for b in train.betas):
         raise ConfigError(f"config key 'train.betas' must hold two numbers in [0, 1), got {train.betas}")
-    if not 0 < train.lr_g < math.inf or (train.stage == "esrgan" and not 0 < train.lr_d < math.inf):
-        raise ConfigError("learning rates train.lr_g / train.lr_d must be positive and finite")
+    if not 0 < train.lr_g <= MAX_LR or (train.stage == "esrgan" and not 0 < train.lr_d <= MAX_LR):
+        raise ConfigError(f"learning rates train.lr_g / train.lr_d must be positive and finite, at most {MAX_LR:g}")
+    if not 0 < train.gamma <= 1:  # nan trained to NaN weights and said "done"; -1 was gradient ascent
+        raise ConfigError(f"config key 'train.gamma' must be in (0, 1], got {train.gamma}")
+    if not 0 <= train.weight_decay < math.inf:
+        raise ConfigError(f"config key 'train.weight_decay' must be 0 or positive and finite, got {train.weight_decay}")
+    if any(not 0 <= m for m in train.milestones):
+        raise ConfigError(f"config key 'train.milestones' must be iterations >= 0, got {train.milestones}")
+    unknown = [name for name in train.layer_weights if name not in layer_indices()]
+    if unknown:  # once an internal error when the perceptual loss was built
+        raise ConfigError(f"config key 'train.layer_weights': unknown VGG19 layers {unknown}; valid: conv1_1 .. conv5_4")
+    bad = {k: v for k, v in train.layer_weights.items() if not 0 <= v < math.inf}
+    if bad:
+        raise ConfigError(f"config key 'train.layer_weights': weights must be finite and >= 0, got {bad}")
+
+
+def _check_export_name(name: str) -> None:
+    if not name.isprintable() or any(c in name for c in "/\\\0") or name.startswith(".") or len(name.encode()) > 200:
+        raise ConfigError(f"config key 'export.name' must be a plain file name, got {name!r}")
 
 
 def _check_run_name(name: str) -> None:

@@ -36,7 +36,15 @@ def list_images(root: str | Path, meta_file: str | Path | None = None) -> list[P
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist or is not a folder")
     if meta_file:
-        files = [root / line.strip() for line in _meta_lines(Path(meta_file)) if line.strip()]
+        files = []
+        for number, line in enumerate(_meta_lines(Path(meta_file)), 1):
+            rel = Path(line.strip())
+            if not line.strip():
+                continue
+            if rel.is_absolute() or ".." in rel.parts:  # /etc/passwd and ../x were once opened
+                raise DataError(f"meta file {meta_file}, line {number}: {line.strip()!r} is not inside {root}; "
+                                "list paths relative to the data folder")
+            files.append(root / rel)
     else:
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
@@ -50,7 +58,7 @@ def _meta_lines(meta_file: Path) -> list[str]:
     try:
         if meta_file.exists() and not meta_file.is_file():
             raise DataError(f"cannot read meta file {meta_file}: not a regular file")
-        return meta_file.read_text(encoding="utf-8").splitlines()
+        return meta_file.read_text(encoding="utf-8-sig").splitlines()  # a Notepad BOM once hid the first file
     except OSError as exc:
         raise DataError(f"cannot read meta file {meta_file}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

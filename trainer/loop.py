@@ -8,7 +8,9 @@ shard, and (rank 0 only) writing files.
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
@@ -123,6 +125,25 @@ def _resume_state(cfg: Config, resume: str | None, info: dist.DistInfo, log: Run
     return found
 
 
+def check_inputs(cfg: Config) -> None:
+    """The files and folders the config names, before any data or weights load: `--dry-run` once
+    said "ok" for a missing VGG19 file or pretrained generator, a missing validation folder or an
+    unwritable experiments root, and each run then failed later."""
+    uses_vgg = cfg.train.stage == "esrgan" and cfg.train.perceptual_weight > 0
+    files = {"path.vgg_weights": cfg.path.vgg_weights if uses_vgg else "",
+             "path.pretrain_d": cfg.path.pretrain_d if cfg.train.stage == "esrgan" else "",
+             "path.pretrain_g": "" if cfg.path.pretrain_g.startswith("official:") else cfg.path.pretrain_g}
+    for key, value in files.items():
+        if value and not Path(value).is_file():
+            what = "is not a file" if Path(value).exists() else "does not exist"
+            raise ConfigError(f"config key '{key}': {value} {what}")
+    if cfg.val.every > 0 and cfg.val.dataroot_gt and not Path(cfg.val.dataroot_gt).is_dir():
+        raise ConfigError(f"config key 'val.dataroot_gt': {cfg.val.dataroot_gt} is not a folder")
+    existing = next(p for p in (cfg.run_dir, *cfg.run_dir.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise ConfigError(f"the run folder {cfg.run_dir} cannot be made: {existing} is not a writable folder")
+
+
 def check_config(cfg: Config) -> None:
     """Everything that can be checked without data or weights, so a typo fails in a second."""
     generator_params(cfg.network_g, cfg.scale)
@@ -131,6 +152,26 @@ def check_config(cfg: Config) -> None:
     if cfg.train.stage == "esrgan":
         with torch.device("meta"):
             build_discriminator(cfg.network_d)
+
+
+#: Settings that the optimizers and schedulers carry in a checkpoint: a resumed run continues with
+#: the checkpoint's, so a changed value here would be recorded in config.yml but never used.
+RESTORED_TRAIN_KEYS = ("lr_g", "lr_d", "betas", "weight_decay", "milestones", "gamma")
+
+
+def _check_resumable(cfg: Config, path: Path, state: dict[str, Any]) -> None:
+    """Refuse a resume whose config changes what the checkpoint's optimizer state decides (a new
+    lr was once ignored in silence while config.yml claimed it), or ends before the checkpoint."""
+    saved = state.get("config", {}).get("train", {}) if isinstance(state.get("config"), dict) else {}
+    now = cfg.to_dict()["train"]
+    changed = [f"train.{k} {saved[k]!r} -> {now[k]!r}" for k in RESTORED_TRAIN_KEYS if k in saved and saved[k] != now[k]]
+    if changed:
+        raise ConfigError(f"--resume from {path}: {'; '.join(changed)} would not take effect (the optimizer and "
+                          "scheduler continue from the checkpoint); keep the checkpoint's values or start a new run")
+    start = int(state.get("iteration", 0))
+    if cfg.train.total_iter < start:
+        raise ConfigError(f"train.total_iter {cfg.train.total_iter} is below the checkpoint's iteration {start} "
+                          f"({path}); raise it to continue")
 
 
 def _restore(stage: ESRNetStage, maker: BatchMaker, state: dict[str, Any], path: Path, rank: int, world: int) -> None:
@@ -181,11 +222,14 @@ def _validate(cfg: Config, validator: Validator, stage: ESRNetStage, info: dist.
 def run(cfg: Config, resume: str | None = None, log_stream: Any = None) -> RunResult:
     """Train as configured; `resume` is None, `auto` (newest checkpoint of the run) or a path."""
     info = dist.setup(cfg.device)
-    log = RunLog(cfg.run_dir, enabled=info.is_main, tensorboard=cfg.logging.tensorboard, stream=log_stream)
     try:
-        return _run(cfg, resume, info, log)
+        with ckpt.run_lock(cfg.run_dir) if info.is_main else nullcontext():
+            log = RunLog(cfg.run_dir, enabled=info.is_main, tensorboard=cfg.logging.tensorboard, stream=log_stream)
+            try:
+                return _run(cfg, resume, info, log)
+            finally:
+                log.close()
     finally:
-        log.close()
         dist.teardown()
 
 
@@ -196,6 +240,8 @@ def _run(cfg: Config, resume: str | None, info: dist.DistInfo, log: RunLog) -> R
     dataset = _build_dataset(cfg)
     counter = UnreadableCounter(len(dataset), cfg.data.max_unreadable)
     resumed = _resume_state(cfg, resume, info, log)
+    if resumed is not None:
+        _check_resumable(cfg, *resumed)
     stage = _build_stage(cfg, info, log, init=resumed is None)
     gen = torch.Generator().manual_seed(cfg.seed + info.rank)  # parameters: host draws (BatchMaker)
     maker = BatchMaker(cfg, info.device, gen)

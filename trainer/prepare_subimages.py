@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
+import signal
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -39,7 +41,7 @@ if __name__ == "__main__" and not __package__:  # run as a script: import the pa
 
     sys.exit(_main(prog="prepare_subimages.py"))
 
-from ..atomic import refuse_special, same_file, special_kind, write_bytes_atomic
+from ..atomic import STALE_AFTER_S, is_stale_part, refuse_special, same_file, special_kind, write_bytes_atomic
 from ..cli.commands import EXIT_FAILED, errors_exit, run_command
 from ..errors import UsageError, UserError
 from ..image.io import ImageError, Picture, read_image, save_image
@@ -205,8 +207,7 @@ def _prepare(input: Path, output: Path, crop_size: int, step: int, thresh: int, 
     lines: list[str] = []
     errors: list[str] = []
     if min(workers, len(jobs)) > 1:
-        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
-            results = list(pool.map(cut_one, *zip(*jobs)))
+        results = _cut_in_processes(jobs, min(workers, len(jobs)), output)
     else:
         results = [cut_one(*job) for job in jobs]
     for written, err in results:
@@ -220,6 +221,33 @@ def _prepare(input: Path, output: Path, crop_size: int, step: int, thresh: int, 
     print(f"{len(lines)} sub-images from {len(files) - len(errors)} images ({len(errors)} unreadable, "
           f"{len(failures)} skipped); meta file {meta}")
     return 0 if len(errors) < len(files) and not failures else EXIT_FAILED
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them all, and die quietly on the parent's
+    SIGTERM (they inherit its handler, which raised inside each and printed a traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _cut_in_processes(jobs: list[tuple], workers: int, output: Path) -> list[tuple[list[str], str]]:
+    """`cut_one` over a process pool that an interrupt stops at once: a ProcessPoolExecutor
+    waited for every queued image first (SIGTERM: minutes; SIGINT: until the end)."""
+    pool = multiprocessing.get_context().Pool(workers, initializer=_ignore_interrupts)
+    try:
+        results = pool.starmap(cut_one, jobs, chunksize=1)
+        pool.close()
+        return results
+    except BaseException:
+        pool.terminate()  # a worker killed mid-write leaves its temporary file: removed below
+        pool.join()
+        later = time.time() + STALE_AFTER_S + 1  # the workers are gone: no need to wait for their files to age
+        for part in output.rglob(".*.part"):
+            if is_stale_part(part, now=later):
+                part.unlink(missing_ok=True)
+        raise
+    finally:
+        pool.join()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..atomic import write_atomic
-from .config import Config
+from .config import Config, ConfigError
 from .data import PairedDataset, SampleKey, list_images, read_image
 from .metrics import psnr_y, quantize, rgb_to_y, ssim_y
 from .niqe import PATCH as NIQE_PATCH
@@ -27,12 +27,13 @@ from .niqe import NIQEUnavailable, load_params, niqe
 GRID_ROWS = 4
 
 
-def _center_crop(img: np.ndarray, max_size: int, multiple: int) -> np.ndarray:
+def _center_crop(img: np.ndarray, max_size: int, multiple: int, path: Path | str = "") -> np.ndarray:
     h, w = img.shape[:2]
     th = min(h, max_size) // multiple * multiple
     tw = min(w, max_size) // multiple * multiple
-    if th == 0 or tw == 0:
-        raise ValueError(f"image of {w}x{h} is smaller than {multiple} px")
+    if th == 0 or tw == 0:  # a user's file, not a bug: once an "internal error"
+        raise ConfigError(f"validation image {path}: {w}x{h} is smaller than {multiple} px (scale x 4); "
+                          "use larger images in val.dataroot_gt")
     top, left = (h - th) // 2, (w - tw) // 2
     return img[top : top + th, left : left + tw]
 
@@ -72,7 +73,7 @@ class Validator:
                 self.pairs.append((ds.files[i].stem, sample["lq"][None], sample["gt"][None]))
             return
         for i, path in enumerate(list_images(v.dataroot_gt)[: v.max_images]):
-            gt = _to_batch(_center_crop(read_image(path), v.max_size, cfg.scale * 4))
+            gt = _to_batch(_center_crop(read_image(path), v.max_size, cfg.scale * 4, path))
             if v.lq_mode == "degrade" and degrade is not None:
                 lq = degrade(gt, 1000 + i)
             else:

@@ -176,6 +176,9 @@ class FinalConfig:
         _check_jpeg(f"{where}.jpeg_range", self.jpeg_range)
 
 
+_MAX_USM_WEIGHT = 100.0  # Real-ESRGAN uses 0.5; beyond this the GT is noise
+
+
 @dataclass(frozen=True)
 class USMConfig:
     """Unsharp mask of the GT: weight of the residual, Gaussian radius (cv2 style: size
@@ -186,9 +189,10 @@ class USMConfig:
     threshold: float = 10.0
 
     def validate(self, where: str) -> None:
-        ok = 1 <= self.radius <= _MAX_USM_RADIUS and 0 <= self.weight < math.inf and 0 <= self.threshold < math.inf
-        if not ok:  # written so that NaN fails too
-            raise ConfigError(f"{where}: need 1 <= radius <= {_MAX_USM_RADIUS}, finite weight >= 0 and threshold >= 0, got {self}")
+        ok = 1 <= self.radius <= _MAX_USM_RADIUS and 0 <= self.weight <= _MAX_USM_WEIGHT and 0 <= self.threshold < math.inf
+        if not ok:  # written so that NaN fails too; weight 1e300 once overflowed float32 mid-run
+            raise ConfigError(f"{where}: need 1 <= radius <= {_MAX_USM_RADIUS}, 0 <= weight <= {_MAX_USM_WEIGHT:g} "
+                              f"and threshold >= 0, got {self}")
 
 
 @dataclass(frozen=True)
