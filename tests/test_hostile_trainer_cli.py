@@ -575,3 +575,10 @@ def test_prepare_stops_at_once_on_an_interrupt(sig: str, code: int, word: str, t
     assert proc.returncode == code and time.monotonic() - started < 10
     assert err.strip() == f"realesr-portable prepare: error: {word}", err
     assert not list(out.rglob(".*.part"))
+
+
+def test_preview_output_must_be_named_png(tmp_path: Path, photo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`preview -o grid.jpg` wrote PNG bytes under a JPEG name."""
+    code, line = _preview(["-o", tmp_path / "grid.jpg", "--rows", "1", "--size", "32", photo], capsys)
+    assert code == 2 and "the grid is a PNG; name it NAME.png" in line
+    assert not (tmp_path / "grid.jpg").exists()

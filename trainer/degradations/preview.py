@@ -151,6 +151,8 @@ def _check_output(output: Path, sources: list[Path]) -> None:
     for source in sources:
         if same_file(source, output):
             raise UsageError(f"output {output} is the input {source}; choose another file")
+    if output.suffix.lower() != ".png":  # `-o grid.jpg` once got PNG bytes under a JPEG name
+        raise UsageError(f"output {output}: the grid is a PNG; name it NAME.png")
 
 
 def _run(args: argparse.Namespace, prog: str = "realesr-portable preview") -> int:
