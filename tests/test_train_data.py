@@ -47,6 +47,7 @@ def test_unreadable_images_are_skipped_counted_and_stop_when_too_many(tmp_path: 
     bad_index = [p.name for p in ds.files].index("broken.png")
     sample = ds[SampleKey(bad_index, 0)]
     assert sample["ok"] and sample["gt"].shape == (3, 32, 32) and "broken.png" in sample["bad"]
+    assert sample["bad"].count(str(root / "broken.png")) == 1  # once "X: X: cannot decode image ..."
     lenient = UnreadableCounter(len(ds), max_fraction=0.3)
     batch = {"bad": [sample["bad"]], "ok": True}
     assert len(lenient.add(batch)) == 1 and lenient.add(batch) == []  # counted once

@@ -139,7 +139,9 @@ class _FolderDataset(Dataset):
             try:
                 sample = self._load(index, rng)
             except (OSError, ValueError, SyntaxError) as exc:  # PIL raises all three for bad files
-                bad.append(f"{self.files[index]}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                named = reason.startswith(f"{self.files[index]}: ")  # the reader's own line names the file once
+                bad.append(reason if named else f"{self.files[index]}: {reason}")
                 continue
             sample["bad"] = "\n".join(bad)
             sample["ok"] = True
