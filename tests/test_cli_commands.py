@@ -129,8 +129,14 @@ def test_train_errors_go_through_the_one_table(tmp_path: Path, monkeypatch: pyte
     assert cli.main(["train", "--config", str(PRESET)]) == 1
     assert _one_line(capsys) == "realesr-portable train: error: non-finite loss at iteration 3: l_pix"
     monkeypatch.setattr(loop, "run", interrupt)
+    monkeypatch.chdir(tmp_path)  # the preset's run folder is relative: experiments/NAME
     assert cli.main(["train", "--config", str(PRESET)]) == 130
-    assert _one_line(capsys) == "realesr-portable train: error: interrupted; resume with --resume auto"
+    # the hint says what exists: it once promised a checkpoint before the first was written
+    assert _one_line(capsys) == "realesr-portable train: error: interrupted; no checkpoint was written yet (checkpoint.save_every)"
+    (tmp_path / "experiments" / "realesrnet_x4plus" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "experiments" / "realesrnet_x4plus" / "checkpoints" / "iter_00005000.pth").write_bytes(b"x")
+    assert cli.main(["train", "--config", str(PRESET), "--resume", "auto"]) == 130
+    assert _one_line(capsys) == "realesr-portable train: error: interrupted; resume with --resume auto (from iteration 5000)"
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")

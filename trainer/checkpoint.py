@@ -101,17 +101,26 @@ def save(run_dir: Path, iteration: int, state: dict[str, Any], keep_last: int) -
 def signals_held() -> Iterator[None]:
     """Ctrl-C or SIGTERM waits until the checkpoint is written (a few seconds at most): arriving
     inside torch's zip writer it once ended as "internal error: RuntimeError: [enforce fail ...]"
-    with the checkpoint lost. Delivered right after, it ends the run as usual (exit 130/143).
-    Only the main thread can hold them; elsewhere this does nothing."""
+    with the checkpoint lost. Python runs signal handlers in the main thread only, so the handlers
+    are swapped for one that notes the signal, and the noted one is handled right after the write
+    (KeyboardInterrupt, the CLI's Terminated: exit 130/143). Elsewhere than the main thread this
+    does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    noted: list[int] = []
+    before = {sig: signal.signal(sig, lambda signum, _frame: noted.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        if noted:
+            handler = before[noted[0]]
+            if callable(handler):
+                handler(noted[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(noted[0])
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -70,6 +70,16 @@ def _dry_run(cfg: config_mod.Config, origin: str) -> int:
     return 0
 
 
+def _resume_hint(cfg: config_mod.Config) -> str:
+    """What an interrupted run can continue from (the hint once promised a checkpoint that did not exist)."""
+    from . import checkpoint as ckpt
+
+    found = ckpt.list_checkpoints(cfg.run_dir)
+    if not found:
+        return "no checkpoint was written yet (checkpoint.save_every)"
+    return f"resume with --resume auto (from iteration {found[-1][0]})"
+
+
 def run_cli(args: argparse.Namespace, origin: str, prog: str = "realesr-portable train") -> int:
     """Execute parsed `train.py` arguments; returns the process exit code.
 
@@ -100,7 +110,7 @@ def run_cli(args: argparse.Namespace, origin: str, prog: str = "realesr-portable
             return _export_only(cfg, args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"realesr_portable from {origin}", flush=True)
-    with errors_exit(prog, after="resume with --resume auto"):
+    with errors_exit(prog, after=lambda: _resume_hint(cfg)):
         result = run(cfg, resume=args.resume)
     if result.checkpoint is not None:
         print(f"done: iteration {result.iteration}, checkpoint {result.checkpoint}")

@@ -19,7 +19,7 @@ after an interruption wraps that part in `errors_exit(...)`. Imports only typer/
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import typer
@@ -40,13 +40,16 @@ def _describe(err: BaseException) -> str:
     return one_line(err)
 
 
-def exit_code(err: BaseException, prog: str, *, setup: bool = False, after: str = "") -> int:
+def exit_code(err: BaseException, prog: str, *, setup: bool = False, after: str | Callable[[], str] = "") -> int:
     """Print the one line `err` deserves on stderr and return its exit code (the table above).
 
     `setup`: the error came before any work started, so it is bad usage: exit 2. `after`: what an
-    interrupted user should know (appended to the interruption's line).
+    interrupted user should know (appended to the interruption's line), or a function that says
+    it at that moment (whether a checkpoint exists yet, say).
     """
-    tail = f"; {after}" if after else ""
+    interrupted = isinstance(err, (Terminated, KeyboardInterrupt))
+    said = after() if callable(after) and interrupted else after if isinstance(after, str) else ""
+    tail = f"; {said}" if said else ""
     if isinstance(err, Terminated):
         line, code = f"error: terminated{tail}", EXIT_TERMINATED
     elif isinstance(err, KeyboardInterrupt):
@@ -66,7 +69,7 @@ def exit_code(err: BaseException, prog: str, *, setup: bool = False, after: str 
 
 
 @contextmanager
-def errors_exit(prog: str, *, setup: bool = False, after: str = "") -> Iterator[None]:
+def errors_exit(prog: str, *, setup: bool = False, after: str | Callable[[], str] = "") -> Iterator[None]:
     """Inside a typer command: an error in the block ends the command by `exit_code`'s table
     (as `typer.Exit`, so the app behaves the same whether `run_command` or a test runner runs it)."""
     try:
