@@ -141,19 +141,34 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _part_writer(path: Path, now: float | None = None) -> tuple[int, float] | None:
+    """(writer pid, age in seconds) of a temporary file `write_atomic` named, or None for any
+    other name, a link or something gone."""
+    match = _PART.match(Path(path).name)
+    if match is None:
+        return None
+    try:
+        info = Path(path).lstat()
+    except OSError:
+        return None
+    if not os.path.isfile(path) or os.path.islink(path):
+        return None
+    return int(match["pid"]), (time.time() if now is None else now) - info.st_mtime
+
+
+def writer_gone(path: Path) -> bool:
+    """Whether `path` is a temporary file whose writer (another process) has ended, whatever its age:
+    for a caller that has just stopped its own workers and knows no one else writes there."""
+    found = _part_writer(path)
+    return found is not None and found[0] != os.getpid() and not _pid_alive(found[0])
+
+
 def is_stale_part(path: Path, now: float | None = None) -> bool:
     """Whether `path` is a temporary file of this writer whose writer is gone (or a day old)."""
-    match = _PART.match(path.name)
-    if match is None:
+    found = _part_writer(path, now)
+    if found is None:
         return False
-    try:
-        info = path.lstat()
-    except OSError:
-        return False
-    if not os.path.isfile(path) or os.path.islink(path):
-        return False
-    age = (time.time() if now is None else now) - info.st_mtime
-    pid = int(match["pid"])
+    pid, age = found
     if age > ABANDONED_AFTER_S:
         return True
     return age > STALE_AFTER_S and pid != os.getpid() and not _pid_alive(pid)
@@ -162,15 +177,8 @@ def is_stale_part(path: Path, now: float | None = None) -> bool:
 def live_writer(path: Path) -> bool:
     """Whether another process on this machine that is still running writes `path` (a temporary
     file named by `write_atomic`, less than a day old): its file must not be deleted."""
-    match = _PART.match(Path(path).name)
-    if match is None:
-        return False
-    try:
-        age = time.time() - Path(path).lstat().st_mtime
-    except OSError:
-        return False
-    pid = int(match["pid"])
-    return age <= ABANDONED_AFTER_S and pid != os.getpid() and _pid_alive(pid)
+    found = _part_writer(path)
+    return found is not None and found[1] <= ABANDONED_AFTER_S and found[0] != os.getpid() and _pid_alive(found[0])
 
 
 def remove_stale(folder: Path) -> list[Path]:

@@ -49,20 +49,6 @@ def test_full_range_video_keeps_black_black_and_white_white(tmp_path: Path, pix_
         assert tag == 2  # full range, as the pixels are
 
 
-def _flv(path: Path, frames: int = 4) -> None:
-    """A clip in a container FFmpeg reads but the runtime does not write (.flv)."""
-    with av.open(str(path), "w", format="flv") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 40 * i, np.uint8), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-
-
 def test_a_folder_with_a_video_in_an_unwritable_container_is_done_whole(tmp_path: Path,
                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """A .flv (or .ts, .mpg) in a folder once stopped the whole batch, images included, with
@@ -73,7 +59,7 @@ def test_a_folder_with_a_video_in_an_unwritable_container_is_done_whole(tmp_path
 
     src = tmp_path / "mix"
     src.mkdir()
-    _flv(src / "clip.flv")
+    _with_extras(src / "clip.flv", fmt="flv")  # a container FFmpeg reads but the runtime does not write
     make_clip(src / "base.mp4", 4)
     Image.new("RGB", (8, 6), (10, 200, 30)).save(src / "a.png")
     out = tmp_path / "out"
@@ -126,9 +112,11 @@ def test_resume_takes_a_scale_equal_to_the_models(tmp_path: Path) -> None:
     assert all(np.array_equal(a, b) for a, b in zip(decode_rgb(dst), decode_rgb(whole), strict=True))
 
 
-def _with_extras(path: Path, *, audio: str | None = None, timecode: str | None = None, font: bool = False) -> None:
-    """A 4-frame 25 fps clip with an audio codec, a video timecode tag or a font attachment."""
-    with av.open(str(path), "w") as out:
+def _with_extras(path: Path, *, audio: str | None = None, timecode: str | None = None, font: bool = False,
+                 fmt: str | None = None) -> None:
+    """A 4-frame 25 fps clip with an audio codec, a video timecode tag or a font attachment
+    (container `fmt`, default: the suffix's)."""
+    with av.open(str(path), "w", format=fmt) as out:
         video = out.add_stream("libx264", rate=25)
         video.width, video.height, video.pix_fmt = 32, 24, "yuv420p"
         if timecode:

@@ -26,7 +26,6 @@ import os
 import sys
 import multiprocessing
 import signal
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -41,7 +40,7 @@ if __name__ == "__main__" and not __package__:  # run as a script: import the pa
 
     sys.exit(_main(prog="prepare_subimages.py"))
 
-from ..atomic import STALE_AFTER_S, is_stale_part, refuse_special, same_file, special_kind, write_bytes_atomic
+from ..atomic import refuse_special, same_file, special_kind, write_bytes_atomic, writer_gone
 from ..cli.commands import EXIT_FAILED, errors_exit, run_command
 from ..errors import UsageError, UserError
 from ..image.io import ImageError, Picture, read_image, save_image
@@ -241,9 +240,8 @@ def _cut_in_processes(jobs: list[tuple], workers: int, output: Path) -> list[tup
     except BaseException:
         pool.terminate()  # a worker killed mid-write leaves its temporary file: removed below
         pool.join()
-        later = time.time() + STALE_AFTER_S + 1  # the workers are gone: no need to wait for their files to age
-        for part in output.rglob(".*.part"):
-            if is_stale_part(part, now=later):
+        for part in output.rglob(".*.part"):  # the workers are gone: no need to wait for their files to age
+            if writer_gone(part):
                 part.unlink(missing_ok=True)
         raise
     finally:

@@ -47,8 +47,7 @@ def exit_code(err: BaseException, prog: str, *, setup: bool = False, after: str 
     interrupted user should know (appended to the interruption's line), or a function that says
     it at that moment (whether a checkpoint exists yet, say).
     """
-    interrupted = isinstance(err, (Terminated, KeyboardInterrupt))
-    said = after() if callable(after) and interrupted else after if isinstance(after, str) else ""
+    said = (after() if callable(after) else after) if isinstance(err, (Terminated, KeyboardInterrupt)) else ""
     tail = f"; {said}" if said else ""
     if isinstance(err, Terminated):
         line, code = f"error: terminated{tail}", EXIT_TERMINATED

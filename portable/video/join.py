@@ -125,13 +125,17 @@ def join(src: Path, dst: Path, fmt: str, work: WorkFolder, chunks: list[Chunk], 
         raise VideoError(f"{dst}: cannot write ({exc.strerror or exc})") from None
 
 
-def _header_fails(av, stream, fmt: str) -> str | None:
-    """Why the output container refuses `stream` once it writes its header (Opus or FLAC in .mov,
-    a timecode track in .mp4), or None. Tried alone in memory first: the join once failed there
-    after every frame was upscaled, and so did each --resume."""
+def _header_fails(av, stream, fmt: str, timecode: str | None = None, rate=None) -> str | None:
+    """Why the output container refuses `stream` (with a timecode tag at `rate`) once it writes its
+    header (Opus or FLAC in .mov, a timecode without a frame rate), or None. Tried alone in memory
+    first: the join once failed there after every frame was upscaled, and so did each --resume."""
     try:
         with av.open(io.BytesIO(), "w", format=fmt) as probe:
-            probe.add_stream_from_template(stream, opaque=True)
+            trial = probe.add_stream_from_template(stream, opaque=True)
+            if timecode is not None:
+                trial.metadata["timecode"] = timecode
+            if rate:
+                trial.codec_context.framerate = rate
             probe.start_encoding()
     except (av.FFmpegError, ValueError) as exc:
         return _reason(exc)
@@ -149,16 +153,10 @@ def _keep_timecode(av, template, in_video, video, fmt: str, notices: list[str], 
     rate = in_video.average_rate or in_video.guessed_rate
     if rate:
         video.codec_context.framerate = rate
-    try:
-        with av.open(io.BytesIO(), "w", format=fmt) as probe:
-            trial = probe.add_stream_from_template(template, opaque=True)
-            trial.metadata["timecode"] = timecode
-            if rate:
-                trial.codec_context.framerate = rate
-            probe.start_encoding()
-    except (av.FFmpegError, ValueError) as exc:
+    refused = _header_fails(av, template, fmt, timecode, rate)
+    if refused is not None:
         del video.metadata["timecode"]
-        notices.append(f"{dst.name}: timecode {timecode} not kept: the {fmt} container refuses it ({_reason(exc)})")
+        notices.append(f"{dst.name}: timecode {timecode} not kept: the {fmt} container refuses it ({refused})")
 
 
 def _is_timecode_track(stream) -> bool:
