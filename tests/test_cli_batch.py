@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from realesr_portable.batch.pipeline import UsageError, expand_inputs, parse_threads, plan_jobs
+from realesr_portable.batch.jobs import UsageError, expand_inputs, plan_jobs
+from realesr_portable.batch.pipeline import parse_threads
 from realesr_portable.cli import app
 
 runner = CliRunner()

@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from realesr_portable.batch.pipeline import Job, run_pipeline
+from realesr_portable.batch.jobs import Job
+from realesr_portable.batch.pipeline import run_pipeline
 from realesr_portable.run.options import UpscaleOptions
 from realesr_portable.cli import app
 from realesr_portable.image.io import Picture, read_image

@@ -108,7 +108,8 @@ def test_batch_saves_while_the_next_image_is_processed(tmp_path: Path, photo_cro
     import threading
 
     import realesr_portable.batch.pipeline as batch
-    from realesr_portable.batch.pipeline import Job, run_pipeline
+    from realesr_portable.batch.jobs import Job
+    from realesr_portable.batch.pipeline import run_pipeline
     from realesr_portable.run.options import UpscaleOptions
 
     first_saving = threading.Event()

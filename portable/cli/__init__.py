@@ -97,7 +97,8 @@ def upscale(
 ) -> None:
     """Upscale images with a Real-ESRGAN model."""
     from ..api import Upscaler  # loads ncnn, numpy, Pillow: `--help` stays fast without them
-    from ..batch.pipeline import check_suffix, expand_inputs, make_folder, parse_threads, plan_jobs, run_pipeline
+    from ..batch.jobs import check_suffix, expand_inputs, make_folder, plan_jobs
+    from ..batch.pipeline import parse_threads, run_pipeline
     from ..run.options import UpscaleOptions
     from .progress import ProgressLine
     from .video import check_encoders, is_video_output, plan_videos, run_videos, split_videos

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..atomic import same_file
-from ..batch.pipeline import names_an_image_file, output_path, refuse_clashes
+from ..batch.jobs import names_an_image_file, output_path, refuse_clashes
 from ..errors import UsageError, printable
 from ..suffixes import VIDEO_SUFFIXES
 from ..video.api import VideoReport, upscale_video

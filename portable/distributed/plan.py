@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import live_writer
-from ..batch.pipeline import expand_inputs, plan_jobs
+from ..batch.jobs import expand_inputs, plan_jobs
 from ..errors import UsageError
 from ..suffixes import IMAGE_SUFFIXES
 

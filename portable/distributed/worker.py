@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..batch.pipeline import Job, run_pipeline
+from ..batch.jobs import Job
+from ..batch.pipeline import run_pipeline
 from ..batch.report import Report
 from ..run.options import UpscaleOptions
 from .plan import Row, is_uri
