@@ -102,3 +102,26 @@ def overflow_model(folder: Path, up: float = 3e5) -> Path:
     param.write_text(OVERFLOW)
     param.with_suffix(".bin").write_bytes(write_weights(NcnnParam.parse(OVERFLOW), weights, fp16=False))
     return param
+
+
+#: The fast model on the CPU, quiet: hostile CLI cases on tiny images.
+FAST = ["-n", "realesr-animevideov3-x2", "-g", "-1", "-q"]
+
+
+def noise_image(h: int = 6, w: int = 8, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+def good_image(folder: Path, name: str, seed: int = 0) -> Path:
+    """A small noise image saved as `folder/name` (the format from the suffix)."""
+    from PIL import Image
+
+    path = folder / name
+    Image.fromarray(noise_image(seed=seed)).save(path)
+    return path
+
+
+def assert_clean(output: str) -> None:
+    """The CLI's promise: only its own one-line messages, never a traceback or an internal error."""
+    assert "Traceback" not in output and "internal error" not in output, output
+    assert all(line.startswith(("realesr-portable: ", "  ")) for line in output.splitlines()), output
